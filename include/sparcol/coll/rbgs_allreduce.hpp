@@ -1,0 +1,69 @@
+// RBGS all-reduce: ring all-reduce of one random contiguous block shared by all ranks.
+//
+// ALGORITHMS.md 1.3. Every rank derives the same block from (seed, step, tensor) with the
+// counter-based RNG (core/rng.hpp): start s = uniform{0..n-1}, length k, positions
+// {s, s+1, ..., s+k-1} mod n, so a block that runs past the end wraps around to index 0.
+// Steps: (1) pack the block (in wrap order) into k contiguous floats; (2) ring all-reduce (sum) of
+// the k floats; (3) unpack in place. Positions outside the block are not touched.
+// Bytes sent per rank: 2 * (K-1)/K * 4k (no indices travel: the block is implied by the seed).
+// Preconditions: every rank passes the same (n, k, seed, step, tensor): checked by the call
+// fingerprint, so a disagreement is an Error(kMismatch), never a silently wrong block.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "sparcol/coll/ring_allreduce.hpp"
+#include "sparcol/comm/backend.hpp"
+#include "sparcol/core/rng.hpp"
+
+namespace sparcol::coll {
+
+// A block [start, start + length) mod n. first_len() elements from start, then wrap_len() from 0.
+struct RbgsBlock {
+  std::uint64_t n = 0;
+  std::uint64_t start = 0;
+  std::uint64_t length = 0;
+
+  SPARCOL_HD std::uint64_t first_len() const { return n - start < length ? n - start : length; }
+  SPARCOL_HD std::uint64_t wrap_len() const { return length - first_len(); }
+  SPARCOL_HD bool contains(std::uint64_t i) const {
+    return i >= start ? i - start < length : i + (n - start) < length;
+  }
+};
+
+// The block every rank uses for (seed, step, tensor); k <= n required (k = 0 gives an empty block).
+SPARCOL_HD inline RbgsBlock rbgs_block(std::uint64_t n, std::uint64_t k, std::uint64_t seed, std::uint64_t step,
+                                       std::uint32_t tensor) {
+  RbgsBlock b{n, 0, k};
+  if (n > 0) b.start = uniform_below(counter_u64(seed, step, tensor, kStreamRbgsStart), n);
+  return b;
+}
+
+// Copies the block of `v` into `packed` (k floats, wrap order) and back.
+void rbgs_pack(const float* v, const RbgsBlock& b, float* packed);
+void rbgs_unpack(const float* packed, const RbgsBlock& b, float* v);
+
+class RbgsAllreduce {
+ public:
+  RbgsAllreduce(comm::Backend& backend, std::size_t n, std::size_t k);
+
+  // data[block] <- sum over ranks of data[block]; returns the block used.
+  RbgsBlock run(float* data, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor = 0);
+
+  // For callers that already packed their block (the optimizers): packed (k floats) <- sum over ranks.
+  void run_packed(float* packed, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor = 0);
+
+  std::size_t n() const { return n_; }
+  std::size_t k() const { return k_; }
+  std::uint64_t bytes_sent_per_run() const { return ring_.bytes_sent_per_run(); }
+
+ private:
+  comm::Backend& backend_;
+  std::size_t n_, k_;
+  RingAllreduce ring_;
+  std::vector<float> packed_;
+};
+
+}  // namespace sparcol::coll

@@ -1,0 +1,65 @@
+// Sparse all-gather of (index, value) pairs, and their dense sum in rank order.
+//
+// Each rank contributes k_r pairs (k_r may differ per rank and may be 0); every rank receives all
+// of them. Indices are uint32 (core/types.hpp): the dense vector may have at most 2^32 - 1
+// elements, and every index must be < n (checked on the contributing rank before anything is sent).
+//
+// Steps: (1) the call fingerprint exchange also carries every rank's k_r (one small all-gather);
+// (2) ring all-gather, K-1 steps: at step s rank r forwards block (r - s) mod K to rank r+1 and
+// receives block (r - s - 1) mod K from rank r-1. Block r on the wire is k_r uint32 indices
+// followed by k_r float values (8 k_r bytes).
+// Bytes sent per rank: 8 * (sum over ranks of k_r - k_{(r+1) mod K}) (each block except the right
+// neighbour's own passes through every rank once).
+// Dense sum (optional, sum_into): out = 0, then for r = 0..K-1 in rank order, for each pair in the
+// order rank r sent them, out[index] += value. Every rank holds the same pairs and adds them in the
+// same order, so the result is bitwise identical on all ranks; duplicates (within or across ranks)
+// are summed in that order. NaN values propagate into the sum.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "sparcol/comm/backend.hpp"
+#include "sparcol/core/types.hpp"
+
+namespace sparcol::coll {
+
+class SparseAllgather {
+ public:
+  // n: length of the dense vector; expected_k: pairs per rank to size scratch for (it grows if a
+  // call brings more, so this is a hint, not a limit).
+  SparseAllgather(comm::Backend& backend, std::uint64_t n, std::size_t expected_k = 0);
+
+  // Gathers every rank's pairs. indices.size() must equal values.size(); every index < n.
+  void run(std::span<const Index> indices, std::span<const float> values, std::uint64_t step = 0);
+
+  // Results of the last run().
+  int ranks() const { return static_cast<int>(counts_.size()); }
+  std::size_t count(int r) const { return counts_[static_cast<std::size_t>(r)]; }
+  std::size_t total() const { return total_; }
+  std::span<const Index> indices(int r) const;
+  std::span<const float> values(int r) const;
+
+  // out[0..n) <- sum of all gathered pairs, in rank order (see above).
+  void sum_into(float* out) const;
+  // out[index] += scale * value for all gathered pairs in rank order (no zeroing).
+  void accumulate_into(float* out, float scale = 1.0f) const;
+
+  std::uint64_t n() const { return n_; }
+  // Payload bytes this rank sent / received in the last run (excluding the fingerprint).
+  std::uint64_t last_bytes_sent() const { return last_sent_; }
+  std::uint64_t last_bytes_recv() const { return last_recv_; }
+
+ private:
+  std::size_t offset(int r) const { return offsets_[static_cast<std::size_t>(r)]; }
+  comm::Backend& backend_;
+  std::uint64_t n_;
+  std::vector<std::size_t> counts_, offsets_;  // pairs per rank, and offsets in pairs (block starts)
+  std::size_t total_ = 0;
+  std::vector<std::byte> buffer_;  // block r at byte 8 * offsets_[r]: k_r indices, then k_r values
+  std::uint64_t last_sent_ = 0, last_recv_ = 0;
+};
+
+}  // namespace sparcol::coll

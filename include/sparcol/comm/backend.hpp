@@ -1,0 +1,147 @@
+// The communication backend interface: what every collective in sparcol is written against.
+//
+// Deliberately small and free of MPI/NCCL types (STYLE.md 2): rank and size, non-blocking
+// point-to-point to any peer with a handle to wait on, a barrier, and the dense baselines that the
+// underlying library already does well (all-reduce of floats, all-gather-v of bytes, broadcast).
+//
+// Contracts, for every implementation:
+// * Ordering: two messages from the same source to the same destination with the same tag are
+//   received in the order they were sent (MPI's non-overtaking rule). Collectives rely on it.
+// * Sizes: a receive must name exactly the number of bytes of the matching send; anything else is
+//   an Error(kMismatch) naming both sizes, never a silent truncation.
+// * Buffers: a send buffer must not be modified, and a receive buffer not read, until the request
+//   completes. Buffers live in mem_kind() memory.
+// * Timeouts: every blocking wait (wait, wait_all, barrier, the dense operations where the library
+//   allows it) gives up after timeout() and throws Error(kTimeout) naming the operation and the
+//   peer it was waiting for. A timeout of zero means "wait forever".
+// * Threads: a Backend object is used by one thread at a time.
+// * Tags: user tags must lie in [0, kMaxUserTag]; tags above are reserved for sparcol's collectives.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "sparcol/core/types.hpp"
+
+namespace sparcol::comm {
+
+inline constexpr int kMaxUserTag = 9999;
+
+// Tags reserved for collectives (all <= 32767, the smallest MPI_TAG_UB the standard allows).
+enum CollectiveTag : int {
+  kTagFingerprint = 10001,
+  kTagRing = 10002,
+  kTagAllgather = 10003,
+  kTagSparse = 10004,
+  kTagBarrier = 10005,
+  kTagReduceRef = 10006,
+  kTagBroadcast = 10007,
+  kTagSign = 10008,
+};
+
+// What a pending request is, for error messages.
+struct RequestInfo {
+  bool is_send = false;
+  int peer = -1;
+  int tag = 0;
+  std::size_t bytes = 0;
+};
+
+// Implementation side of a request; each backend derives its own.
+class RequestImpl {
+ public:
+  virtual ~RequestImpl() = default;
+  // Blocks until the operation completes or the deadline passes; returns false on timeout.
+  virtual bool wait_until(std::chrono::steady_clock::time_point deadline) = 0;
+  // Non-blocking completion check.
+  virtual bool test() = 0;
+  RequestInfo info;
+};
+
+// A move-only handle to a pending send or receive. A request is normally completed by
+// Backend::wait or wait_all. Destroying one that is still pending (while an exception unwinds)
+// cancels it where the library allows; the transfer's buffers must then be considered lost.
+class Request {
+ public:
+  Request() = default;
+  explicit Request(std::unique_ptr<RequestImpl> impl) : impl_(std::move(impl)) {}
+  Request(Request&&) noexcept = default;
+  Request& operator=(Request&&) noexcept = default;
+  ~Request() = default;
+
+  bool pending() const { return impl_ != nullptr; }
+  RequestImpl* impl() { return impl_.get(); }
+  void reset() { impl_.reset(); }
+
+ private:
+  std::unique_ptr<RequestImpl> impl_;
+};
+
+class Backend {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  virtual ~Backend() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // "mpi", "loopback", "nccl": printed in benchmark headers and error messages.
+  virtual std::string name() const = 0;
+  virtual MemKind mem_kind() const { return MemKind::kHost; }
+
+  // Point-to-point to any peer (0 <= peer < size(), peer may equal rank()).
+  virtual Request isend(const void* buf, std::size_t bytes, int peer, int tag) = 0;
+  virtual Request irecv(void* buf, std::size_t bytes, int peer, int tag) = 0;
+
+  // Waits for one request (it becomes empty); throws Error(kTimeout) after timeout().
+  void wait(Request& request);
+  // Waits for all; the deadline is shared, so the whole call takes at most timeout().
+  virtual void wait_all(std::span<Request> requests);
+
+  virtual void barrier() = 0;
+
+  // Dense baselines (blocking, in place, every rank calls them with the same count):
+  // sum over ranks of `count` floats; the result is identical on every rank.
+  virtual void allreduce_sum(float* data, std::size_t count) = 0;
+  // Rank r contributes recv_bytes[r] bytes from `send`; every rank receives all contributions
+  // concatenated in rank order into `recv` (which must hold their sum).
+  virtual void allgatherv(const void* send, void* recv, std::span<const std::size_t> recv_bytes) = 0;
+  // Copies `bytes` bytes from root's buffer into everyone's.
+  virtual void broadcast(void* buf, std::size_t bytes, int root) = 0;
+
+  // Deadline for blocking waits (default 300 s; 0 = none). Environment: SPARCOL_TIMEOUT_S.
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
+
+  // Mismatch detection before every sparcol collective (a small all-gather of a fingerprint of the
+  // call). On by default; SPARCOL_CHECK_COLLECTIVES=0 or set_check_collectives(false) turns it off.
+  bool check_collectives() const { return check_collectives_; }
+  void set_check_collectives(bool on) { check_collectives_ = on; }
+
+  // A per-backend counter of sparcol collectives called; part of the fingerprint.
+  std::uint64_t next_collective_sequence() { return collective_seq_++; }
+
+  // Bytes this rank has passed to isend / received through irecv since construction (statistics).
+  std::uint64_t bytes_sent() const { return bytes_sent_; }
+  std::uint64_t bytes_recv() const { return bytes_recv_; }
+
+ protected:
+  Backend();
+  Clock::time_point deadline() const;
+  [[noreturn]] void throw_timeout(const RequestInfo& info) const;
+  void count_send(std::size_t bytes) { bytes_sent_ += bytes; }
+  void count_recv(std::size_t bytes) { bytes_recv_ += bytes; }
+
+ private:
+  std::chrono::milliseconds timeout_{300000};
+  bool check_collectives_ = true;
+  std::uint64_t collective_seq_ = 0;
+  std::uint64_t bytes_sent_ = 0;
+  std::uint64_t bytes_recv_ = 0;
+};
+
+}  // namespace sparcol::comm

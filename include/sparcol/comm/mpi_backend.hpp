@@ -1,0 +1,71 @@
+// MpiBackend: the Backend interface over MPI (Open MPI here).
+//
+// The backend duplicates the communicator it is given (MPI_Comm_dup), so sparcol's messages never
+// match the application's, and sets MPI_ERRORS_RETURN on the duplicate: every MPI call is checked
+// and a failure throws Error(kBackend) naming the MPI function, the MPI error string and the rank.
+// This header is free of MPI types; only src/comm/mpi_backend.cpp includes <mpi.h>.
+//
+// Blocking waits poll MPI_Test until done or timeout() (Error(kTimeout) naming the peer). The dense
+// baselines call the blocking MPI collectives (MPI_Allreduce, MPI_Allgatherv, MPI_Bcast) so that they
+// are the best the MPI library offers; they are the "plain MPI" reference in benchmarks and tests.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "sparcol/comm/backend.hpp"
+
+namespace sparcol::comm {
+
+// Initialises MPI (MPI_Init_thread, MPI_THREAD_FUNNELED) unless already initialised, and finalises it
+// on destruction if it initialised it. One per process, in main().
+class MpiEnvironment {
+ public:
+  MpiEnvironment(int* argc, char*** argv);
+  ~MpiEnvironment();
+  MpiEnvironment(const MpiEnvironment&) = delete;
+  MpiEnvironment& operator=(const MpiEnvironment&) = delete;
+
+  static int world_rank();  // rank in MPI_COMM_WORLD, or -1 if MPI is not initialised
+  static int world_size();
+  // MPI_Abort(MPI_COMM_WORLD, code): for programs after printing their error message.
+  [[noreturn]] static void abort(int code);
+  // The library's version string (MPI_Get_library_version), first line.
+  static std::string library_version();
+
+ private:
+  bool owns_ = false;
+};
+
+class MpiBackend final : public Backend {
+ public:
+  // Duplicates MPI_COMM_WORLD.
+  static std::unique_ptr<MpiBackend> world();
+  // Duplicates the communicator whose Fortran handle is `fortran_comm` (MPI_Comm_c2f(comm)), which
+  // keeps MPI types out of this header.
+  static std::unique_ptr<MpiBackend> from_fortran_handle(int fortran_comm);
+
+  ~MpiBackend() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string name() const override { return "mpi"; }
+
+  Request isend(const void* buf, std::size_t bytes, int peer, int tag) override;
+  Request irecv(void* buf, std::size_t bytes, int peer, int tag) override;
+  void wait_all(std::span<Request> requests) override;
+  void barrier() override;
+  void allreduce_sum(float* data, std::size_t count) override;
+  void allgatherv(const void* send, void* recv, std::span<const std::size_t> recv_bytes) override;
+  void broadcast(void* buf, std::size_t bytes, int root) override;
+
+  struct Impl;  // holds the MPI_Comm
+
+ private:
+  explicit MpiBackend(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+}  // namespace sparcol::comm

@@ -1,0 +1,47 @@
+#include "sparcol/coll/rbgs_allreduce.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "sparcol/coll/agree.hpp"
+#include "sparcol/core/error.hpp"
+
+namespace sparcol::coll {
+
+void rbgs_pack(const float* v, const RbgsBlock& b, float* packed) {
+  const auto first = static_cast<std::ptrdiff_t>(b.first_len());
+  std::copy(v + b.start, v + b.start + first, packed);
+  std::copy(v, v + b.wrap_len(), packed + first);
+}
+
+void rbgs_unpack(const float* packed, const RbgsBlock& b, float* v) {
+  const auto first = static_cast<std::ptrdiff_t>(b.first_len());
+  std::copy(packed, packed + first, v + b.start);
+  std::copy(packed + first, packed + b.length, v);
+}
+
+RbgsAllreduce::RbgsAllreduce(comm::Backend& backend, std::size_t n, std::size_t k)
+    : backend_(backend), n_(n), k_(k), ring_(backend, k), packed_(k) {
+  SPARCOL_CHECK_ARG(k <= n, backend.rank(),
+                    "rbgs_allreduce: block length k = " + std::to_string(k) + " exceeds the vector length n = " +
+                        std::to_string(n));
+  SPARCOL_CHECK_ARG(n <= kMaxElements, backend.rank(),
+                    "rbgs_allreduce: vectors longer than 2^32-1 elements are not supported (n = " +
+                        std::to_string(n) + ")");
+}
+
+RbgsBlock RbgsAllreduce::run(float* data, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor) {
+  agree(backend_, CallSignature{CollOp::kRbgsAllreduce, n_, k_, seed, step, tensor, 0});
+  const RbgsBlock b = rbgs_block(n_, k_, seed, step, tensor);
+  rbgs_pack(data, b, packed_.data());
+  ring_.run_unchecked(packed_.data());
+  rbgs_unpack(packed_.data(), b, data);
+  return b;
+}
+
+void RbgsAllreduce::run_packed(float* packed, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor) {
+  agree(backend_, CallSignature{CollOp::kRbgsAllreduce, n_, k_, seed, step, tensor, 0});
+  ring_.run_unchecked(packed);
+}
+
+}  // namespace sparcol::coll

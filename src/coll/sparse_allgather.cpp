@@ -1,0 +1,89 @@
+#include "sparcol/coll/sparse_allgather.hpp"
+
+#include <cstring>
+#include <string>
+
+#include "sparcol/coll/agree.hpp"
+#include "sparcol/core/error.hpp"
+
+namespace sparcol::coll {
+
+SparseAllgather::SparseAllgather(comm::Backend& backend, std::uint64_t n, std::size_t expected_k)
+    : backend_(backend), n_(n) {
+  SPARCOL_CHECK_ARG(n <= kMaxElements, backend.rank(),
+                    "sparse_allgather: vectors longer than 2^32-1 elements are not supported (uint32 indices; n = " +
+                        std::to_string(n) + ")");
+  buffer_.reserve(expected_k * static_cast<std::size_t>(backend.size()) * kPairBytes);
+}
+
+std::span<const Index> SparseAllgather::indices(int r) const {
+  const auto* p = reinterpret_cast<const Index*>(buffer_.data() + kPairBytes * offset(r));
+  return {p, count(r)};
+}
+
+std::span<const float> SparseAllgather::values(int r) const {
+  const auto* p = reinterpret_cast<const float*>(buffer_.data() + kPairBytes * offset(r) + sizeof(Index) * count(r));
+  return {p, count(r)};
+}
+
+void SparseAllgather::run(std::span<const Index> indices, std::span<const float> values, std::uint64_t step) {
+  const int me = backend_.rank();
+  const int n = backend_.size();
+  SPARCOL_CHECK_ARG(indices.size() == values.size(), me,
+                    "sparse_allgather: " + std::to_string(indices.size()) + " indices but " +
+                        std::to_string(values.size()) + " values");
+  for (std::size_t i = 0; i < indices.size(); ++i) {
+    SPARCOL_CHECK_ARG(indices[i] < n_, me,
+                      "sparse_allgather: index " + std::to_string(indices[i]) + " at position " + std::to_string(i) +
+                          " is out of range for a vector of " + std::to_string(n_) + " elements");
+  }
+
+  // (1) Fingerprint + counts in one small exchange.
+  const auto locals = agree(backend_, CallSignature{CollOp::kSparseAllgather, n_, 0, 0, step, 0, 0},
+                            indices.size(), /*need_locals=*/true);
+  counts_.assign(locals.begin(), locals.end());
+  offsets_.assign(static_cast<std::size_t>(n) + 1, 0);
+  for (int r = 0; r < n; ++r) offsets_[static_cast<std::size_t>(r) + 1] = offsets_[static_cast<std::size_t>(r)] + counts_[static_cast<std::size_t>(r)];
+  total_ = offsets_[static_cast<std::size_t>(n)];
+  buffer_.resize(total_ * kPairBytes);
+
+  // Own block.
+  std::byte* mine = buffer_.data() + kPairBytes * offset(me);
+  if (!indices.empty()) {
+    std::memcpy(mine, indices.data(), indices.size_bytes());
+    std::memcpy(mine + indices.size_bytes(), values.data(), values.size_bytes());
+  }
+
+  // (2) Ring all-gather of the variable-size blocks.
+  last_sent_ = last_recv_ = 0;
+  const int right = (me + 1) % n, left = (me - 1 + n) % n;
+  for (int s = 0; s < n - 1; ++s) {
+    const int send_blk = ((me - s) % n + n) % n, recv_blk = ((me - s - 1) % n + n) % n;
+    const std::size_t send_bytes = kPairBytes * count(send_blk), recv_bytes = kPairBytes * count(recv_blk);
+    comm::Request reqs[2] = {
+        backend_.irecv(buffer_.data() + kPairBytes * offset(recv_blk), recv_bytes, left, comm::kTagSparse),
+        backend_.isend(buffer_.data() + kPairBytes * offset(send_blk), send_bytes, right, comm::kTagSparse)};
+    backend_.wait_all(reqs);
+    last_sent_ += send_bytes;
+    last_recv_ += recv_bytes;
+  }
+}
+
+void SparseAllgather::sum_into(float* out) const {
+  std::memset(out, 0, n_ * sizeof(float));
+  accumulate_into(out, 1.0f);
+}
+
+void SparseAllgather::accumulate_into(float* out, float scale) const {
+  for (int r = 0; r < ranks(); ++r) {
+    const auto idx = indices(r);
+    const auto val = values(r);
+    if (scale == 1.0f) {
+      for (std::size_t i = 0; i < idx.size(); ++i) out[idx[i]] += val[i];
+    } else {
+      for (std::size_t i = 0; i < idx.size(); ++i) out[idx[i]] += scale * val[i];
+    }
+  }
+}
+
+}  // namespace sparcol::coll

@@ -1,0 +1,337 @@
+#include "sparcol/comm/mpi_backend.hpp"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sparcol/core/error.hpp"
+
+namespace sparcol::comm {
+
+namespace {
+
+std::string mpi_error_string(int code) {
+  char buf[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(code, buf, &len) != MPI_SUCCESS) return "MPI error " + std::to_string(code);
+  return std::string(buf, static_cast<std::size_t>(len));
+}
+
+// Checks an MPI return code: a failure becomes Error(kBackend) naming the call and the rank.
+#define SPARCOL_MPI_CHECK(call, rank)                                                                    \
+  do {                                                                                                   \
+    const int sparcol_mpi_rc_ = (call);                                                                  \
+    if (sparcol_mpi_rc_ != MPI_SUCCESS) {                                                                \
+      ::sparcol::detail::throw_error(::sparcol::ErrorCode::kBackend, (rank),                           \
+                                     std::string("MPI call failed: ") + #call + ": " +                   \
+                                         mpi_error_string(sparcol_mpi_rc_),                              \
+                                     __FILE__, __LINE__);                                                \
+    }                                                                                                    \
+  } while (0)
+
+// Messages are split into pieces of at most this many bytes so that MPI's int counts never overflow.
+constexpr std::size_t kMaxPiece = std::size_t{1} << 30;
+
+class MpiRequest final : public RequestImpl {
+ public:
+  MpiRequest(int rank, std::vector<std::size_t> piece_bytes)
+      : rank_(rank),
+        piece_bytes_(std::move(piece_bytes)),
+        reqs_(piece_bytes_.size(), MPI_REQUEST_NULL),
+        status_(piece_bytes_.size()) {}
+
+  ~MpiRequest() override {
+    // Pending at destruction: only while an exception unwinds. Cancel receives, release the rest;
+    // never throw from here.
+    for (auto& r : reqs_) {
+      if (r == MPI_REQUEST_NULL) continue;
+      if (!info.is_send) MPI_Cancel(&r);
+      MPI_Request_free(&r);
+    }
+  }
+
+  std::vector<MPI_Request>& handles() { return reqs_; }
+
+  bool wait_until(std::chrono::steady_clock::time_point deadline) override {
+    if (deadline == std::chrono::steady_clock::time_point::max()) {
+      check(MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), status_.data()), status_);
+      return true;
+    }
+    unsigned spins = 0;
+    while (!test()) {
+      if ((++spins & 63u) == 0 && std::chrono::steady_clock::now() > deadline) return false;
+    }
+    return true;
+  }
+
+  bool test() override {
+    int flag = 0;
+    check(MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &flag, status_.data()), status_);
+    return flag != 0;
+  }
+
+ private:
+  void check(int rc, const std::vector<MPI_Status>& st) {
+    const char* what = info.is_send ? "send to" : "receive from";
+    if (rc == MPI_ERR_IN_STATUS) {
+      for (const auto& s : st)
+        if (s.MPI_ERROR != MPI_SUCCESS && s.MPI_ERROR != MPI_ERR_PENDING) rc = s.MPI_ERROR;
+    }
+    if (rc != MPI_SUCCESS) {
+      int cls = 0;
+      MPI_Error_class(rc, &cls);
+      const auto code = cls == MPI_ERR_TRUNCATE ? ErrorCode::kMismatch : ErrorCode::kBackend;
+      throw Error(code, rank_,
+                  std::string("MPI ") + what + " rank " + std::to_string(info.peer) + " (tag " +
+                      std::to_string(info.tag) + ", " + std::to_string(info.bytes) +
+                      " bytes) failed: " + mpi_error_string(rc) +
+                      (cls == MPI_ERR_TRUNCATE ? " (the peer sent more bytes than this rank expected)" : ""));
+    }
+    if (info.is_send) return;
+    // A completed receive must have exactly the expected size (Backend contract).
+    bool all_done = true;
+    for (auto r : reqs_) all_done = all_done && r == MPI_REQUEST_NULL;
+    if (!all_done) return;
+    for (std::size_t i = 0; i < st.size(); ++i) {
+      int got = 0;
+      MPI_Get_count(&st[i], MPI_BYTE, &got);
+      if (static_cast<std::size_t>(got) != piece_bytes_[i]) {
+        throw Error(ErrorCode::kMismatch, rank_,
+                    std::string("MPI receive from rank ") + std::to_string(info.peer) + " (tag " +
+                        std::to_string(info.tag) + ") expected " + std::to_string(info.bytes) +
+                        " bytes but the peer sent fewer (" + std::to_string(got) + " in piece " +
+                        std::to_string(i) + ")");
+      }
+    }
+  }
+
+  int rank_;
+  std::vector<std::size_t> piece_bytes_;
+  std::vector<MPI_Request> reqs_;
+  std::vector<MPI_Status> status_;
+};
+
+std::vector<std::size_t> split_pieces(std::size_t bytes) {
+  std::vector<std::size_t> pieces;
+  do {
+    const std::size_t p = std::min(bytes, kMaxPiece);
+    pieces.push_back(p);
+    bytes -= p;
+  } while (bytes > 0);
+  return pieces;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------
+// MpiEnvironment
+// ------------------------------------------------------------------------------------------------
+
+MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) return;
+  int provided = 0;
+  SPARCOL_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), -1);
+  owns_ = true;
+  // Errors on MPI_COMM_WORLD come back as codes too; sparcol turns them into exceptions.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+}
+
+MpiEnvironment::~MpiEnvironment() {
+  if (!owns_) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+int MpiEnvironment::world_rank() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return -1;
+  int r = -1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+int MpiEnvironment::world_size() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return 1;
+  int n = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+void MpiEnvironment::abort(int code) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
+std::string MpiEnvironment::library_version() {
+  char buf[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  MPI_Get_library_version(buf, &len);
+  std::string v(buf, static_cast<std::size_t>(len));
+  if (auto nl = v.find_first_of(",\n"); nl != std::string::npos) v.resize(nl);
+  return v;
+}
+
+// ------------------------------------------------------------------------------------------------
+// MpiBackend
+// ------------------------------------------------------------------------------------------------
+
+struct MpiBackend::Impl {
+  MPI_Comm comm = MPI_COMM_NULL;
+};
+
+namespace {
+std::unique_ptr<MpiBackend::Impl> dup_comm(MPI_Comm parent) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  SPARCOL_CHECK(initialized, ErrorCode::kBackend, -1,
+                "MpiBackend needs MPI to be initialised first (create a sparcol::comm::MpiEnvironment in main)");
+  auto impl = std::make_unique<MpiBackend::Impl>();
+  SPARCOL_MPI_CHECK(MPI_Comm_dup(parent, &impl->comm), -1);
+  SPARCOL_MPI_CHECK(MPI_Comm_set_errhandler(impl->comm, MPI_ERRORS_RETURN), -1);
+  return impl;
+}
+}  // namespace
+
+std::unique_ptr<MpiBackend> MpiBackend::world() {
+  return std::unique_ptr<MpiBackend>(new MpiBackend(dup_comm(MPI_COMM_WORLD)));
+}
+
+std::unique_ptr<MpiBackend> MpiBackend::from_fortran_handle(int fortran_comm) {
+  return std::unique_ptr<MpiBackend>(new MpiBackend(dup_comm(MPI_Comm_f2c(fortran_comm))));
+}
+
+MpiBackend::MpiBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  SPARCOL_MPI_CHECK(MPI_Comm_rank(impl_->comm, &rank_), -1);
+  SPARCOL_MPI_CHECK(MPI_Comm_size(impl_->comm, &size_), rank_);
+}
+
+MpiBackend::~MpiBackend() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && impl_ && impl_->comm != MPI_COMM_NULL) MPI_Comm_free(&impl_->comm);
+}
+
+Request MpiBackend::isend(const void* buf, std::size_t bytes, int peer, int tag) {
+  SPARCOL_CHECK_ARG(peer >= 0 && peer < size_, rank_,
+                    "isend: peer " + std::to_string(peer) + " out of range [0, " + std::to_string(size_) + ")");
+  auto pieces = split_pieces(bytes);
+  auto req = std::make_unique<MpiRequest>(rank_, pieces);
+  req->info = RequestInfo{true, peer, tag, bytes};
+  const auto* p = static_cast<const char*>(buf);
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    SPARCOL_MPI_CHECK(MPI_Isend(p, static_cast<int>(pieces[i]), MPI_BYTE, peer, tag, impl_->comm, &req->handles()[i]),
+                      rank_);
+    p += pieces[i];
+  }
+  count_send(bytes);
+  return Request(std::move(req));
+}
+
+Request MpiBackend::irecv(void* buf, std::size_t bytes, int peer, int tag) {
+  SPARCOL_CHECK_ARG(peer >= 0 && peer < size_, rank_,
+                    "irecv: peer " + std::to_string(peer) + " out of range [0, " + std::to_string(size_) + ")");
+  auto pieces = split_pieces(bytes);
+  auto req = std::make_unique<MpiRequest>(rank_, pieces);
+  req->info = RequestInfo{false, peer, tag, bytes};
+  auto* p = static_cast<char*>(buf);
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    SPARCOL_MPI_CHECK(MPI_Irecv(p, static_cast<int>(pieces[i]), MPI_BYTE, peer, tag, impl_->comm, &req->handles()[i]),
+                      rank_);
+    p += pieces[i];
+  }
+  count_recv(bytes);
+  return Request(std::move(req));
+}
+
+void MpiBackend::wait_all(std::span<Request> requests) {
+  // Poll all requests together so that MPI progresses every one of them while we wait.
+  const auto until = deadline();
+  std::size_t remaining = 0;
+  for (auto& r : requests) remaining += r.pending() ? 1 : 0;
+  unsigned spins = 0;
+  while (remaining > 0) {
+    for (auto& r : requests) {
+      if (r.pending() && r.impl()->test()) {
+        r.reset();
+        --remaining;
+      }
+    }
+    if (remaining == 0) break;
+    if ((++spins & 63u) == 0 && Clock::now() > until) {
+      for (auto& r : requests)
+        if (r.pending()) throw_timeout(r.impl()->info);
+    }
+  }
+}
+
+void MpiBackend::barrier() {
+  MPI_Request req = MPI_REQUEST_NULL;
+  SPARCOL_MPI_CHECK(MPI_Ibarrier(impl_->comm, &req), rank_);
+  const auto until = deadline();
+  int flag = 0;
+  unsigned spins = 0;
+  while (!flag) {
+    SPARCOL_MPI_CHECK(MPI_Test(&req, &flag, MPI_STATUS_IGNORE), rank_);
+    if (!flag && (++spins & 63u) == 0 && Clock::now() > until) {
+      // The barrier request cannot be cancelled; leave it to MPI_Finalize/MPI_Abort.
+      throw_timeout(RequestInfo{false, -1, kTagBarrier, 0});
+    }
+  }
+}
+
+void MpiBackend::allreduce_sum(float* data, std::size_t count) {
+  std::size_t done = 0;
+  while (done < count) {
+    const std::size_t n = std::min<std::size_t>(count - done, INT_MAX);
+    SPARCOL_MPI_CHECK(
+        MPI_Allreduce(MPI_IN_PLACE, data + done, static_cast<int>(n), MPI_FLOAT, MPI_SUM, impl_->comm), rank_);
+    done += n;
+  }
+}
+
+void MpiBackend::allgatherv(const void* send, void* recv, std::span<const std::size_t> recv_bytes) {
+  SPARCOL_CHECK_ARG(recv_bytes.size() == static_cast<std::size_t>(size_), rank_,
+                    "allgatherv: recv_bytes has " + std::to_string(recv_bytes.size()) + " entries for " +
+                        std::to_string(size_) + " ranks");
+  std::vector<int> counts(static_cast<std::size_t>(size_)), displs(static_cast<std::size_t>(size_));
+  std::size_t offset = 0;
+  for (int r = 0; r < size_; ++r) {
+    const auto ur = static_cast<std::size_t>(r);
+    SPARCOL_CHECK_ARG(offset + recv_bytes[ur] <= static_cast<std::size_t>(INT_MAX), rank_,
+                      "allgatherv: more than 2^31-1 bytes in total are not supported by MPI_Allgatherv");
+    counts[ur] = static_cast<int>(recv_bytes[ur]);
+    displs[ur] = static_cast<int>(offset);
+    offset += recv_bytes[ur];
+  }
+  // A contribution already in place in the receive buffer must be passed as MPI_IN_PLACE.
+  const void* src = send == static_cast<char*>(recv) + displs[static_cast<std::size_t>(rank_)] ? MPI_IN_PLACE : send;
+  SPARCOL_MPI_CHECK(MPI_Allgatherv(src, counts[static_cast<std::size_t>(rank_)], MPI_BYTE, recv, counts.data(),
+                                   displs.data(), MPI_BYTE, impl_->comm),
+                    rank_);
+}
+
+void MpiBackend::broadcast(void* buf, std::size_t bytes, int root) {
+  SPARCOL_CHECK_ARG(root >= 0 && root < size_, rank_, "broadcast: root " + std::to_string(root) + " out of range");
+  auto* p = static_cast<char*>(buf);
+  for (const std::size_t piece : split_pieces(bytes)) {
+    SPARCOL_MPI_CHECK(MPI_Bcast(p, static_cast<int>(piece), MPI_BYTE, root, impl_->comm), rank_);
+    p += piece;
+  }
+}
+
+}  // namespace sparcol::comm
