@@ -60,23 +60,24 @@ namespace {
 struct Wire {
   std::uint32_t op;
   std::uint32_t pad;
-  std::uint64_t count, k, seed, step, tensor, sequence, local;
+  std::uint64_t count, k, seed, step, tensor, sequence, local_count, local_flags;
 };
-static_assert(sizeof(Wire) == 64);
+static_assert(sizeof(Wire) == 72);
 }  // namespace
 
-std::vector<std::uint64_t> agree(comm::Backend& backend, CallSignature sig, std::uint64_t local, bool need_locals) {
+std::vector<RankLocal> agree(comm::Backend& backend, CallSignature sig, RankLocal local, bool need_locals) {
   sig.sequence = backend.next_collective_sequence();
   const bool check = backend.check_collectives();
   if (!check && !need_locals) return {};
   const int n = backend.size();
-  Wire mine{static_cast<std::uint32_t>(sig.op), 0, sig.count, sig.k, sig.seed, sig.step, sig.tensor, sig.sequence, local};
+  Wire mine{static_cast<std::uint32_t>(sig.op), 0, sig.count, sig.k, sig.seed, sig.step, sig.tensor, sig.sequence,
+            local.count, local.flags};
   std::vector<Wire> all(static_cast<std::size_t>(n));
   allgather_small(backend, &mine, sizeof(Wire), all.data(), comm::kTagFingerprint);
-  std::vector<std::uint64_t> locals(static_cast<std::size_t>(n));
+  std::vector<RankLocal> locals(static_cast<std::size_t>(n));
   for (int r = 0; r < n; ++r) {
     const Wire& w = all[static_cast<std::size_t>(r)];
-    locals[static_cast<std::size_t>(r)] = w.local;
+    locals[static_cast<std::size_t>(r)] = RankLocal{w.local_count, w.local_flags};
     if (!check) continue;
     CallSignature theirs{static_cast<CollOp>(w.op), w.count, w.k, w.seed, w.step, w.tensor, w.sequence};
     if (!(theirs == sig)) {

@@ -26,9 +26,8 @@ std::span<const float> SparseAllgather::values(int r) const {
   return {p, count(r)};
 }
 
-void SparseAllgather::run(std::span<const Index> indices, std::span<const float> values, std::uint64_t step) {
+void SparseAllgather::check_pairs(std::span<const Index> indices, std::span<const float> values) const {
   const int me = backend_.rank();
-  const int n = backend_.size();
   SPARCOL_CHECK_ARG(indices.size() == values.size(), me,
                     "sparse_allgather: " + std::to_string(indices.size()) + " indices but " +
                         std::to_string(values.size()) + " values");
@@ -37,11 +36,25 @@ void SparseAllgather::run(std::span<const Index> indices, std::span<const float>
                       "sparse_allgather: index " + std::to_string(indices[i]) + " at position " + std::to_string(i) +
                           " is out of range for a vector of " + std::to_string(n_) + " elements");
   }
+}
 
+void SparseAllgather::run(std::span<const Index> indices, std::span<const float> values, std::uint64_t step) {
+  check_pairs(indices, values);
   // (1) Fingerprint + counts in one small exchange.
   const auto locals = agree(backend_, CallSignature{CollOp::kSparseAllgather, n_, 0, 0, step, 0, 0},
-                            indices.size(), /*need_locals=*/true);
-  counts_.assign(locals.begin(), locals.end());
+                            RankLocal{indices.size(), 0}, /*need_locals=*/true);
+  std::vector<std::size_t> counts(locals.size());
+  for (std::size_t r = 0; r < locals.size(); ++r) counts[r] = locals[r].count;
+  run_agreed(indices, values, counts);
+}
+
+void SparseAllgather::run_agreed(std::span<const Index> indices, std::span<const float> values,
+                                 std::span<const std::size_t> counts) {
+  const int me = backend_.rank();
+  const int n = backend_.size();
+  SPARCOL_CHECK(counts.size() == static_cast<std::size_t>(n) && counts[static_cast<std::size_t>(me)] == indices.size(),
+                ErrorCode::kInternal, me, "sparse_allgather: counts do not match the world or this rank's pairs");
+  counts_.assign(counts.begin(), counts.end());
   offsets_.assign(static_cast<std::size_t>(n) + 1, 0);
   for (int r = 0; r < n; ++r) offsets_[static_cast<std::size_t>(r) + 1] = offsets_[static_cast<std::size_t>(r)] + counts_[static_cast<std::size_t>(r)];
   total_ = offsets_[static_cast<std::size_t>(n)];

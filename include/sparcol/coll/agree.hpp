@@ -51,10 +51,17 @@ struct CallSignature {
 // world size (not only powers of two). Every rank must call it.
 void allgather_small(comm::Backend& backend, const void* mine, std::size_t bytes, void* out, int tag);
 
-// Exchanges (signature, local) with every rank; checks agreement if backend.check_collectives() or
-// `force_check`; returns every rank's `local`, indexed by rank. With check off and need_locals false
-// nothing is exchanged and an empty vector is returned.
-std::vector<std::uint64_t> agree(comm::Backend& backend, CallSignature sig, std::uint64_t local = 0,
-                                 bool need_locals = false);
+// What each rank contributes beside the signature: values that may differ per rank.
+struct RankLocal {
+  std::uint64_t count = 0;  // e.g. this rank's number of sparse pairs
+  std::uint64_t flags = 0;  // e.g. kFlagNonFinite: this rank's input was not finite
+};
+inline constexpr std::uint64_t kFlagNonFinite = 1;
+
+// Exchanges (signature, local) with every rank; checks agreement if backend.check_collectives();
+// returns every rank's RankLocal, indexed by rank. With the check off and need_locals false nothing
+// is exchanged and an empty vector is returned.
+std::vector<RankLocal> agree(comm::Backend& backend, CallSignature sig, RankLocal local = {},
+                             bool need_locals = false);
 
 }  // namespace sparcol::coll

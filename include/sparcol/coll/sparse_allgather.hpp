@@ -35,6 +35,11 @@ class SparseAllgather {
   // Gathers every rank's pairs. indices.size() must equal values.size(); every index < n.
   void run(std::span<const Index> indices, std::span<const float> values, std::uint64_t step = 0);
 
+  // The gather without the fingerprint exchange, for callers that already agreed on the call and
+  // know every rank's pair count (counts[r], indexed by rank).
+  void run_agreed(std::span<const Index> indices, std::span<const float> values,
+                  std::span<const std::size_t> counts);
+
   // Results of the last run().
   int ranks() const { return static_cast<int>(counts_.size()); }
   std::size_t count(int r) const { return counts_[static_cast<std::size_t>(r)]; }
@@ -53,6 +58,7 @@ class SparseAllgather {
   std::uint64_t last_bytes_recv() const { return last_recv_; }
 
  private:
+  void check_pairs(std::span<const Index> indices, std::span<const float> values) const;
   std::size_t offset(int r) const { return offsets_[static_cast<std::size_t>(r)]; }
   comm::Backend& backend_;
   std::uint64_t n_;

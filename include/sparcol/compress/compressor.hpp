@@ -1,0 +1,129 @@
+// The compressor interface: dense span in, message out, and back (ALGORITHMS.md section 1).
+//
+// Compressors know nothing of backends, MPI or NCCL (STYLE.md 1). A compressor maps v in R^n to a
+// Message that names which coordinates are sent and with which values; C(v) is the dense vector
+// with those values and zeros elsewhere. How messages from all ranks are combined is the
+// Message's `kind` (see Aggregation); the optimizer layer's Exchange picks the collective from it.
+//
+// Every compressor is a pure function of (v, n, k, seed, step, tensor): no hidden state, so all
+// ranks that must agree (shared-seed kinds) do, and runs are reproducible.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "sparcol/coll/rbgs_allreduce.hpp"
+#include "sparcol/core/types.hpp"
+
+namespace sparcol::compress {
+
+// How messages from all ranks are combined.
+enum class Aggregation {
+  kDense,   // the whole vector is sent (compressor "none"): ring all-reduce
+  kSparse,  // (index, value) pairs whose supports differ per rank: sparse all-gather
+  kShared,  // values on a support every rank derives from the shared seed (rbgs, randk-shared):
+            // all-reduce of the values alone, no indices on the wire
+  kSign,    // one bit per element plus one float scale: all-gather of bits and scales
+};
+
+struct Message {
+  Aggregation kind = Aggregation::kDense;
+  std::uint64_t n = 0;
+  // kSparse: the selected indices (ascending unless the compressor documents otherwise) and their
+  // values. kShared: the shared indices in packing order (for rbgs, the block in wrap order) and
+  // the values there. kDense: values holds v. kSign: unused.
+  std::vector<Index> indices;
+  std::vector<float> values;
+  // kShared with rbgs: the block (indices may then stay empty: the block implies them).
+  bool is_block = false;
+  coll::RbgsBlock block;
+  // kSign: bit j of word j/32 is 1 where v_j >= 0 (sign(0) := +1); scale = ||v||_1 / n.
+  std::vector<std::uint32_t> bits;
+  float scale = 0.0f;
+
+  // Number of values carried (k for sparse/shared, n for dense and sign).
+  std::uint64_t nnz() const;
+  // Size on the wire from this rank in elements (values and indices count 1 each; sign: n/32 + 1)
+  // and bytes (ALGORITHMS.md 0.1, 9).
+  double wire_elements() const;
+  std::uint64_t wire_bytes() const;
+};
+
+// Parameters of one compression call.
+struct Context {
+  std::uint64_t seed = 0;   // global seed shared by all ranks
+  std::uint64_t step = 0;   // iteration t
+  std::uint32_t tensor = 0; // tensor id (0 in flat mode)
+  std::uint32_t rank = 0;   // this rank (for independent random-k)
+  std::uint64_t k = 0;      // elements to select; 0: the compressor's own rule (target_k(n))
+};
+
+class Compressor {
+ public:
+  virtual ~Compressor() = default;
+  virtual std::string name() const = 0;
+  virtual Aggregation aggregation() const = 0;
+  // Elements selected for a vector of n elements (k for top-k/random-k/rbgs; n for none and sign).
+  // Threshold compressors (topk-sampled, sidco) return their target; their actual count varies.
+  virtual std::uint64_t target_k(std::uint64_t n) const = 0;
+
+  // Fills `out` with the message for v. `out` is reused between calls (no allocation once sized).
+  virtual void compress(std::span<const float> v, const Context& ctx, Message& out) = 0;
+};
+
+// C(v) as a dense vector: out <- zeros with the message's values at its coordinates.
+void decompress(const Message& m, std::span<float> out);
+// Error feedback: v <- v - C(v), in place (exactly zero on sent coordinates for sparse kinds).
+void subtract_decompressed(const Message& m, std::span<float> v);
+// Positions the message sends (its support): calls f(begin, end) for each contiguous range, or
+// f(i, i+1) per index. Used for momentum factor masking.
+template <class F>
+void for_each_support_range(const Message& m, F&& f) {
+  switch (m.kind) {
+    case Aggregation::kDense:
+    case Aggregation::kSign:
+      f(std::uint64_t{0}, m.n);
+      return;
+    case Aggregation::kShared:
+      if (m.is_block) {
+        f(m.block.start, m.block.start + m.block.first_len());
+        if (m.block.wrap_len() > 0) f(std::uint64_t{0}, m.block.wrap_len());
+        return;
+      }
+      [[fallthrough]];
+    case Aggregation::kSparse:
+      for (Index i : m.indices) f(std::uint64_t{i}, std::uint64_t{i} + 1);
+      return;
+  }
+}
+
+// Configuration of a compressor, as the programs' flags give it (names as in the docs).
+struct CompressorConfig {
+  std::string name = "topk";      // topk, topk-sampled, randk, randk-shared, rbgs, sign, sidco, none
+  double density = 0.01;          // rho = k/n, in (0, 1]
+  // topk-sampled (ALGORITHMS.md 1.1; DGC constants)
+  double sample_ratio = 0.01;
+  // randk: scale kept values by n/k (unbiased); off by default (and with error feedback)
+  bool randk_scale = false;
+  // sidco (ALGORITHMS.md 1.5)
+  int sidco_stages = 3;
+  double sidco_first_ratio = 0.75;
+  // sign: majority vote aggregation instead of the mean of the scaled signs [P]
+  bool sign_majority = false;
+};
+
+// Builds a compressor; throws Error(kInvalidArgument) naming the problem for an unknown name or a
+// density outside (0, 1].
+std::unique_ptr<Compressor> make_compressor(const CompressorConfig& config);
+// The names make_compressor accepts.
+const std::vector<std::string>& compressor_names();
+
+// k for density rho and n elements, as the spec defines it per compressor:
+// top-k / random-k: k = max(1, round(rho*n)); RBGS: max(1, floor(rho*n)); n = 0 gives 0.
+std::uint64_t k_round(double rho, std::uint64_t n);
+std::uint64_t k_floor(double rho, std::uint64_t n);
+
+}  // namespace sparcol::compress
