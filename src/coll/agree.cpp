@@ -17,6 +17,7 @@ const char* to_string(CollOp op) {
     case CollOp::kDenseAllreduce: return "dense_allreduce";
     case CollOp::kDenseAllgatherv: return "dense_allgatherv";
     case CollOp::kBroadcast: return "broadcast";
+    case CollOp::kExchange: return "optimizer_exchange";
     case CollOp::kUser: return "user";
   }
   return "unknown";

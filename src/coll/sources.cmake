@@ -3,4 +3,5 @@ target_sources(sparcol_core PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/dense.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ring_allreduce.cpp
   ${CMAKE_CURRENT_LIST_DIR}/rbgs_allreduce.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/sparse_allgather.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/sparse_allgather.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/sign_allgather.cpp)

@@ -28,6 +28,7 @@ enum class CollOp : std::uint32_t {
   kDenseAllreduce = 5,
   kDenseAllgatherv = 6,
   kBroadcast = 7,
+  kExchange = 8,  // an optimizer step's exchange (optim/exchange.hpp)
   kUser = 100,
 };
 

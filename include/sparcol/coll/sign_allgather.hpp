@@ -1,0 +1,45 @@
+// Sign all-gather: every rank contributes n sign bits (packed 32 per uint32 word) and one float
+// scale; every rank receives all of them and can decode their mean (ALGORITHMS.md 1.4).
+//
+// Steps: ring all-gather of fixed-size blocks (ceil(n/32) words + 1 float) in K-1 steps, as in the
+// sparse all-gather. Bytes sent per rank: (K-1) * (4*ceil(n/32) + 4).
+// Decoding (mean_into): out_j = (sum over r in rank order of scale_r * s_rj) / K with s = +1 where the
+// bit is set and -1 otherwise, so every rank gets bitwise the same vector. majority_into: out_j =
+// mean scale * sign(sum_r s_rj), sign(0) := +1 [P].
+// Preconditions: every rank passes the same n (checked by the call fingerprint unless run_agreed).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "sparcol/comm/backend.hpp"
+
+namespace sparcol::coll {
+
+class SignAllgather {
+ public:
+  SignAllgather(comm::Backend& backend, std::uint64_t n);
+
+  void run(std::span<const std::uint32_t> bits, float scale, std::uint64_t step = 0);
+  void run_agreed(std::span<const std::uint32_t> bits, float scale);
+
+  std::uint64_t words() const { return words_; }
+  std::span<const std::uint32_t> bits(int r) const;
+  float scale(int r) const;
+
+  void mean_into(std::span<float> out) const;
+  void majority_into(std::span<float> out) const;
+
+  std::uint64_t last_bytes_sent() const { return last_sent_; }
+  std::uint64_t last_bytes_recv() const { return last_recv_; }
+
+ private:
+  std::size_t block_words() const { return words_ + 1; }  // bits + the scale's bit pattern
+  comm::Backend& backend_;
+  std::uint64_t n_, words_;
+  std::vector<std::uint32_t> buffer_;  // rank r's block at r * block_words()
+  std::uint64_t last_sent_ = 0, last_recv_ = 0;
+};
+
+}  // namespace sparcol::coll

@@ -1,0 +1,130 @@
+// Exchange: compensate-compress-communicate-decompress for one optimizer step (GRACE's `step`).
+//
+// Given the vector v a rank wants to send (its error-compensated message: u + g + beta*m for GMC,
+// e + eta*m for EF-SGDM, ...), an Exchange
+//   1. compresses v, per compression group (the whole flat vector by default, each tensor with
+//      `layerwise`), with the group's k and the shared (seed, step, group id);
+//   2. leaves the compression error in v:  v <- v - C(v)   (the new residual);
+//   3. aggregates: agg <- (1/K) * sum over ranks of C_r(v_r), summed in rank order where the
+//      collective allows (sparse, sign), divided by K once (ALGORITHMS.md 0.1);
+//   4. reports the communication of the step (CommStats, ALGORITHMS.md 9).
+// The collective follows the compressor's Aggregation: sparse all-gather (topk, topk-sampled, randk,
+// sidco), ring all-reduce of the shared-support values (rbgs, randk-shared), sign all-gather (sign),
+// ring all-reduce of everything (none). Tensors excluded from compression (smaller than
+// min_compress_size, or with dims <= 1 when compress_only_matrices) are ring all-reduced densely.
+//
+// Two phases, because the NaN policy must be decided before any optimizer state changes:
+//   begin(step, nonfinite) — one small all-gather: the call fingerprint (mismatch detection) plus
+//     every rank's "my gradient is not finite" flag. Returns the verdict; all ranks see the same.
+//   finish(v, agg) — everything else; must follow a begin() whose verdict was not `skip`.
+// Every rank calls both, in the same order, with the same layout and configuration.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "sparcol/coll/ring_allreduce.hpp"
+#include "sparcol/coll/sign_allgather.hpp"
+#include "sparcol/coll/sparse_allgather.hpp"
+#include "sparcol/comm/backend.hpp"
+#include "sparcol/compress/compressor.hpp"
+#include "sparcol/optim/layout.hpp"
+
+namespace sparcol::optim {
+
+struct ExchangeConfig {
+  compress::CompressorConfig compressor;
+  bool layerwise = false;                 // one compressor call per tensor (k_l = max(1, ceil(rho*n_l)))
+  std::uint64_t min_compress_size = 0;    // tensors with fewer elements are all-reduced densely
+  bool compress_only_matrices = false;    // tensors with dims <= 1 are all-reduced densely (DGC code)
+  std::uint64_t seed = 0;                 // shared by all ranks: RBGS blocks, shared random-k, sampling
+};
+
+// Communication of one step (or, summed, of a run), per rank. "up"/"down" follow the parameter-server
+// model of the GMC paper's RCC (spec 9): up = this worker's message, down = what a server would
+// broadcast back. bytes_sent/bytes_recv are what this rank actually moved in the all-reduce form.
+struct CommStats {
+  double elements_up = 0;        // this rank's message: values + indices (sign: n/32 + 1)
+  double elements_up_all = 0;    // the same summed over all ranks (what the server receives)
+  double elements_down = 0;      // top-k: 2*nnz(aggregate); rbgs: k; dense: d; sign: K messages
+  std::uint64_t bytes_up = 0;
+  std::uint64_t bytes_down = 0;
+  std::uint64_t bytes_sent = 0;  // payload bytes this rank sent in the collectives (no fingerprints)
+  std::uint64_t bytes_recv = 0;
+  double dense_elements = 0;     // (K+1)*d: the RCC denominator of this step
+  double time_compress_s = 0;    // compression and residual update
+  double time_comm_s = 0;        // agreement, collectives and decompression
+
+  double rcc() const { return dense_elements > 0 ? (elements_up_all + elements_down) / dense_elements : 0.0; }
+  void add(const CommStats& o);
+};
+
+struct Verdict {
+  bool skip = false;           // some rank's input was not finite: nobody may change state
+  std::vector<int> bad_ranks;  // which ranks flagged it (ascending)
+};
+
+class Exchange {
+ public:
+  Exchange(comm::Backend& backend, const Layout& layout, ExchangeConfig config);
+  ~Exchange();
+
+  Verdict begin(std::uint64_t step, bool local_nonfinite);
+  CommStats finish(std::span<float> v, std::span<float> agg);
+
+  // u <- 0 on every coordinate the last finish() sent from a compressed group (momentum factor
+  // masking; dense-excluded tensors are not masked).
+  void zero_sent(std::span<float> u) const;
+
+  // Changes the density of every compressed group (DGC warm-up); all ranks must do the same.
+  void set_density(double rho);
+  double density() const { return config_.compressor.density; }
+
+  const std::string& compressor_name() const { return config_.compressor.name; }
+  compress::Aggregation aggregation() const { return kind_; }
+  std::uint64_t size() const { return n_; }
+  int groups() const { return static_cast<int>(groups_.size()); }
+
+ private:
+  struct Segment {
+    std::uint64_t offset, size;
+  };
+  struct Group {
+    std::vector<Segment> segments;  // contiguous pieces of the flat vector, concatenated
+    std::uint64_t n = 0;
+    std::uint64_t k = 0;
+    std::uint32_t id = 0;
+    compress::Message msg;
+  };
+
+  void build_groups(const Layout& layout);
+  std::uint64_t to_global(const Group& g, std::uint64_t local) const;
+  std::span<float> group_view(Group& g, std::span<float> v, bool gather);
+  void scatter_group(const Group& g, std::span<const float> from, std::span<float> v) const;
+  std::uint64_t total_k() const;
+
+  comm::Backend& backend_;
+  ExchangeConfig config_;
+  std::unique_ptr<compress::Compressor> compressor_;
+  compress::Aggregation kind_;
+  bool variable_count_ = false;
+  std::uint64_t n_ = 0;
+  std::vector<Group> groups_;
+  std::vector<Segment> dense_;     // segments all-reduced densely
+  std::uint64_t dense_count_ = 0;
+  std::uint64_t step_ = 0;
+  bool begun_ = false;
+
+  std::vector<float> gather_;      // a multi-segment group gathered contiguously
+  std::vector<float> packed_;      // shared-support values + dense values, all-reduced together
+  std::vector<Index> pair_idx_;    // all sparse pairs of this rank, global indices
+  std::vector<float> pair_val_;
+  std::unique_ptr<coll::RingAllreduce> ring_;         // over packed_ (size fixed per density)
+  std::unique_ptr<coll::SparseAllgather> sparse_;
+  std::vector<std::unique_ptr<coll::SignAllgather>> signs_;
+};
+
+}  // namespace sparcol::optim

@@ -1,0 +1,138 @@
+// Distributed optimizers with compression, error feedback and momentum (ALGORITHMS.md 2-8).
+//
+// An Optimizer owns its state (momentum, residual, error) and one or two Exchanges; it never calls
+// MPI. Every rank holds a replica of the model x and calls, per iteration t:
+//
+//   auto z = opt.gradient_point(x, lr);     // where to evaluate the local gradient (x for most)
+//   g = local stochastic gradient at z
+//   opt.step(x, g, t, lr, epoch);           // updates x in place, identically on every rank
+//
+// Methods (names used by every program and document):
+//   dmsgd        dense momentum SGD, global momentum (2)      dmsgd-local  local momentum (2)
+//   ef-sgd       error feedback, no momentum (3)              ef-sgdm      with local momentum (3)
+//   dgc          DGC without momentum factor masking (4)      dgc-mfm      with masking (4)
+//   gmc          global momentum compression (5)              gmc-plus     GMC+ with detach alpha (6)
+//   def-a        detached error feedback, local momentum (7)  cser         error reset (8)
+//
+// Common rules (ALGORITHMS.md 0.1): state starts at zero; heavy-ball momentum without dampening;
+// weight decay is coupled L2 added to the local gradient first, g <- g + wd * z with z the point the
+// gradient was taken at (DGC can instead apply it to the update outside compression).
+//
+// Non-finite gradients: step() checks g; the verdict travels with the step's fingerprint exchange,
+// so every rank learns in the same step whether any rank's gradient was NaN/Inf. Policy kSkip: all
+// ranks skip the step, no state changes, the skip is counted; kStop: every rank throws
+// Error(kNumerical) naming the step and the ranks. Either way no NaN enters the residuals.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "sparcol/comm/backend.hpp"
+#include "sparcol/compress/compressor.hpp"
+#include "sparcol/optim/exchange.hpp"
+#include "sparcol/optim/layout.hpp"
+
+namespace sparcol::optim {
+
+enum class NanPolicy { kSkip, kStop };
+
+struct OptimConfig {
+  std::string method = "gmc";
+  double momentum = 0.9;        // beta, in [0, 1)
+  double weight_decay = 0.0;
+  double alpha = -1.0;          // detach coefficient in [0, 1]; < 0: the method's default
+                                // (gmc-plus 0.5, def-a 0.3; ALGORITHMS.md 6, 7)
+  ExchangeConfig exchange;      // compressor, density, layer-wise, exclusions, shared seed
+
+  // DGC (ALGORITHMS.md 4)
+  double clip_norm = 0.0;       // global L2 threshold G; each worker clips g to G / sqrt(K); 0 = off
+  bool nesterov = false;        // DGC code's Nesterov momentum-correction variant
+  int warmup_epochs = 0;        // exponential density warm-up over this many epochs; 0 = off
+  bool wd_outside = false;      // weight decay on the update, outside compression (DGC code)
+
+  // CSER (ALGORITHMS.md 8); c1 may be named "zero" (nothing sent, step 2 purely local)
+  compress::CompressorConfig cser_c1{"topk", 0.001};
+  compress::CompressorConfig cser_c2{"topk", 0.005};
+  int cser_period = 4;          // H
+
+  NanPolicy nan_policy = NanPolicy::kSkip;
+};
+
+struct StepStats {
+  bool skipped = false;
+  std::vector<int> bad_ranks;   // ranks whose gradient was not finite (when skipped)
+  CommStats comm;
+};
+
+// A named piece of optimizer state, for checkpoints (contents differ per rank).
+struct StateBuffer {
+  std::string name;
+  std::span<float> data;
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer();
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  const std::string& method() const { return config_.method; }
+  const OptimConfig& config() const { return config_; }
+  double alpha() const { return alpha_; }
+  std::uint64_t size() const { return n_; }
+
+  // Where this rank evaluates its gradient for the coming step with learning rate lr: x itself, or
+  // an internal buffer (gmc-plus: x - alpha*lr*u; def-a: x - alpha*e; cser: x + r). Valid until the
+  // next call of gradient_point or step.
+  virtual std::span<const float> gradient_point(std::span<const float> x, double lr);
+
+  // One iteration. g is this rank's gradient at gradient_point(x, lr); epoch drives DGC warm-up.
+  StepStats step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr, double epoch = 0.0);
+
+  // The model to report: x, or for def-a with virtual_model the DEF code's x - mean_k e_k (a
+  // collective: every rank must call it). out.size() == x.size().
+  virtual void evaluation_model(std::span<const float> x, std::span<float> out, bool virtual_model);
+
+  // Named state buffers (momentum, residuals, errors) for checkpoints.
+  virtual std::vector<StateBuffer> state() = 0;
+
+  std::uint64_t skipped_steps() const { return skipped_; }
+  void set_skipped_steps(std::uint64_t n) { skipped_ = n; }
+  // The density the compressor currently uses (changes during DGC warm-up).
+  double current_density() const { return ex_.density(); }
+
+ protected:
+  Optimizer(comm::Backend& backend, const Layout& layout, OptimConfig config, ExchangeConfig exchange);
+  // The update proper, after the NaN verdict; g includes coupled weight decay.
+  virtual CommStats do_step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr) = 0;
+  // Hook before the verdict (DGC warm-up changes the density here).
+  virtual void before_step(double /*epoch*/) {}
+
+  comm::Backend& backend_;
+  OptimConfig config_;
+  std::uint64_t n_;
+  double alpha_ = 0.0;
+  Exchange ex_;
+  std::vector<float> agg_;   // the aggregate of the step (mean of the compressed messages)
+  std::vector<float> z_;     // gradient point buffer (methods that detach)
+  std::vector<float> geff_;  // gradient plus weight decay
+
+ private:
+  std::uint64_t skipped_ = 0;
+};
+
+// Builds the optimizer named by config.method; throws Error(kInvalidArgument) for unknown names or
+// parameters out of range (momentum outside [0, 1), alpha outside [0, 1], negative weight decay,
+// density outside (0, 1], unknown compressor).
+std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout, const OptimConfig& config);
+
+// The method names make_optimizer accepts, in documentation order.
+const std::vector<std::string>& method_names();
+
+// Whether a method always communicates densely (dmsgd, dmsgd-local ignore the compressor).
+bool method_is_dense(const std::string& method);
+
+}  // namespace sparcol::optim

@@ -1,0 +1,115 @@
+#include "sparcol/optim/optimizer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "methods.hpp"
+#include "sparcol/coll/dense.hpp"
+#include "sparcol/core/error.hpp"
+
+namespace sparcol::optim {
+
+namespace detail {
+ExchangeConfig dense_exchange(const ExchangeConfig& base) {
+  ExchangeConfig e = base;
+  e.compressor = compress::CompressorConfig{};
+  e.compressor.name = "none";
+  e.compressor.density = 1.0;
+  e.layerwise = false;
+  return e;
+}
+}  // namespace detail
+
+Optimizer::Optimizer(comm::Backend& backend, const Layout& layout, OptimConfig config, ExchangeConfig exchange)
+    : backend_(backend),
+      config_(std::move(config)),
+      n_(layout.total()),
+      ex_(backend, layout, std::move(exchange)),
+      agg_(n_) {}
+
+Optimizer::~Optimizer() = default;
+
+std::span<const float> Optimizer::gradient_point(std::span<const float> x, double /*lr*/) { return x; }
+
+void Optimizer::evaluation_model(std::span<const float> x, std::span<float> out, bool /*virtual_model*/) {
+  std::copy(x.begin(), x.end(), out.begin());
+}
+
+StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr, double epoch) {
+  const int me = backend_.rank();
+  SPARCOL_CHECK_ARG(x.size() == n_ && g.size() == n_, me,
+                    config_.method + ": step with " + std::to_string(x.size()) + " parameters and " +
+                        std::to_string(g.size()) + " gradient entries, expected " + std::to_string(n_));
+  SPARCOL_CHECK_ARG(std::isfinite(lr) && lr >= 0, me,
+                    config_.method + ": learning rate must be finite and >= 0, got " + std::to_string(lr));
+  bool finite = true;
+  for (float v : g) finite &= std::isfinite(v);
+
+  before_step(epoch);
+  const Verdict verdict = ex_.begin(t, !finite);
+  StepStats stats;
+  if (verdict.skip) {
+    std::string ranks;
+    for (int r : verdict.bad_ranks) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+    if (config_.nan_policy == NanPolicy::kStop) {
+      throw Error(ErrorCode::kNumerical, me,
+                  config_.method + ": non-finite gradient (NaN or Inf) at step " + std::to_string(t) + " on rank(s) " +
+                      ranks + "; stopping (nan policy 'stop')");
+    }
+    ++skipped_;
+    stats.skipped = true;
+    stats.bad_ranks = verdict.bad_ranks;
+    return stats;
+  }
+
+  std::span<const float> geff = g;
+  const double wd = config_.weight_decay;
+  if (wd != 0.0 && !config_.wd_outside) {
+    // Coupled L2 at the point the gradient was taken (ALGORITHMS.md 0.1).
+    const auto z = gradient_point(x, lr);
+    geff_.resize(n_);
+    const auto wdf = static_cast<float>(wd);
+    for (std::uint64_t i = 0; i < n_; ++i) geff_[i] = g[i] + wdf * z[i];
+    geff = geff_;
+  }
+  stats.comm = do_step(x, geff, t, lr);
+  return stats;
+}
+
+const std::vector<std::string>& method_names() {
+  static const std::vector<std::string> names{"dmsgd", "dmsgd-local", "ef-sgd", "ef-sgdm", "dgc",
+                                              "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser"};
+  return names;
+}
+
+bool method_is_dense(const std::string& method) { return method == "dmsgd" || method == "dmsgd-local"; }
+
+std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout, const OptimConfig& config) {
+  const int me = backend.rank();
+  const auto& names = method_names();
+  if (std::find(names.begin(), names.end(), config.method) == names.end()) {
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    throw Error(ErrorCode::kInvalidArgument, me, "unknown method '" + config.method + "' (valid: " + list + ")");
+  }
+  SPARCOL_CHECK_ARG(config.momentum >= 0 && config.momentum < 1, me,
+                    "momentum must be in [0, 1), got " + std::to_string(config.momentum));
+  SPARCOL_CHECK_ARG(config.weight_decay >= 0 && std::isfinite(config.weight_decay), me,
+                    "weight decay must be finite and >= 0, got " + std::to_string(config.weight_decay));
+  SPARCOL_CHECK_ARG(config.alpha < 0 || config.alpha <= 1, me,
+                    "alpha must be in [0, 1], got " + std::to_string(config.alpha));
+  SPARCOL_CHECK_ARG(config.clip_norm >= 0, me, "clip norm must be >= 0, got " + std::to_string(config.clip_norm));
+  SPARCOL_CHECK_ARG(config.warmup_epochs >= 0, me, "warm-up epochs must be >= 0");
+  SPARCOL_CHECK_ARG(config.cser_period >= 1, me,
+                    "CSER period H must be >= 1, got " + std::to_string(config.cser_period));
+  const auto& m = config.method;
+  if (m == "dmsgd" || m == "dmsgd-local") return detail::make_dmsgd(backend, layout, config, m == "dmsgd-local");
+  if (m == "ef-sgd" || m == "ef-sgdm") return detail::make_ef_sgd(backend, layout, config, m == "ef-sgdm");
+  if (m == "dgc" || m == "dgc-mfm") return detail::make_dgc(backend, layout, config, m == "dgc-mfm");
+  if (m == "gmc" || m == "gmc-plus") return detail::make_gmc(backend, layout, config, m == "gmc-plus");
+  if (m == "def-a") return detail::make_def_a(backend, layout, config);
+  return detail::make_cser(backend, layout, config);
+}
+
+}  // namespace sparcol::optim

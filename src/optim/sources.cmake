@@ -1,0 +1,10 @@
+target_sources(sparcol_core PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/layout_schedule.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/exchange.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/optimizer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/dmsgd.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/ef_sgd.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/dgc.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/gmc.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/def_a.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/cser.cpp)
