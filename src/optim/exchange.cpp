@@ -309,6 +309,11 @@ CommStats Exchange::finish(std::span<float> v, std::span<float> agg) {
 }
 
 void Exchange::zero_sent(std::span<float> u) const {
+  if (kind_ == compress::Aggregation::kDense) {
+    // Compressor "none": the identity sends every coordinate (DGC with masking degenerates to DSGD).
+    std::fill(u.begin(), u.end(), 0.0f);
+    return;
+  }
   for (const auto& g : groups_) {
     compress::for_each_support_range(g.msg, [&](std::uint64_t b, std::uint64_t e) {
       if (g.segments.size() == 1) {

@@ -76,7 +76,8 @@ class Exchange {
   CommStats finish(std::span<float> v, std::span<float> agg);
 
   // u <- 0 on every coordinate the last finish() sent from a compressed group (momentum factor
-  // masking; dense-excluded tensors are not masked).
+  // masking). Tensors excluded from compression are not masked (they keep plain momentum, as in the
+  // DGC code); with the compressor "none" every coordinate counts as sent.
   void zero_sent(std::span<float> u) const;
 
   // Changes the density of every compressed group (DGC warm-up); all ranks must do the same.
