@@ -43,6 +43,14 @@ struct Message {
   // kSign: bit j of word j/32 is 1 where v_j >= 0 (sign(0) := +1); scale = ||v||_1 / n.
   std::vector<std::uint32_t> bits;
   float scale = 0.0f;
+  // kSparse/kShared: values[i] = value_scale * v[indices[i]] (rounded to float). 1 for every
+  // compressor except randk/randk-shared with randk_scale on (n/k). subtract_decompressed zeroes the
+  // sent coordinates when it is 1 and subtracts the sent values otherwise.
+  float value_scale = 1.0f;
+
+  // Empties the message for a new call: sets kind and n, clears the vectors (their capacity stays,
+  // so a reused message does not allocate) and resets the other fields to their defaults.
+  void reset(Aggregation new_kind, std::uint64_t new_n);
 
   // Number of values carried (k for sparse/shared, n for dense and sign).
   std::uint64_t nnz() const;
@@ -74,9 +82,13 @@ class Compressor {
   virtual void compress(std::span<const float> v, const Context& ctx, Message& out) = 0;
 };
 
-// C(v) as a dense vector: out <- zeros with the message's values at its coordinates.
+// C(v) as a dense vector: out <- zeros with the message's values at its coordinates (kSign:
+// out_j = +scale or -scale). out.size() must equal m.n (Error(kInvalidArgument) otherwise).
 void decompress(const Message& m, std::span<float> out);
-// Error feedback: v <- v - C(v), in place (exactly zero on sent coordinates for sparse kinds).
+// Error feedback: v <- v - C(v), in place. Contract: m is the message compress() made from this
+// same v. Sent coordinates of kDense/kSparse/kShared messages become exactly 0 (not v_j - v_j, which
+// is NaN for an infinite v_j), except with value_scale != 1 where the sent value is subtracted;
+// kSign subtracts scale*sign(v_j) everywhere. v.size() must equal m.n.
 void subtract_decompressed(const Message& m, std::span<float> v);
 // Positions the message sends (its support): calls f(begin, end) for each contiguous range, or
 // f(i, i+1) per index. Used for momentum factor masking.
@@ -115,14 +127,22 @@ struct CompressorConfig {
   bool sign_majority = false;
 };
 
-// Builds a compressor; throws Error(kInvalidArgument) naming the problem for an unknown name or a
-// density outside (0, 1].
+// Builds a compressor; throws Error(kInvalidArgument) naming the problem for an unknown name, a
+// density outside (0, 1], a sample_ratio outside (0, 1], sidco_stages < 1 or a sidco_first_ratio
+// outside (0, 1).
+//
+// Every compressor's compress() throws Error(kInvalidArgument) when v has more than kMaxElements
+// elements or when ctx.k > n; ctx.k is ignored by none and sign (they send everything).
 std::unique_ptr<Compressor> make_compressor(const CompressorConfig& config);
 // The names make_compressor accepts.
 const std::vector<std::string>& compressor_names();
 
 // k for density rho and n elements, as the spec defines it per compressor:
-// top-k / random-k: k = max(1, round(rho*n)); RBGS: max(1, floor(rho*n)); n = 0 gives 0.
+// top-k / random-k: k = max(1, round(rho*n)) (halves round up); RBGS: max(1, floor(rho*n)); n = 0
+// gives 0; the result never exceeds n. rho*n is formed in double, so a product that decimal
+// arithmetic makes an integer or a half (0.29 * 100) may land just below it (28.999999999999996):
+// a product within 1e-9 (relative) of a multiple of 1/2 is snapped to it first, so
+// k_floor(0.29, 100) = 29.
 std::uint64_t k_round(double rho, std::uint64_t n);
 std::uint64_t k_floor(double rho, std::uint64_t n);
 

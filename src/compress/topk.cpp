@@ -1,0 +1,251 @@
+// Exact top-k by magnitude: a radix select on the bit patterns of |v| (see topk.hpp for the method).
+#include "sparcol/compress/topk.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+
+#include "common.hpp"
+
+namespace sparcol::compress {
+
+namespace {
+
+// Elements the sampled bound looks at, and when kAuto tries it. Below kSampleMinN a histogram pass
+// costs too little to be worth a gamble; above k/n = 1/16 the candidate set would be large anyway.
+constexpr std::uint64_t kBoundSampleSize = std::uint64_t{1} << 16;
+constexpr std::uint64_t kSampleMinN = std::uint64_t{1} << 18;
+constexpr std::uint64_t kSampleMaxDensityDiv = 16;
+
+// Block width of the vectorized scans: wide enough that the "anything here?" test amortises the
+// branch, narrow enough that most blocks have nothing above a 1% bound.
+constexpr std::uint64_t kScanBlock = 16;
+
+// The sample the bound uses: m elements at positions offset + i*stride, and the sample rank that
+// gives the bound. The rank sits about 4 standard deviations (sqrt(r) for a binomial count) above
+// the rank r that matches k, so that count(key >= bound) < k is unlikely; the candidate capacity
+// allows twice the expected count. All of it is a function of (n, k) only, so the scratch sizes are
+// too, and a repeated call with the same (n, k) never allocates.
+struct BoundPlan {
+  std::uint64_t stride = 1;
+  std::uint64_t offset = 0;
+  std::uint64_t m = 0;
+  std::uint64_t rank = 0;  // 1-based rank in the sample, descending; > m means "no bound"
+  std::uint64_t capacity = 0;
+};
+
+BoundPlan bound_plan(std::uint64_t n, std::uint64_t k) {
+  BoundPlan p;
+  p.stride = std::max<std::uint64_t>(1, n / kBoundSampleSize);
+  p.m = n / p.stride;
+  p.offset = p.stride / 2;
+  const std::uint64_t r = (p.m * k + n - 1) / n;
+  p.rank = r + static_cast<std::uint64_t>(std::ceil(4.0 * std::sqrt(static_cast<double>(r)))) + 4;
+  const std::uint64_t expected = std::max(k, std::min(p.rank, p.m) * p.stride);
+  p.capacity = std::min(n, 2 * expected + 1024);
+  return p;
+}
+
+// Digits of the radix path: bits 30..20, 19..9 and 8..0 of the 31-bit key.
+constexpr int kDigitShift[3] = {20, 9, 0};
+constexpr int kDigitBits[3] = {11, 11, 9};
+constexpr std::size_t kHistSize = std::size_t{1} << 11;
+
+inline std::int32_t raw_key(float x) {
+  // magnitude_key without the NaN clamp. raw >= b <=> magnitude_key >= b for every key b (b <= kNanKey),
+  // so the block test can skip the clamp and compare as signed 32-bit integers (SSE2 has no unsigned
+  // compare).
+  return static_cast<std::int32_t>(std::bit_cast<std::uint32_t>(x) & 0x7fffffffu);
+}
+
+// True when some element of the block has key >= bound. Written without early exit so that the
+// compiler vectorizes it.
+inline bool block_reaches(const float* p, std::int32_t bound) {
+  int any = 0;
+  for (std::uint64_t j = 0; j < kScanBlock; ++j) any |= static_cast<int>(raw_key(p[j]) >= bound);
+  return any != 0;
+}
+
+}  // namespace
+
+std::uint64_t TopkSelector::collect(std::span<const float> v, std::uint32_t bound, std::uint64_t capacity) {
+  const std::uint64_t n = v.size();
+  const float* p = v.data();
+  Index* ci = cand_idx_.data();
+  float* cv = cand_val_.data();
+  const auto b = static_cast<std::int32_t>(bound);
+  std::uint64_t c = 0;
+  auto visit = [&](std::uint64_t i) {
+    if (magnitude_key(p[i]) >= bound) {
+      if (c < capacity) {
+        ci[c] = static_cast<Index>(i);
+        cv[c] = p[i];
+      }
+      ++c;
+    }
+  };
+  std::uint64_t i = 0;
+  for (; i + kScanBlock <= n; i += kScanBlock) {
+    if (!block_reaches(p + i, b)) continue;
+    for (std::uint64_t j = i; j < i + kScanBlock; ++j) visit(j);
+    if (c > capacity) return c;  // the caller falls back; no need to count the rest exactly
+  }
+  for (; i < n; ++i) visit(i);
+  return c;
+}
+
+void TopkSelector::finish(std::uint64_t count, std::uint64_t k, std::vector<Index>& indices,
+                          std::vector<float>& values) {
+  indices.resize(k);
+  values.resize(k);
+  if (count == k) {
+    std::copy_n(cand_idx_.begin(), k, indices.begin());
+    std::copy_n(cand_val_.begin(), k, values.begin());
+    return;
+  }
+  // T = the k-th largest key among the candidates.
+  for (std::uint64_t i = 0; i < count; ++i) cand_key_[i] = magnitude_key(cand_val_[i]);
+  const auto kth = cand_key_.begin() + static_cast<std::ptrdiff_t>(k - 1);
+  std::nth_element(cand_key_.begin(), kth, cand_key_.begin() + static_cast<std::ptrdiff_t>(count),
+                   std::greater<std::uint32_t>());
+  const std::uint32_t t = *kth;
+  // nth_element leaves exactly the k-1 keys before kth >= T; those > T are what must be taken whole.
+  std::uint64_t above = 0;
+  for (auto it = cand_key_.begin(); it != kth; ++it) above += static_cast<std::uint64_t>(*it > t);
+  std::uint64_t ties = k - above;  // keys == T to take, the first ones in index order
+  std::uint64_t out = 0;
+  for (std::uint64_t i = 0; i < count && out < k; ++i) {
+    const std::uint32_t key = magnitude_key(cand_val_[i]);
+    if (key > t || (key == t && ties > 0)) {
+      if (key == t) --ties;
+      indices[out] = cand_idx_[i];
+      values[out] = cand_val_[i];
+      ++out;
+    }
+  }
+}
+
+bool TopkSelector::sampled_bound(std::span<const float> v, std::uint64_t k, std::uint32_t& bound) {
+  const BoundPlan p = bound_plan(v.size(), k);
+  if (p.rank > p.m) return false;
+  sample_.resize(p.m);
+  for (std::uint64_t i = 0; i < p.m; ++i) sample_[i] = magnitude_key(v[p.offset + i * p.stride]);
+  const auto kth = sample_.begin() + static_cast<std::ptrdiff_t>(p.rank - 1);
+  std::nth_element(sample_.begin(), kth, sample_.end(), std::greater<std::uint32_t>());
+  bound = *kth;
+  return true;
+}
+
+void TopkSelector::radix(std::span<const float> v, std::uint64_t k, std::vector<Index>& indices,
+                         std::vector<float>& values) {
+  const std::uint64_t n = v.size();
+  const float* p = v.data();
+  const std::uint64_t capacity = bound_plan(n, k).capacity;
+  hist_.resize(kHistSize);
+
+  // Invariant after each digit d: the k-th largest key has (key >> shift) == prefix; `above` elements
+  // have a larger (key >> shift), `bucket` elements the same.
+  std::uint32_t prefix = 0;
+  std::uint64_t above = 0;
+  for (int d = 0; d < 3; ++d) {
+    const int shift = kDigitShift[d];
+    const std::uint32_t mask = (std::uint32_t{1} << kDigitBits[d]) - 1;
+    std::fill(hist_.begin(), hist_.end(), 0u);
+    std::uint32_t* h = hist_.data();
+    if (d == 0) {
+      for (std::uint64_t i = 0; i < n; ++i) ++h[magnitude_key(p[i]) >> shift];
+    } else {
+      const int prev_shift = kDigitShift[d - 1];
+      for (std::uint64_t i = 0; i < n; ++i) {
+        const std::uint32_t key = magnitude_key(p[i]);
+        if ((key >> prev_shift) == prefix) ++h[(key >> shift) & mask];
+      }
+    }
+    ++last_radix_passes_;
+    std::uint32_t b = mask;
+    while (above + h[b] < k) above += h[b--];  // terminates: the buckets hold >= k - above elements
+    prefix = (prefix << kDigitBits[d]) | b;
+    const std::uint64_t bucket = h[b];
+
+    if (d < 2 && above + bucket <= capacity) {
+      // Few enough elements at or above this bucket: collect them and finish among them.
+      const std::uint32_t bound = prefix << shift;
+      cand_idx_.resize(capacity);
+      cand_val_.resize(capacity);
+      cand_key_.resize(capacity);
+      const std::uint64_t count = collect(v, bound, capacity);
+      finish(count, k, indices, values);
+      return;
+    }
+  }
+
+  // The k-th largest key is now known exactly (prefix): take every key above it and the first
+  // k - above keys equal to it, in one pass in index order.
+  const std::uint32_t t = prefix;
+  std::uint64_t ties = k - above;
+  indices.resize(k);
+  values.resize(k);
+  std::uint64_t out = 0;
+  const auto tb = static_cast<std::int32_t>(t);
+  auto visit = [&](std::uint64_t i) {
+    const std::uint32_t key = magnitude_key(p[i]);
+    if (key > t || (key == t && ties > 0)) {
+      if (key == t) --ties;
+      indices[out] = static_cast<Index>(i);
+      values[out] = p[i];
+      ++out;
+    }
+  };
+  std::uint64_t i = 0;
+  for (; i + kScanBlock <= n && out < k; i += kScanBlock) {
+    if (!block_reaches(p + i, tb)) continue;
+    for (std::uint64_t j = i; j < i + kScanBlock; ++j) visit(j);
+  }
+  for (; i < n && out < k; ++i) visit(i);
+}
+
+void TopkSelector::select(std::span<const float> v, std::uint64_t k, std::vector<Index>& indices,
+                          std::vector<float>& values, Strategy strategy) {
+  const std::uint64_t n = v.size();
+  last_used_sample_ = false;
+  last_radix_passes_ = 0;
+  if (k == 0) {
+    indices.clear();
+    values.clear();
+    return;
+  }
+  if (k >= n) {
+    indices.resize(n);
+    for (std::uint64_t i = 0; i < n; ++i) indices[i] = static_cast<Index>(i);
+    values.assign(v.begin(), v.end());
+    return;
+  }
+  const bool try_sample =
+      strategy == Strategy::kSampledBound ||
+      (strategy == Strategy::kAuto && n >= kSampleMinN && k <= n / kSampleMaxDensityDiv);
+  std::uint32_t bound = 0;
+  if (try_sample && sampled_bound(v, k, bound)) {
+    const std::uint64_t capacity = bound_plan(n, k).capacity;
+    cand_idx_.resize(capacity);
+    cand_val_.resize(capacity);
+    cand_key_.resize(capacity);
+    const std::uint64_t count = collect(v, bound, capacity);
+    if (count >= k && count <= capacity) {
+      last_used_sample_ = true;
+      finish(count, k, indices, values);
+      return;
+    }
+  }
+  radix(v, k, indices, values);
+}
+
+void TopkCompressor::compress(std::span<const float> v, const Context& ctx, Message& out) {
+  const std::uint64_t n = v.size();
+  detail::check_length(n, "topk");
+  const std::uint64_t k = detail::resolve_k(ctx.k, target_k(n), n, "topk");
+  out.reset(Aggregation::kSparse, n);
+  selector_.select(v, k, out.indices, out.values);
+}
+
+}  // namespace sparcol::compress
