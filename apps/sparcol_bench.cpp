@@ -1,0 +1,1167 @@
+// sparcol-bench: the collective microbenchmark, in the conventions of nccl-tests.
+//
+// For each size of a sweep (-b, -e, -f; the bytes of a dense float32 vector of d elements) and each
+// operation (--op) it times the operation (-w warm-up runs, then -n timed runs, each after a barrier;
+// time = median over runs of the maximum over ranks), checks the result exactly (-c 1), and prints one
+// table row on rank 0. Compressed operations are judged twice: against the plain-MPI operation that
+// moves the same payload (MPI_Allreduce of the same k-float block for rbgs, MPI_Allgatherv of the same
+// pairs for sparse-allgather: column base(us)), and against MPI_Allreduce of the whole dense vector.
+// docs/bench.md defines every flag, column, bandwidth, the HDF5 layout (a public contract) and the exit
+// codes.
+//
+// Data: integer-valued floats given by a formula in (seed, rank, index) (input_value below), so every
+// rank computes the exact expected result itself and sums are exact in any order.
+//
+// Robustness: flags are validated on every rank before any collective; then all ranks exchange their
+// verdict and a canonical form of their arguments, so a rank that rejects its flags, or ranks given
+// different flags, end every rank with a message and the same exit status (no hang, no MPI_Abort).
+// Errors after that point (a timeout, a dead peer) print the message and MPI_Abort with the error's
+// exit code.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "sparcol/coll/rbgs_allreduce.hpp"
+#include "sparcol/coll/ring_allreduce.hpp"
+#include "sparcol/coll/sparse_allgather.hpp"
+#include "sparcol/comm/loopback.hpp"
+#include "sparcol/comm/mpi_backend.hpp"
+#include "sparcol/config.hpp"
+#include "sparcol/core/error.hpp"
+#include "sparcol/core/types.hpp"
+#include "sparcol/io/h5.hpp"
+
+#ifndef SPARCOL_BUILD_TYPE
+#define SPARCOL_BUILD_TYPE "unknown"
+#endif
+
+namespace {
+
+using sparcol::Error;
+using sparcol::ErrorCode;
+using sparcol::Index;
+using sparcol::comm::Backend;
+
+// Exit status when some result was wrong (errors use sparcol::exit_code(), 2 and up).
+constexpr int kExitWrong = 1;
+
+// The operations, in the order rows are printed. The names are the --op values and the HDF5 groups.
+enum class Op { kDenseRing, kRbgs, kSparseAllgather, kMpiAllreduce, kMpiAllgatherv };
+constexpr Op kAllOps[] = {Op::kDenseRing, Op::kRbgs, Op::kSparseAllgather, Op::kMpiAllreduce,
+                          Op::kMpiAllgatherv};
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::kDenseRing:
+      return "dense-ring";
+    case Op::kRbgs:
+      return "rbgs";
+    case Op::kSparseAllgather:
+      return "sparse-allgather";
+    case Op::kMpiAllreduce:
+      return "mpi-allreduce";
+    case Op::kMpiAllgatherv:
+      return "mpi-allgatherv";
+  }
+  return "?";
+}
+
+// ------------------------------------------------------------------------------------------------
+// Configuration
+// ------------------------------------------------------------------------------------------------
+
+struct Config {
+  std::uint64_t min_bytes = 0, max_bytes = 0;
+  std::uint64_t factor = 2;
+  int iters = 20;
+  int warmup = 5;
+  int check = 1;
+  std::vector<Op> ops;
+  double density = 0.01;
+  std::uint64_t k = 0;  // pairs / block elements per rank when given with -k (0: use density)
+  std::string backend = "mpi";
+  int ranks = 0;           // loopback world size (0: not given)
+  std::uint64_t seed = 0;  // 0: rank 0 draws one
+  double timeout_s = -1;   // < 0: the backend's default
+  bool check_collectives = true;
+  bool nan = false;
+  std::string csv, json, h5;
+
+  // Everything ranks must agree on, as "key=value" lines (output file names are rank 0's business).
+  std::vector<std::string> canonical() const {
+    std::vector<std::string> out;
+    auto add = [&](const char* key, const std::string& v) { out.push_back(std::string(key) + "=" + v); };
+    add("-b", std::to_string(min_bytes));
+    add("-e", std::to_string(max_bytes));
+    add("-f", std::to_string(factor));
+    add("-n", std::to_string(iters));
+    add("-w", std::to_string(warmup));
+    add("-c", std::to_string(check));
+    std::string o;
+    for (Op op : ops) o += std::string(o.empty() ? "" : ",") + op_name(op);
+    add("--op", o);
+    char dens[64];
+    std::snprintf(dens, sizeof dens, "%.17g", density);
+    add("--density", dens);
+    add("-k", std::to_string(k));
+    add("--backend", backend);
+    add("--seed", std::to_string(seed));
+    char to[64];
+    std::snprintf(to, sizeof to, "%.17g", timeout_s);
+    add("--timeout", to);
+    add("--no-check-collectives", check_collectives ? "0" : "1");
+    add("--nan", nan ? "1" : "0");
+    return out;
+  }
+};
+
+// nccl-tests sizes: a whole number of bytes with an optional K, M or G suffix (powers of 1024).
+std::uint64_t parse_size(const char* flag, const std::string& text) {
+  auto bad = [&](const std::string& why) -> Error {
+    return Error(ErrorCode::kInvalidArgument, -1,
+                 std::string("invalid size for ") + flag + ": '" + text + "' " + why +
+                     " (expected a whole number of bytes with an optional K, M or G suffix, e.g. 64M)");
+  };
+  if (!text.empty() && text[0] == '-') throw bad("is negative");
+  std::size_t i = 0;
+  std::uint64_t v = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    const auto digit = static_cast<std::uint64_t>(text[i] - '0');
+    if (v > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) throw bad("is too large");
+    v = v * 10 + digit;
+    ++i;
+  }
+  if (i == 0) throw bad("is not a number");
+  std::uint64_t mult = 1;
+  if (i < text.size()) {
+    switch (text[i]) {
+      case 'K':
+      case 'k':
+        mult = std::uint64_t{1} << 10;
+        break;
+      case 'M':
+      case 'm':
+        mult = std::uint64_t{1} << 20;
+        break;
+      case 'G':
+      case 'g':
+        mult = std::uint64_t{1} << 30;
+        break;
+      default:
+        throw bad("has an unknown suffix");
+    }
+    if (i + 1 != text.size()) throw bad("has trailing characters");
+  }
+  if (v > std::numeric_limits<std::uint64_t>::max() / mult) throw bad("is too large");
+  return v * mult;
+}
+
+// Elements per rank for the sparse operations at d elements: -k if given, else max(1, floor(density d))
+// (ALGORITHMS.md 1.3).
+std::uint64_t pairs_for(const Config& c, std::uint64_t d) {
+  if (c.k != 0) return c.k;
+  return std::max<std::uint64_t>(1,
+                                 static_cast<std::uint64_t>(std::floor(c.density * static_cast<double>(d))));
+}
+
+// The sweep: min, min*f, ... up to max; sizes are rounded down to whole float32 elements.
+std::vector<std::uint64_t> sweep(const Config& c) {
+  std::vector<std::uint64_t> sizes;
+  for (std::uint64_t s = c.min_bytes; s <= c.max_bytes;) {
+    sizes.push_back(s / sizeof(float) * sizeof(float));
+    if (s > c.max_bytes / c.factor) break;  // next step would pass max (or overflow)
+    s *= c.factor;
+  }
+  return sizes;
+}
+
+void validate(const Config& c) {
+  auto fail = [](const std::string& m) { throw Error(ErrorCode::kInvalidArgument, -1, m); };
+  if (c.min_bytes < sizeof(float))
+    fail("-b must be at least 4 bytes (one float32 element), got " + std::to_string(c.min_bytes));
+  if (c.max_bytes < c.min_bytes)
+    fail("-e (" + std::to_string(c.max_bytes) + " bytes) must not be smaller than -b (" +
+         std::to_string(c.min_bytes) + " bytes)");
+  if (c.max_bytes / sizeof(float) > sparcol::kMaxElements)
+    fail("-e " + std::to_string(c.max_bytes) +
+         " bytes exceeds the largest vector sparcol supports (2^32-1 float32 elements)");
+  if (c.factor < 2) fail("-f must be at least 2, got " + std::to_string(c.factor));
+  if (c.iters < 1) fail("-n must be at least 1, got " + std::to_string(c.iters));
+  if (c.warmup < 0) fail("-w must not be negative, got " + std::to_string(c.warmup));
+  if (c.check != 0 && c.check != 1) fail("-c must be 0 or 1, got " + std::to_string(c.check));
+  if (!(c.density > 0.0 && c.density <= 1.0)) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%g", c.density);
+    fail(std::string("--density must lie in (0, 1], got ") + buf);
+  }
+  if (c.k != 0) {
+    const std::uint64_t d_min = c.min_bytes / sizeof(float);
+    if (c.k > d_min)
+      fail("-k " + std::to_string(c.k) + " exceeds the vector length d = " + std::to_string(d_min) +
+           " of the smallest size (-b " + std::to_string(c.min_bytes) + " bytes)");
+  }
+  if (c.backend != "mpi" && c.backend != "loopback")
+    fail("--backend must be 'mpi' or 'loopback', got '" + c.backend + "'");
+  if (c.backend == "loopback" && c.ranks < 1) fail("--backend loopback needs --ranks N (N >= 1)");
+  if (c.ranks < 0) fail("--ranks must be positive, got " + std::to_string(c.ranks));
+  if (c.timeout_s < 0 && c.timeout_s != -1) fail("--timeout must be >= 0 seconds (0: wait forever)");
+  if (c.ops.empty()) fail("--op names no operation");
+}
+
+// Outcome of parsing on one rank: run, stop successfully (--help, --version), or an error.
+struct Parsed {
+  Config config;
+  int status = -1;      // -1: run; otherwise exit with it
+  std::string message;  // text for stdout (help) or the error message
+  bool is_error = false;
+};
+
+Parsed parse(int argc, char** argv) {
+  Parsed p;
+  Config& c = p.config;
+  CLI::App app{"sparcol-bench: times sparcol's collectives against plain MPI (see docs/bench.md)",
+               "sparcol-bench"};
+  app.set_version_flag("--version", std::string("sparcol-bench ") + SPARCOL_VERSION_STRING);
+  app.option_defaults()->always_capture_default();
+  std::string b = "8", e = "64M";
+  std::vector<std::string> ops{"all"};
+  app.add_option("-b,--minbytes", b,
+                 "Smallest size: bytes of the dense float32 vector (K, M, G suffixes: powers of 1024)");
+  app.add_option("-e,--maxbytes", e, "Largest size (same syntax)");
+  app.add_option("-f,--stepfactor", c.factor, "Multiply the size by this between rows");
+  app.add_option("-n,--iters", c.iters, "Timed runs per size and operation");
+  app.add_option("-w,--warmup_iters", c.warmup, "Untimed warm-up runs before them");
+  app.add_option("-c,--check", c.check,
+                 "1: check every result exactly and count wrong elements; 0: skip (#wrong shows N/A)");
+  app.add_option(
+         "--op", ops,
+         "Operations, comma-separated or repeated: dense-ring, rbgs, sparse-allgather, mpi-allreduce, "
+         "mpi-allgatherv, all")
+      ->delimiter(',');
+  auto* dens =
+      app.add_option("--density", c.density,
+                     "Fraction rho in (0, 1] for rbgs and the sparse ops: k = max(1, floor(rho d)) per rank");
+  app.add_option("-k,--pairs", c.k, "Fixed k per rank instead of --density (k <= d at every size)")
+      ->excludes(dens);
+  app.add_option("--backend", c.backend,
+                 "mpi, or loopback (threads as ranks in this one process; needs --ranks)");
+  app.add_option("--ranks", c.ranks, "Ranks for --backend loopback");
+  app.add_option("--seed", c.seed, "Data seed (0: rank 0 draws a fresh one; the header prints it)");
+  app.add_option("--timeout", c.timeout_s,
+                 "Seconds a blocking wait may take before failing (0: forever; -1: the backend's default, "
+                 "300 s or SPARCOL_TIMEOUT_S)");
+  bool no_check_collectives = false;
+  app.add_flag("--no-check-collectives", no_check_collectives,
+               "Turn off the call-fingerprint check before each sparcol collective");
+  app.add_flag("--nan", c.nan,
+               "Rank 0 puts a NaN into each operation's input; the check expects it to propagate");
+  app.add_option("--csv", c.csv, "Also write the results as CSV to this file");
+  app.add_option("--json", c.json, "Also write the results as JSON to this file");
+  app.add_option("--h5", c.h5, "Also write the results to this HDF5 file (layout: docs/bench.md)");
+  try {
+    app.parse(argc, argv);
+    c.check_collectives = !no_check_collectives;
+    c.min_bytes = parse_size("-b", b);
+    c.max_bytes = parse_size("-e", e);
+    for (const auto& name : ops) {
+      bool found = false;
+      for (Op op : kAllOps) {
+        if (name == "all" || name == op_name(op)) {
+          if (std::find(c.ops.begin(), c.ops.end(), op) == c.ops.end()) c.ops.push_back(op);
+          found = true;
+        }
+      }
+      if (!found) {
+        throw Error(
+            ErrorCode::kInvalidArgument, -1,
+            "unknown --op '" + name +
+                "' (choose from dense-ring, rbgs, sparse-allgather, mpi-allreduce, mpi-allgatherv, all)");
+      }
+    }
+    std::sort(c.ops.begin(), c.ops.end());
+    validate(c);
+  } catch (const CLI::CallForHelp&) {
+    p.status = 0;
+    p.message = app.help();
+  } catch (const CLI::CallForVersion&) {
+    p.status = 0;
+    p.message = std::string("sparcol-bench ") + SPARCOL_VERSION_STRING + " (" + SPARCOL_BUILD_TYPE + ")\n";
+  } catch (const CLI::ParseError& err) {
+    p.status = sparcol::exit_code(ErrorCode::kInvalidArgument);
+    p.is_error = true;
+    p.message = std::string(err.what()) + " (see --help)";
+  } catch (const Error& err) {
+    p.status = sparcol::exit_code(err.code());
+    p.is_error = true;
+    p.message = err.message();
+  }
+  return p;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Data and checks
+// ------------------------------------------------------------------------------------------------
+
+// Integer-valued input in [-16, 16] for (seed, rank, index): a 64-bit mix (splitmix64 finaliser), so
+// any element of any rank can be recomputed anywhere. Sums over up to 2^19 ranks are exact in float32.
+inline float input_value(std::uint64_t seed, int rank, std::uint64_t i) {
+  std::uint64_t x = seed ^ (static_cast<std::uint64_t>(rank) << 40) ^ (i * 0xD1B54A32D192ED03ull);
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  x ^= x >> 31;
+  return static_cast<float>(static_cast<int>(x % 33) - 16);
+}
+
+// The exact sum over ranks at index i.
+inline float expected_sum(std::uint64_t seed, int ranks, std::uint64_t i) {
+  float s = 0;
+  for (int r = 0; r < ranks; ++r) s += input_value(seed, r, i);
+  return s;
+}
+
+// Equal, with NaN equal to NaN (the --nan check expects NaN to propagate).
+inline bool same(float got, float want) {
+  return got == want || (std::isnan(got) && std::isnan(want));
+}
+
+// Rank r's k sparse indices: distinct and ascending (as a top-k selection sorted by index yields),
+// one uniformly placed index in each of k equal strata of [0, d).
+void sparse_indices(std::uint64_t seed, int rank, std::uint64_t d, std::uint64_t k, std::vector<Index>& out) {
+  out.resize(k);
+  for (std::uint64_t j = 0; j < k; ++j) {
+    const std::uint64_t lo = j * d / k, hi = (j + 1) * d / k;  // hi > lo because k <= d
+    const std::uint64_t h =
+        sparcol::counter_u64(seed, j, static_cast<std::uint32_t>(rank), sparcol::kStreamUser);
+    out[j] = static_cast<Index>(lo + sparcol::uniform_below(h, hi - lo));
+  }
+}
+
+void sparse_values(std::uint64_t seed, int rank, const std::vector<Index>& idx, bool nan,
+                   std::vector<float>& out) {
+  out.resize(idx.size());
+  for (std::size_t j = 0; j < idx.size(); ++j) out[j] = input_value(seed, rank, idx[j]);
+  if (nan && rank == 0 && !out.empty()) out[0] = std::numeric_limits<float>::quiet_NaN();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Timing
+// ------------------------------------------------------------------------------------------------
+
+struct Stats {
+  double p50 = 0, min = 0, p99 = 0;  // microseconds, over runs, of the maximum over ranks
+};
+
+// Per run: the slowest rank's time. Gathered outside the timed region.
+std::vector<double> max_over_ranks(Backend& b, const std::vector<double>& mine) {
+  const auto n = static_cast<std::size_t>(b.size());
+  std::vector<double> all(n * mine.size());
+  std::vector<std::size_t> bytes(n, mine.size() * sizeof(double));
+  b.allgatherv(mine.data(), all.data(), bytes);
+  std::vector<double> out(mine.size(), 0.0);
+  for (std::size_t r = 0; r < n; ++r)
+    for (std::size_t i = 0; i < mine.size(); ++i) out[i] = std::max(out[i], all[r * mine.size() + i]);
+  return out;
+}
+
+double percentile(std::vector<double> sorted_copy, double q) {
+  std::sort(sorted_copy.begin(), sorted_copy.end());
+  const double pos = q * static_cast<double>(sorted_copy.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(pos));
+  const auto hi = std::min(lo + 1, sorted_copy.size() - 1);
+  return sorted_copy[lo] + (pos - static_cast<double>(lo)) * (sorted_copy[hi] - sorted_copy[lo]);
+}
+
+// Runs reset(step) (untimed) then barrier and op(step) (timed) for warm-up + timed runs; `step` counts
+// all runs from 0. Returns the statistics of the timed runs.
+template <typename Reset, typename Run>
+Stats time_runs(Backend& b, const Config& c, Reset&& reset, Run&& op) {
+  using Clock = std::chrono::steady_clock;
+  std::vector<double> t(static_cast<std::size_t>(c.iters));
+  const int total = c.warmup + c.iters;
+  for (int step = 0; step < total; ++step) {
+    reset(static_cast<std::uint64_t>(step));
+    b.barrier();
+    const auto t0 = Clock::now();
+    op(static_cast<std::uint64_t>(step));
+    const auto t1 = Clock::now();
+    if (step >= c.warmup)
+      t[static_cast<std::size_t>(step - c.warmup)] =
+          std::chrono::duration<double, std::micro>(t1 - t0).count();
+  }
+  const auto worst = max_over_ranks(b, t);
+  return Stats{percentile(worst, 0.5), percentile(worst, 0.0), percentile(worst, 0.99)};
+}
+
+// ------------------------------------------------------------------------------------------------
+// One row of results
+// ------------------------------------------------------------------------------------------------
+
+struct Row {
+  Op op{};
+  std::uint64_t bytes = 0, count = 0, k = 0;
+  double density = 1.0;
+  int ranks = 1;
+  Stats time, base;          // base: the plain-MPI operation moving the same payload (= time for MPI ops)
+  double allreduce_us = 0;   // MPI_Allreduce of the whole dense vector at this size (median)
+  double sum_us = NAN;       // sparse-allgather only: the optional dense sum, timed on its own
+  double payload_bytes = 0;  // S in algbw = S / t (docs/bench.md)
+  double bus_factor = 0;     // busbw = algbw * bus_factor
+  std::uint64_t sent_bytes = 0;
+  std::int64_t wrong = -1;  // -1: not checked
+
+  double algbw_gbs() const { return time.p50 > 0 ? payload_bytes / (time.p50 * 1e3) : 0.0; }
+  double busbw_gbs() const { return algbw_gbs() * bus_factor; }
+};
+
+// Sum over ranks of a per-rank count (wrong elements), exact as long as it fits in a double.
+std::int64_t sum_over_ranks(Backend& b, std::uint64_t mine) {
+  const auto n = static_cast<std::size_t>(b.size());
+  std::vector<std::uint64_t> all(n);
+  std::vector<std::size_t> bytes(n, sizeof(std::uint64_t));
+  b.allgatherv(&mine, all.data(), bytes);
+  std::uint64_t s = 0;
+  for (auto x : all) s += x;
+  return static_cast<std::int64_t>(s);
+}
+
+std::uint64_t max_over_ranks_u64(Backend& b, std::uint64_t mine) {
+  const auto n = static_cast<std::size_t>(b.size());
+  std::vector<std::uint64_t> all(n);
+  std::vector<std::size_t> bytes(n, sizeof(std::uint64_t));
+  b.allgatherv(&mine, all.data(), bytes);
+  return *std::max_element(all.begin(), all.end());
+}
+
+// ------------------------------------------------------------------------------------------------
+// The operations at one size
+// ------------------------------------------------------------------------------------------------
+
+class SizeBench {
+ public:
+  SizeBench(Backend& b, const Config& c, std::uint64_t seed, std::uint64_t bytes)
+      : b_(b),
+        c_(c),
+        seed_(seed),
+        bytes_(bytes),
+        d_(bytes / sizeof(float)),
+        k_(pairs_for(c, bytes / sizeof(float))),
+        K_(b.size()),
+        me_(b.rank()) {
+    if (k_ > d_) {
+      throw Error(ErrorCode::kInvalidArgument, me_,
+                  "-k " + std::to_string(k_) + " exceeds the vector length d = " + std::to_string(d_) +
+                      " at size " + std::to_string(bytes_) + " bytes");
+    }
+  }
+
+  Row base_row(Op op, double payload, double factor) const {
+    Row r;
+    r.op = op;
+    r.bytes = bytes_;
+    r.count = d_;
+    r.ranks = K_;
+    r.k = (op == Op::kDenseRing || op == Op::kMpiAllreduce) ? d_ : k_;
+    r.density = static_cast<double>(r.k) / static_cast<double>(d_);
+    r.payload_bytes = payload;
+    r.bus_factor = factor;
+    return r;
+  }
+
+  double allreduce_factor() const { return 2.0 * (K_ - 1) / K_; }
+  double allgather_factor() const { return static_cast<double>(K_ - 1) / K_; }
+
+  // The dense input of this rank; rank 0 puts a NaN in the middle with --nan.
+  void fill_dense(std::vector<float>& v) const {
+    v.resize(d_);
+    for (std::uint64_t i = 0; i < d_; ++i) v[i] = input_value(seed_, me_, i);
+    if (c_.nan && me_ == 0) v[d_ / 2] = std::numeric_limits<float>::quiet_NaN();
+  }
+  float dense_expected(std::uint64_t i) const {
+    if (c_.nan && i == d_ / 2) return std::numeric_limits<float>::quiet_NaN();
+    return expected_sum(seed_, K_, i);
+  }
+  std::uint64_t check_dense_sum(const std::vector<float>& v) const {
+    std::uint64_t wrong = 0;
+    for (std::uint64_t i = 0; i < d_; ++i) wrong += same(v[i], dense_expected(i)) ? 0 : 1;
+    return wrong;
+  }
+
+  // MPI_Allreduce (the backend's dense all-reduce) of the whole vector: every row's reference.
+  Row mpi_allreduce() {
+    Row row = base_row(Op::kMpiAllreduce, 4.0 * static_cast<double>(d_), allreduce_factor());
+    std::vector<float> pristine, data(d_);
+    fill_dense(pristine);
+    row.time = time_runs(
+        b_, c_, [&](std::uint64_t) { std::copy(pristine.begin(), pristine.end(), data.begin()); },
+        [&](std::uint64_t) { b_.allreduce_sum(data.data(), d_); });
+    row.base = row.time;
+    row.sent_bytes = ring_allreduce_bytes(d_);
+    if (c_.check) row.wrong = sum_over_ranks(b_, check_dense_sum(data));
+    return row;
+  }
+
+  Row dense_ring(double allreduce_us) {
+    Row row = base_row(Op::kDenseRing, 4.0 * static_cast<double>(d_), allreduce_factor());
+    std::vector<float> pristine, data(d_);
+    fill_dense(pristine);
+    sparcol::coll::RingAllreduce ring(b_, d_);
+    const std::uint64_t sent0 = b_.bytes_sent();
+    row.time = time_runs(
+        b_, c_, [&](std::uint64_t) { std::copy(pristine.begin(), pristine.end(), data.begin()); },
+        [&](std::uint64_t step) { ring.run(data.data(), step); });
+    row.sent_bytes = per_run_sent(sent0);
+    row.base.p50 = row.base.min = row.base.p99 = allreduce_us;  // the same payload: the whole vector
+    if (c_.check) row.wrong = sum_over_ranks(b_, check_dense_sum(data));
+    return row;
+  }
+
+  Row rbgs() {
+    Row row = base_row(Op::kRbgs, 4.0 * static_cast<double>(k_), allreduce_factor());
+    std::vector<float> pristine, data;
+    fill_dense(pristine);
+    data = pristine;
+    sparcol::coll::RbgsAllreduce rbgs(b_, d_, k_);
+    sparcol::coll::RbgsBlock last{d_, 0, 0};
+    auto block = [&](std::uint64_t step) { return sparcol::coll::rbgs_block(d_, k_, seed_, step, 0); };
+    // Restores what the previous run changed (its block) and, with --nan, puts a NaN inside the next
+    // block on rank 0.
+    auto reset = [&](std::uint64_t step) {
+      restore_block(pristine, last, data);
+      last = block(step);
+      if (c_.nan && me_ == 0 && k_ > 0) data[last.start] = std::numeric_limits<float>::quiet_NaN();
+    };
+    const std::uint64_t sent0 = b_.bytes_sent();
+    row.time = time_runs(b_, c_, reset, [&](std::uint64_t step) { rbgs.run(data.data(), seed_, step, 0); });
+    row.sent_bytes = per_run_sent(sent0);
+    if (c_.check) {
+      std::uint64_t wrong = 0;
+      for (std::uint64_t i = 0; i < d_; ++i) {
+        float want = pristine[i];
+        if (last.contains(i))
+          want = (c_.nan && i == last.start) ? std::numeric_limits<float>::quiet_NaN()
+                                             : expected_sum(seed_, K_, i);
+        wrong += same(data[i], want) ? 0 : 1;
+      }
+      row.wrong = sum_over_ranks(b_, wrong);
+    }
+    // Plain MPI on the same payload: MPI_Allreduce of the packed k-float block.
+    std::vector<float> packed0(k_), packed(k_);
+    sparcol::coll::rbgs_pack(pristine.data(), block(0), packed0.data());
+    row.base = time_runs(
+        b_, c_, [&](std::uint64_t) { std::copy(packed0.begin(), packed0.end(), packed.begin()); },
+        [&](std::uint64_t) { b_.allreduce_sum(packed.data(), k_); });
+    return row;
+  }
+
+  // This rank's pairs, and the wire block the MPI baseline gathers (k indices, then k values: the
+  // same bytes sparcol's all-gather moves).
+  void make_pairs() {
+    sparse_indices(seed_, me_, d_, k_, idx_);
+    sparse_values(seed_, me_, idx_, c_.nan, val_);
+  }
+
+  // Counts gathered pairs that differ from what rank r contributed; get(r) gives rank r's received
+  // (indices, values) spans.
+  template <typename Get>
+  std::uint64_t check_pairs(Get&& get) const {
+    std::uint64_t wrong = 0;
+    std::vector<Index> idx;
+    std::vector<float> val;
+    for (int r = 0; r < K_; ++r) {
+      sparse_indices(seed_, r, d_, k_, idx);
+      sparse_values(seed_, r, idx, c_.nan, val);
+      const auto [gi, gv] = get(r);
+      if (gi.size() != idx.size()) {
+        wrong += std::max<std::uint64_t>(gi.size(), idx.size());
+        continue;
+      }
+      for (std::size_t j = 0; j < idx.size(); ++j) wrong += (gi[j] == idx[j] && same(gv[j], val[j])) ? 0 : 1;
+    }
+    return wrong;
+  }
+
+  Row sparse_allgather() {
+    Row row = base_row(Op::kSparseAllgather, 8.0 * static_cast<double>(k_) * K_, allgather_factor());
+    make_pairs();
+    sparcol::coll::SparseAllgather sag(b_, d_, k_);
+    const std::uint64_t sent0 = b_.bytes_sent();
+    row.time = time_runs(
+        b_, c_, [](std::uint64_t) {}, [&](std::uint64_t step) { sag.run(idx_, val_, step); });
+    row.sent_bytes = per_run_sent(sent0);
+    // The optional dense sum, timed on its own (local work: no communication).
+    std::vector<float> sum(d_);
+    row.sum_us = time_runs(
+                     b_, c_, [](std::uint64_t) {}, [&](std::uint64_t) { sag.sum_into(sum.data()); })
+                     .p50;
+    if (c_.check) {
+      std::uint64_t wrong = check_pairs([&](int r) { return std::pair(sag.indices(r), sag.values(r)); });
+      // The dense sum: every rank's pairs added in rank order.
+      std::vector<float> want(d_, 0.0f);
+      std::vector<Index> idx;
+      std::vector<float> val;
+      for (int r = 0; r < K_; ++r) {
+        sparse_indices(seed_, r, d_, k_, idx);
+        sparse_values(seed_, r, idx, c_.nan, val);
+        for (std::size_t j = 0; j < idx.size(); ++j) want[idx[j]] += val[j];
+      }
+      for (std::uint64_t i = 0; i < d_; ++i) wrong += same(sum[i], want[i]) ? 0 : 1;
+      row.wrong = sum_over_ranks(b_, wrong);
+    }
+    row.base = mpi_allgatherv_stats(nullptr);
+    return row;
+  }
+
+  Row mpi_allgatherv() {
+    Row row = base_row(Op::kMpiAllgatherv, 8.0 * static_cast<double>(k_) * K_, allgather_factor());
+    std::uint64_t wrong = 0;
+    row.time = mpi_allgatherv_stats(c_.check ? &wrong : nullptr);
+    row.base = row.time;
+    // A ring all-gather's bytes per rank: every block but the right neighbour's passes through.
+    row.sent_bytes = 8 * k_ * static_cast<std::uint64_t>(K_ - 1);
+    if (c_.check) row.wrong = sum_over_ranks(b_, wrong);
+    return row;
+  }
+
+ private:
+  // MPI_Allgatherv of every rank's wire block; with `wrong`, checks the gathered pairs.
+  Stats mpi_allgatherv_stats(std::uint64_t* wrong) {
+    make_pairs();
+    std::vector<std::byte> block(k_ * sparcol::kPairBytes);
+    if (k_ > 0) {
+      std::memcpy(block.data(), idx_.data(), k_ * sizeof(Index));
+      std::memcpy(block.data() + k_ * sizeof(Index), val_.data(), k_ * sizeof(float));
+    }
+    std::vector<std::size_t> bytes(static_cast<std::size_t>(K_), block.size());
+    std::vector<std::byte> all(block.size() * static_cast<std::size_t>(K_));
+    const Stats s = time_runs(
+        b_, c_, [](std::uint64_t) {}, [&](std::uint64_t) { b_.allgatherv(block.data(), all.data(), bytes); });
+    if (wrong != nullptr) {
+      *wrong = check_pairs([&](int r) {
+        const std::byte* p = all.data() + static_cast<std::size_t>(r) * block.size();
+        return std::pair(std::span<const Index>(reinterpret_cast<const Index*>(p), k_),
+                         std::span<const float>(reinterpret_cast<const float*>(p + k_ * sizeof(Index)), k_));
+      });
+    }
+    return s;
+  }
+
+  void restore_block(const std::vector<float>& from, const sparcol::coll::RbgsBlock& blk,
+                     std::vector<float>& to) {
+    const auto first = static_cast<std::ptrdiff_t>(blk.first_len());
+    const auto start = static_cast<std::ptrdiff_t>(blk.start);
+    std::copy(from.begin() + start, from.begin() + start + first, to.begin() + start);
+    std::copy(from.begin(), from.begin() + static_cast<std::ptrdiff_t>(blk.wrap_len()), to.begin());
+  }
+
+  // Bytes this rank passed to isend per run since `sent0` (payload and call fingerprint), max over ranks.
+  std::uint64_t per_run_sent(std::uint64_t sent0) {
+    const auto runs = static_cast<std::uint64_t>(c_.warmup + c_.iters);
+    return max_over_ranks_u64(b_, (b_.bytes_sent() - sent0) / runs);
+  }
+
+  // A bandwidth-optimal (ring) all-reduce's bytes per rank: 2 (K-1)/K of the vector.
+  std::uint64_t ring_allreduce_bytes(std::uint64_t d) const {
+    return 2 * d * sizeof(float) * static_cast<std::uint64_t>(K_ - 1) / static_cast<std::uint64_t>(K_);
+  }
+
+  Backend& b_;
+  const Config& c_;
+  std::uint64_t seed_, bytes_, d_, k_;
+  int K_, me_;
+  std::vector<Index> idx_;
+  std::vector<float> val_;
+};
+
+// ------------------------------------------------------------------------------------------------
+// Output: table (stdout), CSV, JSON, HDF5. Only rank 0 writes.
+// ------------------------------------------------------------------------------------------------
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+struct Setup {
+  std::string backend, build, mpi_library;
+  int ranks = 1;
+  std::uint64_t seed = 0;
+};
+
+class Output {
+ public:
+  Output(const Config& c, const Setup& s) : c_(c), s_(s) {
+    if (!c.csv.empty()) open(csv_, c.csv);
+    if (!c.json.empty()) open(json_, c.json);
+    if (!c.h5.empty()) h5_.emplace(c.h5, sparcol::io::File::Mode::kCreate);
+  }
+
+  void header() {
+    std::printf("# sparcol-bench %s, build: %s\n", SPARCOL_VERSION_STRING, s_.build.c_str());
+    std::printf("# ranks %d, backend %s%s%s, float32 sum\n", s_.ranks, s_.backend.c_str(),
+                s_.mpi_library.empty() ? "" : " (",
+                s_.mpi_library.empty() ? "" : (s_.mpi_library + ")").c_str());
+    std::string ops;
+    for (Op op : c_.ops) ops += std::string(ops.empty() ? "" : ",") + op_name(op);
+    std::printf("# ops %s; %s; iters %d, warmup %d, check %d, seed %" PRIu64
+                ", collective fingerprint check %s%s\n",
+                ops.c_str(),
+                c_.k ? ("k " + std::to_string(c_.k) + " per rank").c_str()
+                     : ("density " + fmt("%g", c_.density)).c_str(),
+                c_.iters, c_.warmup, c_.check, s_.seed, c_.check_collectives ? "on" : "off",
+                c_.nan ? ", NaN injected" : "");
+    std::printf(
+        "# time: median over runs of the slowest rank; base: plain MPI moving the same payload;\n"
+        "# x-base = base/time, x-allred = MPI_Allreduce(whole vector)/time (> 1: faster)\n#\n");
+    std::printf("#%13s %11s %8s %-17s %11s %9s %9s %12s %11s %8s %9s %10s %7s\n", "size(B)", "count",
+                "density", "op", "time(us)", "algbw", "busbw", "sent(B)", "base(us)", "x-base", "x-allred",
+                "sum(us)", "#wrong");
+    std::printf("#%13s %11s %8s %-17s %11s %9s %9s %12s %11s %8s %9s %10s %7s\n", "", "(elements)", "", "",
+                "", "(GB/s)", "(GB/s)", "(per rank)", "", "", "", "", "");
+    std::fflush(stdout);
+    if (csv_.is_open()) {
+      csv_ << "op,bytes,count,k,density,ranks,time_us,time_min_us,time_p99_us,baseline_us,baseline_min_us,"
+              "baseline_p99_us,allreduce_us,sum_us,algbw_gbs,busbw_gbs,sent_bytes,wrong\n";
+    }
+    if (h5_) {
+      auto& f = *h5_;
+      f.set_attr("program", "sparcol-bench");
+      f.set_attr("version", SPARCOL_VERSION_STRING);
+      f.set_attr("build", s_.build);
+      f.set_attr("backend", s_.backend);
+      f.set_attr("mpi_library", s_.mpi_library);
+      f.set_attr("ranks", static_cast<std::int64_t>(s_.ranks));
+      f.set_attr("dtype", "float32");
+      f.set_attr("iters", static_cast<std::int64_t>(c_.iters));
+      f.set_attr("warmup", static_cast<std::int64_t>(c_.warmup));
+      f.set_attr("check", static_cast<std::int64_t>(c_.check));
+      f.set_attr("seed", static_cast<std::int64_t>(s_.seed));
+      f.set_attr("density", c_.k ? 0.0 : c_.density);
+      f.set_attr("k", static_cast<std::int64_t>(c_.k));
+      f.set_attr("min_bytes", static_cast<std::int64_t>(c_.min_bytes));
+      f.set_attr("max_bytes", static_cast<std::int64_t>(c_.max_bytes));
+      f.set_attr("step_factor", static_cast<std::int64_t>(c_.factor));
+      f.set_attr("collective_check", static_cast<std::int64_t>(c_.check_collectives ? 1 : 0));
+      f.set_attr("nan_injected", static_cast<std::int64_t>(c_.nan ? 1 : 0));
+      f.set_attr("date", now_iso());
+      for (Op op : c_.ops) make_group(op);
+      f.flush();
+    }
+  }
+
+  void row(const Row& r) {
+    rows_.push_back(r);
+    const bool mpi_op = r.op == Op::kMpiAllreduce || r.op == Op::kMpiAllgatherv;
+    std::printf(" %13" PRIu64 " %11" PRIu64 " %8s %-17s %11s %9s %9s %12" PRIu64 " %11s %8s %9s %10s %7s\n",
+                r.bytes, r.count, fmt("%.4g", r.density).c_str(), op_name(r.op),
+                fmt("%.1f", r.time.p50).c_str(), fmt("%.3f", r.algbw_gbs()).c_str(),
+                fmt("%.3f", r.busbw_gbs()).c_str(), r.sent_bytes,
+                mpi_op ? "-" : fmt("%.1f", r.base.p50).c_str(),
+                mpi_op ? "-" : fmt("%.3f", ratio(r.base.p50, r.time.p50)).c_str(),
+                fmt("%.2f", ratio(r.allreduce_us, r.time.p50)).c_str(),
+                std::isnan(r.sum_us) ? "-" : fmt("%.1f", r.sum_us).c_str(),
+                r.wrong < 0 ? "N/A" : std::to_string(r.wrong).c_str());
+    std::fflush(stdout);
+    if (csv_.is_open()) {
+      csv_ << op_name(r.op) << ',' << r.bytes << ',' << r.count << ',' << r.k << ',' << num(r.density) << ','
+           << r.ranks << ',' << num(r.time.p50) << ',' << num(r.time.min) << ',' << num(r.time.p99) << ','
+           << num(r.base.p50) << ',' << num(r.base.min) << ',' << num(r.base.p99) << ','
+           << num(r.allreduce_us) << ',' << (std::isnan(r.sum_us) ? "" : num(r.sum_us)) << ','
+           << num(r.algbw_gbs()) << ',' << num(r.busbw_gbs()) << ',' << r.sent_bytes << ',' << r.wrong
+           << '\n';
+      csv_.flush();
+    }
+    if (h5_) append_h5(r);
+  }
+
+  // Prints the footer and closes the files; returns the total wrong count (-1: nothing checked).
+  std::int64_t finish() {
+    std::int64_t wrong = c_.check ? 0 : -1;
+    for (const auto& r : rows_) wrong += r.wrong > 0 ? r.wrong : 0;
+    std::printf("#\n");
+    for (Op op : c_.ops) {
+      double bus = 0;
+      int n = 0;
+      for (const auto& r : rows_)
+        if (r.op == op) bus += r.busbw_gbs(), ++n;
+      if (n > 0) std::printf("# avg busbw %-17s: %.3f GB/s\n", op_name(op), bus / n);
+    }
+    if (wrong < 0) {
+      std::printf("# total wrong: N/A (-c 0)\n");
+    } else {
+      std::printf("# total wrong: %" PRId64 " %s\n", wrong, wrong == 0 ? "(OK)" : "(FAILED)");
+    }
+    std::fflush(stdout);
+    if (json_.is_open()) write_json();
+    if (h5_) {
+      h5_->set_attr("total_wrong", wrong);
+      h5_->close();
+    }
+    return wrong;
+  }
+
+ private:
+  static double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
+  static std::string num(double v) { return fmt("%.6g", v); }
+  static std::string now_iso() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+  }
+  static void open(std::ofstream& f, const std::string& path) {
+    f.open(path, std::ios::out | std::ios::trunc);
+    if (!f)
+      throw Error(ErrorCode::kIo, -1, "cannot open '" + path + "' for writing: " + std::strerror(errno));
+  }
+
+  // One group per op, one extendable 1-D dataset per column: a row per size is appended and flushed,
+  // so an interrupted sweep leaves every finished size readable.
+  void make_group(Op op) {
+    auto g = h5_->create_group(op_name(op));
+    using sparcol::io::ExtendableOptions;
+    for (const char* n : {"bytes", "count", "k", "sent_bytes"}) g.create_extendable<std::uint64_t>(n);
+    for (const char* n : {"ranks", "wrong"}) g.create_extendable<std::int64_t>(n);
+    for (const char* n : {"density", "time_us", "time_min_us", "time_p99_us", "baseline_us", "allreduce_us",
+                          "algbw_gbs", "busbw_gbs", "sum_us"})
+      g.create_extendable<double>(n);
+  }
+
+  void append_h5(const Row& r) {
+    auto g = h5_->open_group(op_name(r.op));
+    auto u = [&](const char* n, std::uint64_t v) { g.open_dataset(n).append(std::vector<std::uint64_t>{v}); };
+    auto i = [&](const char* n, std::int64_t v) { g.open_dataset(n).append(std::vector<std::int64_t>{v}); };
+    auto d = [&](const char* n, double v) { g.open_dataset(n).append(std::vector<double>{v}); };
+    u("bytes", r.bytes);
+    u("count", r.count);
+    u("k", r.k);
+    u("sent_bytes", r.sent_bytes);
+    i("ranks", r.ranks);
+    i("wrong", r.wrong);
+    d("density", r.density);
+    d("time_us", r.time.p50);
+    d("time_min_us", r.time.min);
+    d("time_p99_us", r.time.p99);
+    d("baseline_us", r.base.p50);
+    d("allreduce_us", r.allreduce_us);
+    d("algbw_gbs", r.algbw_gbs());
+    d("busbw_gbs", r.busbw_gbs());
+    d("sum_us", r.sum_us);
+    h5_->flush();
+  }
+
+  void write_json() {
+    auto esc = [](const std::string& s) {
+      std::string o;
+      for (char ch : s) {
+        if (ch == '"' || ch == '\\') o += '\\';
+        if (static_cast<unsigned char>(ch) < 0x20) continue;
+        o += ch;
+      }
+      return o;
+    };
+    auto jnum = [](double v) { return std::isfinite(v) ? fmt("%.6g", v) : std::string("null"); };
+    json_ << "{\n  \"program\": \"sparcol-bench\",\n  \"version\": \"" << SPARCOL_VERSION_STRING << "\",\n"
+          << "  \"build\": \"" << esc(s_.build) << "\",\n  \"backend\": \"" << esc(s_.backend) << "\",\n"
+          << "  \"mpi_library\": \"" << esc(s_.mpi_library) << "\",\n  \"ranks\": " << s_.ranks << ",\n"
+          << "  \"iters\": " << c_.iters << ",\n  \"warmup\": " << c_.warmup << ",\n  \"check\": " << c_.check
+          << ",\n  \"seed\": " << s_.seed << ",\n  \"density\": " << jnum(c_.k ? 0.0 : c_.density)
+          << ",\n  \"k\": " << c_.k << ",\n  \"results\": [\n";
+    for (std::size_t i = 0; i < rows_.size(); ++i) {
+      const Row& r = rows_[i];
+      json_ << "    {\"op\": \"" << op_name(r.op) << "\", \"bytes\": " << r.bytes
+            << ", \"count\": " << r.count << ", \"k\": " << r.k << ", \"density\": " << jnum(r.density)
+            << ", \"ranks\": " << r.ranks << ", \"time_us\": " << jnum(r.time.p50)
+            << ", \"time_min_us\": " << jnum(r.time.min) << ", \"time_p99_us\": " << jnum(r.time.p99)
+            << ", \"baseline_us\": " << jnum(r.base.p50) << ", \"baseline_min_us\": " << jnum(r.base.min)
+            << ", \"baseline_p99_us\": " << jnum(r.base.p99) << ", \"allreduce_us\": " << jnum(r.allreduce_us)
+            << ", \"sum_us\": " << jnum(r.sum_us) << ", \"algbw_gbs\": " << jnum(r.algbw_gbs())
+            << ", \"busbw_gbs\": " << jnum(r.busbw_gbs()) << ", \"sent_bytes\": " << r.sent_bytes
+            << ", \"wrong\": " << r.wrong << "}" << (i + 1 < rows_.size() ? "," : "") << "\n";
+    }
+    json_ << "  ]\n}\n";
+    json_.close();
+    if (!json_) throw Error(ErrorCode::kIo, -1, "writing '" + c_.json + "' failed");
+  }
+
+  const Config& c_;
+  const Setup& s_;
+  std::ofstream csv_, json_;
+  std::optional<sparcol::io::File> h5_;
+  std::vector<Row> rows_;
+};
+
+// ------------------------------------------------------------------------------------------------
+// The run on one rank
+// ------------------------------------------------------------------------------------------------
+
+// Rank 0 opens the output files (an unwritable path is an error on every rank, before any timing).
+// Returns rank 0's Output, nullptr elsewhere.
+std::unique_ptr<Output> open_outputs(Backend& b, const Config& c, const Setup& s) {
+  std::unique_ptr<Output> out;
+  std::string error;
+  if (b.rank() == 0) {
+    try {
+      out = std::make_unique<Output>(c, s);
+    } catch (const Error& e) {
+      error = e.message();
+    }
+  }
+  std::uint64_t len = error.size();
+  b.broadcast(&len, sizeof len, 0);
+  error.resize(len);
+  if (len > 0) {
+    b.broadcast(error.data(), len, 0);
+    throw Error(ErrorCode::kIo, b.rank(), b.rank() == 0 ? error : "rank 0 cannot write its output: " + error);
+  }
+  return out;
+}
+
+// Returns the total wrong count (-1 when unchecked).
+std::int64_t run_bench(Backend& b, const Config& c, const Setup& setup) {
+  if (c.timeout_s >= 0)
+    b.set_timeout(std::chrono::milliseconds(static_cast<long long>(c.timeout_s * 1000.0)));
+  b.set_check_collectives(c.check_collectives);
+  auto out = open_outputs(b, c, setup);
+  if (out) out->header();
+  std::int64_t wrong = c.check ? 0 : -1;
+  for (const std::uint64_t bytes : sweep(c)) {
+    SizeBench sb(b, c, setup.seed, bytes);
+    std::vector<Row> rows;
+    // MPI_Allreduce of the whole vector first: every row's x-allred column needs it.
+    Row ref = sb.mpi_allreduce();
+    const double allreduce_us = ref.time.p50;
+    for (Op op : c.ops) {
+      switch (op) {
+        case Op::kDenseRing:
+          rows.push_back(sb.dense_ring(allreduce_us));
+          break;
+        case Op::kRbgs:
+          rows.push_back(sb.rbgs());
+          break;
+        case Op::kSparseAllgather:
+          rows.push_back(sb.sparse_allgather());
+          break;
+        case Op::kMpiAllreduce:
+          rows.push_back(ref);
+          break;
+        case Op::kMpiAllgatherv:
+          rows.push_back(sb.mpi_allgatherv());
+          break;
+      }
+    }
+    for (auto& r : rows) {
+      r.allreduce_us = allreduce_us;
+      if (r.wrong > 0) wrong += r.wrong;
+      if (out) out->row(r);
+    }
+  }
+  if (out) wrong = out->finish();
+  return wrong;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Start-up agreement across MPI ranks
+// ------------------------------------------------------------------------------------------------
+
+// Every rank's status (-1: ready to run) and canonical arguments, gathered on every rank. Uses plain
+// blocking MPI collectives through the backend: every rank reaches this point whatever it parsed.
+struct Verdict {
+  int status = -1;
+  std::string message;  // for this rank
+  bool is_error = false;
+};
+
+std::vector<std::string> gather_strings(Backend& b, const std::string& mine) {
+  const auto n = static_cast<std::size_t>(b.size());
+  std::vector<std::uint64_t> lens(n);
+  std::uint64_t my_len = mine.size();
+  b.allgatherv(&my_len, lens.data(), std::vector<std::size_t>(n, sizeof(std::uint64_t)));
+  std::vector<std::size_t> bytes(lens.begin(), lens.end());
+  std::size_t total = 0;
+  for (auto x : bytes) total += x;
+  std::string all(total, '\0');
+  b.allgatherv(mine.data(), all.data(), bytes);
+  std::vector<std::string> out;
+  std::size_t off = 0;
+  for (auto x : bytes) {
+    out.push_back(all.substr(off, x));
+    off += x;
+  }
+  return out;
+}
+
+Verdict agree_on_arguments(Backend& b, const Parsed& p) {
+  const int me = b.rank();
+  // 1. Who failed to parse? Rank i's status as text, with its canonical arguments when it parsed.
+  std::string mine = std::to_string(p.status) + "\n";
+  if (p.status < 0) {
+    for (const auto& kv : p.config.canonical()) mine += kv + "\n";
+  }
+  const auto all = gather_strings(b, mine);
+  Verdict v;
+  for (int r = 0; r < b.size(); ++r) {
+    const int st = std::stoi(all[static_cast<std::size_t>(r)]);
+    if (st > 0 && v.status <= 0) {
+      v.status = st;
+      v.is_error = true;
+      v.message =
+          r == me ? p.message : "rank " + std::to_string(r) + " rejected its arguments (see its message)";
+    }
+  }
+  if (v.is_error) {
+    if (p.is_error) v.message = p.message;  // every failing rank prints its own reason
+    return v;
+  }
+  if (p.status == 0) return Verdict{0, p.message, false};  // --help / --version everywhere
+  // 2. Everyone parsed: the arguments must be the same on every rank.
+  for (int r = 0; r < b.size(); ++r) {
+    if (all[static_cast<std::size_t>(r)] == all[0]) continue;
+    std::istringstream a(all[0]), o(all[static_cast<std::size_t>(r)]);
+    std::string la, lo;
+    while (std::getline(a, la) && std::getline(o, lo) && la == lo) {
+    }
+    auto eq = la.find('=');
+    const std::string key = la.substr(0, eq);
+    return Verdict{sparcol::exit_code(ErrorCode::kMismatch),
+                   "ranks disagree on their arguments: rank 0 has " + key + " " + la.substr(eq + 1) +
+                       " but rank " + std::to_string(r) + " has " + key + " " + lo.substr(lo.find('=') + 1) +
+                       " (every rank must get the same flags)",
+                   true};
+  }
+  return v;
+}
+
+std::string build_string() {
+  std::string s = std::string(SPARCOL_BUILD_TYPE) + ", ";
+#if defined(__clang__)
+  s += "clang " __clang_version__;
+#elif defined(__GNUC__)
+  s += "gcc " __VERSION__;
+#endif
+  s += SPARCOL_HAVE_CUDA ? ", CUDA built" : ", no CUDA";
+  return s;
+}
+
+std::uint64_t fresh_seed() {
+  std::random_device rd;
+  std::uint64_t s = 0;
+  while (s == 0) s = (static_cast<std::uint64_t>(rd()) << 32) | rd();
+  return s;
+}
+
+void print_error(int rank, const std::string& message) {
+  std::fprintf(stderr, "sparcol: rank %d: error: %s\n", rank, message.c_str());
+  std::fflush(stderr);
+}
+
+int finish_status(std::int64_t wrong) {
+  return wrong > 0 ? kExitWrong : 0;
+}
+
+int main_loopback(const Parsed& p) {
+  const Config& c = p.config;
+  Setup s{"loopback", build_string(), "", c.ranks, c.seed != 0 ? c.seed : fresh_seed()};
+  std::int64_t wrong = 0;
+  try {
+    sparcol::comm::LoopbackWorld::spawn(c.ranks, [&](Backend& b) {
+      const std::int64_t w = run_bench(b, c, s);
+      if (b.rank() == 0) wrong = w;
+    });
+  } catch (const Error& e) {
+    print_error(e.rank() < 0 ? 0 : e.rank(), e.message());
+    return sparcol::exit_code(e.code());
+  } catch (const std::bad_alloc&) {
+    print_error(0, "out of memory (try a smaller -e)");
+    return sparcol::exit_code(ErrorCode::kInternal);
+  }
+  return finish_status(wrong);
+}
+
+int main_mpi(const Parsed& p) {
+  int rank = sparcol::comm::MpiEnvironment::world_rank();
+  std::unique_ptr<sparcol::comm::MpiBackend> backend;
+  bool agreed = false;
+  try {
+    backend = sparcol::comm::MpiBackend::world();
+    rank = backend->rank();
+    const Verdict v = agree_on_arguments(*backend, p);
+    agreed = true;
+    if (v.status >= 0) {
+      if (v.is_error) {
+        print_error(rank, v.message);
+      } else if (rank == 0) {
+        std::fputs(v.message.c_str(), stdout);
+      }
+      return v.status;
+    }
+    const Config& c = p.config;
+    if (c.backend == "loopback") {
+      // Every rank has it (the arguments agree), so every rank stops here.
+      print_error(rank,
+                  "--backend loopback runs every rank as a thread of one process: start it without mpirun");
+      return sparcol::exit_code(ErrorCode::kInvalidArgument);
+    }
+    if (c.ranks != 0 && c.ranks != backend->size()) {
+      // Same on every rank (the arguments agree), so every rank stops here.
+      print_error(
+          rank, "--ranks " + std::to_string(c.ranks) + " differs from the " +
+                    std::to_string(backend->size()) +
+                    " MPI ranks started (--ranks is for --backend loopback; mpirun -np sets the MPI world)");
+      return sparcol::exit_code(ErrorCode::kInvalidArgument);
+    }
+    std::uint64_t seed = c.seed != 0 ? c.seed : fresh_seed();
+    backend->broadcast(&seed, sizeof seed, 0);
+    Setup s{"mpi", build_string(), sparcol::comm::MpiEnvironment::library_version(), backend->size(), seed};
+    const std::int64_t wrong = run_bench(*backend, c, s);
+    // Rank 0 knows the total; share it so every rank exits with the same status.
+    std::int64_t w = wrong;
+    backend->broadcast(&w, sizeof w, 0);
+    return finish_status(w);
+  } catch (const Error& e) {
+    print_error(e.rank() >= 0 ? e.rank() : rank, e.message());
+    // After the agreement a failure may be one-sided: tear the job down rather than risk a hang in
+    // MPI_Finalize. Before it, every rank is here for the same reason.
+    if (agreed && sparcol::comm::MpiEnvironment::world_size() > 1) {
+      backend.reset();
+      sparcol::comm::MpiEnvironment::abort(sparcol::exit_code(e.code()));
+    }
+    return sparcol::exit_code(e.code());
+  } catch (const std::bad_alloc&) {
+    print_error(rank, "out of memory (try a smaller -e)");
+    sparcol::comm::MpiEnvironment::abort(sparcol::exit_code(ErrorCode::kInternal));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // MPI first (every rank must reach the agreement below), then the flags.
+  sparcol::comm::MpiEnvironment mpi(&argc, &argv);
+  const Parsed p = parse(argc, argv);
+  // Several MPI processes always go through the agreement, even with --backend loopback, so that
+  // ranks given different flags cannot leave one another waiting.
+  if (p.status < 0 && p.config.backend == "loopback" && sparcol::comm::MpiEnvironment::world_size() == 1) {
+    return main_loopback(p);
+  }
+  return main_mpi(p);
+}
