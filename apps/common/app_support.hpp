@@ -1,0 +1,41 @@
+// What every sparcol program does the same way: parse flags with CLI11 on every rank, agree across
+// ranks that the inputs are valid before any work, and turn errors into the documented message and
+// exit status (docs/errors.md):
+//   sparcol: rank R: error: <message>        on stderr, exit status sparcol::exit_code(code)
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "sparcol/comm/backend.hpp"
+#include "sparcol/core/error.hpp"
+
+namespace sparcol::app {
+
+void print_error(int rank, const std::string& message);
+void print_warning(int rank, const std::string& message);
+
+// Parses argv. Returns an exit status when the program must stop (0 after --help or --version, 2
+// for bad flags), std::nullopt to go on. Only rank 0 prints help and parse errors; every rank parses
+// the same command line, so every rank reaches the same verdict without communicating.
+std::optional<int> parse(CLI::App& app, int argc, char** argv, int rank);
+
+// Validation that may differ per rank (a file missing on one node, an unwritable path): each rank
+// passes its own status (0 = fine; otherwise the exit status it wants, after printing its message).
+// Every rank learns the largest status; ranks that were fine print one line naming a failed rank.
+// Returns the status every rank should exit with (0 = go on).
+int agree_on_status(comm::Backend& world, int my_status);
+
+// Runs body(), turning a sparcol::Error or std::exception into the error line and its exit status.
+// With abort_others (multi-rank runs after validation), an error on one rank calls MPI_Abort with
+// the status, so peers blocked in a collective do not wait for their timeout.
+int guarded(int rank, bool abort_others, const std::function<int()>& body);
+
+// Checks that an output path can be created (its directory exists and is writable) before work
+// starts; returns an empty string or the reason it cannot.
+std::string check_writable(const std::string& path);
+
+}  // namespace sparcol::app
