@@ -1,9 +1,13 @@
 #include "sparcol/compress/sidco.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <limits>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "common.hpp"
 #include "sparcol/compress/topk.hpp"
@@ -12,31 +16,96 @@ namespace sparcol::compress {
 
 namespace {
 
-// Sum and count of the finite |v_j| > theta, and their minimum (theta < 0: all finite entries).
+// Sum, count and minimum of the finite |v_j| > theta (theta < 0: of all finite entries).
 struct Exceedances {
   double sum = 0;
   std::uint64_t count = 0;
-  double min = std::numeric_limits<double>::infinity();
+  float min = std::numeric_limits<float>::infinity();
 };
 
-Exceedances exceedances(std::span<const float> v, double theta) {
+// 8 independent float accumulators (two SSE registers) over blocks of kBlock elements, each block's
+// lanes added into double in a fixed order. Float partial sums of kBlock/8 values keep the relative
+// error near 1e-6, ample for a threshold estimate, and the fixed order makes the result reproducible
+// bit for bit. (GCC does not vectorize these masked reductions by itself, hence the intrinsics; the
+// scalar fallback for other targets sums the same lanes in the same order.)
+constexpr std::size_t kLanes = 8;
+constexpr std::size_t kBlock = 256;
+
+Exceedances exceedances(std::span<const float> v, float theta) {
   Exceedances e;
-  for (const float x : v) {
-    const double a = std::fabs(static_cast<double>(x));
-    if (a > theta && a <= static_cast<double>(FLT_MAX)) {  // NaN fails both tests, Inf the second
-      e.sum += a;
-      ++e.count;
-      e.min = std::min(e.min, a);
+  const std::size_t n = v.size();
+  const float* p = v.data();
+  const float inf = std::numeric_limits<float>::infinity();
+  float mn[kLanes];
+  std::fill(mn, mn + kLanes, inf);
+  for (std::size_t b = 0; b < n; b += kBlock) {
+    const std::size_t end = std::min(n, b + kBlock);
+    float s[kLanes] = {};
+    std::uint32_t c[kLanes] = {};
+    std::size_t i = b;
+#if defined(__SSE2__)
+    const __m128 th = _mm_set1_ps(theta), fmax = _mm_set1_ps(FLT_MAX), vinf = _mm_set1_ps(inf);
+    const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+    __m128 s0 = _mm_setzero_ps(), s1 = _mm_setzero_ps();
+    __m128i c0 = _mm_setzero_si128(), c1 = _mm_setzero_si128();
+    __m128 m0 = _mm_loadu_ps(mn), m1 = _mm_loadu_ps(mn + 4);
+    for (; i + kLanes <= end; i += kLanes) {
+      const __m128 a0 = _mm_and_ps(_mm_loadu_ps(p + i), abs_mask);
+      const __m128 a1 = _mm_and_ps(_mm_loadu_ps(p + i + 4), abs_mask);
+      // NaN fails both comparisons, Inf the second.
+      const __m128 in0 = _mm_and_ps(_mm_cmpgt_ps(a0, th), _mm_cmple_ps(a0, fmax));
+      const __m128 in1 = _mm_and_ps(_mm_cmpgt_ps(a1, th), _mm_cmple_ps(a1, fmax));
+      s0 = _mm_add_ps(s0, _mm_and_ps(in0, a0));
+      s1 = _mm_add_ps(s1, _mm_and_ps(in1, a1));
+      c0 = _mm_sub_epi32(c0, _mm_castps_si128(in0));  // a true lane is -1
+      c1 = _mm_sub_epi32(c1, _mm_castps_si128(in1));
+      m0 = _mm_min_ps(m0, _mm_or_ps(_mm_and_ps(in0, a0), _mm_andnot_ps(in0, vinf)));
+      m1 = _mm_min_ps(m1, _mm_or_ps(_mm_and_ps(in1, a1), _mm_andnot_ps(in1, vinf)));
     }
+    _mm_storeu_ps(s, s0);
+    _mm_storeu_ps(s + 4, s1);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(c), c0);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(c + 4), c1);
+    _mm_storeu_ps(mn, m0);
+    _mm_storeu_ps(mn + 4, m1);
+#else
+    for (; i + kLanes <= end; i += kLanes) {
+      for (std::size_t j = 0; j < kLanes; ++j) {
+        const float a = std::fabs(p[i + j]);
+        if (a > theta && a <= FLT_MAX) {
+          s[j] += a;
+          ++c[j];
+          mn[j] = std::min(mn[j], a);
+        }
+      }
+    }
+#endif
+    for (; i < end; ++i) {
+      const float a = std::fabs(p[i]);
+      if (a > theta && a <= FLT_MAX) {
+        s[0] += a;
+        ++c[0];
+        mn[0] = std::min(mn[0], a);
+      }
+    }
+    double block_sum = 0;
+    for (std::size_t j = 0; j < kLanes; ++j) {
+      block_sum += static_cast<double>(s[j]);
+      e.count += c[j];
+    }
+    e.sum += block_sum;
   }
+  for (const float m : mn) e.min = std::min(e.min, m);
   return e;
 }
 
 }  // namespace
 
 float sidco_threshold(std::span<const float> v, double ratio, int stages, double first_ratio) {
-  const Exceedances all = exceedances(v, -1.0);
+  const Exceedances all = exceedances(v, -1.0f);
   const double mean = all.count > 0 ? all.sum / static_cast<double>(all.count) : 0.0;
+  // Thresholds are rounded to float before each comparison (the comparisons are in float).
+  auto to_float = [](double t) { return static_cast<float>(std::min(t, static_cast<double>(FLT_MAX))); };
   double theta;
   if (stages <= 1 || ratio >= first_ratio) {
     theta = -mean * std::log(ratio);
@@ -44,13 +113,14 @@ float sidco_threshold(std::span<const float> v, double ratio, int stages, double
     theta = -mean * std::log(first_ratio);
     const double log_q = std::log(ratio / first_ratio) / static_cast<double>(stages - 1);
     for (int s = 1; s < stages; ++s) {
-      const Exceedances e = exceedances(v, theta);
+      const Exceedances e = exceedances(v, to_float(theta));
       if (e.count == 0) break;
-      const double mu = e.sum / static_cast<double>(e.count) - e.min;
-      theta = e.min - mu * log_q;
+      const double m = static_cast<double>(e.min);
+      const double mu = e.sum / static_cast<double>(e.count) - m;
+      theta = m - mu * log_q;
     }
   }
-  return static_cast<float>(std::min(theta, static_cast<double>(FLT_MAX)));
+  return to_float(theta);
 }
 
 void SidcoCompressor::compress(std::span<const float> v, const Context& ctx, Message& out) {
@@ -67,12 +137,24 @@ void SidcoCompressor::compress(std::span<const float> v, const Context& ctx, Mes
   const std::uint64_t reserve = std::min(n, 2 * target_k(n) + 64);
   out.indices.reserve(reserve);
   out.values.reserve(reserve);
-  for (std::uint64_t i = 0; i < n; ++i) {
-    if (magnitude_key(v[i]) > t) {
+  const float* p = v.data();
+  const auto tb = static_cast<std::int32_t>(t);
+  auto visit = [&](std::uint64_t i) {
+    if (magnitude_key(p[i]) > t) {
       out.indices.push_back(static_cast<Index>(i));
-      out.values.push_back(v[i]);
+      out.values.push_back(p[i]);
     }
+  };
+  std::uint64_t i = 0;
+  constexpr std::uint64_t kScan = 16;
+  for (; i + kScan <= n; i += kScan) {
+    int any = 0;  // vectorized block test: keys < 2^31 compare as signed integers
+    for (std::uint64_t j = 0; j < kScan; ++j)
+      any |= static_cast<int>(static_cast<std::int32_t>(std::bit_cast<std::uint32_t>(p[i + j]) & 0x7fffffffu) > tb);
+    if (any == 0) continue;
+    for (std::uint64_t j = i; j < i + kScan; ++j) visit(j);
   }
+  for (; i < n; ++i) visit(i);
 }
 
 }  // namespace sparcol::compress

@@ -1,6 +1,10 @@
 #include "sparcol/compress/sign.hpp"
 
+#include <algorithm>
 #include <cmath>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "common.hpp"
 
@@ -11,8 +15,17 @@ void sign_pack(std::span<const float> v, std::uint32_t* words) {
   const float* p = v.data();
   const std::uint64_t full = n / 32;
   for (std::uint64_t w = 0; w < full; ++w) {
+    const float* q = p + w * 32;
     std::uint32_t bits = 0;
-    for (std::uint32_t b = 0; b < 32; ++b) bits |= static_cast<std::uint32_t>(p[w * 32 + b] >= 0.0f) << b;
+#if defined(__SSE2__)
+    // 4 comparisons per instruction, their results gathered by movemask (x86-64 always has SSE2).
+    // cmpge is false for NaN, as the scalar test below is.
+    const __m128 zero = _mm_setzero_ps();
+    for (std::uint32_t b = 0; b < 32; b += 4)
+      bits |= static_cast<std::uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(q + b), zero))) << b;
+#else
+    for (std::uint32_t b = 0; b < 32; ++b) bits |= static_cast<std::uint32_t>(q[b] >= 0.0f) << b;
+#endif
     words[w] = bits;
   }
   if (n % 32 != 0) {
@@ -24,14 +37,24 @@ void sign_pack(std::span<const float> v, std::uint32_t* words) {
 
 float sign_scale(std::span<const float> v) {
   if (v.empty()) return 0.0f;
-  // Four partial sums: shorter dependency chains, and a fixed order (bitwise reproducible).
-  double s[4] = {0, 0, 0, 0};
-  const std::uint64_t n = v.size();
-  std::uint64_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    for (int j = 0; j < 4; ++j) s[j] += std::fabs(static_cast<double>(v[i + static_cast<std::uint64_t>(j)]));
-  for (; i < n; ++i) s[0] += std::fabs(static_cast<double>(v[i]));
-  return static_cast<float>(((s[0] + s[1]) + (s[2] + s[3])) / static_cast<double>(n));
+  // 8 float lanes per block of 256 elements, blocks added in double: vectorizes, keeps the relative
+  // error near 1e-6, and the fixed order makes the scale reproducible bit for bit.
+  constexpr std::size_t kLanes = 8, kBlock = 256;
+  const std::size_t n = v.size();
+  const float* p = v.data();
+  double total = 0;
+  for (std::size_t b = 0; b < n; b += kBlock) {
+    const std::size_t end = std::min(n, b + kBlock);
+    float s[kLanes] = {};
+    std::size_t i = b;
+    for (; i + kLanes <= end; i += kLanes)
+      for (std::size_t j = 0; j < kLanes; ++j) s[j] += std::fabs(p[i + j]);
+    for (; i < end; ++i) s[0] += std::fabs(p[i]);
+    double block = 0;
+    for (const float x : s) block += static_cast<double>(x);
+    total += block;
+  }
+  return static_cast<float>(total / static_cast<double>(n));
 }
 
 void SignCompressor::compress(std::span<const float> v, const Context& /*ctx*/, Message& out) {

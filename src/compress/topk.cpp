@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <utility>
 
 #include "common.hpp"
 
@@ -51,6 +52,26 @@ BoundPlan bound_plan(std::uint64_t n, std::uint64_t k) {
 constexpr int kDigitShift[3] = {20, 9, 0};
 constexpr int kDigitBits[3] = {11, 11, 9};
 constexpr std::size_t kHistSize = std::size_t{1} << 11;
+constexpr std::size_t kHistCopies = 4;
+
+// Adds every element to histogram copy (i mod kHistCopies) of h at the (bucket, increment) that
+// `digit` gives for its key, then sums the copies into the first.
+template <class Digit>
+void count_digit(const float* p, std::uint64_t n, std::uint32_t* h, Digit digit) {
+  std::uint64_t i = 0;
+  for (; i + kHistCopies <= n; i += kHistCopies) {
+    for (std::size_t c = 0; c < kHistCopies; ++c) {
+      const auto [bucket, inc] = digit(magnitude_key(p[i + c]));
+      h[c * kHistSize + bucket] += inc;
+    }
+  }
+  for (; i < n; ++i) {
+    const auto [bucket, inc] = digit(magnitude_key(p[i]));
+    h[bucket] += inc;
+  }
+  for (std::size_t c = 1; c < kHistCopies; ++c)
+    for (std::size_t b = 0; b < kHistSize; ++b) h[b] += h[c * kHistSize + b];
+}
 
 inline std::int32_t raw_key(float x) {
   // magnitude_key without the NaN clamp. raw >= b <=> magnitude_key >= b for every key b (b <= kNanKey),
@@ -134,7 +155,11 @@ bool TopkSelector::sampled_bound(std::span<const float> v, std::uint64_t k, std:
   const auto kth = sample_.begin() + static_cast<std::ptrdiff_t>(p.rank - 1);
   std::nth_element(sample_.begin(), kth, sample_.end(), std::greater<std::uint32_t>());
   bound = *kth;
-  return true;
+  // Ties at the bound (e.g. integer-valued data) can put far more than `capacity` elements at or
+  // above it; when the sample already says so, skip the collecting pass that would overflow.
+  std::uint64_t at_or_above = p.rank;
+  for (auto it = kth + 1; it != sample_.end(); ++it) at_or_above += static_cast<std::uint64_t>(*it == bound);
+  return at_or_above * p.stride <= p.capacity;
 }
 
 void TopkSelector::radix(std::span<const float> v, std::uint64_t k, std::vector<Index>& indices,
@@ -142,7 +167,7 @@ void TopkSelector::radix(std::span<const float> v, std::uint64_t k, std::vector<
   const std::uint64_t n = v.size();
   const float* p = v.data();
   const std::uint64_t capacity = bound_plan(n, k).capacity;
-  hist_.resize(kHistSize);
+  hist_.resize(kHistSize * kHistCopies);
 
   // Invariant after each digit d: the k-th largest key has (key >> shift) == prefix; `above` elements
   // have a larger (key >> shift), `bucket` elements the same.
@@ -153,14 +178,17 @@ void TopkSelector::radix(std::span<const float> v, std::uint64_t k, std::vector<
     const std::uint32_t mask = (std::uint32_t{1} << kDigitBits[d]) - 1;
     std::fill(hist_.begin(), hist_.end(), 0u);
     std::uint32_t* h = hist_.data();
+    // kHistCopies interleaved histograms: consecutive equal keys (ties, narrow distributions) would
+    // otherwise chain every increment on the previous store to the same counter.
     if (d == 0) {
-      for (std::uint64_t i = 0; i < n; ++i) ++h[magnitude_key(p[i]) >> shift];
+      count_digit(p, n, h, [shift](std::uint32_t key) { return std::pair{key >> shift, 1u}; });
     } else {
+      // Branch-free: elements outside the prefix add 0 (a branch would mispredict on tie-heavy data,
+      // the case that reaches these passes).
       const int prev_shift = kDigitShift[d - 1];
-      for (std::uint64_t i = 0; i < n; ++i) {
-        const std::uint32_t key = magnitude_key(p[i]);
-        if ((key >> prev_shift) == prefix) ++h[(key >> shift) & mask];
-      }
+      count_digit(p, n, h, [=](std::uint32_t key) {
+        return std::pair{(key >> shift) & mask, static_cast<std::uint32_t>((key >> prev_shift) == prefix)};
+      });
     }
     ++last_radix_passes_;
     std::uint32_t b = mask;

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <limits>
 #include <numeric>
+#include <ostream>
 #include <random>
 #include <set>
 #include <string>
@@ -377,6 +378,8 @@ struct TopkCase {
   std::uint64_t n;
   bool ties;  // integer-valued floats in [-20, 20] (many ties) or continuous normal values
 };
+
+void PrintTo(const TopkCase& c, std::ostream* os) { *os << "n=" << c.n << (c.ties ? " ties" : " normal"); }
 
 class TopkReference : public ::testing::TestWithParam<TopkCase> {};
 

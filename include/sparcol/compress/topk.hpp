@@ -67,12 +67,13 @@ class TopkSelector {
   std::uint64_t collect(std::span<const float> v, std::uint32_t bound, std::uint64_t capacity);
   // Step 3 on the first `count` candidates.
   void finish(std::uint64_t count, std::uint64_t k, std::vector<Index>& indices, std::vector<float>& values);
-  // Bound from the sample; false when the sample cannot give one (the bound rank exceeds the sample).
+  // Bound from the sample; false when the sample cannot give a useful one (the bound rank exceeds the
+  // sample, or the sample predicts more than the candidate capacity at or above the bound).
   bool sampled_bound(std::span<const float> v, std::uint64_t k, std::uint32_t& bound);
   // Histogram path; writes the result itself.
   void radix(std::span<const float> v, std::uint64_t k, std::vector<Index>& indices, std::vector<float>& values);
 
-  std::vector<std::uint32_t> hist_;     // 2048 buckets
+  std::vector<std::uint32_t> hist_;     // 4 interleaved copies of 2048 buckets
   std::vector<std::uint32_t> sample_;   // sample keys
   std::vector<Index> cand_idx_;         // candidates (index order)
   std::vector<float> cand_val_;
