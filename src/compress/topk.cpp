@@ -147,10 +147,21 @@ void TopkSelector::finish(std::uint64_t count, std::uint64_t k, std::vector<Inde
   }
 }
 
+void TopkSelector::reserve(std::uint64_t n, std::uint64_t k) {
+  // Every path's scratch, whichever path the data will need: a later call with the same (n, k)
+  // then never allocates, even if it takes another path.
+  hist_.resize(kHistSize * kHistCopies);
+  if (k == 0 || k >= n) return;
+  const BoundPlan p = bound_plan(n, k);
+  cand_idx_.resize(p.capacity);
+  cand_val_.resize(p.capacity);
+  cand_key_.resize(p.capacity);
+  sample_.resize(p.m);
+}
+
 bool TopkSelector::sampled_bound(std::span<const float> v, std::uint64_t k, std::uint32_t& bound) {
   const BoundPlan p = bound_plan(v.size(), k);
   if (p.rank > p.m) return false;
-  sample_.resize(p.m);
   for (std::uint64_t i = 0; i < p.m; ++i) sample_[i] = magnitude_key(v[p.offset + i * p.stride]);
   const auto kth = sample_.begin() + static_cast<std::ptrdiff_t>(p.rank - 1);
   std::nth_element(sample_.begin(), kth, sample_.end(), std::greater<std::uint32_t>());
@@ -167,7 +178,6 @@ void TopkSelector::radix(std::span<const float> v, std::uint64_t k, std::vector<
   const std::uint64_t n = v.size();
   const float* p = v.data();
   const std::uint64_t capacity = bound_plan(n, k).capacity;
-  hist_.resize(kHistSize * kHistCopies);
 
   // Invariant after each digit d: the k-th largest key has (key >> shift) == prefix; `above` elements
   // have a larger (key >> shift), `bucket` elements the same.
@@ -199,9 +209,6 @@ void TopkSelector::radix(std::span<const float> v, std::uint64_t k, std::vector<
     if (d < 2 && above + bucket <= capacity) {
       // Few enough elements at or above this bucket: collect them and finish among them.
       const std::uint32_t bound = prefix << shift;
-      cand_idx_.resize(capacity);
-      cand_val_.resize(capacity);
-      cand_key_.resize(capacity);
       const std::uint64_t count = collect(v, bound, capacity);
       finish(count, k, indices, values);
       return;
@@ -249,15 +256,13 @@ void TopkSelector::select(std::span<const float> v, std::uint64_t k, std::vector
     values.assign(v.begin(), v.end());
     return;
   }
+  reserve(n, k);
   const bool try_sample =
       strategy == Strategy::kSampledBound ||
       (strategy == Strategy::kAuto && n >= kSampleMinN && k <= n / kSampleMaxDensityDiv);
   std::uint32_t bound = 0;
   if (try_sample && sampled_bound(v, k, bound)) {
     const std::uint64_t capacity = bound_plan(n, k).capacity;
-    cand_idx_.resize(capacity);
-    cand_val_.resize(capacity);
-    cand_key_.resize(capacity);
     const std::uint64_t count = collect(v, bound, capacity);
     if (count >= k && count <= capacity) {
       last_used_sample_ = true;

@@ -77,6 +77,7 @@ void TopkSampledCompressor::compress(std::span<const float> v, const Context& ct
   last_threshold_ = 0.0f;
   if (k == 0) return;
 
+  selector_.reserve(n, k);  // steps 4 and the small-n case may need the exact top-k
   const DgcSamplePlan plan = dgc_sample_plan(n, k, sample_ratio_);
   if (k == n || plan.stride == 1) {
     // The "sample" is all of v: the threshold would be exact, so send the exact top-k ([P]).

@@ -1,6 +1,6 @@
 // Replaces the global operator new to count allocations while a test asks for it (the compressors
-// promise not to allocate once sized). Only plain new/delete are replaced: the library's containers
-// use nothing else.
+// promise not to allocate once sized). Only the non-array, non-aligned forms are replaced: the
+// library's containers use nothing else.
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -21,10 +21,20 @@ long stop_counting_allocations() {
 }
 }  // namespace sparcol::test
 
-void* operator new(std::size_t size) {
+namespace {
+void* counted_malloc(std::size_t size) noexcept {
   if (g_counting.load(std::memory_order_relaxed)) g_count.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  return std::malloc(size == 0 ? 1 : size);
+}
+}  // namespace
+
+// Every non-array, non-aligned form, so that whatever frees memory matches what allocated it (the
+// library's nothrow form, used by std::stable_sort's buffer, would otherwise pair with our delete).
+void* operator new(std::size_t size) {
+  if (void* p = counted_malloc(size)) return p;
   throw std::bad_alloc();
 }
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept { return counted_malloc(size); }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }

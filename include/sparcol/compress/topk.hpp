@@ -57,6 +57,10 @@ class TopkSelector {
   void select(std::span<const float> v, std::uint64_t k, std::vector<Index>& indices,
               std::vector<float>& values, Strategy strategy = Strategy::kAuto);
 
+  // Sizes the scratch of every path for (n, k); select() calls it, callers that may select later
+  // (topk-sampled) call it ahead so that their first exact selection does not allocate.
+  void reserve(std::uint64_t n, std::uint64_t k);
+
   // The path the last select() took (for tests and benchmarks).
   bool last_used_sample() const { return last_used_sample_; }
   int last_radix_passes() const { return last_radix_passes_; }
