@@ -28,6 +28,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -380,6 +381,14 @@ std::vector<double> max_over_ranks(Backend& b, const std::vector<double>& mine) 
   return out;
 }
 
+std::uint64_t max_over_ranks_u64(Backend& b, std::uint64_t mine) {
+  const auto n = static_cast<std::size_t>(b.size());
+  std::vector<std::uint64_t> all(n);
+  std::vector<std::size_t> bytes(n, sizeof(std::uint64_t));
+  b.allgatherv(&mine, all.data(), bytes);
+  return *std::max_element(all.begin(), all.end());
+}
+
 double percentile(std::vector<double> sorted_copy, double q) {
   std::sort(sorted_copy.begin(), sorted_copy.end());
   const double pos = q * static_cast<double>(sorted_copy.size() - 1);
@@ -388,25 +397,51 @@ double percentile(std::vector<double> sorted_copy, double q) {
   return sorted_copy[lo] + (pos - static_cast<double>(lo)) * (sorted_copy[hi] - sorted_copy[lo]);
 }
 
-// Runs reset(step) (untimed) then barrier and op(step) (timed) for warm-up + timed runs; `step` counts
-// all runs from 0. Returns the statistics of the timed runs.
-template <typename Reset, typename Run>
-Stats time_runs(Backend& b, const Config& c, Reset&& reset, Run&& op) {
+// One operation to time: reset(step) runs untimed before each run(step); `step` counts every run of
+// the operation from 0 (warm-up included).
+struct Timed {
+  using Fn = std::function<void(std::uint64_t)>;
+  Fn reset, run;
+};
+
+struct Timing {
+  Stats stats;
+  std::uint64_t sent_per_run = 0;  // bytes this rank passed to the backend's isend per run, max over ranks
+};
+
+// Times the operations interleaved: in every step each operation runs once (reset, barrier, timed run),
+// in an order that rotates from step to step. An operation and its baseline thus see the same machine
+// conditions (load from other processes on shared cores drifts over seconds) and neither always runs
+// first. Warm-up steps are run the same way and not recorded.
+std::vector<Timing> time_interleaved(Backend& b, const Config& c, const std::vector<Timed>& ops) {
   using Clock = std::chrono::steady_clock;
-  std::vector<double> t(static_cast<std::size_t>(c.iters));
+  const std::size_t n = ops.size();
+  std::vector<std::vector<double>> t(n, std::vector<double>(static_cast<std::size_t>(c.iters)));
+  std::vector<std::uint64_t> sent(n, 0);
   const int total = c.warmup + c.iters;
   for (int step = 0; step < total; ++step) {
-    reset(static_cast<std::uint64_t>(step));
-    b.barrier();
-    const auto t0 = Clock::now();
-    op(static_cast<std::uint64_t>(step));
-    const auto t1 = Clock::now();
-    if (step >= c.warmup)
-      t[static_cast<std::size_t>(step - c.warmup)] =
-          std::chrono::duration<double, std::micro>(t1 - t0).count();
+    const auto st = static_cast<std::uint64_t>(step);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t j = (st + i) % n;
+      ops[j].reset(st);
+      b.barrier();
+      const std::uint64_t sent0 = b.bytes_sent();
+      const auto t0 = Clock::now();
+      ops[j].run(st);
+      const auto t1 = Clock::now();
+      sent[j] += b.bytes_sent() - sent0;
+      if (step >= c.warmup)
+        t[j][static_cast<std::size_t>(step - c.warmup)] =
+            std::chrono::duration<double, std::micro>(t1 - t0).count();
+    }
   }
-  const auto worst = max_over_ranks(b, t);
-  return Stats{percentile(worst, 0.5), percentile(worst, 0.0), percentile(worst, 0.99)};
+  std::vector<Timing> out(n);
+  for (std::size_t j = 0; j < n; ++j) {
+    const auto worst = max_over_ranks(b, t[j]);
+    out[j].stats = Stats{percentile(worst, 0.5), percentile(worst, 0.0), percentile(worst, 0.99)};
+    out[j].sent_per_run = max_over_ranks_u64(b, sent[j] / static_cast<std::uint64_t>(total));
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -439,14 +474,6 @@ std::int64_t sum_over_ranks(Backend& b, std::uint64_t mine) {
   std::uint64_t s = 0;
   for (auto x : all) s += x;
   return static_cast<std::int64_t>(s);
-}
-
-std::uint64_t max_over_ranks_u64(Backend& b, std::uint64_t mine) {
-  const auto n = static_cast<std::size_t>(b.size());
-  std::vector<std::uint64_t> all(n);
-  std::vector<std::size_t> bytes(n, sizeof(std::uint64_t));
-  b.allgatherv(&mine, all.data(), bytes);
-  return *std::max_element(all.begin(), all.end());
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -508,30 +535,37 @@ class SizeBench {
     Row row = base_row(Op::kMpiAllreduce, 4.0 * static_cast<double>(d_), allreduce_factor());
     std::vector<float> pristine, data(d_);
     fill_dense(pristine);
-    row.time = time_runs(
-        b_, c_, [&](std::uint64_t) { std::copy(pristine.begin(), pristine.end(), data.begin()); },
-        [&](std::uint64_t) { b_.allreduce_sum(data.data(), d_); });
+    row.time =
+        time_interleaved(b_, c_,
+                         {{[&](std::uint64_t) { std::copy(pristine.begin(), pristine.end(), data.begin()); },
+                           [&](std::uint64_t) { b_.allreduce_sum(data.data(), d_); }}})[0]
+            .stats;
     row.base = row.time;
     row.sent_bytes = ring_allreduce_bytes(d_);
     if (c_.check) row.wrong = sum_over_ranks(b_, check_dense_sum(data));
     return row;
   }
 
-  Row dense_ring(double allreduce_us) {
+  // sparcol's ring all-reduce, interleaved with MPI_Allreduce of the same vector (its baseline).
+  Row dense_ring() {
     Row row = base_row(Op::kDenseRing, 4.0 * static_cast<double>(d_), allreduce_factor());
-    std::vector<float> pristine, data(d_);
+    std::vector<float> pristine, data(d_), plain(d_);
     fill_dense(pristine);
     sparcol::coll::RingAllreduce ring(b_, d_);
-    const std::uint64_t sent0 = b_.bytes_sent();
-    row.time = time_runs(
-        b_, c_, [&](std::uint64_t) { std::copy(pristine.begin(), pristine.end(), data.begin()); },
-        [&](std::uint64_t step) { ring.run(data.data(), step); });
-    row.sent_bytes = per_run_sent(sent0);
-    row.base.p50 = row.base.min = row.base.p99 = allreduce_us;  // the same payload: the whole vector
+    const auto t =
+        time_interleaved(b_, c_,
+                         {{[&](std::uint64_t) { std::copy(pristine.begin(), pristine.end(), data.begin()); },
+                           [&](std::uint64_t step) { ring.run(data.data(), step); }},
+                          {[&](std::uint64_t) { std::copy(pristine.begin(), pristine.end(), plain.begin()); },
+                           [&](std::uint64_t) { b_.allreduce_sum(plain.data(), d_); }}});
+    row.time = t[0].stats;
+    row.sent_bytes = t[0].sent_per_run;
+    row.base = t[1].stats;
     if (c_.check) row.wrong = sum_over_ranks(b_, check_dense_sum(data));
     return row;
   }
 
+  // RBGS with the block of step `step`, interleaved with MPI_Allreduce of a packed k-float block.
   Row rbgs() {
     Row row = base_row(Op::kRbgs, 4.0 * static_cast<double>(k_), allreduce_factor());
     std::vector<float> pristine, data;
@@ -540,16 +574,24 @@ class SizeBench {
     sparcol::coll::RbgsAllreduce rbgs(b_, d_, k_);
     sparcol::coll::RbgsBlock last{d_, 0, 0};
     auto block = [&](std::uint64_t step) { return sparcol::coll::rbgs_block(d_, k_, seed_, step, 0); };
-    // Restores what the previous run changed (its block) and, with --nan, puts a NaN inside the next
-    // block on rank 0.
+    // Restores what the previous run changed (its block) and rewrites the next run's block, its input,
+    // as the baseline's reset rewrites its buffer; with --nan rank 0 puts a NaN inside that block.
     auto reset = [&](std::uint64_t step) {
       restore_block(pristine, last, data);
       last = block(step);
+      restore_block(pristine, last, data);
       if (c_.nan && me_ == 0 && k_ > 0) data[last.start] = std::numeric_limits<float>::quiet_NaN();
     };
-    const std::uint64_t sent0 = b_.bytes_sent();
-    row.time = time_runs(b_, c_, reset, [&](std::uint64_t step) { rbgs.run(data.data(), seed_, step, 0); });
-    row.sent_bytes = per_run_sent(sent0);
+    std::vector<float> packed0(k_), packed(k_);
+    sparcol::coll::rbgs_pack(pristine.data(), block(0), packed0.data());
+    const auto t =
+        time_interleaved(b_, c_,
+                         {{reset, [&](std::uint64_t step) { rbgs.run(data.data(), seed_, step, 0); }},
+                          {[&](std::uint64_t) { std::copy(packed0.begin(), packed0.end(), packed.begin()); },
+                           [&](std::uint64_t) { b_.allreduce_sum(packed.data(), k_); }}});
+    row.time = t[0].stats;
+    row.sent_bytes = t[0].sent_per_run;
+    row.base = t[1].stats;
     if (c_.check) {
       std::uint64_t wrong = 0;
       for (std::uint64_t i = 0; i < d_; ++i) {
@@ -561,12 +603,6 @@ class SizeBench {
       }
       row.wrong = sum_over_ranks(b_, wrong);
     }
-    // Plain MPI on the same payload: MPI_Allreduce of the packed k-float block.
-    std::vector<float> packed0(k_), packed(k_);
-    sparcol::coll::rbgs_pack(pristine.data(), block(0), packed0.data());
-    row.base = time_runs(
-        b_, c_, [&](std::uint64_t) { std::copy(packed0.begin(), packed0.end(), packed.begin()); },
-        [&](std::uint64_t) { b_.allreduce_sum(packed.data(), k_); });
     return row;
   }
 
@@ -597,19 +633,21 @@ class SizeBench {
     return wrong;
   }
 
+  // The sparse all-gather, interleaved with MPI_Allgatherv of the same wire blocks; then the optional
+  // dense sum, timed on its own (local work, no communication).
   Row sparse_allgather() {
     Row row = base_row(Op::kSparseAllgather, 8.0 * static_cast<double>(k_) * K_, allgather_factor());
     make_pairs();
     sparcol::coll::SparseAllgather sag(b_, d_, k_);
-    const std::uint64_t sent0 = b_.bytes_sent();
-    row.time = time_runs(
-        b_, c_, [](std::uint64_t) {}, [&](std::uint64_t step) { sag.run(idx_, val_, step); });
-    row.sent_bytes = per_run_sent(sent0);
-    // The optional dense sum, timed on its own (local work: no communication).
+    MpiGather plain(*this);
+    const auto t = time_interleaved(
+        b_, c_, {{nothing(), [&](std::uint64_t step) { sag.run(idx_, val_, step); }}, plain.timed()});
+    row.time = t[0].stats;
+    row.sent_bytes = t[0].sent_per_run;
+    row.base = t[1].stats;
     std::vector<float> sum(d_);
-    row.sum_us = time_runs(
-                     b_, c_, [](std::uint64_t) {}, [&](std::uint64_t) { sag.sum_into(sum.data()); })
-                     .p50;
+    row.sum_us = time_interleaved(b_, c_, {{nothing(), [&](std::uint64_t) { sag.sum_into(sum.data()); }}})[0]
+                     .stats.p50;
     if (c_.check) {
       std::uint64_t wrong = check_pairs([&](int r) { return std::pair(sag.indices(r), sag.values(r)); });
       // The dense sum: every rank's pairs added in rank order.
@@ -624,43 +662,59 @@ class SizeBench {
       for (std::uint64_t i = 0; i < d_; ++i) wrong += same(sum[i], want[i]) ? 0 : 1;
       row.wrong = sum_over_ranks(b_, wrong);
     }
-    row.base = mpi_allgatherv_stats(nullptr);
     return row;
   }
 
   Row mpi_allgatherv() {
     Row row = base_row(Op::kMpiAllgatherv, 8.0 * static_cast<double>(k_) * K_, allgather_factor());
-    std::uint64_t wrong = 0;
-    row.time = mpi_allgatherv_stats(c_.check ? &wrong : nullptr);
+    make_pairs();
+    MpiGather plain(*this);
+    row.time = time_interleaved(b_, c_, {plain.timed()})[0].stats;
     row.base = row.time;
     // A ring all-gather's bytes per rank: every block but the right neighbour's passes through.
     row.sent_bytes = 8 * k_ * static_cast<std::uint64_t>(K_ - 1);
-    if (c_.check) row.wrong = sum_over_ranks(b_, wrong);
+    if (c_.check) row.wrong = sum_over_ranks(b_, plain.check());
     return row;
   }
 
  private:
-  // MPI_Allgatherv of every rank's wire block; with `wrong`, checks the gathered pairs.
-  Stats mpi_allgatherv_stats(std::uint64_t* wrong) {
-    make_pairs();
-    std::vector<std::byte> block(k_ * sparcol::kPairBytes);
-    if (k_ > 0) {
-      std::memcpy(block.data(), idx_.data(), k_ * sizeof(Index));
-      std::memcpy(block.data() + k_ * sizeof(Index), val_.data(), k_ * sizeof(float));
+  static Timed::Fn nothing() {
+    return [](std::uint64_t) {};
+  }
+
+  // MPI_Allgatherv (the backend's) of every rank's wire block: k indices then k values, the bytes
+  // sparcol's all-gather moves.
+  class MpiGather {
+   public:
+    explicit MpiGather(const SizeBench& s)
+        : s_(s),
+          block_(s.k_ * sparcol::kPairBytes),
+          bytes_(static_cast<std::size_t>(s.K_), block_.size()),
+          all_(block_.size() * static_cast<std::size_t>(s.K_)) {
+      if (s.k_ > 0) {
+        std::memcpy(block_.data(), s.idx_.data(), s.k_ * sizeof(Index));
+        std::memcpy(block_.data() + s.k_ * sizeof(Index), s.val_.data(), s.k_ * sizeof(float));
+      }
     }
-    std::vector<std::size_t> bytes(static_cast<std::size_t>(K_), block.size());
-    std::vector<std::byte> all(block.size() * static_cast<std::size_t>(K_));
-    const Stats s = time_runs(
-        b_, c_, [](std::uint64_t) {}, [&](std::uint64_t) { b_.allgatherv(block.data(), all.data(), bytes); });
-    if (wrong != nullptr) {
-      *wrong = check_pairs([&](int r) {
-        const std::byte* p = all.data() + static_cast<std::size_t>(r) * block.size();
-        return std::pair(std::span<const Index>(reinterpret_cast<const Index*>(p), k_),
-                         std::span<const float>(reinterpret_cast<const float*>(p + k_ * sizeof(Index)), k_));
+    Timed timed() {
+      return Timed{nothing(),
+                   [this](std::uint64_t) { s_.b_.allgatherv(block_.data(), all_.data(), bytes_); }};
+    }
+    std::uint64_t check() const {
+      return s_.check_pairs([&](int r) {
+        const std::byte* p = all_.data() + static_cast<std::size_t>(r) * block_.size();
+        return std::pair(
+            std::span<const Index>(reinterpret_cast<const Index*>(p), s_.k_),
+            std::span<const float>(reinterpret_cast<const float*>(p + s_.k_ * sizeof(Index)), s_.k_));
       });
     }
-    return s;
-  }
+
+   private:
+    const SizeBench& s_;
+    std::vector<std::byte> block_;
+    std::vector<std::size_t> bytes_;
+    std::vector<std::byte> all_;
+  };
 
   void restore_block(const std::vector<float>& from, const sparcol::coll::RbgsBlock& blk,
                      std::vector<float>& to) {
@@ -668,12 +722,6 @@ class SizeBench {
     const auto start = static_cast<std::ptrdiff_t>(blk.start);
     std::copy(from.begin() + start, from.begin() + start + first, to.begin() + start);
     std::copy(from.begin(), from.begin() + static_cast<std::ptrdiff_t>(blk.wrap_len()), to.begin());
-  }
-
-  // Bytes this rank passed to isend per run since `sent0` (payload and call fingerprint), max over ranks.
-  std::uint64_t per_run_sent(std::uint64_t sent0) {
-    const auto runs = static_cast<std::uint64_t>(c_.warmup + c_.iters);
-    return max_over_ranks_u64(b_, (b_.bytes_sent() - sent0) / runs);
   }
 
   // A bandwidth-optimal (ring) all-reduce's bytes per rank: 2 (K-1)/K of the vector.
@@ -953,7 +1001,7 @@ std::int64_t run_bench(Backend& b, const Config& c, const Setup& setup) {
     for (Op op : c.ops) {
       switch (op) {
         case Op::kDenseRing:
-          rows.push_back(sb.dense_ring(allreduce_us));
+          rows.push_back(sb.dense_ring());
           break;
         case Op::kRbgs:
           rows.push_back(sb.rbgs());

@@ -23,8 +23,8 @@ void rbgs_unpack(const float* packed, const RbgsBlock& b, float* v) {
 RbgsAllreduce::RbgsAllreduce(comm::Backend& backend, std::size_t n, std::size_t k)
     : backend_(backend), n_(n), k_(k), ring_(backend, k), packed_(k) {
   SPARCOL_CHECK_ARG(k <= n, backend.rank(),
-                    "rbgs_allreduce: block length k = " + std::to_string(k) + " exceeds the vector length n = " +
-                        std::to_string(n));
+                    "rbgs_allreduce: block length k = " + std::to_string(k) +
+                        " exceeds the vector length n = " + std::to_string(n));
   SPARCOL_CHECK_ARG(n <= kMaxElements, backend.rank(),
                     "rbgs_allreduce: vectors longer than 2^32-1 elements are not supported (n = " +
                         std::to_string(n) + ")");
@@ -33,6 +33,12 @@ RbgsAllreduce::RbgsAllreduce(comm::Backend& backend, std::size_t n, std::size_t 
 RbgsBlock RbgsAllreduce::run(float* data, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor) {
   agree(backend_, CallSignature{CollOp::kRbgsAllreduce, n_, k_, seed, step, tensor, 0});
   const RbgsBlock b = rbgs_block(n_, k_, seed, step, tensor);
+  if (b.wrap_len() == 0) {
+    // A contiguous block (all but a fraction of about k/n of the steps) is reduced where it lies:
+    // packing it would only copy k floats out and back.
+    ring_.run_unchecked(data + b.start);
+    return b;
+  }
   rbgs_pack(data, b, packed_.data());
   ring_.run_unchecked(packed_.data());
   rbgs_unpack(packed_.data(), b, data);

@@ -8,12 +8,15 @@
 
 namespace sparcol::coll {
 
-SparseAllgather::SparseAllgather(comm::Backend& backend, std::uint64_t n, std::size_t expected_k)
-    : backend_(backend), n_(n) {
-  SPARCOL_CHECK_ARG(n <= kMaxElements, backend.rank(),
-                    "sparse_allgather: vectors longer than 2^32-1 elements are not supported (uint32 indices; n = " +
-                        std::to_string(n) + ")");
+SparseAllgather::SparseAllgather(comm::Backend& backend, std::uint64_t n, std::size_t expected_k,
+                                 Algorithm algorithm)
+    : backend_(backend), n_(n), algorithm_(algorithm) {
+  SPARCOL_CHECK_ARG(
+      n <= kMaxElements, backend.rank(),
+      "sparse_allgather: vectors longer than 2^32-1 elements are not supported (uint32 indices; n = " +
+          std::to_string(n) + ")");
   buffer_.reserve(expected_k * static_cast<std::size_t>(backend.size()) * kPairBytes);
+  reqs_.reserve(2 * static_cast<std::size_t>(backend.size()));
 }
 
 std::span<const Index> SparseAllgather::indices(int r) const {
@@ -22,7 +25,8 @@ std::span<const Index> SparseAllgather::indices(int r) const {
 }
 
 std::span<const float> SparseAllgather::values(int r) const {
-  const auto* p = reinterpret_cast<const float*>(buffer_.data() + kPairBytes * offset(r) + sizeof(Index) * count(r));
+  const auto* p =
+      reinterpret_cast<const float*>(buffer_.data() + kPairBytes * offset(r) + sizeof(Index) * count(r));
   return {p, count(r)};
 }
 
@@ -33,8 +37,9 @@ void SparseAllgather::check_pairs(std::span<const Index> indices, std::span<cons
                         std::to_string(values.size()) + " values");
   for (std::size_t i = 0; i < indices.size(); ++i) {
     SPARCOL_CHECK_ARG(indices[i] < n_, me,
-                      "sparse_allgather: index " + std::to_string(indices[i]) + " at position " + std::to_string(i) +
-                          " is out of range for a vector of " + std::to_string(n_) + " elements");
+                      "sparse_allgather: index " + std::to_string(indices[i]) + " at position " +
+                          std::to_string(i) + " is out of range for a vector of " + std::to_string(n_) +
+                          " elements");
   }
 }
 
@@ -52,11 +57,14 @@ void SparseAllgather::run_agreed(std::span<const Index> indices, std::span<const
                                  std::span<const std::size_t> counts) {
   const int me = backend_.rank();
   const int n = backend_.size();
-  SPARCOL_CHECK(counts.size() == static_cast<std::size_t>(n) && counts[static_cast<std::size_t>(me)] == indices.size(),
-                ErrorCode::kInternal, me, "sparse_allgather: counts do not match the world or this rank's pairs");
+  SPARCOL_CHECK(
+      counts.size() == static_cast<std::size_t>(n) && counts[static_cast<std::size_t>(me)] == indices.size(),
+      ErrorCode::kInternal, me, "sparse_allgather: counts do not match the world or this rank's pairs");
   counts_.assign(counts.begin(), counts.end());
   offsets_.assign(static_cast<std::size_t>(n) + 1, 0);
-  for (int r = 0; r < n; ++r) offsets_[static_cast<std::size_t>(r) + 1] = offsets_[static_cast<std::size_t>(r)] + counts_[static_cast<std::size_t>(r)];
+  for (int r = 0; r < n; ++r)
+    offsets_[static_cast<std::size_t>(r) + 1] =
+        offsets_[static_cast<std::size_t>(r)] + counts_[static_cast<std::size_t>(r)];
   total_ = offsets_[static_cast<std::size_t>(n)];
   buffer_.resize(total_ * kPairBytes);
 
@@ -67,8 +75,48 @@ void SparseAllgather::run_agreed(std::span<const Index> indices, std::span<const
     std::memcpy(mine + indices.size_bytes(), values.data(), values.size_bytes());
   }
 
-  // (2) Ring all-gather of the variable-size blocks.
   last_sent_ = last_recv_ = 0;
+  if (n == 1) return;
+  if (use_direct()) {
+    exchange_direct();
+  } else {
+    exchange_ring();
+  }
+}
+
+bool SparseAllgather::use_direct() const {
+  if (algorithm_ == Algorithm::kDirect) return true;
+  if (algorithm_ == Algorithm::kRing) return false;
+  return backend_.size() <= kDirectMaxRanks;
+}
+
+// (2a) Every rank sends its own block straight to every other rank: one round, no forwarding. The
+// i-th message goes to rank me+i and the i-th receive comes from rank me-i, so at each position of
+// the posting order the ranks form a permutation and no rank is every rank's first target.
+void SparseAllgather::exchange_direct() {
+  const int me = backend_.rank();
+  const int n = backend_.size();
+  reqs_.clear();
+  for (int i = 1; i < n; ++i) {
+    const int from = (me - i + n) % n;
+    const std::size_t bytes = kPairBytes * count(from);
+    reqs_.push_back(
+        backend_.irecv(buffer_.data() + kPairBytes * offset(from), bytes, from, comm::kTagSparse));
+    last_recv_ += bytes;
+  }
+  const std::size_t mine = kPairBytes * count(me);
+  for (int i = 1; i < n; ++i) {
+    reqs_.push_back(
+        backend_.isend(buffer_.data() + kPairBytes * offset(me), mine, (me + i) % n, comm::kTagSparse));
+    last_sent_ += mine;
+  }
+  backend_.wait_all(reqs_);
+}
+
+// (2b) Ring all-gather of the variable-size blocks: K-1 steps of one message each way.
+void SparseAllgather::exchange_ring() {
+  const int me = backend_.rank();
+  const int n = backend_.size();
   const int right = (me + 1) % n, left = (me - 1 + n) % n;
   for (int s = 0; s < n - 1; ++s) {
     const int send_blk = ((me - s) % n + n) % n, recv_blk = ((me - s - 1) % n + n) % n;

@@ -3,8 +3,9 @@
 // ALGORITHMS.md 1.3. Every rank derives the same block from (seed, step, tensor) with the
 // counter-based RNG (core/rng.hpp): start s = uniform{0..n-1}, length k, positions
 // {s, s+1, ..., s+k-1} mod n, so a block that runs past the end wraps around to index 0.
-// Steps: (1) pack the block (in wrap order) into k contiguous floats; (2) ring all-reduce (sum) of
-// the k floats; (3) unpack in place. Positions outside the block are not touched.
+// Steps: a block that does not wrap is contiguous and is ring all-reduced (sum) in place. A block that
+// wraps (probability about k/n per step) is (1) packed in wrap order into k contiguous floats,
+// (2) ring all-reduced, (3) unpacked in place. Positions outside the block are not touched.
 // Bytes sent per rank: 2 * (K-1)/K * 4k (no indices travel: the block is implied by the seed).
 // Preconditions: every rank passes the same (n, k, seed, step, tensor): checked by the call
 // fingerprint, so a disagreement is an Error(kMismatch), never a silently wrong block.
@@ -34,8 +35,8 @@ struct RbgsBlock {
 };
 
 // The block every rank uses for (seed, step, tensor); k <= n required (k = 0 gives an empty block).
-SPARCOL_HD inline RbgsBlock rbgs_block(std::uint64_t n, std::uint64_t k, std::uint64_t seed, std::uint64_t step,
-                                       std::uint32_t tensor) {
+SPARCOL_HD inline RbgsBlock rbgs_block(std::uint64_t n, std::uint64_t k, std::uint64_t seed,
+                                       std::uint64_t step, std::uint32_t tensor) {
   RbgsBlock b{n, 0, k};
   if (n > 0) b.start = uniform_below(counter_u64(seed, step, tensor, kStreamRbgsStart), n);
   return b;

@@ -5,11 +5,15 @@
 // elements, and every index must be < n (checked on the contributing rank before anything is sent).
 //
 // Steps: (1) the call fingerprint exchange also carries every rank's k_r (one small all-gather);
-// (2) ring all-gather, K-1 steps: at step s rank r forwards block (r - s) mod K to rank r+1 and
-// receives block (r - s - 1) mod K from rank r-1. Block r on the wire is k_r uint32 indices
-// followed by k_r float values (8 k_r bytes).
-// Bytes sent per rank: 8 * (sum over ranks of k_r - k_{(r+1) mod K}) (each block except the right
-// neighbour's own passes through every rank once).
+// (2) the exchange, one of two algorithms (Algorithm below; the default picks by world size K):
+//   * direct: every rank sends its block straight to each of the K-1 others and receives theirs, all
+//     posted at once: one round, so its time is one message time rather than K-1 in sequence (this
+//     matters most when ranks share cores and every round waits for a peer to be scheduled);
+//   * ring: K-1 steps; at step s rank r forwards block (r - s) mod K to rank r+1 and receives block
+//     (r - s - 1) mod K from rank r-1.
+// Block r on the wire is k_r uint32 indices followed by k_r float values (8 k_r bytes).
+// Bytes sent per rank: direct 8 k_r (K-1); ring 8 * (sum over ranks of k_r - k_{(r+1) mod K}) (each
+// block except the right neighbour's own passes through every rank once). Equal for equal k_r.
 // Dense sum (optional, sum_into): out = 0, then for r = 0..K-1 in rank order, for each pair in the
 // order rank r sent them, out[index] += value. Every rank holds the same pairs and adds them in the
 // same order, so the result is bitwise identical on all ranks; duplicates (within or across ranks)
@@ -28,9 +32,14 @@ namespace sparcol::coll {
 
 class SparseAllgather {
  public:
+  enum class Algorithm { kAuto, kDirect, kRing };
+  // kAuto uses direct up to this many ranks, ring above (bounding the requests one rank has in flight).
+  static constexpr int kDirectMaxRanks = 16;
+
   // n: length of the dense vector; expected_k: pairs per rank to size scratch for (it grows if a
-  // call brings more, so this is a hint, not a limit).
-  SparseAllgather(comm::Backend& backend, std::uint64_t n, std::size_t expected_k = 0);
+  // call brings more, so this is a hint, not a limit). Every rank must use the same algorithm.
+  SparseAllgather(comm::Backend& backend, std::uint64_t n, std::size_t expected_k = 0,
+                  Algorithm algorithm = Algorithm::kAuto);
 
   // Gathers every rank's pairs. indices.size() must equal values.size(); every index < n.
   void run(std::span<const Index> indices, std::span<const float> values, std::uint64_t step = 0);
@@ -59,12 +68,17 @@ class SparseAllgather {
 
  private:
   void check_pairs(std::span<const Index> indices, std::span<const float> values) const;
+  bool use_direct() const;
+  void exchange_direct();
+  void exchange_ring();
   std::size_t offset(int r) const { return offsets_[static_cast<std::size_t>(r)]; }
   comm::Backend& backend_;
   std::uint64_t n_;
   std::vector<std::size_t> counts_, offsets_;  // pairs per rank, and offsets in pairs (block starts)
   std::size_t total_ = 0;
+  Algorithm algorithm_;
   std::vector<std::byte> buffer_;  // block r at byte 8 * offsets_[r]: k_r indices, then k_r values
+  std::vector<comm::Request> reqs_;
   std::uint64_t last_sent_ = 0, last_recv_ = 0;
 };
 
