@@ -1,7 +1,6 @@
 #include "sparcol/compress/sidco.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <limits>
@@ -10,6 +9,7 @@
 #endif
 
 #include "common.hpp"
+#include "scan.hpp"
 #include "sparcol/compress/topk.hpp"
 
 namespace sparcol::compress {
@@ -138,23 +138,12 @@ void SidcoCompressor::compress(std::span<const float> v, const Context& ctx, Mes
   out.indices.reserve(reserve);
   out.values.reserve(reserve);
   const float* p = v.data();
-  const auto tb = static_cast<std::int32_t>(t);
-  auto visit = [&](std::uint64_t i) {
-    if (magnitude_key(p[i]) > t) {
-      out.indices.push_back(static_cast<Index>(i));
-      out.values.push_back(p[i]);
-    }
-  };
-  std::uint64_t i = 0;
-  constexpr std::uint64_t kScan = 16;
-  for (; i + kScan <= n; i += kScan) {
-    int any = 0;  // vectorized block test: keys < 2^31 compare as signed integers
-    for (std::uint64_t j = 0; j < kScan; ++j)
-      any |= static_cast<int>(static_cast<std::int32_t>(std::bit_cast<std::uint32_t>(p[i + j]) & 0x7fffffffu) > tb);
-    if (any == 0) continue;
-    for (std::uint64_t j = i; j < i + kScan; ++j) visit(j);
-  }
-  for (; i < n; ++i) visit(i);
+  // key > t <=> key >= t + 1 (t is a finite float's key, so t + 1 <= kNanKey).
+  detail::for_each_at_least(p, n, t + 1, [&](std::uint64_t i) {
+    out.indices.push_back(static_cast<Index>(i));
+    out.values.push_back(p[i]);
+    return true;
+  });
 }
 
 }  // namespace sparcol::compress

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "common.hpp"
+#include "scan.hpp"
 
 namespace sparcol::compress {
 
@@ -18,10 +19,6 @@ namespace {
 constexpr std::uint64_t kBoundSampleSize = std::uint64_t{1} << 16;
 constexpr std::uint64_t kSampleMinN = std::uint64_t{1} << 18;
 constexpr std::uint64_t kSampleMaxDensityDiv = 16;
-
-// Block width of the vectorized scans: wide enough that the "anything here?" test amortises the
-// branch, narrow enough that most blocks have nothing above a 1% bound.
-constexpr std::uint64_t kScanBlock = 16;
 
 // The sample the bound uses: m elements at positions offset + i*stride, and the sample rank that
 // gives the bound. The rank sits about 4 standard deviations (sqrt(r) for a binomial count) above
@@ -56,63 +53,81 @@ constexpr std::size_t kHistCopies = 4;
 
 // Adds every element to histogram copy (i mod kHistCopies) of h at the (bucket, increment) that
 // `digit` gives for its key, then sums the copies into the first.
-template <class Digit>
-void count_digit(const float* p, std::uint64_t n, std::uint32_t* h, Digit digit) {
+template <class KeyAt, class Digit>
+void count_digit(KeyAt key_at, std::uint64_t n, std::uint32_t* h, Digit digit) {
   std::uint64_t i = 0;
   for (; i + kHistCopies <= n; i += kHistCopies) {
     for (std::size_t c = 0; c < kHistCopies; ++c) {
-      const auto [bucket, inc] = digit(magnitude_key(p[i + c]));
+      const auto [bucket, inc] = digit(key_at(i + c));
       h[c * kHistSize + bucket] += inc;
     }
   }
   for (; i < n; ++i) {
-    const auto [bucket, inc] = digit(magnitude_key(p[i]));
+    const auto [bucket, inc] = digit(key_at(i));
     h[bucket] += inc;
   }
   for (std::size_t c = 1; c < kHistCopies; ++c)
     for (std::size_t b = 0; b < kHistSize; ++b) h[b] += h[c * kHistSize + b];
 }
 
-inline std::int32_t raw_key(float x) {
-  // magnitude_key without the NaN clamp. raw >= b <=> magnitude_key >= b for every key b (b <= kNanKey),
-  // so the block test can skip the clamp and compare as signed 32-bit integers (SSE2 has no unsigned
-  // compare).
-  return static_cast<std::int32_t>(std::bit_cast<std::uint32_t>(x) & 0x7fffffffu);
-}
+// Where the radix select stands after `digits` digits: the k-th largest key K has
+// (K >> shift) == prefix; `above` keys have a larger (key >> shift), `bucket` keys the same. After
+// all three digits (shift 0) prefix is K itself.
+struct RadixState {
+  int digits = 0;
+  int shift = 31;
+  std::uint32_t prefix = 0;
+  std::uint64_t above = 0;
+  std::uint64_t bucket = 0;
+};
 
-// True when some element of the block has key >= bound. Written without early exit so that the
-// compiler vectorizes it.
-inline bool block_reaches(const float* p, std::int32_t bound) {
-  int any = 0;
-  for (std::uint64_t j = 0; j < kScanBlock; ++j) any |= static_cast<int>(raw_key(p[j]) >= bound);
-  return any != 0;
+// One histogram pass per digit over the n keys that key_at gives, until done(state) or the key is
+// fully known. h holds kHistCopies * kHistSize counters. 1 <= k <= n.
+template <class KeyAt, class Done>
+RadixState radix_digits(KeyAt key_at, std::uint64_t n, std::uint64_t k, std::uint32_t* h, Done done) {
+  RadixState s;
+  for (int d = 0; d < 3; ++d) {
+    const int shift = kDigitShift[d];
+    const std::uint32_t mask = (std::uint32_t{1} << kDigitBits[d]) - 1;
+    std::fill(h, h + kHistCopies * kHistSize, 0u);
+    // kHistCopies interleaved histograms: consecutive equal keys (ties, narrow distributions) would
+    // otherwise chain every increment on the previous store to the same counter.
+    if (d == 0) {
+      count_digit(key_at, n, h, [shift](std::uint32_t key) { return std::pair{key >> shift, 1u}; });
+    } else {
+      // Branch-free: keys outside the prefix add 0 (a branch would mispredict on tie-heavy data,
+      // the case that reaches these passes).
+      const int prev_shift = s.shift;
+      const std::uint32_t prefix = s.prefix;
+      count_digit(key_at, n, h, [=](std::uint32_t key) {
+        return std::pair{(key >> shift) & mask, static_cast<std::uint32_t>((key >> prev_shift) == prefix)};
+      });
+    }
+    std::uint32_t b = mask;
+    while (s.above + h[b] < k) s.above += h[b--];  // terminates: the buckets hold >= k - above keys
+    s.prefix = (s.prefix << kDigitBits[d]) | b;
+    s.shift = shift;
+    s.bucket = h[b];
+    s.digits = d + 1;
+    if (d < 2 && done(s)) break;
+  }
+  return s;
 }
 
 }  // namespace
 
 std::uint64_t TopkSelector::collect(std::span<const float> v, std::uint32_t bound, std::uint64_t capacity) {
-  const std::uint64_t n = v.size();
   const float* p = v.data();
   Index* ci = cand_idx_.data();
   float* cv = cand_val_.data();
-  const auto b = static_cast<std::int32_t>(bound);
   std::uint64_t c = 0;
-  auto visit = [&](std::uint64_t i) {
-    if (magnitude_key(p[i]) >= bound) {
-      if (c < capacity) {
-        ci[c] = static_cast<Index>(i);
-        cv[c] = p[i];
-      }
-      ++c;
+  detail::for_each_at_least(p, v.size(), bound, [&](std::uint64_t i) {
+    if (c < capacity) {
+      ci[c] = static_cast<Index>(i);
+      cv[c] = p[i];
     }
-  };
-  std::uint64_t i = 0;
-  for (; i + kScanBlock <= n; i += kScanBlock) {
-    if (!block_reaches(p + i, b)) continue;
-    for (std::uint64_t j = i; j < i + kScanBlock; ++j) visit(j);
-    if (c > capacity) return c;  // the caller falls back; no need to count the rest exactly
-  }
-  for (; i < n; ++i) visit(i);
+    return ++c <= capacity;  // past capacity the caller falls back: no need to count the rest
+  });
   return c;
 }
 
@@ -125,19 +140,16 @@ void TopkSelector::finish(std::uint64_t count, std::uint64_t k, std::vector<Inde
     std::copy_n(cand_val_.begin(), k, values.begin());
     return;
   }
-  // T = the k-th largest key among the candidates.
-  for (std::uint64_t i = 0; i < count; ++i) cand_key_[i] = magnitude_key(cand_val_[i]);
-  const auto kth = cand_key_.begin() + static_cast<std::ptrdiff_t>(k - 1);
-  std::nth_element(cand_key_.begin(), kth, cand_key_.begin() + static_cast<std::ptrdiff_t>(count),
-                   std::greater<std::uint32_t>());
-  const std::uint32_t t = *kth;
-  // nth_element leaves exactly the k-1 keys before kth >= T; those > T are what must be taken whole.
-  std::uint64_t above = 0;
-  for (auto it = cand_key_.begin(); it != kth; ++it) above += static_cast<std::uint64_t>(*it > t);
-  std::uint64_t ties = k - above;  // keys == T to take, the first ones in index order
+  // T = the k-th largest key among the candidates, by the same radix select (all three digits).
+  std::uint32_t* keys = cand_key_.data();
+  for (std::uint64_t i = 0; i < count; ++i) keys[i] = magnitude_key(cand_val_[i]);
+  const RadixState r = radix_digits([keys](std::uint64_t i) { return keys[i]; }, count, k, hist_.data(),
+                                    [](const RadixState&) { return false; });
+  const std::uint32_t t = r.prefix;
+  std::uint64_t ties = k - r.above;  // keys == T to take, the first ones in index order
   std::uint64_t out = 0;
   for (std::uint64_t i = 0; i < count && out < k; ++i) {
-    const std::uint32_t key = magnitude_key(cand_val_[i]);
+    const std::uint32_t key = keys[i];
     if (key > t || (key == t && ties > 0)) {
       if (key == t) --ties;
       indices[out] = cand_idx_[i];
@@ -178,66 +190,33 @@ void TopkSelector::radix(std::span<const float> v, std::uint64_t k, std::vector<
   const std::uint64_t n = v.size();
   const float* p = v.data();
   const std::uint64_t capacity = bound_plan(n, k).capacity;
-
-  // Invariant after each digit d: the k-th largest key has (key >> shift) == prefix; `above` elements
-  // have a larger (key >> shift), `bucket` elements the same.
-  std::uint32_t prefix = 0;
-  std::uint64_t above = 0;
-  for (int d = 0; d < 3; ++d) {
-    const int shift = kDigitShift[d];
-    const std::uint32_t mask = (std::uint32_t{1} << kDigitBits[d]) - 1;
-    std::fill(hist_.begin(), hist_.end(), 0u);
-    std::uint32_t* h = hist_.data();
-    // kHistCopies interleaved histograms: consecutive equal keys (ties, narrow distributions) would
-    // otherwise chain every increment on the previous store to the same counter.
-    if (d == 0) {
-      count_digit(p, n, h, [shift](std::uint32_t key) { return std::pair{key >> shift, 1u}; });
-    } else {
-      // Branch-free: elements outside the prefix add 0 (a branch would mispredict on tie-heavy data,
-      // the case that reaches these passes).
-      const int prev_shift = kDigitShift[d - 1];
-      count_digit(p, n, h, [=](std::uint32_t key) {
-        return std::pair{(key >> shift) & mask, static_cast<std::uint32_t>((key >> prev_shift) == prefix)};
-      });
-    }
-    ++last_radix_passes_;
-    std::uint32_t b = mask;
-    while (above + h[b] < k) above += h[b--];  // terminates: the buckets hold >= k - above elements
-    prefix = (prefix << kDigitBits[d]) | b;
-    const std::uint64_t bucket = h[b];
-
-    if (d < 2 && above + bucket <= capacity) {
-      // Few enough elements at or above this bucket: collect them and finish among them.
-      const std::uint32_t bound = prefix << shift;
-      const std::uint64_t count = collect(v, bound, capacity);
-      finish(count, k, indices, values);
-      return;
-    }
+  const RadixState r = radix_digits([p](std::uint64_t i) { return magnitude_key(p[i]); }, n, k, hist_.data(),
+                                    [capacity](const RadixState& s) { return s.above + s.bucket <= capacity; });
+  last_radix_passes_ = r.digits;
+  if (r.digits < 3) {
+    // Few enough elements at or above the bucket: collect them and finish among them.
+    const std::uint64_t count = collect(v, r.prefix << r.shift, capacity);
+    finish(count, k, indices, values);
+    return;
   }
 
-  // The k-th largest key is now known exactly (prefix): take every key above it and the first
-  // k - above keys equal to it, in one pass in index order.
-  const std::uint32_t t = prefix;
-  std::uint64_t ties = k - above;
+  // The k-th largest key T is known exactly: take every key above it and the first k - above keys
+  // equal to it, in one pass in index order.
+  const std::uint32_t t = r.prefix;
+  std::uint64_t ties = k - r.above;
   indices.resize(k);
   values.resize(k);
   std::uint64_t out = 0;
-  const auto tb = static_cast<std::int32_t>(t);
-  auto visit = [&](std::uint64_t i) {
+  detail::for_each_at_least(p, n, t, [&](std::uint64_t i) {
     const std::uint32_t key = magnitude_key(p[i]);
-    if (key > t || (key == t && ties > 0)) {
+    if (key > t || ties > 0) {
       if (key == t) --ties;
       indices[out] = static_cast<Index>(i);
       values[out] = p[i];
       ++out;
     }
-  };
-  std::uint64_t i = 0;
-  for (; i + kScanBlock <= n && out < k; i += kScanBlock) {
-    if (!block_reaches(p + i, tb)) continue;
-    for (std::uint64_t j = i; j < i + kScanBlock; ++j) visit(j);
-  }
-  for (; i < n && out < k; ++i) visit(i);
+    return out < k;
+  });
 }
 
 void TopkSelector::select(std::span<const float> v, std::uint64_t k, std::vector<Index>& indices,

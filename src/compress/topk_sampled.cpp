@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "common.hpp"
+#include "scan.hpp"
 #include "sparcol/compress/topk.hpp"
 #include "sparcol/core/rng.hpp"
 
@@ -38,30 +39,15 @@ namespace {
 // or, after the last reselection, just the first k, which are already stored).
 std::uint64_t select_at_least(std::span<const float> v, std::uint32_t theta, std::uint64_t k,
                               std::uint64_t stop_above, Index* idx, float* val) {
-  const std::uint64_t n = v.size();
   const float* p = v.data();
-  const auto tb = static_cast<std::int32_t>(theta);
   std::uint64_t c = 0;
-  auto visit = [&](std::uint64_t i) {
-    if (magnitude_key(p[i]) >= theta) {
-      if (c < k) {
-        idx[c] = static_cast<Index>(i);
-        val[c] = p[i];
-      }
-      ++c;
+  detail::for_each_at_least(p, v.size(), theta, [&](std::uint64_t i) {
+    if (c < k) {
+      idx[c] = static_cast<Index>(i);
+      val[c] = p[i];
     }
-  };
-  constexpr std::uint64_t kBlock = 16;
-  std::uint64_t i = 0;
-  for (; i + kBlock <= n; i += kBlock) {
-    int any = 0;  // no early exit, so that this test vectorizes (keys < 2^31 compare as signed)
-    for (std::uint64_t j = 0; j < kBlock; ++j)
-      any |= static_cast<int>(static_cast<std::int32_t>(std::bit_cast<std::uint32_t>(p[i + j]) & 0x7fffffffu) >= tb);
-    if (any == 0) continue;
-    for (std::uint64_t j = i; j < i + kBlock; ++j) visit(j);
-    if (c > stop_above) return c;
-  }
-  for (; i < n; ++i) visit(i);
+    return ++c <= stop_above;
+  });
   return c;
 }
 

@@ -37,9 +37,10 @@ inline float key_magnitude(std::uint32_t key) { return std::bit_cast<float>(key)
 //     (kRadix: one pass over v per digit, refined until the bucket of the k-th largest key is small
 //     enough or the key is fully known).
 //  2. Collect: one pass over v in index order keeps every (index, value) with key >= L. The scan
-//     tests blocks of 16 elements at once and skips blocks with nothing at or above L.
-//  3. Finish: the k-th largest key T among the candidates (nth_element on their keys), then the
-//     candidates in index order: all with key > T and the first k - count(key > T) with key == T.
+//     compares 16 keys at a time and visits only the matches (src/compress/scan.hpp).
+//  3. Finish: the k-th largest key T among the candidates (the same 11/11/9-bit histograms, over
+//     the candidates' keys), then the candidates in index order: all with key > T and the first
+//     k - count(key > T) with key == T.
 // A sampled bound that misses (fewer than k or more than capacity elements at or above L, e.g.
 // on data with many ties) falls back to the histograms, so the result never depends on the path:
 // only the time does. Work: one sampled look-up plus about one pass over v in the common case.
@@ -81,7 +82,7 @@ class TopkSelector {
   std::vector<std::uint32_t> sample_;   // sample keys
   std::vector<Index> cand_idx_;         // candidates (index order)
   std::vector<float> cand_val_;
-  std::vector<std::uint32_t> cand_key_; // their keys (scratch for nth_element)
+  std::vector<std::uint32_t> cand_key_; // their keys
   bool last_used_sample_ = false;
   int last_radix_passes_ = 0;
 };
