@@ -52,8 +52,12 @@ const std::vector<float>& ties_input(std::int64_t log2n) {
 }
 
 // Arguments: log2(n), density in units of 1e-4 (100 = 1%, 10 = 0.1%).
-double density_of(const benchmark::State& state) { return static_cast<double>(state.range(1)) * 1e-4; }
-std::uint64_t n_of(const benchmark::State& state) { return std::uint64_t{1} << state.range(0); }
+double density_of(const benchmark::State& state) {
+  return static_cast<double>(state.range(1)) * 1e-4;
+}
+std::uint64_t n_of(const benchmark::State& state) {
+  return std::uint64_t{1} << state.range(0);
+}
 
 void set_bytes(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(4 * n_of(state)));
@@ -150,7 +154,11 @@ void large_args(benchmark::internal::Benchmark* b) {
 
 }  // namespace
 
-BENCHMARK(BM_Memcpy)->ArgNames({"log2n", "rho_1e-4"})->Args({20, 0})->Args({24, 0})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Memcpy)
+    ->ArgNames({"log2n", "rho_1e-4"})
+    ->Args({20, 0})
+    ->Args({24, 0})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Compress, topk, "topk", false)->Apply(topk_args);
 BENCHMARK(BM_NthElement)->Apply(topk_args);
 BENCHMARK(BM_NthElementWithCopy)->Apply(large_args);

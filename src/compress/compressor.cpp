@@ -46,20 +46,28 @@ std::uint64_t Message::nnz() const {
 
 double Message::wire_elements() const {
   switch (kind) {
-    case Aggregation::kDense: return static_cast<double>(n);
-    case Aggregation::kSparse: return 2.0 * static_cast<double>(values.size());
-    case Aggregation::kShared: return static_cast<double>(values.size());
-    case Aggregation::kSign: return static_cast<double>(n) / 32.0 + 1.0;
+    case Aggregation::kDense:
+      return static_cast<double>(n);
+    case Aggregation::kSparse:
+      return 2.0 * static_cast<double>(values.size());
+    case Aggregation::kShared:
+      return static_cast<double>(values.size());
+    case Aggregation::kSign:
+      return static_cast<double>(n) / 32.0 + 1.0;
   }
   return 0.0;
 }
 
 std::uint64_t Message::wire_bytes() const {
   switch (kind) {
-    case Aggregation::kDense: return kValueBytes * n;
-    case Aggregation::kSparse: return kPairBytes * values.size();
-    case Aggregation::kShared: return kValueBytes * values.size();
-    case Aggregation::kSign: return sizeof(std::uint32_t) * ((n + 31) / 32) + sizeof(float);
+    case Aggregation::kDense:
+      return kValueBytes * n;
+    case Aggregation::kSparse:
+      return kPairBytes * values.size();
+    case Aggregation::kShared:
+      return kValueBytes * values.size();
+    case Aggregation::kSign:
+      return sizeof(std::uint32_t) * ((n + 31) / 32) + sizeof(float);
   }
   return 0;
 }
@@ -77,9 +85,9 @@ void check_message(const Message& m, std::size_t out_size, const char* who) {
                         " elements but the message is for n = " + std::to_string(m.n));
   switch (m.kind) {
     case Aggregation::kDense:
-      SPARCOL_CHECK_ARG(m.values.size() == m.n, -1, std::string(who) + ": dense message with " +
-                                                        std::to_string(m.values.size()) + " values for n = " +
-                                                        std::to_string(m.n));
+      SPARCOL_CHECK_ARG(m.values.size() == m.n, -1,
+                        std::string(who) + ": dense message with " + std::to_string(m.values.size()) +
+                            " values for n = " + std::to_string(m.n));
       return;
     case Aggregation::kSign:
       SPARCOL_CHECK_ARG(m.bits.size() == (m.n + 31) / 32, -1,
@@ -96,12 +104,12 @@ void check_message(const Message& m, std::size_t out_size, const char* who) {
       [[fallthrough]];
     case Aggregation::kSparse:
       SPARCOL_CHECK_ARG(m.indices.size() == m.values.size(), -1,
-                        std::string(who) + ": message with " + std::to_string(m.indices.size()) + " indices and " +
-                            std::to_string(m.values.size()) + " values");
+                        std::string(who) + ": message with " + std::to_string(m.indices.size()) +
+                            " indices and " + std::to_string(m.values.size()) + " values");
       for (const Index i : m.indices)
         SPARCOL_CHECK_ARG(i < m.n, -1,
-                          std::string(who) + ": index " + std::to_string(i) + " out of range for n = " +
-                              std::to_string(m.n));
+                          std::string(who) + ": index " + std::to_string(i) +
+                              " out of range for n = " + std::to_string(m.n));
       return;
   }
 }
@@ -196,7 +204,7 @@ std::uint64_t k_floor(double rho, std::uint64_t n) {
 // ---------------------------------------------------------------------------------------------
 
 const std::vector<std::string>& compressor_names() {
-  static const std::vector<std::string> names{"none", "topk",         "topk-sampled", "randk",
+  static const std::vector<std::string> names{"none",         "topk", "topk-sampled", "randk",
                                               "randk-shared", "rbgs", "sign",         "sidco"};
   return names;
 }
@@ -223,11 +231,12 @@ std::unique_ptr<Compressor> make_compressor(const CompressorConfig& c) {
                     "compressor: unknown name '" + c.name + "' (valid: " + valid_names() + ")");
   SPARCOL_CHECK_ARG(c.density > 0.0 && c.density <= 1.0, -1,
                     "compressor " + c.name + ": density must be in (0, 1], got " + format_double(c.density));
-  SPARCOL_CHECK_ARG(c.sample_ratio > 0.0 && c.sample_ratio <= 1.0, -1,
-                    "compressor " + c.name + ": sample_ratio must be in (0, 1], got " +
-                        format_double(c.sample_ratio));
-  SPARCOL_CHECK_ARG(c.sidco_stages >= 1, -1,
-                    "compressor " + c.name + ": sidco_stages must be >= 1, got " + std::to_string(c.sidco_stages));
+  SPARCOL_CHECK_ARG(
+      c.sample_ratio > 0.0 && c.sample_ratio <= 1.0, -1,
+      "compressor " + c.name + ": sample_ratio must be in (0, 1], got " + format_double(c.sample_ratio));
+  SPARCOL_CHECK_ARG(
+      c.sidco_stages >= 1, -1,
+      "compressor " + c.name + ": sidco_stages must be >= 1, got " + std::to_string(c.sidco_stages));
   SPARCOL_CHECK_ARG(c.sidco_first_ratio > 0.0 && c.sidco_first_ratio < 1.0, -1,
                     "compressor " + c.name + ": sidco_first_ratio must be in (0, 1), got " +
                         format_double(c.sidco_first_ratio));

@@ -46,7 +46,8 @@ void RandkCompressor::compress(std::span<const float> v, const Context& ctx, Mes
   const std::uint64_t key = counter_u64(ctx.seed, ctx.step, ctx.tensor, stream);
   sampler_.draw(n, k, key, shared_ ? 0u : ctx.rank, stream, out.indices);
   out.values.resize(k);
-  const float s = scale_ && k > 0 ? static_cast<float>(static_cast<double>(n) / static_cast<double>(k)) : 1.0f;
+  const float s =
+      scale_ && k > 0 ? static_cast<float>(static_cast<double>(n) / static_cast<double>(k)) : 1.0f;
   out.value_scale = s;
   for (std::uint64_t i = 0; i < k; ++i) out.values[i] = s * v[out.indices[i]];
 }

@@ -34,7 +34,8 @@ void for_each_at_least(const float* p, std::uint64_t n, std::uint32_t bound, Vis
     return static_cast<std::uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(key, below))));
   };
   for (; i + kBlock <= n; i += kBlock) {
-    std::uint32_t m = mask4(p + i) | (mask4(p + i + 4) << 4) | (mask4(p + i + 8) << 8) | (mask4(p + i + 12) << 12);
+    std::uint32_t m =
+        mask4(p + i) | (mask4(p + i + 4) << 4) | (mask4(p + i + 8) << 8) | (mask4(p + i + 12) << 12);
     while (m != 0) {
       if (!visit(i + static_cast<std::uint64_t>(std::countr_zero(m)))) return;
       m &= m - 1;
@@ -45,7 +46,8 @@ void for_each_at_least(const float* p, std::uint64_t n, std::uint32_t bound, Vis
   for (; i + kBlock <= n; i += kBlock) {
     int any = 0;  // no early exit, so that this vectorizes
     for (std::uint64_t j = 0; j < kBlock; ++j)
-      any |= static_cast<int>(static_cast<std::int32_t>(std::bit_cast<std::uint32_t>(p[i + j]) & 0x7fffffffu) >= b);
+      any |= static_cast<int>(
+          static_cast<std::int32_t>(std::bit_cast<std::uint32_t>(p[i + j]) & 0x7fffffffu) >= b);
     if (any == 0) continue;
     for (std::uint64_t j = i; j < i + kBlock; ++j)
       if (magnitude_key(p[j]) >= bound && !visit(j)) return;

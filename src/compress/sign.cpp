@@ -30,7 +30,8 @@ void sign_pack(std::span<const float> v, std::uint32_t* words) {
   }
   if (n % 32 != 0) {
     std::uint32_t bits = 0;
-    for (std::uint64_t j = full * 32; j < n; ++j) bits |= static_cast<std::uint32_t>(p[j] >= 0.0f) << (j & 31);
+    for (std::uint64_t j = full * 32; j < n; ++j)
+      bits |= static_cast<std::uint32_t>(p[j] >= 0.0f) << (j & 31);
     words[full] = bits;
   }
 }

@@ -190,8 +190,9 @@ void TopkSelector::radix(std::span<const float> v, std::uint64_t k, std::vector<
   const std::uint64_t n = v.size();
   const float* p = v.data();
   const std::uint64_t capacity = bound_plan(n, k).capacity;
-  const RadixState r = radix_digits([p](std::uint64_t i) { return magnitude_key(p[i]); }, n, k, hist_.data(),
-                                    [capacity](const RadixState& s) { return s.above + s.bucket <= capacity; });
+  const RadixState r =
+      radix_digits([p](std::uint64_t i) { return magnitude_key(p[i]); }, n, k, hist_.data(),
+                   [capacity](const RadixState& s) { return s.above + s.bucket <= capacity; });
   last_radix_passes_ = r.digits;
   if (r.digits < 3) {
     // Few enough elements at or above the bucket: collect them and finish among them.
@@ -236,9 +237,8 @@ void TopkSelector::select(std::span<const float> v, std::uint64_t k, std::vector
     return;
   }
   reserve(n, k);
-  const bool try_sample =
-      strategy == Strategy::kSampledBound ||
-      (strategy == Strategy::kAuto && n >= kSampleMinN && k <= n / kSampleMaxDensityDiv);
+  const bool try_sample = strategy == Strategy::kSampledBound ||
+                          (strategy == Strategy::kAuto && n >= kSampleMinN && k <= n / kSampleMaxDensityDiv);
   std::uint32_t bound = 0;
   if (try_sample && sampled_bound(v, k, bound)) {
     const std::uint64_t capacity = bound_plan(n, k).capacity;

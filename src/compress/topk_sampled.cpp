@@ -19,7 +19,9 @@ DgcSamplePlan dgc_sample_plan(std::uint64_t n, std::uint64_t k, double sample_ra
     p.stride = 1;
   } else {
     const std::uint64_t m = std::max(pct, cpr);
-    p.stride = static_cast<std::uint64_t>(std::ceil(static_cast<double>(n) / static_cast<double>(m) / 32.0)) * 32 + 1;
+    p.stride =
+        static_cast<std::uint64_t>(std::ceil(static_cast<double>(n) / static_cast<double>(m) / 32.0)) * 32 +
+        1;
     // stride = 1 (mod 8) and n >= m, so this stops at stride 1 at the latest.
     while (n / p.stride < m) p.stride -= 8;
   }
@@ -28,7 +30,8 @@ DgcSamplePlan dgc_sample_plan(std::uint64_t n, std::uint64_t k, double sample_ra
   return p;
 }
 
-std::uint64_t dgc_sample_offset(std::uint64_t stride, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor) {
+std::uint64_t dgc_sample_offset(std::uint64_t stride, std::uint64_t seed, std::uint64_t step,
+                                std::uint32_t tensor) {
   return uniform_below(counter_u64(seed, step, tensor, kStreamSampling), stride);
 }
 
@@ -83,7 +86,8 @@ void TopkSampledCompressor::compress(std::span<const float> v, const Context& ct
 
   // Steps 3-4: select, adapt. DGC compares counts with 1.3k and 0.8k in floating point.
   const double kd = static_cast<double>(k);
-  const auto upper = static_cast<std::uint64_t>(std::floor(kUpperBound * kd));  // count > 1.3k <=> count > upper
+  const auto upper =
+      static_cast<std::uint64_t>(std::floor(kUpperBound * kd));  // count > 1.3k <=> count > upper
   out.indices.resize(k);
   out.values.resize(k);
   std::uint64_t count = select_at_least(v, theta, k, upper, out.indices.data(), out.values.data());

@@ -40,7 +40,9 @@ using namespace sparcol::compress;
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 
-std::uint64_t fresh_seed() { return (static_cast<std::uint64_t>(std::random_device{}()) << 32) | std::random_device{}(); }
+std::uint64_t fresh_seed() {
+  return (static_cast<std::uint64_t>(std::random_device{}()) << 32) | std::random_device{}();
+}
 
 std::unique_ptr<Compressor> make(const std::string& name, double density = 0.01) {
   CompressorConfig c;
@@ -98,9 +100,10 @@ bool strictly_ascending(const std::vector<Index>& idx) {
 
 TEST(CompressorFactory, BuildsEveryName) {
   const std::vector<std::pair<std::string, Aggregation>> expected{
-      {"none", Aggregation::kDense},   {"topk", Aggregation::kSparse},   {"topk-sampled", Aggregation::kSparse},
-      {"randk", Aggregation::kSparse}, {"randk-shared", Aggregation::kShared}, {"rbgs", Aggregation::kShared},
-      {"sign", Aggregation::kSign},    {"sidco", Aggregation::kSparse}};
+      {"none", Aggregation::kDense},          {"topk", Aggregation::kSparse},
+      {"topk-sampled", Aggregation::kSparse}, {"randk", Aggregation::kSparse},
+      {"randk-shared", Aggregation::kShared}, {"rbgs", Aggregation::kShared},
+      {"sign", Aggregation::kSign},           {"sidco", Aggregation::kSparse}};
   ASSERT_EQ(compressor_names().size(), expected.size());
   for (const auto& [name, kind] : expected) {
     const auto c = make(name);
@@ -108,7 +111,7 @@ TEST(CompressorFactory, BuildsEveryName) {
     EXPECT_EQ(c->aggregation(), kind) << name;
   }
   EXPECT_EQ(make("topk", 0.01)->target_k(1000), 10u);
-  EXPECT_EQ(make("rbgs", 0.0199)->target_k(100), 1u);  // floor(1.99)
+  EXPECT_EQ(make("rbgs", 0.0199)->target_k(100), 1u);   // floor(1.99)
   EXPECT_EQ(make("randk", 0.0199)->target_k(100), 2u);  // round(1.99)
   EXPECT_EQ(make("sign")->target_k(77), 77u);
   EXPECT_EQ(make("none")->target_k(77), 77u);
@@ -159,7 +162,7 @@ TEST(KRules, RoundAndFloor) {
   EXPECT_EQ(k_round(0.01, 100), 1u);
   EXPECT_EQ(k_round(0.001, 10), 1u);  // at least 1
   EXPECT_EQ(k_floor(0.001, 10), 1u);
-  EXPECT_EQ(k_round(0.5, 7), 4u);     // 3.5 rounds up
+  EXPECT_EQ(k_round(0.5, 7), 4u);  // 3.5 rounds up
   EXPECT_EQ(k_floor(0.5, 7), 3u);
   EXPECT_EQ(k_round(0.015, 100), 2u);  // 1.5 (1.4999999999999998 in double) rounds up
   EXPECT_EQ(k_floor(0.29, 100), 29u);  // 28.999999999999996 in double
@@ -379,7 +382,9 @@ struct TopkCase {
   bool ties;  // integer-valued floats in [-20, 20] (many ties) or continuous normal values
 };
 
-void PrintTo(const TopkCase& c, std::ostream* os) { *os << "n=" << c.n << (c.ties ? " ties" : " normal"); }
+void PrintTo(const TopkCase& c, std::ostream* os) {
+  *os << "n=" << c.n << (c.ties ? " ties" : " normal");
+}
 
 class TopkReference : public ::testing::TestWithParam<TopkCase> {};
 
@@ -397,8 +402,8 @@ TEST_P(TopkReference, MatchesStableSortOnEveryPath) {
   for (const std::uint64_t k : ks) {
     if (k > n) continue;
     const auto expect = reference_topk(v, k);
-    for (const auto strategy :
-         {TopkSelector::Strategy::kAuto, TopkSelector::Strategy::kSampledBound, TopkSelector::Strategy::kRadix}) {
+    for (const auto strategy : {TopkSelector::Strategy::kAuto, TopkSelector::Strategy::kSampledBound,
+                                TopkSelector::Strategy::kRadix}) {
       std::vector<Index> idx;
       std::vector<float> val;
       sel.select(v, k, idx, val, strategy);
@@ -538,7 +543,8 @@ std::vector<float> adaptation_input(std::uint64_t mid_count, const Context& ctx)
   std::vector<bool> sampled(n, false);
   for (std::uint64_t j = offset; j < n; j += plan.stride) sampled[j] = true;
   std::uint64_t huge = 0;
-  for (std::uint64_t j = offset; j < n && huge < 20; j += plan.stride * 37, ++huge) v[j] = (huge % 2 ? -100.0f : 100.0f);
+  for (std::uint64_t j = offset; j < n && huge < 20; j += plan.stride * 37, ++huge)
+    v[j] = (huge % 2 ? -100.0f : 100.0f);
   std::uint64_t mid = 0;
   for (std::uint64_t i = 5; i < n && mid < mid_count; i += 41) {
     if (sampled[i] || v[i] > 1.0f || v[i] < -1.0f) continue;

@@ -62,11 +62,11 @@ struct Message {
 
 // Parameters of one compression call.
 struct Context {
-  std::uint64_t seed = 0;   // global seed shared by all ranks
-  std::uint64_t step = 0;   // iteration t
-  std::uint32_t tensor = 0; // tensor id (0 in flat mode)
-  std::uint32_t rank = 0;   // this rank (for independent random-k)
-  std::uint64_t k = 0;      // elements to select; 0: the compressor's own rule (target_k(n))
+  std::uint64_t seed = 0;    // global seed shared by all ranks
+  std::uint64_t step = 0;    // iteration t
+  std::uint32_t tensor = 0;  // tensor id (0 in flat mode)
+  std::uint32_t rank = 0;    // this rank (for independent random-k)
+  std::uint64_t k = 0;       // elements to select; 0: the compressor's own rule (target_k(n))
 };
 
 class Compressor {
@@ -114,8 +114,8 @@ void for_each_support_range(const Message& m, F&& f) {
 
 // Configuration of a compressor, as the programs' flags give it (names as in the docs).
 struct CompressorConfig {
-  std::string name = "topk";      // topk, topk-sampled, randk, randk-shared, rbgs, sign, sidco, none
-  double density = 0.01;          // rho = k/n, in (0, 1]
+  std::string name = "topk";  // topk, topk-sampled, randk, randk-shared, rbgs, sign, sidco, none
+  double density = 0.01;      // rho = k/n, in (0, 1]
   // topk-sampled (ALGORITHMS.md 1.1; DGC constants)
   double sample_ratio = 0.01;
   // randk: scale kept values by n/k (unbiased); off by default (and with error feedback)

@@ -38,7 +38,8 @@ class DistinctSampler {
 
 class RandkCompressor final : public Compressor {
  public:
-  RandkCompressor(double density, bool shared, bool scale) : density_(density), shared_(shared), scale_(scale) {}
+  RandkCompressor(double density, bool shared, bool scale)
+      : density_(density), shared_(shared), scale_(scale) {}
   std::string name() const override { return shared_ ? "randk-shared" : "randk"; }
   Aggregation aggregation() const override { return shared_ ? Aggregation::kShared : Aggregation::kSparse; }
   std::uint64_t target_k(std::uint64_t n) const override { return k_round(density_, n); }

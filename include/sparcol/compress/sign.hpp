@@ -3,8 +3,9 @@
 // C(v) = (||v||_1 / n) * sign(v) with sign(v_j) = +1 where v_j >= 0 (so sign(+-0) = +1) and -1
 // elsewhere. Bits: bit j%32 of word j/32 is 1 for +1; the unused high bits of the last word are 0.
 // Wire: 4*ceil(n/32) + 4 bytes (n/32 + 1 elements). kind kSign; ctx.k is ignored.
-// Non-finite input is not hidden: a NaN gets bit 0, and the scale (see sign_scale) becomes NaN or Inf, so the decoded vector is non-finite and the caller's checks see it.
-// Majority vote (config.sign_majority) is an aggregation choice of the Exchange, not of this class.
+// Non-finite input is not hidden: a NaN gets bit 0, and the scale (see sign_scale) becomes NaN or Inf, so the
+// decoded vector is non-finite and the caller's checks see it. Majority vote (config.sign_majority) is an
+// aggregation choice of the Exchange, not of this class.
 #pragma once
 
 #include <cstdint>

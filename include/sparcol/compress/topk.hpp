@@ -27,7 +27,9 @@ inline std::uint32_t magnitude_key(float x) {
   return bits < kNanKey ? bits : kNanKey;
 }
 // The non-negative float with key `key` (kNanKey gives a NaN).
-inline float key_magnitude(std::uint32_t key) { return std::bit_cast<float>(key); }
+inline float key_magnitude(std::uint32_t key) {
+  return std::bit_cast<float>(key);
+}
 
 // Exact top-k selection with scratch that is kept between calls.
 //
@@ -76,13 +78,14 @@ class TopkSelector {
   // sample, or the sample predicts more than the candidate capacity at or above the bound).
   bool sampled_bound(std::span<const float> v, std::uint64_t k, std::uint32_t& bound);
   // Histogram path; writes the result itself.
-  void radix(std::span<const float> v, std::uint64_t k, std::vector<Index>& indices, std::vector<float>& values);
+  void radix(std::span<const float> v, std::uint64_t k, std::vector<Index>& indices,
+             std::vector<float>& values);
 
-  std::vector<std::uint32_t> hist_;     // 4 interleaved copies of 2048 buckets
-  std::vector<std::uint32_t> sample_;   // sample keys
-  std::vector<Index> cand_idx_;         // candidates (index order)
+  std::vector<std::uint32_t> hist_;    // 4 interleaved copies of 2048 buckets
+  std::vector<std::uint32_t> sample_;  // sample keys
+  std::vector<Index> cand_idx_;        // candidates (index order)
   std::vector<float> cand_val_;
-  std::vector<std::uint32_t> cand_key_; // their keys
+  std::vector<std::uint32_t> cand_key_;  // their keys
   bool last_used_sample_ = false;
   int last_radix_passes_ = 0;
 };
