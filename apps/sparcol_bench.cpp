@@ -62,6 +62,9 @@ using sparcol::comm::Backend;
 // Exit status when some result was wrong (errors use sparcol::exit_code(), 2 and up).
 constexpr int kExitWrong = 1;
 
+// Seeds stay below 2^53 so that JSON readers (doubles) and the HDF5 int64 attribute hold them exactly.
+constexpr std::uint64_t kSeedLimit = std::uint64_t{1} << 53;
+
 // The operations, in the order rows are printed. The names are the --op values and the HDF5 groups.
 enum class Op { kDenseRing, kRbgs, kSparseAllgather, kMpiAllreduce, kMpiAllgatherv };
 constexpr Op kAllOps[] = {Op::kDenseRing, Op::kRbgs, Op::kSparseAllgather, Op::kMpiAllreduce,
@@ -102,6 +105,7 @@ struct Config {
   double timeout_s = -1;   // < 0: the backend's default
   bool check_collectives = true;
   bool nan = false;
+  bool corrupt = false;  // SPARCOL_BENCH_CORRUPT=1: the last rank spoils one result element (tests the check)
   std::string csv, json, h5;
 
   // Everything ranks must agree on, as "key=value" lines (output file names are rank 0's business).
@@ -128,6 +132,7 @@ struct Config {
     add("--timeout", to);
     add("--no-check-collectives", check_collectives ? "0" : "1");
     add("--nan", nan ? "1" : "0");
+    add("SPARCOL_BENCH_CORRUPT", corrupt ? "1" : "0");
     return out;
   }
 };
@@ -223,6 +228,7 @@ void validate(const Config& c) {
   if (c.ranks < 0) fail("--ranks must be positive, got " + std::to_string(c.ranks));
   if (c.timeout_s < 0 && c.timeout_s != -1) fail("--timeout must be >= 0 seconds (0: wait forever)");
   if (c.ops.empty()) fail("--op names no operation");
+  if (c.seed >= kSeedLimit) fail("--seed must be below 2^53 = " + std::to_string(kSeedLimit));
 }
 
 // Outcome of parsing on one rank: run, stop successfully (--help, --version), or an error.
@@ -278,6 +284,8 @@ Parsed parse(int argc, char** argv) {
   try {
     app.parse(argc, argv);
     c.check_collectives = !no_check_collectives;
+    if (const char* env = std::getenv("SPARCOL_BENCH_CORRUPT"); env != nullptr && std::string(env) == "1")
+      c.corrupt = true;
     c.min_bytes = parse_size("-b", b);
     c.max_bytes = parse_size("-e", e);
     for (const auto& name : ops) {
@@ -542,6 +550,7 @@ class SizeBench {
             .stats;
     row.base = row.time;
     row.sent_bytes = ring_allreduce_bytes(d_);
+    spoil(data[0]);
     if (c_.check) row.wrong = sum_over_ranks(b_, check_dense_sum(data));
     return row;
   }
@@ -561,6 +570,7 @@ class SizeBench {
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
+    spoil(data[0]);
     if (c_.check) row.wrong = sum_over_ranks(b_, check_dense_sum(data));
     return row;
   }
@@ -592,6 +602,7 @@ class SizeBench {
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
+    if (k_ > 0) spoil(data[last.start]);
     if (c_.check) {
       std::uint64_t wrong = 0;
       for (std::uint64_t i = 0; i < d_; ++i) {
@@ -648,6 +659,7 @@ class SizeBench {
     std::vector<float> sum(d_);
     row.sum_us = time_interleaved(b_, c_, {{nothing(), [&](std::uint64_t) { sag.sum_into(sum.data()); }}})[0]
                      .stats.p50;
+    spoil(sum[d_ - 1]);
     if (c_.check) {
       std::uint64_t wrong = check_pairs([&](int r) { return std::pair(sag.indices(r), sag.values(r)); });
       // The dense sum: every rank's pairs added in rank order.
@@ -673,11 +685,18 @@ class SizeBench {
     row.base = row.time;
     // A ring all-gather's bytes per rank: every block but the right neighbour's passes through.
     row.sent_bytes = 8 * k_ * static_cast<std::uint64_t>(K_ - 1);
+    if (k_ > 0) spoil(plain.value0());
     if (c_.check) row.wrong = sum_over_ranks(b_, plain.check());
     return row;
   }
 
  private:
+  // SPARCOL_BENCH_CORRUPT=1: the last rank changes one element of a result before it is checked, so
+  // that a test can see the check count it and the exit status report it.
+  void spoil(float& x) const {
+    if (c_.corrupt && me_ == K_ - 1) x += 1.0f;
+  }
+
   static Timed::Fn nothing() {
     return [](std::uint64_t) {};
   }
@@ -700,6 +719,8 @@ class SizeBench {
       return Timed{nothing(),
                    [this](std::uint64_t) { s_.b_.allgatherv(block_.data(), all_.data(), bytes_); }};
     }
+    // Rank 0's first gathered value.
+    float& value0() { return *reinterpret_cast<float*>(all_.data() + s_.k_ * sizeof(Index)); }
     std::uint64_t check() const {
       return s_.check_pairs([&](int r) {
         const std::byte* p = all_.data() + static_cast<std::size_t>(r) * block_.size();
@@ -984,12 +1005,14 @@ std::unique_ptr<Output> open_outputs(Backend& b, const Config& c, const Setup& s
   return out;
 }
 
-// Returns the total wrong count (-1 when unchecked).
-std::int64_t run_bench(Backend& b, const Config& c, const Setup& setup) {
+void configure_backend(Backend& b, const Config& c) {
   if (c.timeout_s >= 0)
     b.set_timeout(std::chrono::milliseconds(static_cast<long long>(c.timeout_s * 1000.0)));
   b.set_check_collectives(c.check_collectives);
-  auto out = open_outputs(b, c, setup);
+}
+
+// Returns the total wrong count (-1 when unchecked). `out` is rank 0's output (nullptr elsewhere).
+std::int64_t run_bench(Backend& b, const Config& c, const Setup& setup, Output* out) {
   if (out) out->header();
   std::int64_t wrong = c.check ? 0 : -1;
   for (const std::uint64_t bytes : sweep(c)) {
@@ -1113,7 +1136,7 @@ std::string build_string() {
 std::uint64_t fresh_seed() {
   std::random_device rd;
   std::uint64_t s = 0;
-  while (s == 0) s = (static_cast<std::uint64_t>(rd()) << 32) | rd();
+  while (s == 0) s = ((static_cast<std::uint64_t>(rd()) << 32) | rd()) % kSeedLimit;
   return s;
 }
 
@@ -1132,7 +1155,9 @@ int main_loopback(const Parsed& p) {
   std::int64_t wrong = 0;
   try {
     sparcol::comm::LoopbackWorld::spawn(c.ranks, [&](Backend& b) {
-      const std::int64_t w = run_bench(b, c, s);
+      configure_backend(b, c);
+      auto out = open_outputs(b, c, s);
+      const std::int64_t w = run_bench(b, c, s, out.get());
       if (b.rank() == 0) wrong = w;
     });
   } catch (const Error& e) {
@@ -1180,7 +1205,15 @@ int main_mpi(const Parsed& p) {
     std::uint64_t seed = c.seed != 0 ? c.seed : fresh_seed();
     backend->broadcast(&seed, sizeof seed, 0);
     Setup s{"mpi", build_string(), sparcol::comm::MpiEnvironment::library_version(), backend->size(), seed};
-    const std::int64_t wrong = run_bench(*backend, c, s);
+    configure_backend(*backend, c);
+    std::unique_ptr<Output> out;
+    try {
+      out = open_outputs(*backend, c, s);
+    } catch (const Error& e) {
+      print_error(rank, e.message());  // raised on every rank alike: a clean exit, no abort
+      return sparcol::exit_code(e.code());
+    }
+    const std::int64_t wrong = run_bench(*backend, c, s, out.get());
     // Rank 0 knows the total; share it so every rank exits with the same status.
     std::int64_t w = wrong;
     backend->broadcast(&w, sizeof w, 0);

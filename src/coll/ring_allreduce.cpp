@@ -7,12 +7,21 @@
 
 namespace sparcol::coll {
 
-RingAllreduce::RingAllreduce(comm::Backend& backend, std::size_t count, std::size_t piece_bytes)
+RingAllreduce::RingAllreduce(comm::Backend& backend, std::size_t count, std::size_t piece_bytes,
+                             Algorithm algorithm)
     : backend_(backend), count_(count), piece_floats_(std::max<std::size_t>(1, piece_bytes / sizeof(float))) {
   const int n = backend_.size();
-  scratch_.resize(seg_len(0));  // segment 0 is the longest (balanced split puts the remainder first)
+  direct_ = algorithm == Algorithm::kDirect || (algorithm == Algorithm::kAuto && n <= kDirectMaxRanks &&
+                                                count * sizeof(float) <= kDirectMaxBytes);
+  // Segment 0 is the longest (the balanced split puts the remainder first).
+  scratch_.resize(direct_ ? static_cast<std::size_t>(n - 1) * seg_len(backend_.rank()) : seg_len(0));
+  const int r = backend_.rank();
+  if (direct_) {
+    // Every segment but its own once, then its own to each of the K-1 others.
+    bytes_per_run_ = 4 * ((count_ - seg_len(r)) + static_cast<std::size_t>(n - 1) * seg_len(r));
+    return;
+  }
   for (int s = 0; s < n - 1; ++s) {
-    const int r = backend_.rank();
     bytes_per_run_ += 4 * (seg_len(((r - s) % n + n) % n) + seg_len(((r + 1 - s) % n + n) % n));
   }
 }
@@ -62,8 +71,67 @@ void RingAllreduce::exchange(const float* send, std::size_t send_len, float* rec
 }
 
 void RingAllreduce::run_unchecked(float* data) {
+  if (backend_.size() == 1 || count_ == 0) return;
+  if (direct_) {
+    run_direct(data);
+  } else {
+    run_ring(data);
+  }
+}
+
+void RingAllreduce::run_direct(float* data) {
   const int n = backend_.size();
-  if (n == 1 || count_ == 0) return;
+  const int r = backend_.rank();
+  const std::size_t mine = seg_len(r);
+  float* own = data + seg_start(r);
+  // Phase 1: reduce-scatter in one round. The i-th receive comes from rank r-i and the i-th send goes to
+  // rank r+i, so at every position of the posting order the ranks form a permutation. Scratch slot
+  // for rank q: q for q < r, q - 1 for q > r (segment r is not sent to itself).
+  auto slot = [&](int q) { return scratch_.data() + static_cast<std::size_t>(q < r ? q : q - 1) * mine; };
+  reqs_.clear();
+  if (mine > 0) {
+    for (int i = 1; i < n; ++i) {
+      const int from = (r - i + n) % n;
+      reqs_.push_back(backend_.irecv(slot(from), mine * sizeof(float), from, comm::kTagRing));
+    }
+  }
+  for (int i = 1; i < n; ++i) {
+    const int to = (r + i) % n;
+    if (seg_len(to) > 0)
+      reqs_.push_back(backend_.isend(data + seg_start(to), seg_len(to) * sizeof(float), to, comm::kTagRing));
+  }
+  backend_.wait_all(reqs_);
+  // Sum in rank order, a cache-sized chunk at a time: acc = x_0 + x_1 + ... + x_{K-1}, where x_r is
+  // this rank's own copy (in `own`) and the others are in scratch.
+  constexpr std::size_t kChunk = 2048;
+  float acc[kChunk];
+  for (std::size_t off = 0; off < mine; off += kChunk) {
+    const std::size_t len = std::min(kChunk, mine - off);
+    const float* first = (r == 0 ? own : slot(0)) + off;
+    std::copy(first, first + len, acc);
+    for (int q = 1; q < n; ++q) {
+      const float* __restrict x = (q == r ? own : slot(q)) + off;
+      for (std::size_t e = 0; e < len; ++e) acc[e] += x[e];
+    }
+    std::copy(acc, acc + len, own + off);
+  }
+  // Phase 2: all-gather in one round, straight into `data`.
+  reqs_.clear();
+  for (int i = 1; i < n; ++i) {
+    const int from = (r - i + n) % n;
+    if (seg_len(from) > 0)
+      reqs_.push_back(
+          backend_.irecv(data + seg_start(from), seg_len(from) * sizeof(float), from, comm::kTagRing));
+  }
+  if (mine > 0) {
+    for (int i = 1; i < n; ++i)
+      reqs_.push_back(backend_.isend(own, mine * sizeof(float), (r + i) % n, comm::kTagRing));
+  }
+  backend_.wait_all(reqs_);
+}
+
+void RingAllreduce::run_ring(float* data) {
+  const int n = backend_.size();
   const int r = backend_.rank();
   auto mod = [n](int x) { return ((x % n) + n) % n; };
 
@@ -76,8 +144,8 @@ void RingAllreduce::run_unchecked(float* data) {
   // Phase 2: all-gather of the reduced segments; rank r starts with segment r+1.
   for (int s = 0; s < n - 1; ++s) {
     const int send_seg = mod(r + 1 - s), recv_seg = mod(r - s);
-    exchange(data + seg_start(send_seg), seg_len(send_seg), data + seg_start(recv_seg), seg_len(recv_seg), false,
-             nullptr);
+    exchange(data + seg_start(send_seg), seg_len(send_seg), data + seg_start(recv_seg), seg_len(recv_seg),
+             false, nullptr);
   }
 }
 

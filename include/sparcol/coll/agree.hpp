@@ -6,9 +6,9 @@
 // every rank throws Error(kMismatch) naming both sides (the lowest rank that disagrees), so a
 // mismatch becomes an error on all ranks instead of a hang or a wrong result.
 //
-// Cost: ceil(log2 K) rounds of messages of 64 * 2^j bytes (Bruck's all-gather), about one small
-// message latency per round. Backend::check_collectives() == false skips the comparison; the
-// exchange itself still happens when the caller needs the per-rank values.
+// Cost: one round of K-1 messages of 72 bytes per rank up to 16 ranks; above, ceil(log2 K) rounds of
+// Bruck's all-gather. About one small-message latency per round. Backend::check_collectives() == false skips
+// the comparison; the exchange itself still happens when the caller needs the per-rank values.
 #pragma once
 
 #include <cstdint>
@@ -36,8 +36,8 @@ const char* to_string(CollOp op);
 
 struct CallSignature {
   CollOp op = CollOp::kNone;
-  std::uint64_t count = 0;   // length of the dense vector (elements)
-  std::uint64_t k = 0;       // elements selected (block length for RBGS; 0 when not applicable)
+  std::uint64_t count = 0;  // length of the dense vector (elements)
+  std::uint64_t k = 0;      // elements selected (block length for RBGS; 0 when not applicable)
   std::uint64_t seed = 0;
   std::uint64_t step = 0;
   std::uint64_t tensor = 0;
@@ -47,9 +47,11 @@ struct CallSignature {
   bool operator==(const CallSignature&) const = default;
 };
 
-// Bruck all-gather of `bytes` bytes from every rank over point-to-point messages with `tag`.
-// out must hold size() * bytes; out[r * bytes ...] receives rank r's contribution. Works for any
-// world size (not only powers of two). Every rank must call it.
+// All-gather of `bytes` bytes from every rank over point-to-point messages with `tag`.
+// out must hold size() * bytes; out[r * bytes ...] receives rank r's contribution. Up to kSmallDirectMaxRanks
+// ranks every rank sends its bytes straight to every other (one round); above, Bruck's algorithm (ceil(log2
+// K) rounds, any world size). Every rank must call it.
+inline constexpr int kSmallDirectMaxRanks = 16;
 void allgather_small(comm::Backend& backend, const void* mine, std::size_t bytes, void* out, int tag);
 
 // What each rank contributes beside the signature: values that may differ per rank.

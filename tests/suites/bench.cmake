@@ -1,0 +1,35 @@
+# sparcol-bench (apps/sparcol-bench.cmake) run as a user would under mpirun, its bad-input handling,
+# its output files (tests/bench/check_bench.py), and the collective algorithm options added while
+# tuning the collectives for it (tests/bench/test_tuned_collectives.cpp, loopback).
+add_executable(sparcol_tuned_coll_tests bench/test_tuned_collectives.cpp)
+target_link_libraries(sparcol_tuned_coll_tests PRIVATE sparcol_core GTest::gtest_main sparcol_warnings)
+gtest_discover_tests(sparcol_tuned_coll_tests PROPERTIES LABELS "coll;bench" TIMEOUT 300)
+
+if(TARGET sparcol-bench)
+  # The Debian interpreter first: python3-h5py (scripts/setup.sh) is installed for it, not for
+  # interpreters a user may have earlier on PATH.
+  find_program(SPARCOL_BENCH_PYTHON python3 PATHS /usr/bin NO_DEFAULT_PATH)
+  if(NOT SPARCOL_BENCH_PYTHON)
+    find_program(SPARCOL_BENCH_PYTHON python3)
+  endif()
+  if(SPARCOL_BENCH_PYTHON)
+    set(_bench_driver ${SPARCOL_BENCH_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/bench/check_bench.py
+        --bench $<TARGET_FILE:sparcol-bench> --mpiexec ${MPIEXEC_EXECUTABLE}
+        --workdir ${CMAKE_CURRENT_BINARY_DIR}/bench_runs)
+    foreach(case IN ITEMS
+        sweep:1 sweep:2 sweep:4 nan:3 loopback:1 outputs:2 corrupt:2
+        help:1 version:1 unknown-flag:2 negative-size:2 non-numeric-size:2 density-zero:2
+        density-above-one:2 k-above-d:2 unknown-op:2 mismatched-sizes:3 mismatched-density:2
+        one-rank-rejects:2 unwritable-output:2 loopback-under-mpirun:2)
+      string(REPLACE ":" ";" _parts ${case})
+      list(GET _parts 0 _name)
+      list(GET _parts 1 _np)
+      add_test(NAME bench_${_name}_np${_np} COMMAND ${_bench_driver} --np ${_np} ${_name})
+      # Bad-input cases must end quickly on every rank: the timeout turns a hang into a failure.
+      set_tests_properties(bench_${_name}_np${_np} PROPERTIES LABELS "bench;mpi" TIMEOUT 120
+                           ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}" PROCESSORS 2)
+    endforeach()
+  else()
+    message(WARNING "python3 not found: the sparcol-bench program tests are not registered")
+  endif()
+endif()
