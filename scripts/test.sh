@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-bash scripts/setup.sh
+# Slurm packages: the local-cluster test of the sbatch scripts (tests/suites/slurm.cmake).
+bash scripts/setup.sh munge slurmctld slurmd slurm-client
 bash scripts/build.sh
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -1,0 +1,482 @@
+#!/usr/bin/python3
+"""Alpha-beta cost model of sparcol's collectives and the plain-MPI baselines, fitted to sparcol-bench runs.
+
+  bench/cost_model.py [--out DIR] [--params D] [--density RHO] RUN_DIR [RUN_DIR ...]
+
+Each RUN_DIR holds sparcol-bench HDF5 files (bench-*.h5, layout docs/bench.md) measured on one network,
+and optionally network.json ({"label", "kind", "rate_gbits", "lanes", "cores"}; bench/scaling_study.sh
+writes it). Repeated runs of a point (same op, ranks, size, k) are reduced to their median.
+
+The model (every term is what the implementation does, src/coll/*.cpp; times in seconds):
+
+    T = alpha * R * c  +  beta * V * s  +  gamma * C * c
+
+  R  sequential message rounds, including the call-fingerprint exchange of sparcol's collectives
+     (one direct round up to 16 ranks, Bruck's ceil(log2 P) rounds above);
+  V  payload bytes one rank sends;  C  bytes one rank reduces (adds into its own vector).
+  s = max(1, P / lanes), c = max(1, P / cores): contention. On a real cluster every rank has its own
+     link and core (s = c = 1). Here the emulated network is one token bucket shared by all ranks
+     (lanes = 1: V counts every rank's bytes), and shared memory and all CPU work share the cores.
+
+  op                R (P ranks)                                   V                   C
+  dense-ring        2 (direct: 4d <= 8 MiB, P <= 16) or 2(P-1),  2(P-1)/P * 4d       (P-1)/P * 4d
+                    + fingerprint
+  rbgs              the same on the k-float block                 2(P-1)/P * 4k       (P-1)/P * 4k
+  sparse-allgather  1 (counts) + 1 (direct, P <= 16) or P-1      (P-1) * 8k          0
+  mpi-allreduce     2 ceil(log2 P) (recursive halving/doubling)   2(P-1)/P * 4d       (P-1)/P * 4d
+  mpi-allgatherv    P-1 (ring)                                    (P-1) * 8k          0
+
+alpha, beta, gamma >= 0 are fitted per (network, op) by least squares on relative errors over every
+point with P >= 2. The fit is judged by each point's prediction error at P <= 8 and sizes >= 1 MiB.
+
+Projection to a real cluster (s = c = 1) with links of 10, 100 and 400 Gbit/s, P up to 1024:
+  beta  = eta * 8 / rate, where eta (protocol efficiency, >= 1) is fitted on the emulated networks
+          (beta fitted there times the emulated rate; the median over ops and networks);
+  alpha = the per-round latency fitted on the emulated (TCP) networks (median over ops);
+  gamma = the reduction cost fitted on shared memory (CPU; a GPU reduces much faster).
+Time per step is the communication of one gradient of D parameters (--params, default 25.6M, the
+size of ResNet-50) at density RHO (--density, default 0.01) for the compressed ops. The crossover
+density rho* is where the sparse all-gather's time equals the dense ring all-reduce's: below it the
+sparse all-gather wins. Bandwidth alone gives rho* = 1/P (8 rho d (P-1) = 2 (P-1)/P 4d); latency
+terms move it.
+
+Writes DIR/cost_model.md (tables), DIR/cost_model.json (parameters, errors, projections) and plots
+DIR/cost_model_fit.png, DIR/cost_model_projection.png, DIR/cost_model_crossover.png. Exit status 0, or 2
+for bad input (no usable data).
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+from itertools import combinations
+
+import h5py
+import numpy as np
+
+OPS = ["dense-ring", "rbgs", "sparse-allgather", "mpi-allreduce", "mpi-allgatherv"]
+SPARCOL_OPS = {"dense-ring", "rbgs", "sparse-allgather"}
+DIRECT_MAX_RANKS = 16  # RingAllreduce / SparseAllgather / fingerprint exchange: kDirectMaxRanks
+DIRECT_MAX_BYTES = 8 << 20  # RingAllreduce::kDirectMaxBytes
+MIB = 1 << 20
+PROJ_RATES_GBITS = [10, 100, 400]
+PROJ_RANKS = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+
+
+# ------------------------------------------------------------------------------------------------
+# The model
+# ------------------------------------------------------------------------------------------------
+
+
+def fingerprint_rounds(p):
+    if p <= 1:
+        return 0
+    return 1 if p <= DIRECT_MAX_RANKS else math.ceil(math.log2(p))
+
+
+def ring_allreduce_terms(p, nbytes):
+    """(R, V, C) of RingAllreduce on nbytes of float32, without the fingerprint."""
+    if p <= 1:
+        return 0.0, 0.0, 0.0
+    direct = p <= DIRECT_MAX_RANKS and nbytes <= DIRECT_MAX_BYTES
+    rounds = 2 if direct else 2 * (p - 1)
+    return float(rounds), 2.0 * (p - 1) / p * nbytes, (p - 1) / p * nbytes
+
+
+def terms(op, p, dense_bytes, k):
+    """(R, V, C) for one call of `op` on P ranks, a dense vector of dense_bytes, k elements/pairs per rank."""
+    if p <= 1:
+        return 0.0, 0.0, 0.0
+    if op == "dense-ring":
+        r, v, c = ring_allreduce_terms(p, dense_bytes)
+        return r + fingerprint_rounds(p), v, c
+    if op == "rbgs":
+        r, v, c = ring_allreduce_terms(p, 4.0 * k)
+        return r + fingerprint_rounds(p), v, c
+    if op == "sparse-allgather":
+        exchange = 1 if p <= DIRECT_MAX_RANKS else p - 1
+        return float(fingerprint_rounds(p) + exchange), (p - 1) * 8.0 * k, 0.0
+    if op == "mpi-allreduce":
+        return 2.0 * math.ceil(math.log2(p)), 2.0 * (p - 1) / p * dense_bytes, (p - 1) / p * dense_bytes
+    if op == "mpi-allgatherv":
+        return float(p - 1), (p - 1) * 8.0 * k, 0.0
+    raise ValueError(op)
+
+
+def contention(p, net):
+    lanes = net.get("lanes") or 0
+    cores = net.get("cores") or 0
+    s = max(1.0, p / lanes) if lanes else 1.0
+    c = max(1.0, p / cores) if cores else 1.0
+    return s, c
+
+
+def features(op, p, dense_bytes, k, net):
+    r, v, c = terms(op, p, dense_bytes, k)
+    s, cpu = contention(p, net)
+    return np.array([r * cpu, v * s, c * cpu])
+
+
+def predict(params, op, p, dense_bytes, k, net):
+    return float(np.dot(features(op, p, dense_bytes, k, net), params))
+
+
+def fit_nonneg_relative(x, t):
+    """min sum ((x @ w) / t - 1)^2 over w >= 0, by trying every support (at most 3 unknowns)."""
+    a = x / t[:, None]
+    b = np.ones(len(t))
+    active = [j for j in range(x.shape[1]) if np.any(x[:, j] > 0)]
+    best_w, best_res = np.zeros(x.shape[1]), float(np.sum(b**2))
+    for size in range(1, len(active) + 1):
+        for support in combinations(active, size):
+            cols = list(support)
+            w_s, *_ = np.linalg.lstsq(a[:, cols], b, rcond=None)
+            if np.any(w_s < 0):
+                continue
+            w = np.zeros(x.shape[1])
+            w[cols] = w_s
+            res = float(np.sum((a @ w - b) ** 2))
+            if res < best_res:
+                best_w, best_res = w, res
+    return best_w
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+# ------------------------------------------------------------------------------------------------
+
+
+def load_network(run_dir):
+    path = os.path.join(run_dir, "network.json")
+    net = {"label": os.path.basename(os.path.normpath(run_dir)), "kind": "unknown", "rate_gbits": None,
+           "lanes": None, "cores": None}
+    if os.path.exists(path):
+        with open(path) as f:
+            net.update(json.load(f))
+    return net
+
+
+def load_points(run_dir):
+    """{(op, p, bytes, k): [time_s, ...]} over every bench-*.h5 in run_dir."""
+    pts = {}
+    files = sorted(glob.glob(os.path.join(run_dir, "bench-*.h5")))
+    for path in files:
+        try:
+            with h5py.File(path, "r") as f:
+                if int(f.attrs.get("total_wrong", -1)) != 0:
+                    print(f"cost_model: skipping {path}: incomplete or wrong results", file=sys.stderr)
+                    continue
+                for op in OPS:
+                    if op not in f:
+                        continue
+                    g = f[op]
+                    for b, k, p, t in zip(g["bytes"], g["k"], g["ranks"], g["time_us"]):
+                        pts.setdefault((op, int(p), int(b), int(k)), []).append(float(t) * 1e-6)
+        except OSError as e:
+            print(f"cost_model: skipping unreadable {path}: {e}", file=sys.stderr)
+    return pts, len(files)
+
+
+def density_of(op, b, k):
+    return 1.0 if op in ("dense-ring", "mpi-allreduce") else k / (b / 4.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Analysis
+# ------------------------------------------------------------------------------------------------
+
+
+def analyse(run_dirs):
+    nets = []
+    for d in run_dirs:
+        net = load_network(d)
+        pts, nfiles = load_points(d)
+        if not pts:
+            print(f"cost_model: no usable sparcol-bench results in {d}", file=sys.stderr)
+            continue
+        net["dir"] = d
+        net["files"] = nfiles
+        net["points"] = {key: float(np.median(v)) for key, v in pts.items()}
+        net["repeats"] = {key: len(v) for key, v in pts.items()}
+        net["fits"] = {}
+        for op in OPS:
+            rows = [(key, t) for key, t in net["points"].items() if key[0] == op and key[1] >= 2]
+            if not rows:
+                continue
+            x = np.array([features(op, p, b, k, net) for (_, p, b, k), _ in rows])
+            t = np.array([t for _, t in rows])
+            w = fit_nonneg_relative(x, t)
+            errs = []
+            for (o, p, b, k), tm in rows:
+                pred = predict(w, o, p, b, k, net)
+                errs.append({"p": p, "bytes": b, "k": k, "density": density_of(o, b, k), "measured_s": tm,
+                             "predicted_s": pred, "error": pred / tm - 1.0,
+                             "repeats": net["repeats"][(o, p, b, k)]})
+            judged = [e for e in errs if e["p"] <= 8 and e["bytes"] >= MIB]
+            net["fits"][op] = {
+                "alpha_s": w[0], "beta_s_per_byte": w[1], "gamma_s_per_byte": w[2], "points": errs,
+                "max_abs_error": max((abs(e["error"]) for e in judged), default=float("nan")),
+                "median_abs_error": float(np.median([abs(e["error"]) for e in judged])) if judged else float("nan"),
+                "judged": len(judged),
+            }
+        nets.append(net)
+    return nets
+
+
+def projection_params(nets):
+    """alpha (per op), eta, gamma for the projection, from the fits; with where each came from."""
+    emulated = [n for n in nets if n.get("kind") == "emulated" and n.get("rate_gbits")]
+    shm = [n for n in nets if n.get("kind") == "shm"]
+    etas, alphas = [], {op: [] for op in OPS}
+    for n in emulated:
+        rate_bytes = n["rate_gbits"] * 1e9 / 8.0
+        for op, f in n["fits"].items():
+            if f["beta_s_per_byte"] > 0 and op in ("dense-ring", "mpi-allreduce"):
+                etas.append(f["beta_s_per_byte"] * rate_bytes)
+            if f["alpha_s"] > 0:
+                alphas[op].append(f["alpha_s"])
+    all_alphas = [a for v in alphas.values() for a in v]
+    eta = float(np.median(etas)) if etas else 1.0
+    default_alpha = float(np.median(all_alphas)) if all_alphas else 20e-6
+    alpha = {op: (float(np.median(v)) if v else default_alpha) for op, v in alphas.items()}
+    gammas = [f["gamma_s_per_byte"] for n in shm for op, f in n["fits"].items() if f["gamma_s_per_byte"] > 0]
+    gamma = float(np.median(gammas)) if gammas else 0.0
+    src = {
+        "eta_from": f"{len(etas)} dense fits on emulated networks" if etas else "no emulated network: eta = 1",
+        "alpha_from": f"{len(all_alphas)} fits on emulated networks" if all_alphas else "none fitted: 20 us",
+        "gamma_from": f"{len(gammas)} fits on shared memory" if gammas else "none fitted: 0",
+    }
+    return alpha, eta, gamma, src
+
+
+def project(alpha, eta, gamma, params_d, rho):
+    net = {"lanes": None, "cores": None}
+    d_bytes = 4.0 * params_d
+    k = max(1, int(rho * params_d))
+    rows = []
+    for rate in PROJ_RATES_GBITS:
+        beta = eta * 8.0 / (rate * 1e9)
+        for p in PROJ_RANKS:
+            row = {"rate_gbits": rate, "p": p}
+            for op in OPS:
+                kk = params_d if op in ("dense-ring", "mpi-allreduce") else k
+                row[op] = predict(np.array([alpha[op], beta, gamma]), op, p, d_bytes, kk, net)
+            # rho*: T_sag(rho) = alpha R + beta (p-1) 8 rho d is linear in rho (R does not depend on rho).
+            r_sag, _, _ = terms("sparse-allgather", p, d_bytes, 1)
+            t_dense = row["dense-ring"]
+            slope = beta * (p - 1) * 8.0 * params_d
+            row["crossover_density"] = max(0.0, (t_dense - alpha["sparse-allgather"] * r_sag) / slope)
+            rows.append(row)
+    return rows
+
+
+def measured_crossovers(nets):
+    """Densities where the measured sparse all-gather time meets MPI_Allreduce of the whole vector
+    (log-log interpolation between measured densities), per network, P and size."""
+    out = []
+    for n in nets:
+        pts = n["points"]
+        combos = sorted({(p, b) for (op, p, b, k) in pts if op == "sparse-allgather" and p >= 2})
+        for p, b in combos:
+            dense = pts.get(("mpi-allreduce", p, b, b // 4))
+            if dense is None:
+                continue
+            sag = sorted((k / (b / 4.0), t) for (op, pp, bb, k), t in pts.items()
+                         if op == "sparse-allgather" and pp == p and bb == b)
+            cross = None
+            for (r0, t0), (r1, t1) in zip(sag, sag[1:]):
+                if (t0 - dense) * (t1 - dense) <= 0 and t0 != t1:
+                    f = (math.log(dense) - math.log(t0)) / (math.log(t1) - math.log(t0))
+                    cross = math.exp(math.log(r0) + f * (math.log(r1) - math.log(r0)))
+                    break
+            if cross is None and sag:
+                cross = f"> {sag[-1][0]:.3g}" if sag[-1][1] < dense else f"< {sag[0][0]:.3g}"
+            out.append({"net": n["label"], "p": p, "bytes": b, "crossover": cross})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Output
+# ------------------------------------------------------------------------------------------------
+
+
+def fmt_time(s):
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} us"
+
+
+def fmt_bytes(b):
+    return f"{b / MIB:g} MiB" if b >= MIB else f"{b / 1024:g} KiB"
+
+
+def write_markdown(path, nets, proj, alpha, eta, gamma, src, params_d, rho, crossings):
+    L = []
+    L.append("# Cost model: fit and projection\n")
+    L.append("Generated by `bench/cost_model.py` (model and method in its docstring). Times are medians over "
+             "repeated runs of sparcol-bench medians (each the slowest rank's time).\n")
+    L.append("## Fitted parameters\n")
+    L.append("| network | op | alpha (us/round) | beta (ns/byte) | gamma (ns/byte) | points | max err (P<=8, >=1 MiB) | median err |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    for n in nets:
+        for op, f in n["fits"].items():
+            L.append(f"| {n['label']} | {op} | {f['alpha_s'] * 1e6:.2f} | {f['beta_s_per_byte'] * 1e9:.4f} | "
+                     f"{f['gamma_s_per_byte'] * 1e9:.4f} | {f['judged']} | {100 * f['max_abs_error']:.1f}% | "
+                     f"{100 * f['median_abs_error']:.1f}% |")
+    worst = max((f["max_abs_error"] for n in nets for f in n["fits"].values() if f["judged"]), default=float("nan"))
+    L.append(f"\nLargest error over every collective and network at P <= 8, sizes >= 1 MiB: "
+             f"**{100 * worst:.1f}%** (target: 25%).\n")
+    L.append("## Every judged point (P <= 8, sizes >= 1 MiB)\n")
+    L.append("| network | op | P | size | density | runs | measured | predicted | error |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for n in nets:
+        for op, f in n["fits"].items():
+            for e in sorted(f["points"], key=lambda e: (e["p"], e["bytes"], e["density"])):
+                if e["p"] <= 8 and e["bytes"] >= MIB:
+                    L.append(f"| {n['label']} | {op} | {e['p']} | {fmt_bytes(e['bytes'])} | {e['density']:.3g} | "
+                             f"{e['repeats']} | {fmt_time(e['measured_s'])} | {fmt_time(e['predicted_s'])} | "
+                             f"{100 * e['error']:+.1f}% |")
+    L.append("\n## Projection to a cluster (one link and core per rank)\n")
+    L.append(f"Gradient of {params_d / 1e6:g}M float32 parameters ({fmt_bytes(4 * params_d)}), compressed ops at "
+             f"density {rho:g}. Parameters: eta = {eta:.3f} ({src['eta_from']}), so beta = {eta:.3f} * 8 / rate; "
+             f"alpha per op = " + ", ".join(f"{op} {alpha[op] * 1e6:.1f} us" for op in OPS) +
+             f" ({src['alpha_from']}); gamma = {gamma * 1e9:.4f} ns/byte ({src['gamma_from']}). "
+             "Communication only, per step.\n")
+    L.append("| link | P | dense-ring | mpi-allreduce | rbgs | sparse-allgather | mpi-allgatherv | rho* (sparse wins below) | 1/P |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in proj:
+        L.append(f"| {r['rate_gbits']} Gbit/s | {r['p']} | {fmt_time(r['dense-ring'])} | {fmt_time(r['mpi-allreduce'])} | "
+                 f"{fmt_time(r['rbgs'])} | {fmt_time(r['sparse-allgather'])} | {fmt_time(r['mpi-allgatherv'])} | "
+                 f"{r['crossover_density']:.4g} | {1.0 / r['p']:.4g} |")
+    if crossings:
+        L.append("\n## Measured crossover (sparse all-gather vs MPI_Allreduce of the whole vector)\n")
+        L.append("Density where the measured times meet (log-log interpolation between the measured densities).\n")
+        L.append("| network | P | size | crossover density | 1/P |")
+        L.append("|---|---:|---:|---:|---:|")
+        for c in crossings:
+            v = c["crossover"]
+            v = f"{v:.3g}" if isinstance(v, float) else v
+            L.append(f"| {c['net']} | {c['p']} | {fmt_bytes(c['bytes'])} | {v} | {1.0 / c['p']:.3g} |")
+    with open(path, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+def plot(out_dir, nets, proj, params_d, rho):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # Fit quality: predicted against measured, every point with P >= 2.
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    markers = dict(zip(OPS, "osD^v"))
+    for i, n in enumerate(nets):
+        for op, f in n["fits"].items():
+            m = np.array([e["measured_s"] for e in f["points"]])
+            pr = np.array([e["predicted_s"] for e in f["points"]])
+            ax.scatter(m, pr, marker=markers[op], color=f"C{i}", s=18, alpha=0.8,
+                       label=f"{n['label']} {op}")
+    lo = min((e["measured_s"] for n in nets for f in n["fits"].values() for e in f["points"]), default=1e-6)
+    hi = max((e["measured_s"] for n in nets for f in n["fits"].values() for e in f["points"]), default=1.0)
+    xs = np.array([lo / 2, hi * 2])
+    ax.plot(xs, xs, "k-", lw=0.8)
+    ax.fill_between(xs, xs * 0.75, xs * 1.25, color="0.85", label="+-25%")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured time (s)")
+    ax.set_ylabel("model (s)")
+    ax.set_title("alpha-beta model against sparcol-bench (P = 2..8)")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "cost_model_fit.png"), dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(PROJ_RATES_GBITS), figsize=(13, 4.2), sharey=True)
+    for ax, rate in zip(axes, PROJ_RATES_GBITS):
+        rows = [r for r in proj if r["rate_gbits"] == rate]
+        ps = [r["p"] for r in rows]
+        for op in OPS:
+            ax.plot(ps, [r[op] for r in rows], marker=markers[op], ms=4, label=op)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{rate} Gbit/s links")
+        ax.set_xlabel("ranks P")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("communication time per step (s)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Projected time per step: {params_d / 1e6:g}M parameters, density {rho:g}")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "cost_model_projection.png"), dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for rate in PROJ_RATES_GBITS:
+        rows = [r for r in proj if r["rate_gbits"] == rate]
+        ax.plot([r["p"] for r in rows], [max(r["crossover_density"], 1e-9) for r in rows], marker="o", ms=4,
+                label=f"model, {rate} Gbit/s")
+    ps = np.array(PROJ_RANKS, dtype=float)
+    ax.plot(ps, 1.0 / ps, "k--", label="1/P (bandwidth only)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("ranks P")
+    ax.set_ylabel("crossover density rho*")
+    ax.set_title("Sparse all-gather beats the dense ring all-reduce below rho*")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "cost_model_crossover.png"), dpi=120)
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run_dirs", nargs="+", help="directories of sparcol-bench HDF5 files, one per network")
+    ap.add_argument("--out", default="results/analysis", help="output directory")
+    ap.add_argument("--params", type=float, default=25.6e6, help="parameters per gradient for the projection")
+    ap.add_argument("--density", type=float, default=0.01, help="density of the compressed ops in the projection")
+    ap.add_argument("--no-plots", action="store_true")
+    args = ap.parse_args()
+    if not 0 < args.density <= 1:
+        print("cost_model: error: --density must be in (0, 1]", file=sys.stderr)
+        return 2
+    if args.params < 1:
+        print("cost_model: error: --params must be >= 1", file=sys.stderr)
+        return 2
+    for d in args.run_dirs:
+        if not os.path.isdir(d):
+            print(f"cost_model: error: {d} is not a directory", file=sys.stderr)
+            return 2
+    nets = analyse(args.run_dirs)
+    if not nets or not any(n["fits"] for n in nets):
+        print("cost_model: error: no sparcol-bench results with 2 or more ranks to fit", file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    alpha, eta, gamma, src = projection_params(nets)
+    proj = project(alpha, eta, gamma, int(args.params), args.density)
+    crossings = measured_crossovers(nets)
+    write_markdown(os.path.join(args.out, "cost_model.md"), nets, proj, alpha, eta, gamma, src, args.params,
+                   args.density, crossings)
+    doc = {
+        "networks": [{k: v for k, v in n.items() if k not in ("points", "repeats")} for n in nets],
+        "projection": {"alpha_s": alpha, "eta": eta, "gamma_s_per_byte": gamma, "sources": src,
+                       "params": args.params, "density": args.density, "rows": proj},
+        "measured_crossovers": crossings,
+    }
+    with open(os.path.join(args.out, "cost_model.json"), "w") as f:
+        json.dump(doc, f, indent=1, default=float)
+    if not args.no_plots:
+        plot(args.out, nets, proj, args.params, args.density)
+    for n in nets:
+        for op, f in n["fits"].items():
+            print(f"{n['label']:>8} {op:<17} alpha {f['alpha_s'] * 1e6:9.2f} us  beta {f['beta_s_per_byte'] * 1e9:8.4f} "
+                  f"ns/B  gamma {f['gamma_s_per_byte'] * 1e9:7.4f} ns/B  max err {100 * f['max_abs_error']:5.1f}% "
+                  f"({f['judged']} points)")
+    print(f"wrote {args.out}/cost_model.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

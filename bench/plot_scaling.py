@@ -1,0 +1,228 @@
+#!/usr/bin/python3
+"""Plots of a scaling study (bench/scaling_study.sh, slurm/scaling.sbatch).
+
+  bench/plot_scaling.py [--out DIR] [--size BYTES] [--density RHO] RUN_DIR [RUN_DIR ...]
+
+Each RUN_DIR holds sparcol-bench HDF5 files (bench-*.h5) measured on one network (network.json names
+it) and optionally sparcol-train traces (train-*.h5, docs/train.md). Repeated runs of a point are
+reduced to their median. Writes into DIR:
+  scaling_time.png      collective time against ranks, one panel per network (size --size, default the
+                        largest size every network measured; compressed ops at --density, default 0.01)
+  scaling_speedup.png   speedup over the dense all-reduce (MPI_Allreduce of the whole vector / time)
+                        against ranks, for every compressed op and density
+  scaling_train.png     (train traces) median wall-clock time per training step against ranks
+  scaling_summary.md    the numbers behind the plots
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+from collections import defaultdict
+
+import h5py
+import numpy as np
+
+OPS = ["dense-ring", "rbgs", "sparse-allgather", "mpi-allreduce", "mpi-allgatherv"]
+COMPRESSED = ["rbgs", "sparse-allgather", "mpi-allgatherv"]
+MIB = 1 << 20
+
+
+def label_of(run_dir):
+    path = os.path.join(run_dir, "network.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f).get("label", os.path.basename(os.path.normpath(run_dir)))
+    return os.path.basename(os.path.normpath(run_dir))
+
+
+def load_bench(run_dir):
+    """{(op, p, bytes, density_rounded): (median time_us, median allreduce_us)}"""
+    raw = defaultdict(list)
+    for path in sorted(glob.glob(os.path.join(run_dir, "bench-*.h5"))):
+        try:
+            with h5py.File(path, "r") as f:
+                if int(f.attrs.get("total_wrong", -1)) != 0:
+                    continue
+                for op in OPS:
+                    if op not in f:
+                        continue
+                    g = f[op]
+                    for b, dens, p, t, ar in zip(g["bytes"], g["density"], g["ranks"], g["time_us"],
+                                                 g["allreduce_us"]):
+                        key = (op, int(p), int(b), 1.0 if op in ("dense-ring", "mpi-allreduce") else
+                               float(f.attrs["density"]) or round(float(dens), 6))
+                        raw[key].append((float(t), float(ar)))
+        except OSError as e:
+            print(f"plot_scaling: skipping unreadable {path}: {e}", file=sys.stderr)
+    return {k: (float(np.median([t for t, _ in v])), float(np.median([a for _, a in v]))) for k, v in raw.items()}
+
+
+def step_times(path):
+    """Median wall-clock seconds per training step from a sparcol-train trace, or None."""
+    with h5py.File(path, "r") as f:
+        if "train" not in f:
+            return None
+        g = f["train"]
+        for name in ("step_time_s", "time_per_step_s"):
+            if name in g and len(g[name]):
+                return float(np.median(np.asarray(g[name])))
+        for name in ("wall_time_s", "time_s", "wall_s"):
+            if name in g and len(g[name]) > 1:
+                w = np.asarray(g[name], dtype=float)
+                steps = np.asarray(g["step"], dtype=float) if "step" in g else np.arange(len(w), dtype=float)
+                dw, ds = np.diff(w), np.diff(steps)
+                ok = ds > 0
+                if np.any(ok):
+                    return float(np.median(dw[ok] / ds[ok]))
+    return None
+
+
+def load_train(run_dir):
+    """{(method, p): median step time (s)} over train-p<P>-<opt>-<comp>[-r<R>].h5."""
+    raw = defaultdict(list)
+    for path in sorted(glob.glob(os.path.join(run_dir, "train-*.h5"))):
+        m = re.match(r"train-p(\d+)-(.+?)(?:-r\d+)?\.h5$", os.path.basename(path))
+        if not m:
+            continue
+        try:
+            t = step_times(path)
+        except OSError as e:
+            print(f"plot_scaling: skipping unreadable {path}: {e}", file=sys.stderr)
+            continue
+        if t is not None:
+            raw[(m.group(2), int(m.group(1)))].append(t)
+    return {k: float(np.median(v)) for k, v in raw.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run_dirs", nargs="+")
+    ap.add_argument("--out", default="results/analysis")
+    ap.add_argument("--size", default=None, help="dense vector bytes for the time plot (e.g. 16M)")
+    ap.add_argument("--density", type=float, default=0.01)
+    args = ap.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = []
+    for d in args.run_dirs:
+        if not os.path.isdir(d):
+            print(f"plot_scaling: error: {d} is not a directory", file=sys.stderr)
+            return 2
+        bench = load_bench(d)
+        train = load_train(d)
+        if bench or train:
+            runs.append((label_of(d), bench, train))
+    if not runs:
+        print("plot_scaling: error: no sparcol-bench results or training traces found", file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    summary = ["# Scaling study: the numbers behind the plots\n"]
+
+    with_bench = [r for r in runs if r[1]]
+    if with_bench:
+        if args.size:
+            mult = {"K": 1024, "M": MIB, "G": 1 << 30}
+            s = args.size.upper()
+            size = int(s[:-1]) * mult[s[-1]] if s[-1] in mult else int(s)
+        else:
+            common = set.intersection(*[{b for (_, _, b, _) in r[1]} for r in with_bench])
+            size = max(common) if common else max(b for r in with_bench for (_, _, b, _) in r[1])
+
+        def dens_match(op, dens):
+            return op in ("dense-ring", "mpi-allreduce") or abs(dens - args.density) <= 1e-3 * args.density
+
+        fig, axes = plt.subplots(1, len(with_bench), figsize=(4.5 * len(with_bench), 4), squeeze=False)
+        summary.append(f"## Collective time (median, us) at {size / MIB:g} MiB, compressed ops at density "
+                       f"{args.density:g}\n")
+        summary.append("| network | op | " + " | ".join(f"P={p}" for p in sorted({k[1] for r in with_bench for k in r[1]})) + " |")
+        all_p = sorted({k[1] for r in with_bench for k in r[1]})
+        summary.append("|---|---|" + "---:|" * len(all_p))
+        for ax, (label, bench, _) in zip(axes[0], with_bench):
+            for op in OPS:
+                pts = sorted((p, v[0]) for (o, p, b, dn), v in bench.items() if o == op and b == size and dens_match(o, dn))
+                if not pts:
+                    continue
+                ax.plot([p for p, _ in pts], [t * 1e-3 for _, t in pts], marker="o", ms=4, label=op)
+                by_p = dict(pts)
+                summary.append(f"| {label} | {op} | " + " | ".join(f"{by_p[p]:.1f}" if p in by_p else "-" for p in all_p) + " |")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("ranks P")
+            ax.set_title(f"{label}: {size / MIB:g} MiB, density {args.density:g}")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0][0].set_ylabel("time per call (ms)")
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(os.path.join(args.out, "scaling_time.png"), dpi=120)
+        plt.close(fig)
+
+        fig, axes = plt.subplots(1, len(with_bench), figsize=(4.5 * len(with_bench), 4), squeeze=False)
+        summary.append(f"\n## Speedup over MPI_Allreduce of the whole vector at {size / MIB:g} MiB\n")
+        summary.append("| network | op | density | " + " | ".join(f"P={p}" for p in all_p) + " |")
+        summary.append("|---|---|---:|" + "---:|" * len(all_p))
+        for ax, (label, bench, _) in zip(axes[0], with_bench):
+            densities = sorted({dn for (o, _, _, dn) in bench if o in COMPRESSED})
+            for i, op in enumerate(["dense-ring"] + COMPRESSED):
+                for j, dn in enumerate(densities if op in COMPRESSED else [1.0]):
+                    pts = sorted((p, v[1] / v[0]) for (o, p, b, d), v in bench.items()
+                                 if o == op and b == size and d == dn and p >= 2 and v[0] > 0)
+                    if not pts:
+                        continue
+                    style = ["-", "--", ":", "-."][j % 4]
+                    ax.plot([p for p, _ in pts], [s for _, s in pts], style, color=f"C{i}", marker="o", ms=3,
+                            label=op if op == "dense-ring" else f"{op} {dn:g}")
+                    by_p = dict(pts)
+                    summary.append(f"| {label} | {op} | {dn:g} | " +
+                                   " | ".join(f"{by_p[p]:.2f}" if p in by_p else "-" for p in all_p) + " |")
+            ax.axhline(1.0, color="k", lw=0.8)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("ranks P")
+            ax.set_title(f"{label}: speedup over dense, {size / MIB:g} MiB")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0][0].set_ylabel("MPI_Allreduce(whole vector) time / op time")
+        axes[0][0].legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        fig.savefig(os.path.join(args.out, "scaling_speedup.png"), dpi=120)
+        plt.close(fig)
+
+    with_train = [r for r in runs if r[2]]
+    if with_train:
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        summary.append("\n## Training: median wall-clock time per step (ms)\n")
+        summary.append("| network | method | P | time per step | speedup over dense |")
+        summary.append("|---|---|---:|---:|---:|")
+        for i, (label, _, train) in enumerate(with_train):
+            methods = sorted({m for m, _ in train})
+            dense = next((m for m in methods if m.startswith("dmsgd")), None)
+            for j, m in enumerate(methods):
+                pts = sorted((p, t) for (mm, p), t in train.items() if mm == m)
+                ax.plot([p for p, _ in pts], [t * 1e3 for _, t in pts], ["-", "--", ":", "-."][j % 4],
+                        color=f"C{i}", marker="o", ms=4, label=f"{label} {m}")
+                for p, t in pts:
+                    base = train.get((dense, p)) if dense else None
+                    summary.append(f"| {label} | {m} | {p} | {t * 1e3:.1f} | {base / t:.2f} |" if base else
+                                   f"| {label} | {m} | {p} | {t * 1e3:.1f} | - |")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("ranks P")
+        ax.set_ylabel("time per training step (ms)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(os.path.join(args.out, "scaling_train.png"), dpi=120)
+        plt.close(fig)
+
+    with open(os.path.join(args.out, "scaling_summary.md"), "w") as f:
+        f.write("\n".join(summary) + "\n")
+    print(f"wrote plots and {args.out}/scaling_summary.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Scaling study on this machine: sparcol-bench (and optionally sparcol-train) swept over ranks,
+# densities and operations, on the normal network (shared memory) and on emulated slow networks
+# (scripts/slownet.sh), repeated; then the cost model and the plots.
+#
+# Usage: bench/scaling_study.sh [options]
+#   --bin DIR          sparcol-bench / sparcol-train directory (default build/bin)
+#   --out DIR          results (default results/scaling); one subdirectory per network
+#   --ranks LIST       worker counts (default "1 2 4 8")
+#   --densities LIST   densities of the compressed operations (default "0.001 0.01 0.1")
+#   --nets LIST        networks: shm (Open MPI's default, shared memory), tcp (TCP over an unlimited
+#                      loopback), or a tc rate such as 1gbit, 10gbit (default "shm 1gbit 10gbit")
+#   --repeats N        runs of every point; the analysis takes the median (default 3)
+#   --minbytes S, --maxbytes S, --stepfactor F   the size sweep (default 1M, 64M, 4)
+#   --slow-maxbytes S  largest size on rate-limited networks below 10 Gbit/s (default 16M)
+#   --iters N, --warmup N   timed and warm-up runs per point (default 10, 2)
+#   --train            also time training steps (sparcol-train, --train-steps steps per method)
+#   --train-steps N    steps per training run (default 60)
+#   --no-analysis      only measure
+# Every run's output table is kept beside its HDF5 file. Needs root for the emulated networks.
+#
+# Layout of OUT (read by bench/cost_model.py and bench/plot_scaling.py):
+#   <net>/network.json                       {"label", "kind", "rate_gbits", "lanes", "cores"}
+#   <net>/bench-p<P>-dense-r<R>.h5           dense-ring, mpi-allreduce at every size
+#   <net>/bench-p<P>-d<D>-r<R>.h5            rbgs, sparse-allgather, mpi-allgatherv at density D
+#   <net>/train-p<P>-<opt>-<comp>-r<R>.h5    training traces (--train)
+#   analysis/                                cost model tables and plots
+# The dense operations do not depend on the density, so they are timed once per (net, P, repeat).
+# sparcol-bench always times MPI_Allreduce of the whole vector as its x-allred reference, so every
+# run pays for one dense all-reduce per size: the slow networks use a smaller largest size.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+bin=build/bin out=results/scaling ranks="1 2 4 8" densities="0.001 0.01 0.1" nets="shm 1gbit 10gbit"
+repeats=3 minbytes=1M maxbytes=64M factor=4 slow_maxbytes=16M iters=10 warmup=2 train=0 train_steps=60
+analysis=1
+die() {
+  echo "scaling_study: error: $*" >&2
+  exit 2
+}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin) bin=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --ranks) ranks=$2; shift 2 ;;
+    --densities) densities=$2; shift 2 ;;
+    --nets) nets=$2; shift 2 ;;
+    --repeats) repeats=$2; shift 2 ;;
+    --minbytes) minbytes=$2; shift 2 ;;
+    --maxbytes) maxbytes=$2; shift 2 ;;
+    --stepfactor) factor=$2; shift 2 ;;
+    --slow-maxbytes) slow_maxbytes=$2; shift 2 ;;
+    --iters) iters=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    --train) train=1; shift ;;
+    --train-steps) train_steps=$2; shift 2 ;;
+    --no-analysis) analysis=0; shift ;;
+    -h | --help) sed -n '/^# Usage:/,/^# Every run/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+[ -x "$bin/sparcol-bench" ] || die "missing binary $bin/sparcol-bench (build it, or pass --bin DIR)"
+[ "$train" -eq 0 ] || [ -x "$bin/sparcol-train" ] || die "missing binary $bin/sparcol-train (--train)"
+[[ "$repeats" =~ ^[1-9][0-9]*$ ]] || die "--repeats must be a positive integer"
+for p in $ranks; do [[ "$p" =~ ^[1-9][0-9]*$ ]] || die "--ranks holds '$p'"; done
+bin=$(cd "$bin" && pwd)
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+cores=$(nproc)
+
+# Sizes as bytes, for the "slow network" cap.
+to_bytes() {
+  local v=$1
+  case "$v" in
+    *K) echo $((${v%K} * 1024)) ;; *M) echo $((${v%M} * 1048576)) ;; *G) echo $((${v%G} * 1073741824)) ;;
+    *) echo "$v" ;;
+  esac
+}
+rate_gbits() {  # 1gbit -> 1, 500mbit -> 0.5
+  /usr/bin/python3 -c "
+import re, sys
+m = re.fullmatch(r'([0-9.]+)([kmgt]?)bit', sys.argv[1].lower())
+print(float(m.group(1)) * {'': 1e-9, 'k': 1e-6, 'm': 1e-3, 'g': 1.0, 't': 1e3}[m.group(2)])" "$1"
+}
+
+# run_on NET COMMAND...: the command on network NET.
+run_on() {
+  local net=$1
+  shift
+  case "$net" in
+    shm) "$@" ;;
+    tcp) bash "$root/scripts/slownet.sh" --rate none -- "$@" ;;
+    *) bash "$root/scripts/slownet.sh" --rate "$net" -- "$@" ;;
+  esac
+}
+
+start=$(date +%s)
+for net in $nets; do
+  dir="$out/$net"
+  mkdir -p "$dir"
+  net_max=$maxbytes
+  case "$net" in
+    shm)
+      printf '{"label": "shm", "kind": "shm", "rate_gbits": null, "lanes": %d, "cores": %d}\n' "$cores" "$cores" \
+        >"$dir/network.json" ;;
+    tcp)
+      printf '{"label": "tcp", "kind": "tcp", "rate_gbits": null, "lanes": %d, "cores": %d}\n' "$cores" "$cores" \
+        >"$dir/network.json" ;;
+    *)
+      [[ "$net" =~ ^[0-9]+([.][0-9]+)?[kmgt]?bit$ ]] || die "--nets holds '$net': use shm, tcp or a rate like 1gbit"
+      gb=$(rate_gbits "$net")
+      # One token bucket carries every rank's traffic: a single shared lane.
+      printf '{"label": "%s", "kind": "emulated", "rate_gbits": %s, "lanes": 1, "cores": %d}\n' "$net" "$gb" "$cores" \
+        >"$dir/network.json"
+      if /usr/bin/python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 10 else 1)" "$gb" &&
+        (($(to_bytes "$slow_maxbytes") < $(to_bytes "$maxbytes"))); then
+        net_max=$slow_maxbytes
+      fi
+      ;;
+  esac
+  for r in $(seq 1 "$repeats"); do
+    for p in $ranks; do
+      echo "== $net, repeat $r/$repeats, P=$p (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+      name="bench-p$p-dense-r$r"
+      run_on "$net" mpirun -np "$p" --oversubscribe "$bin/sparcol-bench" -b "$minbytes" -e "$net_max" -f "$factor" \
+        -n "$iters" -w "$warmup" --op dense-ring,mpi-allreduce --h5 "$dir/$name.h5" >"$dir/$name.txt" 2>&1 ||
+        die "run $net/$name failed: $(tail -5 "$dir/$name.txt")"
+      for d in $densities; do
+        name="bench-p$p-d$d-r$r"
+        run_on "$net" mpirun -np "$p" --oversubscribe "$bin/sparcol-bench" -b "$minbytes" -e "$net_max" -f "$factor" \
+          -n "$iters" -w "$warmup" --op rbgs,sparse-allgather,mpi-allgatherv --density "$d" \
+          --h5 "$dir/$name.h5" >"$dir/$name.txt" 2>&1 || die "run $net/$name failed: $(tail -5 "$dir/$name.txt")"
+      done
+      if [ "$train" -eq 1 ]; then
+        for m in dmsgd:none gmc:topk gmc-plus:rbgs; do
+          opt=${m%%:*} comp=${m#*:}
+          name="train-p$p-$opt-$comp-r$r"
+          run_on "$net" mpirun -np "$p" --oversubscribe "$bin/sparcol-train" --model cnn --optimizer "$opt" \
+            --compressor "$comp" --density 0.01 --max-steps "$train_steps" --eval-every 0 \
+            --trace "$dir/$name.h5" >"$dir/$name.txt" 2>&1 || die "run $net/$name failed: $(tail -5 "$dir/$name.txt")"
+        done
+      fi
+    done
+  done
+done
+echo "measured in $(($(date +%s) - start)) s"
+
+if [ "$analysis" -eq 1 ]; then
+  dirs=()
+  for net in $nets; do dirs+=("$out/$net"); done
+  /usr/bin/python3 "$root/bench/cost_model.py" --out "$out/analysis" "${dirs[@]}"
+  /usr/bin/python3 "$root/bench/plot_scaling.py" --out "$out/analysis" "${dirs[@]}"
+fi
