@@ -57,8 +57,8 @@ struct ModelOptions {
   std::vector<int> mlp_hidden{256, 128};
 
   // cnn: conv5x5(pad 2) -> relu -> maxpool2 -> conv5x5(pad 2) -> relu -> maxpool2 -> fc -> relu -> fc
-  int cnn_channels1 = 32;
-  int cnn_channels2 = 64;
+  int cnn_channels1 = 16;
+  int cnn_channels2 = 32;
   int cnn_hidden = 128;
 
   // resnet20: stem width w, stages of widths w, 2w, 4w with resnet_blocks basic blocks each

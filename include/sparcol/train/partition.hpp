@@ -80,7 +80,7 @@ std::vector<std::vector<std::size_t>> class_counts(const Partition& p, std::span
 double sample_log_gamma(CounterRng& rng, double shape);
 // A Dirichlet(alpha, ..., alpha) draw of dimension k: Gamma draws normalised from log space
 // (subtracting the largest log first), so the sum is >= 1 before division even when every Gamma
-// draw itself would underflow (alpha = 0.1 makes draws below 1e-300 possible).
+// draw itself would underflow (alpha = 0.01 makes draws below 1e-300 common).
 std::vector<double> sample_dirichlet(CounterRng& rng, double alpha, int k);
 
 }  // namespace sparcol::train
