@@ -85,6 +85,7 @@ void allgather_small(comm::Backend& backend, const void* mine, std::size_t bytes
 }
 
 namespace {
+// One rank's fingerprint record on the wire.
 struct Wire {
   std::uint32_t op;
   std::uint32_t pad;
@@ -93,36 +94,77 @@ struct Wire {
 static_assert(sizeof(Wire) == 72);
 }  // namespace
 
-std::vector<RankLocal> agree(comm::Backend& backend, CallSignature sig, RankLocal local, bool need_locals) {
-  sig.sequence = backend.next_collective_sequence();
-  const bool check = backend.check_collectives();
-  if (!check && !need_locals) return {};
+Agreement::Agreement(comm::Backend& backend, CallSignature sig, RankLocal local, bool need_locals)
+    : backend_(backend), sig_(sig) {
+  sig_.sequence = backend.next_collective_sequence();
+  check_ = backend.check_collectives();
+  if (!check_ && !need_locals) return;
+  exchanged_ = true;
   const int n = backend.size();
-  Wire mine{static_cast<std::uint32_t>(sig.op),
-            0,
-            sig.count,
-            sig.k,
-            sig.seed,
-            sig.step,
-            sig.tensor,
-            sig.sequence,
-            local.count,
-            local.flags};
-  std::vector<Wire> all(static_cast<std::size_t>(n));
-  allgather_small(backend, &mine, sizeof(Wire), all.data(), comm::kTagFingerprint);
-  std::vector<RankLocal> locals(static_cast<std::size_t>(n));
+  const Wire w{static_cast<std::uint32_t>(sig_.op),
+               0,
+               sig_.count,
+               sig_.k,
+               sig_.seed,
+               sig_.step,
+               sig_.tensor,
+               sig_.sequence,
+               local.count,
+               local.flags};
+  mine_.resize(sizeof(Wire));
+  std::memcpy(mine_.data(), &w, sizeof(Wire));
+  all_.resize(static_cast<std::size_t>(n) * sizeof(Wire));
+  const int r = backend.rank();
+  if (n > kSmallDirectMaxRanks) {
+    allgather_small(backend, mine_.data(), sizeof(Wire), all_.data(), comm::kTagFingerprint);
+    return;
+  }
+  // The one-round exchange of allgather_small, left pending until finish().
+  std::memcpy(all_.data() + static_cast<std::size_t>(r) * sizeof(Wire), mine_.data(), sizeof(Wire));
+  reqs_.reserve(2 * static_cast<std::size_t>(n - 1));
+  for (int i = 1; i < n; ++i) {
+    const int from = (r - i + n) % n;
+    reqs_.push_back(backend.irecv(all_.data() + static_cast<std::size_t>(from) * sizeof(Wire), sizeof(Wire),
+                                  from, comm::kTagFingerprint));
+  }
+  for (int i = 1; i < n; ++i)
+    reqs_.push_back(backend.isend(mine_.data(), sizeof(Wire), (r + i) % n, comm::kTagFingerprint));
+}
+
+// Pending requests (an exception between the constructor and finish()) are cancelled by their own
+// destructors; nothing else to do.
+Agreement::~Agreement() = default;
+
+int Agreement::data_tag() const {
+  return kCallTagBase + static_cast<int>(sig_.sequence % static_cast<std::uint64_t>(kCallTagWindow));
+}
+
+const std::vector<RankLocal>& Agreement::finish() {
+  SPARCOL_CHECK(!finished_, ErrorCode::kInternal, backend_.rank(), "Agreement::finish() called twice");
+  finished_ = true;
+  if (!exchanged_) return locals_;
+  backend_.wait_all(reqs_);
+  reqs_.clear();
+  const int n = backend_.size();
+  locals_.resize(static_cast<std::size_t>(n));
   for (int r = 0; r < n; ++r) {
-    const Wire& w = all[static_cast<std::size_t>(r)];
-    locals[static_cast<std::size_t>(r)] = RankLocal{w.local_count, w.local_flags};
-    if (!check) continue;
+    Wire w{};
+    std::memcpy(&w, all_.data() + static_cast<std::size_t>(r) * sizeof(Wire), sizeof(Wire));
+    locals_[static_cast<std::size_t>(r)] = RankLocal{w.local_count, w.local_flags};
+    if (!check_) continue;
     CallSignature theirs{static_cast<CollOp>(w.op), w.count, w.k, w.seed, w.step, w.tensor, w.sequence};
-    if (!(theirs == sig)) {
-      throw Error(ErrorCode::kMismatch, backend.rank(),
-                  "collective mismatch: rank " + std::to_string(backend.rank()) + " calls " + sig.describe() +
-                      " but rank " + std::to_string(r) + " calls " + theirs.describe());
+    if (!(theirs == sig_)) {
+      throw Error(ErrorCode::kMismatch, backend_.rank(),
+                  "collective mismatch: rank " + std::to_string(backend_.rank()) + " calls " +
+                      sig_.describe() + " but rank " + std::to_string(r) + " calls " + theirs.describe());
     }
   }
-  return locals;
+  return locals_;
+}
+
+std::vector<RankLocal> agree(comm::Backend& backend, CallSignature sig, RankLocal local, bool need_locals) {
+  Agreement a(backend, sig, local, need_locals);
+  return a.finish();
 }
 
 }  // namespace sparcol::coll

@@ -31,23 +31,24 @@ RbgsAllreduce::RbgsAllreduce(comm::Backend& backend, std::size_t n, std::size_t 
 }
 
 RbgsBlock RbgsAllreduce::run(float* data, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor) {
-  agree(backend_, CallSignature{CollOp::kRbgsAllreduce, n_, k_, seed, step, tensor, 0});
+  // The fingerprint exchange is finished inside the all-reduce's first round (RingAllreduce::run_with).
+  Agreement pending(backend_, CallSignature{CollOp::kRbgsAllreduce, n_, k_, seed, step, tensor, 0});
   const RbgsBlock b = rbgs_block(n_, k_, seed, step, tensor);
   if (b.wrap_len() == 0) {
     // A contiguous block (all but a fraction of about k/n of the steps) is reduced where it lies:
     // packing it would only copy k floats out and back.
-    ring_.run_unchecked(data + b.start);
+    ring_.run_with(data + b.start, pending);
     return b;
   }
   rbgs_pack(data, b, packed_.data());
-  ring_.run_unchecked(packed_.data());
+  ring_.run_with(packed_.data(), pending);
   rbgs_unpack(packed_.data(), b, data);
   return b;
 }
 
 void RbgsAllreduce::run_packed(float* packed, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor) {
-  agree(backend_, CallSignature{CollOp::kRbgsAllreduce, n_, k_, seed, step, tensor, 0});
-  ring_.run_unchecked(packed);
+  Agreement pending(backend_, CallSignature{CollOp::kRbgsAllreduce, n_, k_, seed, step, tensor, 0});
+  ring_.run_with(packed, pending);
 }
 
 }  // namespace sparcol::coll

@@ -34,7 +34,16 @@ std::size_t RingAllreduce::seg_start(int i) const {
 }
 
 void RingAllreduce::run(float* data, std::uint64_t step) {
-  agree(backend_, CallSignature{CollOp::kRingAllreduce, count_, 0, 0, step, 0, 0});
+  Agreement pending(backend_, CallSignature{CollOp::kRingAllreduce, count_, 0, 0, step, 0, 0});
+  run_with(data, pending);
+}
+
+void RingAllreduce::run_with(float* data, Agreement& pending) {
+  if (direct_ && backend_.size() > 1 && count_ > 0) {
+    run_direct(data, &pending);
+    return;
+  }
+  pending.finish();
   run_unchecked(data);
 }
 
@@ -73,17 +82,20 @@ void RingAllreduce::exchange(const float* send, std::size_t send_len, float* rec
 void RingAllreduce::run_unchecked(float* data) {
   if (backend_.size() == 1 || count_ == 0) return;
   if (direct_) {
-    run_direct(data);
+    run_direct(data, nullptr);
   } else {
     run_ring(data);
   }
 }
 
-void RingAllreduce::run_direct(float* data) {
+void RingAllreduce::run_direct(float* data, Agreement* pending) {
   const int n = backend_.size();
   const int r = backend_.rank();
   const std::size_t mine = seg_len(r);
   float* own = data + seg_start(r);
+  // With a pending agreement the first round carries the fingerprints too; its data messages then use
+  // the call's own tag (see Agreement) and land in scratch, which is not read before the check passed.
+  const int tag = pending != nullptr ? pending->data_tag() : comm::kTagRing;
   // Phase 1: reduce-scatter in one round. The i-th receive comes from rank r-i and the i-th send goes to
   // rank r+i, so at every position of the posting order the ranks form a permutation. Scratch slot
   // for rank q: q for q < r, q - 1 for q > r (segment r is not sent to itself).
@@ -92,13 +104,21 @@ void RingAllreduce::run_direct(float* data) {
   if (mine > 0) {
     for (int i = 1; i < n; ++i) {
       const int from = (r - i + n) % n;
-      reqs_.push_back(backend_.irecv(slot(from), mine * sizeof(float), from, comm::kTagRing));
+      reqs_.push_back(backend_.irecv(slot(from), mine * sizeof(float), from, tag));
     }
   }
   for (int i = 1; i < n; ++i) {
     const int to = (r + i) % n;
     if (seg_len(to) > 0)
-      reqs_.push_back(backend_.isend(data + seg_start(to), seg_len(to) * sizeof(float), to, comm::kTagRing));
+      reqs_.push_back(backend_.isend(data + seg_start(to), seg_len(to) * sizeof(float), to, tag));
+  }
+  if (pending != nullptr) {
+    try {
+      pending->finish();
+    } catch (...) {
+      reqs_.clear();  // cancels what is still pending
+      throw;
+    }
   }
   backend_.wait_all(reqs_);
   // Sum in rank order, a cache-sized chunk at a time: acc = x_0 + x_1 + ... + x_{K-1}, where x_r is
@@ -120,12 +140,10 @@ void RingAllreduce::run_direct(float* data) {
   for (int i = 1; i < n; ++i) {
     const int from = (r - i + n) % n;
     if (seg_len(from) > 0)
-      reqs_.push_back(
-          backend_.irecv(data + seg_start(from), seg_len(from) * sizeof(float), from, comm::kTagRing));
+      reqs_.push_back(backend_.irecv(data + seg_start(from), seg_len(from) * sizeof(float), from, tag));
   }
   if (mine > 0) {
-    for (int i = 1; i < n; ++i)
-      reqs_.push_back(backend_.isend(own, mine * sizeof(float), (r + i) % n, comm::kTagRing));
+    for (int i = 1; i < n; ++i) reqs_.push_back(backend_.isend(own, mine * sizeof(float), (r + i) % n, tag));
   }
   backend_.wait_all(reqs_);
 }

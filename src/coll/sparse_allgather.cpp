@@ -19,15 +19,16 @@ SparseAllgather::SparseAllgather(comm::Backend& backend, std::uint64_t n, std::s
   reqs_.reserve(2 * static_cast<std::size_t>(backend.size()));
 }
 
+const std::byte* SparseAllgather::block(int r) const {
+  return r == backend_.rank() ? own_.data() : buffer_.data() + kPairBytes * offset(r);
+}
+
 std::span<const Index> SparseAllgather::indices(int r) const {
-  const auto* p = reinterpret_cast<const Index*>(buffer_.data() + kPairBytes * offset(r));
-  return {p, count(r)};
+  return {reinterpret_cast<const Index*>(block(r)), count(r)};
 }
 
 std::span<const float> SparseAllgather::values(int r) const {
-  const auto* p =
-      reinterpret_cast<const float*>(buffer_.data() + kPairBytes * offset(r) + sizeof(Index) * count(r));
-  return {p, count(r)};
+  return {reinterpret_cast<const float*>(block(r) + sizeof(Index) * count(r)), count(r)};
 }
 
 void SparseAllgather::check_pairs(std::span<const Index> indices, std::span<const float> values) const {
@@ -46,42 +47,79 @@ void SparseAllgather::check_pairs(std::span<const Index> indices, std::span<cons
 void SparseAllgather::run(std::span<const Index> indices, std::span<const float> values, std::uint64_t step) {
   check_pairs(indices, values);
   // (1) Fingerprint + counts in one small exchange.
-  const auto locals = agree(backend_, CallSignature{CollOp::kSparseAllgather, n_, 0, 0, step, 0, 0},
-                            RankLocal{indices.size(), 0}, /*need_locals=*/true);
-  std::vector<std::size_t> counts(locals.size());
-  for (std::size_t r = 0; r < locals.size(); ++r) counts[r] = locals[r].count;
-  run_agreed(indices, values, counts);
+  Agreement pending(backend_, CallSignature{CollOp::kSparseAllgather, n_, 0, 0, step, 0, 0},
+                    RankLocal{indices.size(), 0}, /*need_locals=*/true);
+  stage_own(indices, values);
+  const int me = backend_.rank();
+  const int n = backend_.size();
+  last_sent_ = last_recv_ = 0;
+  reqs_.clear();
+  const bool early = n > 1 && use_direct();
+  if (early) {
+    // Direct: this rank's block does not depend on anyone's count, so it leaves in the fingerprint
+    // round, under the call's own tag (see Agreement); only the receives wait for the counts.
+    for (int i = 1; i < n; ++i) {
+      reqs_.push_back(backend_.isend(own_.data(), own_.size(), (me + i) % n, pending.data_tag()));
+      last_sent_ += own_.size();
+    }
+  }
+  std::vector<std::size_t> counts;
+  try {
+    const auto& locals = pending.finish();
+    for (const auto& l : locals) counts.push_back(l.count);
+  } catch (...) {
+    reqs_.clear();  // cancels what is still pending
+    throw;
+  }
+  set_counts(counts);
+  if (n == 1) return;
+  if (early) {
+    receive_direct(pending.data_tag());
+    backend_.wait_all(reqs_);
+  } else if (use_direct()) {
+    exchange_direct();
+  } else {
+    exchange_ring();
+  }
 }
 
 void SparseAllgather::run_agreed(std::span<const Index> indices, std::span<const float> values,
                                  std::span<const std::size_t> counts) {
+  stage_own(indices, values);
+  set_counts(counts);
+  last_sent_ = last_recv_ = 0;
+  if (backend_.size() == 1) return;
+  if (use_direct()) {
+    exchange_direct();
+  } else {
+    exchange_ring();
+  }
+}
+
+void SparseAllgather::stage_own(std::span<const Index> indices, std::span<const float> values) {
+  own_.resize(indices.size() * kPairBytes);
+  if (!indices.empty()) {
+    std::memcpy(own_.data(), indices.data(), indices.size_bytes());
+    std::memcpy(own_.data() + indices.size_bytes(), values.data(), values.size_bytes());
+  }
+}
+
+void SparseAllgather::set_counts(std::span<const std::size_t> counts) {
   const int me = backend_.rank();
   const int n = backend_.size();
-  SPARCOL_CHECK(
-      counts.size() == static_cast<std::size_t>(n) && counts[static_cast<std::size_t>(me)] == indices.size(),
-      ErrorCode::kInternal, me, "sparse_allgather: counts do not match the world or this rank's pairs");
+  SPARCOL_CHECK(counts.size() == static_cast<std::size_t>(n) &&
+                    counts[static_cast<std::size_t>(me)] * kPairBytes == own_.size(),
+                ErrorCode::kInternal, me,
+                "sparse_allgather: counts do not match the world or this rank's pairs");
   counts_.assign(counts.begin(), counts.end());
   offsets_.assign(static_cast<std::size_t>(n) + 1, 0);
   for (int r = 0; r < n; ++r)
     offsets_[static_cast<std::size_t>(r) + 1] =
         offsets_[static_cast<std::size_t>(r)] + counts_[static_cast<std::size_t>(r)];
   total_ = offsets_[static_cast<std::size_t>(n)];
+  // Every block has its slot; this rank's own stays unused (its block lives in own_, so that it can
+  // be sent before the others' counts are known).
   buffer_.resize(total_ * kPairBytes);
-
-  // Own block.
-  std::byte* mine = buffer_.data() + kPairBytes * offset(me);
-  if (!indices.empty()) {
-    std::memcpy(mine, indices.data(), indices.size_bytes());
-    std::memcpy(mine + indices.size_bytes(), values.data(), values.size_bytes());
-  }
-
-  last_sent_ = last_recv_ = 0;
-  if (n == 1) return;
-  if (use_direct()) {
-    exchange_direct();
-  } else {
-    exchange_ring();
-  }
 }
 
 bool SparseAllgather::use_direct() const {
@@ -93,22 +131,25 @@ bool SparseAllgather::use_direct() const {
 // (2a) Every rank sends its own block straight to every other rank: one round, no forwarding. The
 // i-th message goes to rank me+i and the i-th receive comes from rank me-i, so at each position of
 // the posting order the ranks form a permutation and no rank is every rank's first target.
+void SparseAllgather::receive_direct(int tag) {
+  const int me = backend_.rank();
+  const int n = backend_.size();
+  for (int i = 1; i < n; ++i) {
+    const int from = (me - i + n) % n;
+    const std::size_t bytes = kPairBytes * count(from);
+    reqs_.push_back(backend_.irecv(buffer_.data() + kPairBytes * offset(from), bytes, from, tag));
+    last_recv_ += bytes;
+  }
+}
+
 void SparseAllgather::exchange_direct() {
   const int me = backend_.rank();
   const int n = backend_.size();
   reqs_.clear();
+  receive_direct(comm::kTagSparse);
   for (int i = 1; i < n; ++i) {
-    const int from = (me - i + n) % n;
-    const std::size_t bytes = kPairBytes * count(from);
-    reqs_.push_back(
-        backend_.irecv(buffer_.data() + kPairBytes * offset(from), bytes, from, comm::kTagSparse));
-    last_recv_ += bytes;
-  }
-  const std::size_t mine = kPairBytes * count(me);
-  for (int i = 1; i < n; ++i) {
-    reqs_.push_back(
-        backend_.isend(buffer_.data() + kPairBytes * offset(me), mine, (me + i) % n, comm::kTagSparse));
-    last_sent_ += mine;
+    reqs_.push_back(backend_.isend(own_.data(), own_.size(), (me + i) % n, comm::kTagSparse));
+    last_sent_ += own_.size();
   }
   backend_.wait_all(reqs_);
 }
@@ -123,7 +164,7 @@ void SparseAllgather::exchange_ring() {
     const std::size_t send_bytes = kPairBytes * count(send_blk), recv_bytes = kPairBytes * count(recv_blk);
     comm::Request reqs[2] = {
         backend_.irecv(buffer_.data() + kPairBytes * offset(recv_blk), recv_bytes, left, comm::kTagSparse),
-        backend_.isend(buffer_.data() + kPairBytes * offset(send_blk), send_bytes, right, comm::kTagSparse)};
+        backend_.isend(block(send_blk), send_bytes, right, comm::kTagSparse)};
     backend_.wait_all(reqs);
     last_sent_ += send_bytes;
     last_recv_ += recv_bytes;

@@ -67,4 +67,45 @@ inline constexpr std::uint64_t kFlagNonFinite = 1;
 std::vector<RankLocal> agree(comm::Backend& backend, CallSignature sig, RankLocal local = {},
                              bool need_locals = false);
 
+// agree() in two halves, so that a collective can send its first data messages in the same round as
+// the fingerprints instead of waiting a whole round for them (one wait for the peers instead of two):
+//   Agreement a(backend, sig, local, need_locals);  // posts the fingerprint exchange, returns at once
+//   ... post the first data messages with tag a.data_tag() ...
+//   a.finish();                                     // waits, checks: exactly what agree() does
+// Messages sent before finish() may reach a rank that calls something else. They carry data_tag(), a
+// tag of this call alone (from the call's sequence number), so after a mismatch error they can never
+// be taken for the data of a later call; they are simply never received. A collective must receive
+// nothing but fingerprints before finish() returns: that is what makes a mismatch an error, not a
+// wrong result. Above kSmallDirectMaxRanks ranks the exchange (Bruck's) completes in the constructor.
+// The object refers to its own buffers while requests are pending: it cannot be copied or moved.
+class Agreement {
+ public:
+  Agreement(comm::Backend& backend, CallSignature sig, RankLocal local = {}, bool need_locals = false);
+  Agreement(const Agreement&) = delete;
+  Agreement& operator=(const Agreement&) = delete;
+  ~Agreement();
+
+  // Waits for every rank's fingerprint and checks them (Error(kMismatch) naming both sides); returns
+  // every rank's RankLocal (empty if nothing was exchanged). Call it once.
+  const std::vector<RankLocal>& finish();
+
+  std::uint64_t sequence() const { return sig_.sequence; }
+  // This call's data tag, in [kCallTagBase, kCallTagBase + kCallTagWindow): equal on every rank that
+  // makes the same call, and different for the next kCallTagWindow - 1 calls.
+  int data_tag() const;
+
+  static constexpr int kCallTagBase = 16384;
+  static constexpr int kCallTagWindow = 16384;  // tags stay <= 32767, MPI's smallest allowed maximum
+
+ private:
+  comm::Backend& backend_;
+  CallSignature sig_;
+  bool check_ = false;
+  bool exchanged_ = false;
+  bool finished_ = false;
+  std::vector<std::byte> mine_, all_;  // this rank's wire record, and every rank's
+  std::vector<comm::Request> reqs_;
+  std::vector<RankLocal> locals_;
+};
+
 }  // namespace sparcol::coll

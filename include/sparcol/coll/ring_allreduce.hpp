@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "sparcol/coll/agree.hpp"
 #include "sparcol/comm/backend.hpp"
 
 namespace sparcol::coll {
@@ -60,6 +61,10 @@ class RingAllreduce {
 
   // The all-reduce itself without the fingerprint exchange; for collectives built on top (RBGS).
   void run_unchecked(float* data);
+  // For collectives built on top (RBGS) that started their own call fingerprint: finishes `pending`
+  // (throwing its mismatch error, before `data` is touched) within the all-reduce's first round when
+  // the algorithm is direct, before the all-reduce otherwise.
+  void run_with(float* data, Agreement& pending);
 
   // The algorithm run() uses (kAuto resolved).
   Algorithm algorithm() const { return direct_ ? Algorithm::kDirect : Algorithm::kRing; }
@@ -70,7 +75,7 @@ class RingAllreduce {
   void exchange(const float* send, std::size_t send_len, float* recv, std::size_t recv_len, bool reduce,
                 float* target);
   void run_ring(float* data);
-  void run_direct(float* data);
+  void run_direct(float* data, Agreement* pending);
 
   comm::Backend& backend_;
   std::size_t count_;

@@ -8,7 +8,9 @@
 // (2) the exchange, one of two algorithms (Algorithm below; the default picks by world size K):
 //   * direct: every rank sends its block straight to each of the K-1 others and receives theirs, all
 //     posted at once: one round, so its time is one message time rather than K-1 in sequence (this
-//     matters most when ranks share cores and every round waits for a peer to be scheduled);
+//     matters most when ranks share cores and every round waits for a peer to be scheduled). In run()
+//     the block's sends even leave with the fingerprints of step (1) (their size is known locally);
+//     only the receives wait for the counts;
 //   * ring: K-1 steps; at step s rank r forwards block (r - s) mod K to rank r+1 and receives block
 //     (r - s - 1) mod K from rank r-1.
 // Block r on the wire is k_r uint32 indices followed by k_r float values (8 k_r bytes).
@@ -68,7 +70,11 @@ class SparseAllgather {
 
  private:
   void check_pairs(std::span<const Index> indices, std::span<const float> values) const;
+  void stage_own(std::span<const Index> indices, std::span<const float> values);
+  void set_counts(std::span<const std::size_t> counts);
+  const std::byte* block(int r) const;
   bool use_direct() const;
+  void receive_direct(int tag);
   void exchange_direct();
   void exchange_ring();
   std::size_t offset(int r) const { return offsets_[static_cast<std::size_t>(r)]; }
@@ -78,6 +84,7 @@ class SparseAllgather {
   std::size_t total_ = 0;
   Algorithm algorithm_;
   std::vector<std::byte> buffer_;  // block r at byte 8 * offsets_[r]: k_r indices, then k_r values
+  std::vector<std::byte> own_;     // this rank's block (its slot in buffer_ stays unused)
   std::vector<comm::Request> reqs_;
   std::uint64_t last_sent_ = 0, last_recv_ = 0;
 };
