@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sparcol/core/error.hpp"
@@ -218,6 +219,33 @@ TEST(Models, DeterministicBitwise) {
     EXPECT_EQ(l1, l3) << name;
     EXPECT_EQ(g1, g2) << name;
     EXPECT_EQ(g1, g3) << name;
+  }
+}
+
+// Threads as ranks (LoopbackBackend) run one model per thread, all calling OpenBLAS at once: each
+// must still get bitwise the single-threaded result.
+TEST(Models, ConcurrentInstancesAgreeBitwise) {
+  const std::uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto reference = train::make_model("cnn", opts());
+  std::vector<float> params(reference->num_params()), expected(params.size());
+  reference->init(params, seed);
+  const auto b = random_batch({1, 28, 28}, 10, 8, seed);
+  const double loss = reference->forward_backward(params, b.view(), expected);
+  constexpr int kThreads = 4;
+  std::vector<std::vector<float>> grads(kThreads, std::vector<float>(params.size()));
+  std::vector<double> losses(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto m = train::make_model("cnn", opts());
+      for (int rep = 0; rep < 3; ++rep) losses[t] = m->forward_backward(params, b.view(), grads[t]);
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_EQ(losses[t], loss) << "thread " << t;
+    EXPECT_EQ(grads[t], expected) << "thread " << t;
   }
 }
 
