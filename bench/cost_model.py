@@ -11,18 +11,21 @@ The model (every term is what the implementation does, src/coll/*.cpp; times in 
 
     T = alpha * R * c  +  beta * V * s  +  gamma * C * c
 
-  R  sequential message rounds, including the call-fingerprint exchange of sparcol's collectives
-     (one direct round up to 16 ranks, Bruck's ceil(log2 P) rounds above);
+  R  sequential message rounds, including the call-fingerprint exchange F of sparcol's collectives
+     (one direct round up to 16 ranks, Bruck's ceil(log2 P) rounds above). The direct all-reduce
+     (and so RBGS) sends its first data round together with the fingerprint (F adds nothing); the
+     direct sparse all-gather sends its blocks with the fingerprint but receives them only once the
+     counts are known (counted as 2 rounds);
   V  payload bytes one rank sends;  C  bytes one rank reduces (adds into its own vector).
   s = max(1, P / lanes), c = max(1, P / cores): contention. On a real cluster every rank has its own
      link and core (s = c = 1). Here the emulated network is one token bucket shared by all ranks
      (lanes = 1: V counts every rank's bytes), and shared memory and all CPU work share the cores.
 
   op                R (P ranks)                                   V                   C
-  dense-ring        2 (direct: 4d <= 8 MiB, P <= 16) or 2(P-1),  2(P-1)/P * 4d       (P-1)/P * 4d
-                    + fingerprint
+  dense-ring        2 (direct: 4d <= 8 MiB, P <= 16)             2(P-1)/P * 4d       (P-1)/P * 4d
+                    or 2(P-1) + F (ring)
   rbgs              the same on the k-float block                 2(P-1)/P * 4k       (P-1)/P * 4k
-  sparse-allgather  1 (counts) + 1 (direct, P <= 16) or P-1      (P-1) * 8k          0
+  sparse-allgather  2 (direct, P <= 16) or F + P-1 (ring)         (P-1) * 8k          0
   mpi-allreduce     2 ceil(log2 P) (recursive halving/doubling)   2(P-1)/P * 4d       (P-1)/P * 4d
   mpi-allgatherv    P-1 (ring)                                    (P-1) * 8k          0
 
@@ -76,11 +79,12 @@ def fingerprint_rounds(p):
 
 
 def ring_allreduce_terms(p, nbytes):
-    """(R, V, C) of RingAllreduce on nbytes of float32, without the fingerprint."""
+    """(R, V, C) of RingAllreduce::run on nbytes of float32, fingerprint included."""
     if p <= 1:
         return 0.0, 0.0, 0.0
     direct = p <= DIRECT_MAX_RANKS and nbytes <= DIRECT_MAX_BYTES
-    rounds = 2 if direct else 2 * (p - 1)
+    # Direct: the fingerprint travels with the first data round (Agreement in coll/agree.hpp).
+    rounds = 2 if direct else 2 * (p - 1) + fingerprint_rounds(p)
     return float(rounds), 2.0 * (p - 1) / p * nbytes, (p - 1) / p * nbytes
 
 
@@ -89,14 +93,13 @@ def terms(op, p, dense_bytes, k):
     if p <= 1:
         return 0.0, 0.0, 0.0
     if op == "dense-ring":
-        r, v, c = ring_allreduce_terms(p, dense_bytes)
-        return r + fingerprint_rounds(p), v, c
+        return ring_allreduce_terms(p, dense_bytes)
     if op == "rbgs":
-        r, v, c = ring_allreduce_terms(p, 4.0 * k)
-        return r + fingerprint_rounds(p), v, c
+        return ring_allreduce_terms(p, 4.0 * k)
     if op == "sparse-allgather":
-        exchange = 1 if p <= DIRECT_MAX_RANKS else p - 1
-        return float(fingerprint_rounds(p) + exchange), (p - 1) * 8.0 * k, 0.0
+        # Direct: blocks leave with the fingerprint, receives wait for the counts (2 rounds); ring: F + P-1.
+        rounds = 2 if p <= DIRECT_MAX_RANKS else fingerprint_rounds(p) + p - 1
+        return float(rounds), (p - 1) * 8.0 * k, 0.0
     if op == "mpi-allreduce":
         return 2.0 * math.ceil(math.log2(p)), 2.0 * (p - 1) / p * dense_bytes, (p - 1) / p * dense_bytes
     if op == "mpi-allgatherv":

@@ -3,7 +3,8 @@
 # Contract with the scripts: they set their knobs (SPARCOL_BIN, SPARCOL_RESULTS, SPARCOL_LAUNCHER,
 # SPARCOL_SRUN_MPI and their own), refuse to run outside Slurm themselves (before sourcing this file,
 # whose location they only know inside a job), then call sparcol_init with the names of their knobs.
-# Every check fails with "sparcol-slurm: error: ..." on stderr and exit status 2, before any step runs.
+# Every check fails with "sparcol-slurm: error: ..." on stderr and exit status 2, before any step runs
+# and before the results directory exists.
 
 sparcol_die() {
   echo "sparcol-slurm: error: $*" >&2
@@ -22,9 +23,8 @@ sparcol_check_binaries() {
   done
 }
 
-# sparcol_init KNOB... : checks the allocation and the launcher, creates the results directory
-# $SPARCOL_OUT = $SPARCOL_RESULTS/<job name>-<job id>, and records the knobs and the allocation in
-# $SPARCOL_OUT/job.txt. Sets SPARCOL_TASKS, SPARCOL_NODES, SPARCOL_TASKS_PER_NODE.
+# sparcol_init: checks the allocation and the launcher; sets SPARCOL_TASKS, SPARCOL_NODES,
+# SPARCOL_TASKS_PER_NODE and, when nodes are oversubscribed, OMPI_MCA_mpi_yield_when_idle.
 sparcol_init() {
   SPARCOL_TASKS=${SLURM_NTASKS:-}
   SPARCOL_NODES=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}
@@ -62,12 +62,16 @@ sparcol_init() {
     export OMPI_MCA_mpi_yield_when_idle=1
     sparcol_log "$SPARCOL_TASKS_PER_NODE tasks per node on $cores cores: OMPI_MCA_mpi_yield_when_idle=1"
   fi
+}
 
+# sparcol_open_results KNOB... : creates the results directory $SPARCOL_OUT =
+# $SPARCOL_RESULTS/<job name>-<job id> and records the knobs and the allocation in $SPARCOL_OUT/job.txt.
+sparcol_open_results() {
   SPARCOL_OUT="$SPARCOL_RESULTS/${SLURM_JOB_NAME:-job}-$SLURM_JOB_ID"
   mkdir -p "$SPARCOL_OUT" || sparcol_die "cannot create the results directory $SPARCOL_OUT"
   {
     echo "# sparcol job $SLURM_JOB_ID ($SLURM_JOB_NAME), started $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "# nodes $SPARCOL_NODES (${SLURM_JOB_NODELIST:-?}), tasks $SPARCOL_TASKS, $cores cores on $(hostname -s)"
+    echo "# nodes $SPARCOL_NODES (${SLURM_JOB_NODELIST:-?}), tasks $SPARCOL_TASKS, $(nproc) cores on $(hostname -s)"
     local k
     for k in SPARCOL_ROOT SPARCOL_BIN SPARCOL_RESULTS SPARCOL_LAUNCHER SPARCOL_SRUN_MPI "$@"; do
       echo "$k=${!k-}"

@@ -122,6 +122,7 @@ for id in "${!job_kind[@]}"; do
   if [ "$kind" = missing-binary ]; then
     [ "$state" = FAILED ] && [ "$code" = "2:0" ] || fail "missing binary: state $state exit $code, expected FAILED 2:0"
     expect_grep "missing binary $work/no-such-dir/sparcol-bench" "$out" "missing binary"
+    [ ! -e "$dir" ] || fail "missing binary: the results directory $dir was created anyway"
     continue
   fi
   if [ "$state" != COMPLETED ] || [ "$code" != "0:0" ]; then
