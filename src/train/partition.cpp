@@ -127,42 +127,29 @@ Partition partition_iid(std::size_t n, int num_workers, std::uint64_t seed) {
   return p;
 }
 
-Partition partition_dirichlet(std::span<const std::int32_t> labels, int num_classes, int num_workers,
-                              double alpha, std::uint64_t seed, int max_draws) {
-  const std::size_t n = labels.size();
-  check_workers(num_workers, n, "partition_dirichlet");
-  SPARCOL_CHECK_ARG(alpha > 0.0 && std::isfinite(alpha), -1,
-                    "partition_dirichlet: alpha must be positive, got " + std::to_string(alpha));
-  SPARCOL_CHECK_ARG(num_classes >= 1, -1, "partition_dirichlet: num_classes must be >= 1");
-  SPARCOL_CHECK_ARG(max_draws >= 1, -1, "partition_dirichlet: max_draws must be >= 1");
-  const auto k = static_cast<std::size_t>(num_workers);
+namespace {
 
-  // 1. Shuffle (index, label) pairs; then group the shuffled indices by class, keeping the order.
-  std::vector<std::uint32_t> order(n);
-  std::iota(order.begin(), order.end(), 0u);
-  CounterRng rng(seed, kStreamPartition, kSubDirichlet);
-  shuffle(order, rng);
+// Steps 2-3 of the Dirichlet procedure for one slice of the shuffled indices and k workers; the
+// cap and the acceptance threshold are relative to the slice (N_s / k and floor(0.5 N_s / k)).
+std::vector<std::vector<std::uint32_t>> dirichlet_split(std::span<const std::uint32_t> slice,
+                                                        std::span<const std::int32_t> labels, int num_classes,
+                                                        std::size_t k, double alpha, CounterRng& rng,
+                                                        int max_draws) {
   std::vector<std::vector<std::uint32_t>> by_class(static_cast<std::size_t>(num_classes));
-  for (std::uint32_t idx : order) {
-    const std::int32_t c = labels[idx];
-    SPARCOL_CHECK_ARG(c >= 0 && c < num_classes, -1,
-                      "partition_dirichlet: label " + std::to_string(c) + " of sample " +
-                          std::to_string(idx) + " is outside [0, " + std::to_string(num_classes) + ")");
-    by_class[static_cast<std::size_t>(c)].push_back(idx);
-  }
-
-  const double cap = static_cast<double>(n) / static_cast<double>(k);  // N/K: stop feeding a worker
-  const auto min_size = static_cast<std::size_t>(0.5 * static_cast<double>(n) / static_cast<double>(k));
-  Partition p;
+  for (std::uint32_t idx : slice) by_class[static_cast<std::size_t>(labels[idx])].push_back(idx);
+  const double n = static_cast<double>(slice.size());
+  const double cap = n / static_cast<double>(k);  // N/K: stop feeding a worker
+  const auto min_size = static_cast<std::size_t>(0.5 * n / static_cast<double>(k));
+  std::vector<std::vector<std::uint32_t>> parts;
   for (int draw = 0; draw < max_draws; ++draw) {
-    p.parts.assign(k, {});
+    parts.assign(k, {});
     bool degenerate = false;
     for (const auto& members : by_class) {
       // 2. q ~ Dir(alpha); zero the share of workers already at N/K; renormalise.
-      std::vector<double> q = sample_dirichlet(rng, alpha, num_workers);
+      std::vector<double> q = sample_dirichlet(rng, alpha, static_cast<int>(k));
       double sum = 0.0;
       for (std::size_t w = 0; w < k; ++w) {
-        if (static_cast<double>(p.parts[w].size()) >= cap) q[w] = 0.0;
+        if (static_cast<double>(parts[w].size()) >= cap) q[w] = 0.0;
         sum += q[w];
       }
       if (!(sum > 0.0)) {  // every open worker drew an underflowing share: start this draw over
@@ -179,22 +166,66 @@ Partition partition_dirichlet(std::span<const std::int32_t> labels, int num_clas
           cum += q[w] / sum;
           end = std::min(members.size(), std::max(start, static_cast<std::size_t>(cum * n_c)));
         }
-        p.parts[w].insert(p.parts[w].end(), members.begin() + static_cast<std::ptrdiff_t>(start),
-                          members.begin() + static_cast<std::ptrdiff_t>(end));
+        parts[w].insert(parts[w].end(), members.begin() + static_cast<std::ptrdiff_t>(start),
+                        members.begin() + static_cast<std::ptrdiff_t>(end));
         start = end;
       }
     }
     if (degenerate) continue;
-    // 3. Accept when every worker has at least floor(0.5 N / K) samples.
-    std::size_t smallest = n;
-    for (const auto& part : p.parts) smallest = std::min(smallest, part.size());
-    if (smallest >= min_size && smallest > 0) return p;
+    // 3. Accept when every worker has at least floor(0.5 N / K) samples (and at least one).
+    std::size_t smallest = slice.size();
+    for (const auto& part : parts) smallest = std::min(smallest, part.size());
+    if (smallest >= min_size && smallest > 0) return parts;
   }
   throw Error(ErrorCode::kInvalidArgument, -1,
               "partition_dirichlet: no draw in " + std::to_string(max_draws) + " gave every one of " +
-                  std::to_string(num_workers) + " workers at least " +
-                  std::to_string(std::max<std::size_t>(min_size, 1)) + " samples (alpha " +
-                  std::to_string(alpha) + " is too small for this many workers)");
+                  std::to_string(k) + " workers at least " +
+                  std::to_string(std::max<std::size_t>(min_size, 1)) + " of " + std::to_string(slice.size()) +
+                  " samples (alpha " + std::to_string(alpha) +
+                  " is too small for this many workers; a group size of 10 may help)");
+}
+
+}  // namespace
+
+Partition partition_dirichlet(std::span<const std::int32_t> labels, int num_classes, int num_workers,
+                              double alpha, std::uint64_t seed, int max_draws, int group_size) {
+  const std::size_t n = labels.size();
+  check_workers(num_workers, n, "partition_dirichlet");
+  SPARCOL_CHECK_ARG(alpha > 0.0 && std::isfinite(alpha), -1,
+                    "partition_dirichlet: alpha must be positive, got " + std::to_string(alpha));
+  SPARCOL_CHECK_ARG(num_classes >= 1, -1, "partition_dirichlet: num_classes must be >= 1");
+  SPARCOL_CHECK_ARG(max_draws >= 1, -1, "partition_dirichlet: max_draws must be >= 1");
+  SPARCOL_CHECK_ARG(group_size >= 0, -1, "partition_dirichlet: group size must be >= 0");
+  for (std::size_t i = 0; i < n; ++i) {
+    SPARCOL_CHECK_ARG(labels[i] >= 0 && labels[i] < num_classes, -1,
+                      "partition_dirichlet: label " + std::to_string(labels[i]) + " of sample " +
+                          std::to_string(i) + " is outside [0, " + std::to_string(num_classes) + ")");
+  }
+  const auto k = static_cast<std::size_t>(num_workers);
+
+  // 1. Shuffle the (index, label) pairs.
+  std::vector<std::uint32_t> order(n);
+  std::iota(order.begin(), order.end(), 0u);
+  CounterRng rng(seed, kStreamPartition, kSubDirichlet);
+  shuffle(order, rng);
+
+  // Groups (the reference code's n_auxi_workers): group i of g workers takes the shuffled slice
+  // [i * floor(g/K * N), (i + 1) * floor(g/K * N)), the last group the rest; the RNG runs on.
+  const std::size_t g = (group_size == 0 || static_cast<std::size_t>(group_size) >= k)
+                            ? k
+                            : static_cast<std::size_t>(group_size);
+  const std::size_t groups = (k + g - 1) / g;
+  const auto slice_len =
+      static_cast<std::size_t>(static_cast<double>(g) / static_cast<double>(k) * static_cast<double>(n));
+  Partition p;
+  for (std::size_t gi = 0; gi < groups; ++gi) {
+    const std::size_t workers = gi + 1 < groups ? g : k - g * (groups - 1);
+    const std::size_t from = gi * slice_len, to = gi + 1 < groups ? from + slice_len : n;
+    auto parts = dirichlet_split(std::span<const std::uint32_t>(order).subspan(from, to - from), labels,
+                                 num_classes, workers, alpha, rng, max_draws);
+    for (auto& part : parts) p.parts.push_back(std::move(part));
+  }
+  return p;
 }
 
 Partition partition_shards(std::span<const std::int32_t> labels, int num_workers, int shards_per_worker,
@@ -234,7 +265,7 @@ Partition make_partition(const Dataset& data, int num_workers, const PartitionOp
       return partition_iid(data.count, num_workers, options.seed);
     case PartitionKind::kDirichlet:
       return partition_dirichlet(data.labels, data.num_classes, num_workers, options.alpha, options.seed,
-                                 options.max_draws);
+                                 options.max_draws, options.dirichlet_group);
     case PartitionKind::kShards:
       return partition_shards(data.labels, num_workers, options.shards_per_worker, options.seed);
   }

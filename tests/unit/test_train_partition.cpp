@@ -103,6 +103,31 @@ TEST(Partition, DirichletFollowsTheSpec) {
   EXPECT_LT(mean_top_class_share(iid, labels, classes), 0.13);
 }
 
+TEST(Partition, DirichletGroupsOfWorkers) {
+  const std::uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  const std::size_t n = 32000;
+  const auto labels = balanced_labels(n, 10);
+  // With K <= group size the grouping changes nothing.
+  EXPECT_EQ(train::partition_dirichlet(labels, 10, 8, 0.1, seed, 1000, 10).parts,
+            train::partition_dirichlet(labels, 10, 8, 0.1, seed).parts);
+  // 32 workers in groups of 10, 10, 10, 2: group i holds a slice of floor(10/32 * N) = 10000
+  // samples (the last group 2000), each worker at least half its group's share.
+  const auto p = train::partition_dirichlet(labels, 10, 32, 0.1, seed, 1000, 10);
+  ASSERT_EQ(p.num_workers(), 32);
+  expect_disjoint_complete(p, n);
+  const std::size_t slice[4] = {10000, 10000, 10000, 2000}, members[4] = {10, 10, 10, 2};
+  std::size_t w = 0;
+  for (int gi = 0; gi < 4; ++gi) {
+    std::size_t held = 0;
+    for (std::size_t j = 0; j < members[gi]; ++j, ++w) {
+      held += p.parts[w].size();
+      EXPECT_GE(p.parts[w].size(), slice[gi] / (2 * members[gi])) << "worker " << w;
+    }
+    EXPECT_EQ(held, slice[gi]) << "group " << gi;
+  }
+}
+
 TEST(Partition, DirichletGivesUpWhenImpossible) {
   // 2 classes over 16 workers at alpha 0.001: each class lands almost entirely on one worker, so
   // most workers stay far below half their share.
