@@ -266,6 +266,7 @@ int main(int argc, char** argv) {
   sparcol::comm::MpiEnvironment env(&argc, &argv);
   const int rank = sparcol::comm::MpiEnvironment::world_rank();
   const int world = sparcol::comm::MpiEnvironment::world_size();
+  sparcol::app::install_termination_report(rank);
 
   ToyConfig c;
   std::string methods = "paper";

@@ -1,6 +1,9 @@
 #include "app_support.hpp"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <algorithm>
 #include <filesystem>
@@ -11,7 +14,64 @@
 
 namespace sparcol::app {
 
+namespace {
+int g_rank = -1;
+// Set once this process printed its own error line: the launcher's SIGTERM that follows MPI_Abort
+// then adds nothing.
+volatile sig_atomic_t g_reported = 0;
+
+// Async-signal-safe: only write(2) and fixed buffers.
+void append(char* buf, std::size_t& len, std::size_t cap, const char* s) {
+  while (*s != '\0' && len + 1 < cap) buf[len++] = *s++;
+}
+void append_int(char* buf, std::size_t& len, std::size_t cap, long v) {
+  char tmp[24];
+  int n = 0;
+  bool neg = v < 0;
+  unsigned long u = neg ? static_cast<unsigned long>(-v) : static_cast<unsigned long>(v);
+  do {
+    tmp[n++] = static_cast<char>('0' + u % 10);
+    u /= 10;
+  } while (u != 0 && n < 22);
+  if (neg) tmp[n++] = '-';
+  while (n > 0 && len + 1 < cap) buf[len++] = tmp[--n];
+}
+
+void on_terminate(int sig) {
+  if (g_reported != 0) {
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+    return;
+  }
+  char buf[256];
+  std::size_t len = 0;
+  append(buf, len, sizeof buf, "sparcol: rank ");
+  append_int(buf, len, sizeof buf, g_rank);
+  append(buf, len, sizeof buf, ": error: terminated by signal ");
+  append_int(buf, len, sizeof buf, sig);
+  const int tag = comm::current_activity().tag.load(std::memory_order_relaxed);
+  const int peer = comm::current_activity().peer.load(std::memory_order_relaxed);
+  if (tag >= 0) {
+    append(buf, len, sizeof buf, " while in ");
+    append(buf, len, sizeof buf, comm::tag_name(tag));
+    if (peer >= 0) {
+      append(buf, len, sizeof buf, " (waiting for rank ");
+      append_int(buf, len, sizeof buf, peer);
+      append(buf, len, sizeof buf, ")");
+    }
+  } else {
+    append(buf, len, sizeof buf, " outside communication");
+  }
+  append(buf, len, sizeof buf, "\n");
+  [[maybe_unused]] const auto w = ::write(2, buf, len);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+}  // namespace
+
+
 void print_error(int rank, const std::string& message) {
+  g_reported = 1;
   if (rank >= 0) {
     std::cerr << "sparcol: rank " << rank << ": error: " << message << std::endl;
   } else {
@@ -80,6 +140,15 @@ int guarded(int rank, bool abort_others, const std::function<int()>& body) {
   }
   if (abort_others) comm::MpiEnvironment::abort(status);
   return status;
+}
+
+void install_termination_report(int rank) {
+  g_rank = rank;
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_terminate;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaction(sig, &sa, nullptr);
 }
 
 std::string check_writable(const std::string& path) {

@@ -34,6 +34,13 @@ int agree_on_status(comm::Backend& world, int my_status);
 // the status, so peers blocked in a collective do not wait for their timeout.
 int guarded(int rank, bool abort_others, const std::function<int()>& body);
 
+// Installs handlers for SIGTERM, SIGINT and SIGHUP that print one line before the process ends:
+//   sparcol: rank R: error: terminated by signal 15 while in ring all-reduce (waiting for rank 3)
+// mpirun sends SIGTERM to every rank when one rank dies; this names the operation the survivors were
+// in, and mpirun's own message names the rank that died. The signal is then re-raised with its
+// default action, so the exit status still says "killed by a signal".
+void install_termination_report(int rank);
+
 // Checks that an output path can be created (its directory exists and is writable) before work
 // starts; returns an empty string or the reason it cannot.
 std::string check_writable(const std::string& path);

@@ -1,11 +1,14 @@
 #include "sparcol/comm/backend.hpp"
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include "sparcol/core/error.hpp"
 
 namespace sparcol::comm {
+
+std::string describe_tag(int tag);
 
 Backend::Backend() {
   if (const char* t = std::getenv("SPARCOL_TIMEOUT_S"); t != nullptr && *t != '\0') {
@@ -25,18 +28,63 @@ Backend::Clock::time_point Backend::deadline() const {
   return Clock::now() + timeout_;
 }
 
-void Backend::throw_timeout(const RequestInfo& info) const {
-  const double seconds = static_cast<double>(timeout_.count()) / 1000.0;
-  std::string what = info.is_send ? "send to" : "receive from";
-  throw Error(ErrorCode::kTimeout, rank(),
-              "timed out after " + std::to_string(seconds) + " s waiting for " + what + " rank " +
-                  std::to_string(info.peer) + " (tag " + std::to_string(info.tag) + ", " +
-                  std::to_string(info.bytes) + " bytes) on backend " + name() +
-                  ": the peer is dead, stopped, or calling a different operation");
+Activity& current_activity() {
+  static Activity a;
+  return a;
+}
+
+const char* tag_name(int tag) {
+  switch (tag) {
+    case kTagFingerprint: return "collective fingerprint exchange";
+    case kTagRing: return "ring all-reduce";
+    case kTagAllgather: return "all-gather";
+    case kTagSparse: return "sparse all-gather";
+    case kTagBarrier: return "barrier";
+    case kTagReduceRef: return "reference all-reduce";
+    case kTagBroadcast: return "broadcast";
+    case kTagSign: return "sign all-gather";
+    default: return tag >= 0 ? "point-to-point message" : "no communication";
+  }
+}
+
+
+std::string describe_tag(int tag) {
+  if (tag >= 0 && tag <= kMaxUserTag) return "user message (tag " + std::to_string(tag) + ")";
+  return tag_name(tag);
+}
+
+void Backend::throw_timeout(const RequestInfo& info, const char* during) const {
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.1f", static_cast<double>(timeout_.count()) / 1000.0);
+  const std::string op = during != nullptr ? std::string(during) : describe_tag(info.tag);
+  std::string msg = "timed out after " + std::string(seconds) + " s in " + op + " on backend " + name();
+  if (info.peer >= 0) {
+    msg += ": waiting for " + std::string(info.is_send ? "a send to" : "a message from") + " rank " +
+           std::to_string(info.peer) + " (" + std::to_string(info.bytes) + " bytes)";
+  }
+  msg += "; that rank is dead, stopped, or calling a different operation (SPARCOL_TIMEOUT_S sets the limit)";
+  throw Error(ErrorCode::kTimeout, rank(), msg);
+}
+
+void Backend::barrier() {
+  // Dissemination barrier: in round j rank r signals r + 2^j and waits for r - 2^j. After
+  // ceil(log2 K) rounds every rank has (transitively) heard from every other.
+  const int n = size(), r = rank();
+  char token = 0, got = 0;
+  for (int dist = 1; dist < n; dist *= 2) {
+    Request reqs[2] = {irecv(&got, 1, (r - dist + n) % n, kTagBarrier), isend(&token, 1, (r + dist) % n, kTagBarrier)};
+    const auto until = deadline();
+    for (auto& q : reqs) {
+      ActivityScope scope(kTagBarrier, q.impl()->info.peer);
+      if (!q.impl()->wait_until(until)) throw_timeout(q.impl()->info, "barrier");
+      q.reset();
+    }
+  }
 }
 
 void Backend::wait(Request& request) {
   if (!request.pending()) return;
+  ActivityScope scope(request.impl()->info.tag, request.impl()->info.peer);
   if (!request.impl()->wait_until(deadline())) throw_timeout(request.impl()->info);
   request.reset();
 }
@@ -45,6 +93,7 @@ void Backend::wait_all(std::span<Request> requests) {
   const auto until = deadline();
   for (auto& r : requests) {
     if (!r.pending()) continue;
+    ActivityScope scope(r.impl()->info.tag, r.impl()->info.peer);
     if (!r.impl()->wait_until(until)) throw_timeout(r.impl()->info);
     r.reset();
   }

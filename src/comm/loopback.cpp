@@ -224,7 +224,11 @@ void LoopbackBackend::barrier() {
   const bool done = s.barrier_cv.wait_until(lock, deadline(), [&] { return s.barrier_generation != gen || is_aborted(); });
   if (s.barrier_generation != gen) return;
   if (is_aborted()) throw_aborted(s, rank_);
-  if (!done) throw_timeout(RequestInfo{false, -1, kTagBarrier, 0});
+  if (!done) {
+    throw Error(ErrorCode::kTimeout, rank_,
+                "timed out in barrier on backend loopback: " + std::to_string(s.barrier_count) + " of " +
+                    std::to_string(size()) + " ranks arrived; the others are stuck or calling a different operation");
+  }
 }
 
 // The dense reference operations are written over point-to-point: rank 0 sums the contributions in

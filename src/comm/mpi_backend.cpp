@@ -264,6 +264,15 @@ void MpiBackend::wait_all(std::span<Request> requests) {
   std::size_t remaining = 0;
   for (auto& r : requests) remaining += r.pending() ? 1 : 0;
   unsigned spins = 0;
+  int first_tag = -1, first_peer = -1;
+  for (auto& r : requests) {
+    if (r.pending()) {
+      first_tag = r.impl()->info.tag;
+      first_peer = r.impl()->info.peer;
+      break;
+    }
+  }
+  ActivityScope scope(first_tag, first_peer);
   while (remaining > 0) {
     for (auto& r : requests) {
       if (r.pending() && r.impl()->test()) {
@@ -279,22 +288,8 @@ void MpiBackend::wait_all(std::span<Request> requests) {
   }
 }
 
-void MpiBackend::barrier() {
-  MPI_Request req = MPI_REQUEST_NULL;
-  SPARCOL_MPI_CHECK(MPI_Ibarrier(impl_->comm, &req), rank_);
-  const auto until = deadline();
-  int flag = 0;
-  unsigned spins = 0;
-  while (!flag) {
-    SPARCOL_MPI_CHECK(MPI_Test(&req, &flag, MPI_STATUS_IGNORE), rank_);
-    if (!flag && (++spins & 63u) == 0 && Clock::now() > until) {
-      // The barrier request cannot be cancelled; leave it to MPI_Finalize/MPI_Abort.
-      throw_timeout(RequestInfo{false, -1, kTagBarrier, 0});
-    }
-  }
-}
-
 void MpiBackend::allreduce_sum(float* data, std::size_t count) {
+  ActivityScope scope(kTagReduceRef, -1);
   std::size_t done = 0;
   while (done < count) {
     const std::size_t n = std::min<std::size_t>(count - done, INT_MAX);
@@ -305,6 +300,7 @@ void MpiBackend::allreduce_sum(float* data, std::size_t count) {
 }
 
 void MpiBackend::allgatherv(const void* send, void* recv, std::span<const std::size_t> recv_bytes) {
+  ActivityScope scope(kTagAllgather, -1);
   SPARCOL_CHECK_ARG(recv_bytes.size() == static_cast<std::size_t>(size_), rank_,
                     "allgatherv: recv_bytes has " + std::to_string(recv_bytes.size()) + " entries for " +
                         std::to_string(size_) + " ranks");
@@ -326,6 +322,7 @@ void MpiBackend::allgatherv(const void* send, void* recv, std::span<const std::s
 }
 
 void MpiBackend::broadcast(void* buf, std::size_t bytes, int root) {
+  ActivityScope scope(kTagBroadcast, root);
   SPARCOL_CHECK_ARG(root >= 0 && root < size_, rank_, "broadcast: root " + std::to_string(root) + " out of range");
   auto* p = static_cast<char*>(buf);
   for (const std::size_t piece : split_pieces(bytes)) {

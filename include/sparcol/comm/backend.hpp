@@ -18,6 +18,7 @@
 // * Tags: user tags must lie in [0, kMaxUserTag]; tags above are reserved for sparcol's collectives.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -42,6 +43,28 @@ enum CollectiveTag : int {
   kTagBroadcast = 10007,
   kTagSign = 10008,
 };
+
+// What this process is blocked on right now (the last wait of any backend in the process), for the
+// message a program prints when the launcher terminates it because another rank failed. Updated with
+// relaxed atomic stores around every blocking wait; read from a signal handler.
+struct Activity {
+  std::atomic<int> tag{-1};   // the tag waited on (kTag* names the collective), -1 when not waiting
+  std::atomic<int> peer{-1};  // the peer waited for, -1 when unknown
+};
+Activity& current_activity();
+// Marks what this process waits on for the duration of a blocking call.
+class ActivityScope {
+ public:
+  ActivityScope(int tag, int peer) {
+    current_activity().tag.store(tag, std::memory_order_relaxed);
+    current_activity().peer.store(peer, std::memory_order_relaxed);
+  }
+  ~ActivityScope() { current_activity().tag.store(-1, std::memory_order_relaxed); }
+  ActivityScope(const ActivityScope&) = delete;
+  ActivityScope& operator=(const ActivityScope&) = delete;
+};
+// A static name for a tag ("ring all-reduce", "barrier", ...); safe to call from a signal handler.
+const char* tag_name(int tag);
 
 // What a pending request is, for error messages.
 struct RequestInfo {
@@ -102,7 +125,9 @@ class Backend {
   // Waits for all; the deadline is shared, so the whole call takes at most timeout().
   virtual void wait_all(std::span<Request> requests);
 
-  virtual void barrier() = 0;
+  // Every rank waits until all have arrived. The default is a dissemination barrier over
+  // point-to-point messages (ceil(log2 K) rounds), so a timeout can name the rank it was waiting for.
+  virtual void barrier();
 
   // Dense baselines (blocking, in place, every rank calls them with the same count):
   // sum over ranks of `count` floats; the result is identical on every rank.
@@ -132,7 +157,7 @@ class Backend {
  protected:
   Backend();
   Clock::time_point deadline() const;
-  [[noreturn]] void throw_timeout(const RequestInfo& info) const;
+  [[noreturn]] void throw_timeout(const RequestInfo& info, const char* during = nullptr) const;
   void count_send(std::size_t bytes) { bytes_sent_ += bytes; }
   void count_recv(std::size_t bytes) { bytes_recv_ += bytes; }
 

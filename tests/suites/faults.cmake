@@ -1,0 +1,12 @@
+# Dead and stopped peers under mpirun (docs/reliability.md): every survivor ends, non-zero, within the
+# timeout + 10 s, naming the operation and the failed rank.
+if(TARGET sparcol-toy)
+  foreach(np 2 3 4)
+    foreach(sig KILL STOP)
+      add_test(NAME fault_sig${sig}_np${np}
+               COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/faults/kill_rank.sh $<TARGET_FILE:sparcol-toy> ${MPIEXEC_EXECUTABLE}
+                       ${np} ${sig})
+      set_tests_properties(fault_sig${sig}_np${np} PROPERTIES LABELS "faults;mpi" TIMEOUT 60 PROCESSORS 2)
+    endforeach()
+  endforeach()
+endif()
