@@ -57,20 +57,12 @@ class GzReader {
     while (done < n) {
       const auto chunk = static_cast<unsigned>(std::min<std::size_t>(n - done, 1u << 30));
       const int got = gzread(file_, out + done, chunk);
-      if (got < 0) {
-        int errnum = 0;
-        const char* msg = gzerror(file_, &errnum);
-        io_error(path_, rank_,
-                 std::string("corrupt or unreadable data: ") + (msg != nullptr ? msg : "read error"));
-      }
+      if (got < 0) fail_corrupt();
       if (got == 0) {
-        int errnum = 0;
-        const char* msg = gzerror(file_, &errnum);
+        int errnum = Z_OK;
+        gzerror(file_, &errnum);
         // Z_BUF_ERROR here means the gzip stream ended early: truncation, which the caller reports.
-        if (errnum != Z_OK && errnum != Z_BUF_ERROR) {
-          io_error(path_, rank_,
-                   std::string("corrupt or unreadable data: ") + (msg != nullptr ? msg : "read error"));
-        }
+        if (errnum != Z_OK && errnum != Z_BUF_ERROR) fail_corrupt();
         break;
       }
       done += static_cast<std::size_t>(got);
@@ -110,6 +102,15 @@ class GzReader {
   }
 
  private:
+  [[noreturn]] void fail_corrupt() {
+    int errnum = Z_OK;
+    const char* msg = gzerror(file_, &errnum);
+    std::string what = msg != nullptr ? msg : "read error";
+    // zlib prefixes its message with the path; ours already starts with it.
+    if (what.rfind(path_ + ": ", 0) == 0) what.erase(0, path_.size() + 2);
+    io_error(path_, rank_, "corrupt or unreadable data: " + what);
+  }
+
   std::string path_;
   int rank_;
   gzFile file_ = nullptr;

@@ -161,7 +161,7 @@ TEST_F(IdxTest, TruncatedGzipStream) {
   auto gz = read_file(full);
   gz.resize(gz.size() / 2);
   const std::string cut = write_plain("cut.gz", gz);
-  expect_io_error([&] { train::load_idx_images(cut); }, cut, "");
+  expect_io_error([&] { train::load_idx_images(cut); }, cut, "truncated");
 }
 
 TEST_F(IdxTest, CorruptGzipData) {
