@@ -1,0 +1,29 @@
+# GPU tests (LABELS gpu). The device layer's tests (tests/gpu/test_device.cpp) build in every
+# configuration: without a GPU or without CUDA they check that GPU requests fail clearly. The kernel
+# tests (tests/gpu/test_kernels.cpp: every kernel against its CPU twin) need the launchers, so they
+# build only with CUDA; without a GPU they skip and say why. Both are plain C++ calling the launchers
+# of sparcol_cuda, so nvcc is not needed here.
+add_executable(sparcol_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_device.cpp)
+target_link_libraries(sparcol_gpu_tests PRIVATE sparcol_core GTest::gtest_main sparcol_warnings)
+if(SPARCOL_HAVE_CUDA)
+  target_sources(sparcol_gpu_tests PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_kernels.cpp)
+  target_link_libraries(sparcol_gpu_tests PRIVATE sparcol_cuda)
+endif()
+# The > 2^31-element cases move tens of GB and check them on the CPU: minutes on a GPU machine.
+gtest_discover_tests(sparcol_gpu_tests PROPERTIES LABELS gpu TIMEOUT 1800)
+
+# The kernel benchmark as a user runs it: without a GPU it says so and succeeds ("skipped"); an
+# explicit device that does not exist is a clear error with the documented status, never a crash.
+if(TARGET sparcol-bench-kernels)
+  add_test(NAME bench_kernels_runs COMMAND sparcol-bench-kernels -b 20 -e 20 -n 2 -w 1)
+  set_tests_properties(bench_kernels_runs PROPERTIES LABELS "gpu;bench" TIMEOUT 600
+                       PASS_REGULAR_EXPRESSION "skipped: no CUDA device|# copy bandwidth")
+  add_test(NAME bench_kernels_bad_device
+           COMMAND ${CMAKE_CURRENT_LIST_DIR}/../apps/expect_fail.sh "device 99 does not exist"
+                   $<TARGET_FILE:sparcol-bench-kernels> --device 99)
+  set_tests_properties(bench_kernels_bad_device PROPERTIES LABELS "gpu;bench" TIMEOUT 120)
+  add_test(NAME bench_kernels_bad_flag
+           COMMAND ${CMAKE_CURRENT_LIST_DIR}/../apps/expect_fail.sh "--bogus"
+                   $<TARGET_FILE:sparcol-bench-kernels> --bogus)
+  set_tests_properties(bench_kernels_bad_flag PROPERTIES LABELS "gpu;bench" TIMEOUT 120)
+endif()
