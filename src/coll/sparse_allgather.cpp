@@ -49,20 +49,27 @@ void SparseAllgather::run(std::span<const Index> indices, std::span<const float>
   // (1) Fingerprint + counts in one small exchange.
   Agreement pending(backend_, CallSignature{CollOp::kSparseAllgather, n_, 0, 0, step, 0, 0},
                     RankLocal{indices.size(), 0}, /*need_locals=*/true);
-  stage_own(indices, values);
   const int me = backend_.rank();
   const int n = backend_.size();
   last_sent_ = last_recv_ = 0;
   reqs_.clear();
   const bool early = n > 1 && use_direct();
   if (early) {
-    // Direct: this rank's block does not depend on anyone's count, so it leaves in the fingerprint
-    // round, under the call's own tag (see Agreement); only the receives wait for the counts.
-    for (int i = 1; i < n; ++i) {
-      reqs_.push_back(backend_.isend(own_.data(), own_.size(), (me + i) % n, pending.data_tag()));
-      last_sent_ += own_.size();
+    // Direct: this rank's pairs do not depend on anyone's count, so they leave in the fingerprint
+    // round, under the call's own tag (see Agreement), as two messages (indices, values) straight from
+    // the caller's spans; the copy into own_ below then overlaps the transfers. Only the receives
+    // wait for the counts.
+    const int tag = pending.data_tag();
+    if (!indices.empty()) {
+      for (int i = 1; i < n; ++i) {
+        const int to = (me + i) % n;
+        reqs_.push_back(backend_.isend(indices.data(), indices.size_bytes(), to, tag));
+        reqs_.push_back(backend_.isend(values.data(), values.size_bytes(), to, tag));
+        last_sent_ += indices.size_bytes() + values.size_bytes();
+      }
     }
   }
+  stage_own(indices, values);
   std::vector<std::size_t> counts;
   try {
     const auto& locals = pending.finish();
@@ -74,7 +81,17 @@ void SparseAllgather::run(std::span<const Index> indices, std::span<const float>
   set_counts(counts);
   if (n == 1) return;
   if (early) {
-    receive_direct(pending.data_tag());
+    // Each block arrives as its two messages, matched in order (same source and tag).
+    const int tag = pending.data_tag();
+    for (int i = 1; i < n; ++i) {
+      const int from = (me - i + n) % n;
+      const std::size_t k = count(from);
+      if (k == 0) continue;
+      std::byte* dst = buffer_.data() + kPairBytes * offset(from);
+      reqs_.push_back(backend_.irecv(dst, k * sizeof(Index), from, tag));
+      reqs_.push_back(backend_.irecv(dst + k * sizeof(Index), k * sizeof(float), from, tag));
+      last_recv_ += kPairBytes * k;
+    }
     backend_.wait_all(reqs_);
   } else if (use_direct()) {
     exchange_direct();

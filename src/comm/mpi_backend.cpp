@@ -26,10 +26,10 @@ std::string mpi_error_string(int code) {
   do {                                                                                                   \
     const int sparcol_mpi_rc_ = (call);                                                                  \
     if (sparcol_mpi_rc_ != MPI_SUCCESS) {                                                                \
-      ::sparcol::detail::throw_error(::sparcol::ErrorCode::kBackend, (rank),                           \
-                                     std::string("MPI call failed: ") + #call + ": " +                   \
-                                         mpi_error_string(sparcol_mpi_rc_),                              \
-                                     __FILE__, __LINE__);                                                \
+      ::sparcol::detail::throw_error(                                                                    \
+          ::sparcol::ErrorCode::kBackend, (rank),                                                        \
+          std::string("MPI call failed: ") + #call + ": " + mpi_error_string(sparcol_mpi_rc_), __FILE__, \
+          __LINE__);                                                                                     \
     }                                                                                                    \
   } while (0)
 
@@ -55,6 +55,22 @@ class MpiRequest final : public RequestImpl {
   }
 
   std::vector<MPI_Request>& handles() { return reqs_; }
+
+  // For MpiBackend::wait_all, which tests the handles of many requests in one MPI call: records that
+  // piece j completed (MPI has already released its handle) with status `st`.
+  void mark_done(std::size_t j, const MPI_Status& st) {
+    reqs_[j] = MPI_REQUEST_NULL;
+    status_[j] = st;
+  }
+  // After mark_done: throws what test() would for the pieces' errors (`err`: the MPI_ERROR of a piece
+  // that reported one, else MPI_SUCCESS) and, once every piece is done, checks the received size.
+  // Returns true when the whole request is complete.
+  bool verify(int err) {
+    check(err, status_);
+    for (auto r : reqs_)
+      if (r != MPI_REQUEST_NULL) return false;
+    return true;
+  }
 
   bool wait_until(std::chrono::steady_clock::time_point deadline) override {
     if (deadline == std::chrono::steady_clock::time_point::max()) {
@@ -198,8 +214,9 @@ namespace {
 std::unique_ptr<MpiBackend::Impl> dup_comm(MPI_Comm parent) {
   int initialized = 0;
   MPI_Initialized(&initialized);
-  SPARCOL_CHECK(initialized, ErrorCode::kBackend, -1,
-                "MpiBackend needs MPI to be initialised first (create a sparcol::comm::MpiEnvironment in main)");
+  SPARCOL_CHECK(
+      initialized, ErrorCode::kBackend, -1,
+      "MpiBackend needs MPI to be initialised first (create a sparcol::comm::MpiEnvironment in main)");
   auto impl = std::make_unique<MpiBackend::Impl>();
   SPARCOL_MPI_CHECK(MPI_Comm_dup(parent, &impl->comm), -1);
   SPARCOL_MPI_CHECK(MPI_Comm_set_errhandler(impl->comm, MPI_ERRORS_RETURN), -1);
@@ -227,15 +244,17 @@ MpiBackend::~MpiBackend() {
 }
 
 Request MpiBackend::isend(const void* buf, std::size_t bytes, int peer, int tag) {
-  SPARCOL_CHECK_ARG(peer >= 0 && peer < size_, rank_,
-                    "isend: peer " + std::to_string(peer) + " out of range [0, " + std::to_string(size_) + ")");
+  SPARCOL_CHECK_ARG(
+      peer >= 0 && peer < size_, rank_,
+      "isend: peer " + std::to_string(peer) + " out of range [0, " + std::to_string(size_) + ")");
   auto pieces = split_pieces(bytes);
   auto req = std::make_unique<MpiRequest>(rank_, pieces);
   req->info = RequestInfo{true, peer, tag, bytes};
   const auto* p = static_cast<const char*>(buf);
   for (std::size_t i = 0; i < pieces.size(); ++i) {
-    SPARCOL_MPI_CHECK(MPI_Isend(p, static_cast<int>(pieces[i]), MPI_BYTE, peer, tag, impl_->comm, &req->handles()[i]),
-                      rank_);
+    SPARCOL_MPI_CHECK(
+        MPI_Isend(p, static_cast<int>(pieces[i]), MPI_BYTE, peer, tag, impl_->comm, &req->handles()[i]),
+        rank_);
     p += pieces[i];
   }
   count_send(bytes);
@@ -243,15 +262,17 @@ Request MpiBackend::isend(const void* buf, std::size_t bytes, int peer, int tag)
 }
 
 Request MpiBackend::irecv(void* buf, std::size_t bytes, int peer, int tag) {
-  SPARCOL_CHECK_ARG(peer >= 0 && peer < size_, rank_,
-                    "irecv: peer " + std::to_string(peer) + " out of range [0, " + std::to_string(size_) + ")");
+  SPARCOL_CHECK_ARG(
+      peer >= 0 && peer < size_, rank_,
+      "irecv: peer " + std::to_string(peer) + " out of range [0, " + std::to_string(size_) + ")");
   auto pieces = split_pieces(bytes);
   auto req = std::make_unique<MpiRequest>(rank_, pieces);
   req->info = RequestInfo{false, peer, tag, bytes};
   auto* p = static_cast<char*>(buf);
   for (std::size_t i = 0; i < pieces.size(); ++i) {
-    SPARCOL_MPI_CHECK(MPI_Irecv(p, static_cast<int>(pieces[i]), MPI_BYTE, peer, tag, impl_->comm, &req->handles()[i]),
-                      rank_);
+    SPARCOL_MPI_CHECK(
+        MPI_Irecv(p, static_cast<int>(pieces[i]), MPI_BYTE, peer, tag, impl_->comm, &req->handles()[i]),
+        rank_);
     p += pieces[i];
   }
   count_recv(bytes);
@@ -259,28 +280,58 @@ Request MpiBackend::irecv(void* buf, std::size_t bytes, int peer, int tag) {
 }
 
 void MpiBackend::wait_all(std::span<Request> requests) {
-  // Poll all requests together so that MPI progresses every one of them while we wait.
+  // Every pending MPI handle of every request goes into one array, and each poll is one MPI_Testsome:
+  // one pass of MPI's progress engine per poll, however many requests are pending. (Testing each
+  // request on its own runs the progress engine, and with oversubscribed cores a yield, once per
+  // request per poll.)
   const auto until = deadline();
-  std::size_t remaining = 0;
-  for (auto& r : requests) remaining += r.pending() ? 1 : 0;
-  unsigned spins = 0;
+  std::vector<MPI_Request> handles;
+  std::vector<std::pair<std::size_t, std::size_t>> where;  // (request index, piece index) per handle
   int first_tag = -1, first_peer = -1;
-  for (auto& r : requests) {
-    if (r.pending()) {
-      first_tag = r.impl()->info.tag;
-      first_peer = r.impl()->info.peer;
-      break;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    auto& r = requests[i];
+    if (!r.pending()) continue;
+    auto* m = dynamic_cast<MpiRequest*>(r.impl());
+    SPARCOL_CHECK(m != nullptr, ErrorCode::kInternal, rank_,
+                  "MpiBackend::wait_all given a request of another backend");
+    if (first_tag < 0) {
+      first_tag = m->info.tag;
+      first_peer = m->info.peer;
+    }
+    for (std::size_t j = 0; j < m->handles().size(); ++j) {
+      if (m->handles()[j] == MPI_REQUEST_NULL) continue;
+      handles.push_back(m->handles()[j]);
+      where.emplace_back(i, j);
     }
   }
   ActivityScope scope(first_tag, first_peer);
-  while (remaining > 0) {
-    for (auto& r : requests) {
-      if (r.pending() && r.impl()->test()) {
-        r.reset();
-        --remaining;
+  std::vector<int> done(handles.size());
+  std::vector<MPI_Status> status(handles.size());
+  std::size_t live = handles.size();
+  unsigned spins = 0;
+  while (live > 0) {
+    int count = 0;
+    const int rc =
+        MPI_Testsome(static_cast<int>(handles.size()), handles.data(), &count, done.data(), status.data());
+    if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) SPARCOL_MPI_CHECK(rc, rank_);
+    if (count == MPI_UNDEFINED) break;  // no active handle left (cannot happen while live > 0)
+    if (count > 0) {
+      // First record every completion (MPI has freed those handles), then check: an error thrown
+      // halfway must leave no request holding a freed handle.
+      for (int c = 0; c < count; ++c) {
+        const auto [i, j] = where[static_cast<std::size_t>(done[static_cast<std::size_t>(c)])];
+        static_cast<MpiRequest*>(requests[i].impl())->mark_done(j, status[static_cast<std::size_t>(c)]);
       }
+      live -= static_cast<std::size_t>(count);
+      for (int c = 0; c < count; ++c) {
+        const auto i = where[static_cast<std::size_t>(done[static_cast<std::size_t>(c)])].first;
+        if (!requests[i].pending()) continue;  // several pieces of one request completed together
+        const int err = rc == MPI_ERR_IN_STATUS ? status[static_cast<std::size_t>(c)].MPI_ERROR : MPI_SUCCESS;
+        if (static_cast<MpiRequest*>(requests[i].impl())->verify(err == MPI_ERR_PENDING ? MPI_SUCCESS : err))
+          requests[i].reset();
+      }
+      continue;
     }
-    if (remaining == 0) break;
     if ((++spins & 63u) == 0 && Clock::now() > until) {
       for (auto& r : requests)
         if (r.pending()) throw_timeout(r.impl()->info);
@@ -294,7 +345,8 @@ void MpiBackend::allreduce_sum(float* data, std::size_t count) {
   while (done < count) {
     const std::size_t n = std::min<std::size_t>(count - done, INT_MAX);
     SPARCOL_MPI_CHECK(
-        MPI_Allreduce(MPI_IN_PLACE, data + done, static_cast<int>(n), MPI_FLOAT, MPI_SUM, impl_->comm), rank_);
+        MPI_Allreduce(MPI_IN_PLACE, data + done, static_cast<int>(n), MPI_FLOAT, MPI_SUM, impl_->comm),
+        rank_);
     done += n;
   }
 }
@@ -315,15 +367,17 @@ void MpiBackend::allgatherv(const void* send, void* recv, std::span<const std::s
     offset += recv_bytes[ur];
   }
   // A contribution already in place in the receive buffer must be passed as MPI_IN_PLACE.
-  const void* src = send == static_cast<char*>(recv) + displs[static_cast<std::size_t>(rank_)] ? MPI_IN_PLACE : send;
-  SPARCOL_MPI_CHECK(MPI_Allgatherv(src, counts[static_cast<std::size_t>(rank_)], MPI_BYTE, recv, counts.data(),
-                                   displs.data(), MPI_BYTE, impl_->comm),
+  const void* src =
+      send == static_cast<char*>(recv) + displs[static_cast<std::size_t>(rank_)] ? MPI_IN_PLACE : send;
+  SPARCOL_MPI_CHECK(MPI_Allgatherv(src, counts[static_cast<std::size_t>(rank_)], MPI_BYTE, recv,
+                                   counts.data(), displs.data(), MPI_BYTE, impl_->comm),
                     rank_);
 }
 
 void MpiBackend::broadcast(void* buf, std::size_t bytes, int root) {
   ActivityScope scope(kTagBroadcast, root);
-  SPARCOL_CHECK_ARG(root >= 0 && root < size_, rank_, "broadcast: root " + std::to_string(root) + " out of range");
+  SPARCOL_CHECK_ARG(root >= 0 && root < size_, rank_,
+                    "broadcast: root " + std::to_string(root) + " out of range");
   auto* p = static_cast<char*>(buf);
   for (const std::size_t piece : split_pieces(bytes)) {
     SPARCOL_MPI_CHECK(MPI_Bcast(p, static_cast<int>(piece), MPI_BYTE, root, impl_->comm), rank_);

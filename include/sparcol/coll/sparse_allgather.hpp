@@ -9,8 +9,9 @@
 //   * direct: every rank sends its block straight to each of the K-1 others and receives theirs, all
 //     posted at once: one round, so its time is one message time rather than K-1 in sequence (this
 //     matters most when ranks share cores and every round waits for a peer to be scheduled). In run()
-//     the block's sends even leave with the fingerprints of step (1) (their size is known locally);
-//     only the receives wait for the counts;
+//     a rank's pairs even leave with the fingerprints of step (1) (their size is known locally), as
+//     two messages (indices, values) straight from the caller's spans; only the receives wait for
+//     the counts;
 //   * ring: K-1 steps; at step s rank r forwards block (r - s) mod K to rank r+1 and receives block
 //     (r - s - 1) mod K from rank r-1.
 // Block r on the wire is k_r uint32 indices followed by k_r float values (8 k_r bytes).
