@@ -14,7 +14,8 @@ gtest_discover_tests(sparcol_gpu_tests PROPERTIES LABELS gpu TIMEOUT 1800)
 
 # The kernel benchmark as a user runs it: without a GPU it says so and succeeds ("skipped"); an
 # explicit device that does not exist is a clear error with the documented status, never a crash.
-if(TARGET sparcol-bench-kernels)
+# (bench/ is configured after tests/, so test for the conditions that create the target, not for it.)
+if(SPARCOL_HAVE_CUDA AND SPARCOL_BUILD_BENCH)
   add_test(NAME bench_kernels_runs COMMAND sparcol-bench-kernels -b 20 -e 20 -n 2 -w 1)
   set_tests_properties(bench_kernels_runs PROPERTIES LABELS "gpu;bench" TIMEOUT 600
                        PASS_REGULAR_EXPRESSION "skipped: no CUDA device|# copy bandwidth")
