@@ -43,7 +43,9 @@ const char* tag_name(int tag) {
     case kTagReduceRef: return "reference all-reduce";
     case kTagBroadcast: return "broadcast";
     case kTagSign: return "sign all-gather";
-    default: return tag >= 0 ? "point-to-point message" : "no communication";
+    default:
+      if (tag >= kTagCallFirst) return "collective data exchange";
+      return tag >= 0 ? "point-to-point message" : "no communication";
   }
 }
 

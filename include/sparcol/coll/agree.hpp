@@ -94,7 +94,7 @@ class Agreement {
   // makes the same call, and different for the next kCallTagWindow - 1 calls.
   int data_tag() const;
 
-  static constexpr int kCallTagBase = 16384;
+  static constexpr int kCallTagBase = comm::kTagCallFirst;
   static constexpr int kCallTagWindow = 16384;  // tags stay <= 32767, MPI's smallest allowed maximum
 
  private:

@@ -42,6 +42,9 @@ enum CollectiveTag : int {
   kTagReduceRef = 10006,
   kTagBroadcast = 10007,
   kTagSign = 10008,
+  // 16384..32767: one tag per collective call, for data sent before its fingerprint check completes
+  // (coll::Agreement::data_tag).
+  kTagCallFirst = 16384,
 };
 
 // What this process is blocked on right now (the last wait of any backend in the process), for the
