@@ -70,8 +70,8 @@ class Cnn final : public Model {
 
     // Head: fc2, relu, fc1.
     dlogits_.resize(logits_.size());
-    const double loss =
-        ops::softmax_cross_entropy(logits_.data(), batch.labels, n, num_classes_, dlogits_.data());
+    const double loss = ops::softmax_cross_entropy(logits_.data(), batch.labels, n, num_classes_,
+                                                   dlogits_.data(), &last_correct_);
     dhidden_.resize(hidden_act_.size());
     ops::linear_backward(dlogits_.data(), hidden_act_.data(), p + fc2_w_, dhidden_.data(), g + fc2_w_,
                          g + fc2_b_, n, hidden_, num_classes_);

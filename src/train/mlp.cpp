@@ -55,8 +55,8 @@ class Mlp final : public Model {
     const std::size_t layers = weight_.size();
     std::vector<float>& dlogits = delta_[0];
     dlogits.resize(static_cast<std::size_t>(n) * num_classes_);
-    const double loss =
-        ops::softmax_cross_entropy(acts_[layers - 1].data(), batch.labels, n, num_classes_, dlogits.data());
+    const double loss = ops::softmax_cross_entropy(acts_[layers - 1].data(), batch.labels, n, num_classes_,
+                                                   dlogits.data(), &last_correct_);
     // Walk back: delta_[cur] holds d(loss)/d(output of layer l), post-activation.
     int cur = 0;
     for (std::size_t l = layers; l-- > 0;) {

@@ -129,8 +129,8 @@ class ResNet final : public Model {
     forward(p, batch.images, n, training_);
 
     dlogits_.resize(logits_.size());
-    const double loss =
-        ops::softmax_cross_entropy(logits_.data(), batch.labels, n, num_classes_, dlogits_.data());
+    const double loss = ops::softmax_cross_entropy(logits_.data(), batch.labels, n, num_classes_,
+                                                   dlogits_.data(), &last_correct_);
     dpooled_.resize(pooled_.size());
     ops::linear_backward(dlogits_.data(), pooled_.data(), p + fc_w_, dpooled_.data(), g + fc_w_, g + fc_b_, n,
                          final_c_, num_classes_);

@@ -69,7 +69,8 @@ class Synthetic final : public Model {
     logits_.resize(2 * batch.size);
     logits_from_theta(batch, logits_.data());
     dlogits_.resize(logits_.size());
-    const double loss = ops::softmax_cross_entropy(logits_.data(), batch.labels, n, 2, dlogits_.data());
+    const double loss =
+        ops::softmax_cross_entropy(logits_.data(), batch.labels, n, 2, dlogits_.data(), &last_correct_);
     // h = sum_i dloss/dz_i * u_i (dlogits already carries the 1/B of the mean), scaled by 1/sqrt(M).
     std::vector<double> h(p_, 0.0);
     for (int i = 0; i < n; ++i) {

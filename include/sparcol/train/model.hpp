@@ -100,6 +100,9 @@ class Model {
   // (kInvalidArgument).
   virtual double forward_backward(std::span<const float> params, const BatchView& batch,
                                   std::span<float> grad) = 0;
+  // Samples of the last forward_backward batch whose first maximal logit was the label (the
+  // training-mode prediction made on the way to the loss; the trainer's running train accuracy).
+  std::size_t last_batch_correct() const { return last_correct_; }
 
   // Loss and accuracy over the whole data set, batch_size samples at a time, in inference mode
   // (BatchNorm uses running statistics) whatever set_training says; no gradient, buffers unchanged.
@@ -132,6 +135,7 @@ class Model {
   std::vector<float> buffers_;
   std::vector<TensorInfo> buffer_tensors_;
   bool training_ = true;
+  std::size_t last_correct_ = 0;  // set by every forward_backward
 };
 
 // "mlp", "cnn", "resnet20", "synthetic"; anything else throws kInvalidArgument listing these.

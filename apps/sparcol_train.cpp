@@ -1,0 +1,186 @@
+// sparcol-train: trains a model on Fashion-MNIST (or the synthetic task) with one worker per MPI rank,
+// any optimizer and compressor, and records an HDF5 trace and checkpoints (docs/train.md).
+//
+// The program is flags -> TrainConfig -> sparcol::train::Trainer. Every rank parses the same flags,
+// loads the data, builds its trainer and (with --resume) reads its checkpoint file on its own; the
+// ranks then agree on the outcome (a file missing on one node stops every rank with that rank's
+// message) before the first collective of training.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/app_support.hpp"
+#include "sparcol/comm/mpi_backend.hpp"
+#include "sparcol/compress/compressor.hpp"
+#include "sparcol/config.hpp"
+#include "sparcol/core/error.hpp"
+#include "sparcol/optim/optimizer.hpp"
+#include "sparcol/train/checkpoint.hpp"
+#include "sparcol/train/model.hpp"
+#include "sparcol/train/trainer.hpp"
+
+namespace {
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  sparcol::comm::MpiEnvironment env(&argc, &argv);
+  const int rank = sparcol::comm::MpiEnvironment::world_rank();
+  const int world = sparcol::comm::MpiEnvironment::world_size();
+  sparcol::app::install_termination_report(rank);
+
+  sparcol::train::TrainConfig c;
+  std::string preset;
+  std::vector<std::string> resume;
+  double timeout_s = -1.0;
+
+  CLI::App app{
+      "sparcol-train: data-parallel training with compressed communication, one worker per MPI rank.\n"
+      "Trains a model on Fashion-MNIST (or a synthetic task) with any optimizer and compressor, evaluates\n"
+      "on the test set, and writes an HDF5 trace (--trace) and checkpoints (--checkpoint). Example:\n"
+      "  mpirun -np 4 sparcol-train --model cnn --optimizer gmc --density 0.01 --epochs 3 --trace t.h5\n"
+      "See docs/train.md (flags, checkpoints, exit codes) and docs/traces.md (the trace)."};
+  app.set_version_flag("--version", std::string("sparcol ") + SPARCOL_VERSION_STRING);
+  app.get_formatter()->column_width(34);
+
+  // Model and data
+  app.add_option("--model", c.model, "model: " + join(sparcol::train::model_names()))->capture_default_str();
+  app.add_option("--params", c.params, "number of parameters of --model synthetic (required there)");
+  app.add_option("--norm", c.norm, "normalisation layers of resnet20: gn (GroupNorm) or bn (BatchNorm)")
+      ->capture_default_str();
+  app.add_option("--data", c.data_dir, "directory of the Fashion-MNIST IDX files (.gz or plain)")
+      ->capture_default_str();
+  app.add_option("--train-samples", c.train_samples,
+                 "use the first N training samples (default: all; synthetic 16384)");
+  app.add_option("--test-samples", c.test_samples,
+                 "use the first N test samples (default: all; synthetic 4096)");
+  app.add_option("--partition", c.partition, "split of the training set over ranks: iid, dirichlet, shards")
+      ->capture_default_str();
+  app.add_option("--dirichlet-alpha", c.dirichlet_alpha, "Dirichlet concentration (non-IID: 0.1)")
+      ->capture_default_str();
+  app.add_option(
+         "--dirichlet-group", c.dirichlet_group,
+         "partition Dirichlet workers in groups of this size (10: the reference code); 0 = all at once")
+      ->capture_default_str();
+  app.add_flag("--augment", c.augment, "random crop (padding 2) and horizontal flip of training images");
+
+  // Optimizer
+  app.add_option("--optimizer", c.optimizer, "method: " + join(sparcol::optim::method_names()))
+      ->capture_default_str();
+  app.add_option("--compressor", c.compressor,
+                 "compressor: " + join(sparcol::compress::compressor_names()) + " (dmsgd, dmsgd-local: none)")
+      ->capture_default_str();
+  app.add_option("--density", c.density, "fraction of the gradient each rank sends, in (0, 1]")
+      ->capture_default_str();
+  app.add_option("--alpha", c.alpha,
+                 "detach coefficient of gmc-plus and def-a, in [0, 1] (default 0.5 / 0.3)");
+  app.add_option("--momentum", c.momentum, "momentum beta, in [0, 1)")->capture_default_str();
+  app.add_option("--weight-decay", c.weight_decay, "coupled L2 weight decay")->capture_default_str();
+  app.add_flag("--layerwise", c.layerwise, "compress each tensor separately (k_l = ceil(density * n_l))");
+  app.add_option("--min-compress-size", c.min_compress_size,
+                 "tensors with fewer elements are all-reduced densely")
+      ->capture_default_str();
+  app.add_option("--nan-policy", c.nan_policy, "non-finite gradient: skip the step on every rank, or stop")
+      ->capture_default_str();
+  app.add_option("--clip-norm", c.clip_norm,
+                 "dgc: clip local gradients to this global norm / sqrt(K); 0 = off")
+      ->capture_default_str();
+  app.add_option("--warmup-epochs", c.warmup_epochs, "dgc: exponential density warm-up over this many epochs")
+      ->capture_default_str();
+  app.add_flag("--nesterov", c.nesterov, "dgc: Nesterov momentum correction");
+  app.add_flag("--wd-outside", c.wd_outside, "dgc: apply weight decay to the update, outside compression");
+  app.add_option("--cser-period", c.cser_period, "cser: error reset period H")->capture_default_str();
+  app.add_option("--cser-density1", c.cser_density1, "cser: density of C1 (default: density / 2)");
+  app.add_option("--cser-density2", c.cser_density2, "cser: density of C2 (default: 2 * density)");
+
+  // Schedule
+  app.add_option("--lr", c.lr, "initial learning rate")->capture_default_str();
+  app.add_option("--schedule", c.schedule, "learning-rate schedule: constant, step, cosine (to 0 at the end)")
+      ->capture_default_str();
+  app.add_option("--milestones", c.milestones, "step schedule: epochs at which lr is multiplied by --gamma")
+      ->delimiter(',');
+  app.add_option("--gamma", c.gamma, "step schedule factor")->capture_default_str();
+  app.add_option("--epochs", c.epochs, "passes over the training set (fractions allowed)")
+      ->capture_default_str();
+  app.add_option("--max-steps", c.max_steps,
+                 "stop after this many steps (the schedule still spans --epochs)");
+  app.add_option("--batch", c.batch, "minibatch per rank")->capture_default_str();
+  app.add_option(
+      "--preset", preset,
+      "protocol preset: gmc-paper (momentum 0.9, weight decay 1e-4, cosine, batch 16, density 0.0025, "
+      "lr 0.1); flags given explicitly win");
+
+  // Evaluation and outputs
+  app.add_option("--eval-every", c.eval_every,
+                 "evaluate on the test set every N steps (default: once per epoch; 0 = only at the end)");
+  app.add_option("--eval-batch", c.eval_batch, "evaluation batch size")->capture_default_str();
+  app.add_flag("--eval-virtual", c.eval_virtual, "def-a: evaluate the virtual model x - mean_k e_k");
+  app.add_option("--seed", c.seed, "seed of initialisation, partition, batches and shared random choices")
+      ->capture_default_str();
+  app.add_option("--trace", c.trace, "HDF5 trace written by rank 0 (docs/traces.md)");
+  app.add_flag("--overwrite", c.overwrite, "replace an existing --trace (without --resume)");
+  app.add_option("--checkpoint", c.checkpoint_dir,
+                 "checkpoint directory (shared by all ranks); a checkpoint is always written at the end");
+  app.add_option("--checkpoint-every", c.checkpoint_every, "also checkpoint every N steps");
+  app.add_option("--keep-checkpoints", c.keep_checkpoints, "checkpoints to keep")->capture_default_str();
+  auto* resume_opt =
+      app.add_option("--resume", resume,
+                     "continue from the latest checkpoint of --checkpoint, or from DIR (a checkpoint "
+                     "directory or one ckpt-<step> in it)")
+          ->expected(0, 1);
+  app.add_option("--save-params", c.save_params, "write the final parameters (raw float32) to this file");
+  app.add_option("--progress-every", c.progress_every, "progress line every N steps (0 = none)")
+      ->capture_default_str();
+  app.add_flag("--quiet", c.quiet, "print nothing but errors and warnings");
+  app.add_option(
+      "--timeout", timeout_s,
+      "seconds a blocking wait may take before the run fails (default: 300 or SPARCOL_TIMEOUT_S; 0 = none)");
+  app.add_option("--step-delay", c.step_delay_ms,
+                 "sleep this many milliseconds after every step (throttling)");
+  if (auto st = sparcol::app::parse(app, argc, argv, rank)) return *st;
+
+  auto backend = sparcol::comm::MpiBackend::world();
+  std::unique_ptr<sparcol::train::Trainer> trainer;
+
+  // Validation: flags, data, checkpoint and outputs, each rank on its own; then agreement.
+  const int status = sparcol::app::guarded(rank, false, [&]() -> int {
+    if (!preset.empty()) {
+      sparcol::train::apply_preset(c, preset, [&](const std::string& flag) { return app.count(flag) > 0; });
+    }
+    SPARCOL_CHECK_ARG(timeout_s < 0 || timeout_s <= 1e7, rank, "--timeout must be in [0, 1e7] seconds");
+    if (timeout_s >= 0) {
+      backend->set_timeout(std::chrono::milliseconds(static_cast<long long>(timeout_s * 1000.0)));
+    }
+    c.resume = resume_opt->count() > 0;
+    if (!resume.empty()) c.resume_from = resume.front();
+    sparcol::train::validate_config(c, world, rank);
+    std::string checkpoint;
+    if (c.resume) {
+      checkpoint =
+          sparcol::train::resolve_checkpoint(c.resume_from.empty() ? c.checkpoint_dir : c.resume_from, rank);
+    }
+    {
+      const auto data = sparcol::train::load_training_data(c, rank);
+      trainer = std::make_unique<sparcol::train::Trainer>(*backend, c, data);
+    }  // the full data set is freed here: the trainer keeps this rank's part
+    if (c.resume) trainer->load_checkpoint(checkpoint);
+    trainer->check_outputs();
+    return 0;
+  });
+  if (const int agreed = sparcol::app::agree_on_status(*backend, status); agreed != 0) return agreed;
+
+  // Training: an error now (a dead peer, a timeout, a full disk) aborts the other ranks.
+  return sparcol::app::guarded(rank, world > 1, [&]() -> int {
+    trainer->run();
+    return 0;
+  });
+}

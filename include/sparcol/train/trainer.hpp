@@ -1,0 +1,180 @@
+// The native data-parallel trainer behind sparcol-train (docs/train.md): one worker per rank of a
+// Backend, any optimizer and compressor of sparcol::optim, a model and data set of sparcol::train,
+// an HDF5 trace (trace.hpp, docs/traces.md) and checkpoints (checkpoint.hpp).
+//
+// Per step t (0-based; "step" in traces and checkpoints counts completed steps, t + 1):
+//   lr = schedule(t);  batch = this rank's next minibatch
+//   z = opt.gradient_point(x, lr);  loss, g = model.forward_backward(z, batch)
+//   opt.step(x, g, t, lr, epoch)      -> x identical on every rank
+// then, at fixed steps that every rank computes alike: gather the per-rank trace rows, evaluate,
+// write the trace (rank 0), checkpoint. Nothing depends on clocks or on who finishes first, so a
+// run is bitwise reproducible, and a run resumed from a checkpoint continues bitwise as the
+// uninterrupted run would have (the same loss trace and final parameters; tested).
+//
+// Evaluation: every rank evaluates the replicated model on its contiguous slice of the test set and
+// the sums (loss * count, correct, count) are combined in rank order; the evaluated parameters are
+// Optimizer::evaluation_model (x; def-a's virtual model x - mean_k e_k with eval_virtual). BatchNorm
+// running statistics are averaged over ranks into the model for the evaluation only; training goes
+// on with each rank's own statistics, which the per-rank checkpoint files keep (docs/models.md).
+//
+// Construction, load_checkpoint and check_outputs never communicate, so a program can let each rank
+// fail on its own input and agree on the outcome before run() (apps/common/app_support.hpp).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "sparcol/comm/backend.hpp"
+#include "sparcol/train/data.hpp"
+
+namespace sparcol::train {
+
+struct TrainConfig {
+  // Model and data
+  std::string model = "mlp";                // mlp, cnn, resnet20, synthetic
+  std::uint64_t params = 0;                 // synthetic: number of parameters N
+  std::string norm = "gn";                  // resnet20: gn or bn
+  std::string data_dir = kFashionMnistDir;  // Fashion-MNIST IDX files (not used by synthetic)
+  std::uint64_t train_samples = 0;          // the first N training samples; 0 = all (synthetic: 16384)
+  std::uint64_t test_samples = 0;           // the first N test samples; 0 = all (synthetic: 4096)
+  std::string partition = "iid";            // iid, dirichlet, shards
+  double dirichlet_alpha = 0.1;
+  int dirichlet_group = 0;  // workers per Dirichlet group; 0 = all at once
+  bool augment = false;     // random crop (pad 2) and horizontal flip
+
+  // Optimizer (docs/optimizers.md)
+  std::string optimizer = "gmc";
+  std::string compressor = "topk";
+  double density = 0.01;
+  double alpha = -1.0;  // < 0: the method's default
+  double momentum = 0.9;
+  double weight_decay = 0.0;
+  bool layerwise = false;
+  std::uint64_t min_compress_size = 0;
+  std::string nan_policy = "skip";  // skip or stop
+  double clip_norm = 0.0;           // DGC
+  int warmup_epochs = 0;            // DGC density warm-up
+  bool nesterov = false;            // DGC
+  bool wd_outside = false;          // DGC
+  int cser_period = 4;              // CSER H
+  double cser_density1 = -1.0;      // CSER C1 density; < 0: density / 2
+  double cser_density2 = -1.0;      // CSER C2 density; < 0: min(1, 2 * density)
+
+  // Schedule
+  double lr = 0.1;
+  std::string schedule = "cosine";  // constant, step, cosine
+  std::vector<double> milestones;   // step schedule: epochs
+  double gamma = 0.1;               // step schedule factor
+  double epochs = 5.0;
+  std::uint64_t max_steps = 0;  // stop after this many completed steps; 0 = the schedule's end
+  std::uint64_t batch = 32;     // per worker
+
+  // Evaluation
+  std::int64_t eval_every = -1;  // steps; -1 = once per epoch; 0 = only at the end
+  std::uint64_t eval_batch = 500;
+  bool eval_virtual = false;  // def-a: evaluate x - mean_k e_k
+
+  std::uint64_t seed = 1;
+
+  // Outputs
+  std::string trace;                   // HDF5 trace (rank 0); "" = none
+  bool overwrite = false;              // replace an existing trace when not resuming
+  std::string checkpoint_dir;          // "" = no checkpoints
+  std::uint64_t checkpoint_every = 0;  // steps; 0 = only at the end of the run
+  int keep_checkpoints = 2;
+  bool resume = false;
+  std::string resume_from;             // "" = the latest checkpoint in checkpoint_dir
+  std::string save_params;             // raw float32 file of the final parameters (rank 0)
+  std::uint64_t progress_every = 100;  // steps; 0 = no progress lines
+  bool quiet = false;
+  double step_delay_ms = 0.0;  // sleep after every step (throttles a run)
+};
+
+// Presets: named protocols. apply_preset sets every setting of the preset for which given(flag) is
+// false (flags given explicitly win). "gmc-paper" (ALGORITHMS.md 12.1): momentum 0.9, weight decay
+// 1e-4, cosine schedule without warm-up, batch 16 per worker, density 0.0025, lr 0.1.
+const std::vector<std::string>& preset_names();
+void apply_preset(TrainConfig& config, const std::string& preset,
+                  const std::function<bool(const std::string& flag)>& given);
+
+// Checks the values that need neither data nor communication; throws kInvalidArgument naming the
+// flag (--lr, --density, ...).
+void validate_config(const TrainConfig& config, int world_size, int rank);
+
+// The data set the configuration names: Fashion-MNIST from data_dir (normalised with the fixed
+// Fashion-MNIST constants) or the synthetic task, cut to the first train_samples / test_samples.
+// Throws kIo naming the file and rank for missing or corrupt files.
+DataSplit load_training_data(const TrainConfig& config, int rank);
+
+struct TrainSummary {
+  std::uint64_t start_step = 0;     // completed steps when run() began (the checkpoint's step)
+  std::uint64_t steps = 0;          // completed steps when run() ended
+  std::uint64_t total_steps = 0;    // the schedule's length
+  std::uint64_t skipped_steps = 0;  // NaN-policy skips over the whole run (across resumes)
+  double test_loss = 0.0;           // of the last evaluation (NaN if none happened)
+  double test_accuracy = 0.0;
+  double rcc = 0.0;          // relative communication cost of all steps so far (spec 9)
+  double wall_time_s = 0.0;  // training time across resumes
+};
+
+class Trainer {
+ public:
+  // Builds the model, partition, batch iterator, optimizer and schedule from config (validated by
+  // validate_config). Copies what this rank needs of data (its part of the training set, its slice of
+  // the test set), so data may be freed afterwards. No communication.
+  Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& data);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Restores this rank's state from checkpoint_dir/rank-<r>.bin (checkpoint_dir as resolve_checkpoint
+  // returns it). kIo for a missing or corrupt file, kInvalidArgument for a checkpoint of another
+  // configuration or world size; the message names the file and rank. No communication.
+  void load_checkpoint(const std::string& checkpoint_dir);
+
+  // Rank 0 (other ranks return at once): checks that the trace and --save-params can be written and
+  // that an existing trace is only replaced with overwrite or continued with resume. No writing.
+  void check_outputs();
+
+  // Trains from the current step to the end of the schedule or max_steps. Every rank calls it.
+  TrainSummary run();
+
+  std::span<const float> params() const;
+  const std::string& config_text() const { return config_text_; }
+  std::uint64_t steps_per_epoch() const { return steps_per_epoch_; }
+  std::uint64_t total_steps() const { return total_steps_; }
+  std::uint64_t step() const { return step_; }
+  std::size_t num_params() const;
+
+  // Where rank 0 prints progress (default std::cout).
+  void set_output(std::ostream* out) { out_ = out; }
+
+ private:
+  struct State;
+  void gather_rows();
+  void evaluate(std::uint64_t completed);
+  void write_trace();
+  void open_trace();
+  void checkpoint(std::uint64_t completed);
+  void print_progress(std::uint64_t completed);
+
+  comm::Backend& backend_;
+  TrainConfig config_;
+  std::string config_text_;
+  std::uint64_t steps_per_epoch_ = 1;
+  std::uint64_t total_steps_ = 0;
+  std::uint64_t step_ = 0;  // completed steps
+  std::unique_ptr<State> s_;
+  std::ostream* out_ = nullptr;
+};
+
+// The canonical "key=value" lines of everything that determines a run's trajectory (checkpoints and
+// traces store it; a resume must match it). Exposed for tests.
+std::string canonical_config(const TrainConfig& config, int world_size, std::uint32_t data_crc);
+
+}  // namespace sparcol::train
