@@ -6,6 +6,8 @@
 // table row on rank 0. Compressed operations are judged twice: against the plain-MPI operation that
 // moves the same payload (MPI_Allreduce of the same k-float block for rbgs, MPI_Allgatherv of the same
 // pairs for sparse-allgather: column base(us)), and against MPI_Allreduce of the whole dense vector.
+// Each operation is timed interleaved with both references (time_interleaved), so the ratios of a row
+// are measured under the same machine conditions.
 // docs/bench.md defines every flag, column, bandwidth, the HDF5 layout (a public contract) and the exit
 // codes.
 //
@@ -538,44 +540,43 @@ class SizeBench {
     return wrong;
   }
 
-  // MPI_Allreduce (the backend's dense all-reduce) of the whole vector: every row's reference.
+  // MPI_Allreduce (the backend's dense all-reduce) of the whole vector, timed alone.
   Row mpi_allreduce() {
     Row row = base_row(Op::kMpiAllreduce, 4.0 * static_cast<double>(d_), allreduce_factor());
-    std::vector<float> pristine, data(d_);
-    fill_dense(pristine);
-    row.time =
-        time_interleaved(b_, c_,
-                         {{[&](std::uint64_t) { std::copy(pristine.begin(), pristine.end(), data.begin()); },
-                           [&](std::uint64_t) { b_.allreduce_sum(data.data(), d_); }}})[0]
-            .stats;
+    FullAllreduce full(*this);
+    row.time = time_interleaved(b_, c_, {full.timed()})[0].stats;
     row.base = row.time;
+    row.allreduce_us = row.time.p50;
     row.sent_bytes = ring_allreduce_bytes(d_);
-    spoil(data[0]);
-    if (c_.check) row.wrong = sum_over_ranks(b_, check_dense_sum(data));
+    spoil(full.result()[0]);
+    if (c_.check) row.wrong = sum_over_ranks(b_, check_dense_sum(full.result()));
     return row;
   }
 
-  // sparcol's ring all-reduce, interleaved with MPI_Allreduce of the same vector (its baseline).
+  // sparcol's all-reduce, interleaved with MPI_Allreduce of the same vector (its baseline, and the
+  // x-allred reference).
   Row dense_ring() {
     Row row = base_row(Op::kDenseRing, 4.0 * static_cast<double>(d_), allreduce_factor());
-    std::vector<float> pristine, data(d_), plain(d_);
+    std::vector<float> pristine, data(d_);
     fill_dense(pristine);
     sparcol::coll::RingAllreduce ring(b_, d_);
+    FullAllreduce full(*this);
     const auto t =
         time_interleaved(b_, c_,
                          {{[&](std::uint64_t) { std::copy(pristine.begin(), pristine.end(), data.begin()); },
                            [&](std::uint64_t step) { ring.run(data.data(), step); }},
-                          {[&](std::uint64_t) { std::copy(pristine.begin(), pristine.end(), plain.begin()); },
-                           [&](std::uint64_t) { b_.allreduce_sum(plain.data(), d_); }}});
+                          full.timed()});
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
+    row.allreduce_us = t[1].stats.p50;
     spoil(data[0]);
     if (c_.check) row.wrong = sum_over_ranks(b_, check_dense_sum(data));
     return row;
   }
 
-  // RBGS with the block of step `step`, interleaved with MPI_Allreduce of a packed k-float block.
+  // RBGS with the block of step `step`, interleaved with MPI_Allreduce of a packed k-float block (the
+  // baseline) and of the whole vector (the x-allred reference).
   Row rbgs() {
     Row row = base_row(Op::kRbgs, 4.0 * static_cast<double>(k_), allreduce_factor());
     std::vector<float> pristine, data;
@@ -594,14 +595,17 @@ class SizeBench {
     };
     std::vector<float> packed0(k_), packed(k_);
     sparcol::coll::rbgs_pack(pristine.data(), block(0), packed0.data());
+    FullAllreduce full(*this);
     const auto t =
         time_interleaved(b_, c_,
                          {{reset, [&](std::uint64_t step) { rbgs.run(data.data(), seed_, step, 0); }},
                           {[&](std::uint64_t) { std::copy(packed0.begin(), packed0.end(), packed.begin()); },
-                           [&](std::uint64_t) { b_.allreduce_sum(packed.data(), k_); }}});
+                           [&](std::uint64_t) { b_.allreduce_sum(packed.data(), k_); }},
+                          full.timed()});
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
+    row.allreduce_us = t[2].stats.p50;
     if (k_ > 0) spoil(data[last.start]);
     if (c_.check) {
       std::uint64_t wrong = 0;
@@ -651,11 +655,14 @@ class SizeBench {
     make_pairs();
     sparcol::coll::SparseAllgather sag(b_, d_, k_);
     MpiGather plain(*this);
+    FullAllreduce full(*this);
     const auto t = time_interleaved(
-        b_, c_, {{nothing(), [&](std::uint64_t step) { sag.run(idx_, val_, step); }}, plain.timed()});
+        b_, c_,
+        {{nothing(), [&](std::uint64_t step) { sag.run(idx_, val_, step); }}, plain.timed(), full.timed()});
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
+    row.allreduce_us = t[2].stats.p50;
     std::vector<float> sum(d_);
     row.sum_us = time_interleaved(b_, c_, {{nothing(), [&](std::uint64_t) { sag.sum_into(sum.data()); }}})[0]
                      .stats.p50;
@@ -681,8 +688,11 @@ class SizeBench {
     Row row = base_row(Op::kMpiAllgatherv, 8.0 * static_cast<double>(k_) * K_, allgather_factor());
     make_pairs();
     MpiGather plain(*this);
-    row.time = time_interleaved(b_, c_, {plain.timed()})[0].stats;
+    FullAllreduce full(*this);
+    const auto t = time_interleaved(b_, c_, {plain.timed(), full.timed()});
+    row.time = t[0].stats;
     row.base = row.time;
+    row.allreduce_us = t[1].stats.p50;
     // A ring all-gather's bytes per rank: every block but the right neighbour's passes through.
     row.sent_bytes = 8 * k_ * static_cast<std::uint64_t>(K_ - 1);
     if (k_ > 0) spoil(plain.value0());
@@ -700,6 +710,22 @@ class SizeBench {
   static Timed::Fn nothing() {
     return [](std::uint64_t) {};
   }
+
+  // MPI_Allreduce (the backend's) of this rank's whole dense input: each operation is timed interleaved
+  // with it, so that every row's x-allred is measured under the same conditions as its time.
+  class FullAllreduce {
+   public:
+    explicit FullAllreduce(const SizeBench& s) : s_(s), data_(s.d_) { s.fill_dense(pristine_); }
+    Timed timed() {
+      return Timed{[this](std::uint64_t) { std::copy(pristine_.begin(), pristine_.end(), data_.begin()); },
+                   [this](std::uint64_t) { s_.b_.allreduce_sum(data_.data(), s_.d_); }};
+    }
+    std::vector<float>& result() { return data_; }
+
+   private:
+    const SizeBench& s_;
+    std::vector<float> pristine_, data_;
+  };
 
   // MPI_Allgatherv (the backend's) of every rank's wire block: k indices then k values, the bytes
   // sparcol's all-gather moves.
@@ -1017,31 +1043,25 @@ std::int64_t run_bench(Backend& b, const Config& c, const Setup& setup, Output* 
   std::int64_t wrong = c.check ? 0 : -1;
   for (const std::uint64_t bytes : sweep(c)) {
     SizeBench sb(b, c, setup.seed, bytes);
-    std::vector<Row> rows;
-    // MPI_Allreduce of the whole vector first: every row's x-allred column needs it.
-    Row ref = sb.mpi_allreduce();
-    const double allreduce_us = ref.time.p50;
     for (Op op : c.ops) {
+      Row r;
       switch (op) {
         case Op::kDenseRing:
-          rows.push_back(sb.dense_ring());
+          r = sb.dense_ring();
           break;
         case Op::kRbgs:
-          rows.push_back(sb.rbgs());
+          r = sb.rbgs();
           break;
         case Op::kSparseAllgather:
-          rows.push_back(sb.sparse_allgather());
+          r = sb.sparse_allgather();
           break;
         case Op::kMpiAllreduce:
-          rows.push_back(ref);
+          r = sb.mpi_allreduce();
           break;
         case Op::kMpiAllgatherv:
-          rows.push_back(sb.mpi_allgatherv());
+          r = sb.mpi_allgatherv();
           break;
       }
-    }
-    for (auto& r : rows) {
-      r.allreduce_us = allreduce_us;
       if (r.wrong > 0) wrong += r.wrong;
       if (out) out->row(r);
     }
