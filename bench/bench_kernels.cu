@@ -37,11 +37,12 @@ using U64 = std::uint64_t;
 
 namespace {
 
-#define BENCH_CUDA(expr)                                                                              \
-  do {                                                                                                \
-    const cudaError_t e_ = (expr);                                                                    \
-    if (e_ != cudaSuccess)                                                                            \
-      throw sparcol::Error(sparcol::ErrorCode::kCuda, -1, std::string(#expr) + " failed: " + cudaGetErrorString(e_)); \
+#define BENCH_CUDA(expr)                                                               \
+  do {                                                                                 \
+    const cudaError_t e_ = (expr);                                                     \
+    if (e_ != cudaSuccess)                                                             \
+      throw sparcol::Error(sparcol::ErrorCode::kCuda, -1,                              \
+                           std::string(#expr) + " failed: " + cudaGetErrorString(e_)); \
   } while (0)
 
 struct Options {
@@ -122,7 +123,8 @@ bool parse(int argc, char** argv, Options& o) {
 
 // Deterministic data: signed values over many binades (like gradients), from a hash of the index.
 __global__ void fill_kernel(float* v, U64 n, U64 seed) {
-  for (U64 i = blockIdx.x * static_cast<U64>(blockDim.x) + threadIdx.x; i < n; i += static_cast<U64>(gridDim.x) * blockDim.x) {
+  for (U64 i = blockIdx.x * static_cast<U64>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<U64>(gridDim.x) * blockDim.x) {
     U64 z = (i + seed) * 0x9E3779B97F4A7C15ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -134,7 +136,8 @@ __global__ void fill_kernel(float* v, U64 n, U64 seed) {
 }
 
 __global__ void keys_kernel(const float* v, std::uint32_t* keys, Index* idx, U64 n) {
-  for (U64 i = blockIdx.x * static_cast<U64>(blockDim.x) + threadIdx.x; i < n; i += static_cast<U64>(gridDim.x) * blockDim.x) {
+  for (U64 i = blockIdx.x * static_cast<U64>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<U64>(gridDim.x) * blockDim.x) {
     keys[i] = dev::magnitude_key(v[i]);
     idx[i] = static_cast<Index>(i);
   }
@@ -160,7 +163,8 @@ class Timer {
   Timer& operator=(const Timer&) = delete;
 
   // Median time of one call of f in microseconds; setup runs before each call, untimed.
-  double median_us(int warmup, int iters, const std::function<void()>& f, const std::function<void()>& setup) {
+  double median_us(int warmup, int iters, const std::function<void()>& f,
+                   const std::function<void()>& setup) {
     const auto stream = static_cast<cudaStream_t>(s_.handle());
     for (int i = 0; i < warmup; ++i) {
       if (setup) setup();
@@ -196,11 +200,11 @@ struct Row {
 void print_row(const Options& o, const Row& r, double copy_gbs) {
   const double gbs = r.bytes / (r.us * 1e3);
   if (o.csv) {
-    std::printf("%s,%llu,%.0f,%.2f,%.1f,%.1f\n", r.kernel.c_str(), static_cast<unsigned long long>(r.n), r.bytes, r.us,
-                gbs, 100.0 * gbs / copy_gbs);
-  } else {
-    std::printf("%-28s %12llu %14.0f %11.2f %9.1f %8.1f\n", r.kernel.c_str(), static_cast<unsigned long long>(r.n),
+    std::printf("%s,%llu,%.0f,%.2f,%.1f,%.1f\n", r.kernel.c_str(), static_cast<unsigned long long>(r.n),
                 r.bytes, r.us, gbs, 100.0 * gbs / copy_gbs);
+  } else {
+    std::printf("%-28s %12llu %14.0f %11.2f %9.1f %8.1f\n", r.kernel.c_str(),
+                static_cast<unsigned long long>(r.n), r.bytes, r.us, gbs, 100.0 * gbs / copy_gbs);
   }
   std::fflush(stdout);
 }
@@ -222,9 +226,9 @@ void bench_size(const Options& o, const dev::Stream& s, Timer& timer, U64 n) {
   const U64 pairs = K * k;
   // Scratch: the largest of every kernel's needs, and CUB's sort.
   std::size_t sort_bytes = 0;
-  BENCH_CUDA(cub::DeviceRadixSort::SortPairsDescending(nullptr, sort_bytes, static_cast<const std::uint32_t*>(nullptr),
-                                                       static_cast<std::uint32_t*>(nullptr),
-                                                       static_cast<const Index*>(nullptr), static_cast<Index*>(nullptr), n));
+  BENCH_CUDA(cub::DeviceRadixSort::SortPairsDescending(
+      nullptr, sort_bytes, static_cast<const std::uint32_t*>(nullptr), static_cast<std::uint32_t*>(nullptr),
+      static_cast<const Index*>(nullptr), static_cast<Index*>(nullptr), n));
   const auto splan = sparcol::compress::dgc_sample_plan(n, k, 0.01);
   const dev::SamplePlan plan{splan.stride, sparcol::compress::dgc_sample_offset(splan.stride, 1, 0, 0),
                              splan.top_samples};
@@ -232,11 +236,13 @@ void bench_size(const Options& o, const dev::Stream& s, Timer& timer, U64 n) {
   std::size_t scratch = std::max({dev::topk_scratch_bytes(n, k), dev::reduce_scratch_bytes(n),
                                   dev::sparse_sum_scratch_bytes(pairs, n), sort_bytes});
   if (sampled) scratch = std::max(scratch, dev::topk_sampled_scratch_bytes(n, k, plan));
-  const U64 need = 6 * n * 4 + 4 * n * 4 /*sort keys and indices*/ + 4 * k * 8 + pairs * 8 + words * K * 4 + scratch;
+  const U64 need =
+      6 * n * 4 + 4 * n * 4 /*sort keys and indices*/ + 4 * k * 8 + pairs * 8 + words * K * 4 + scratch;
   const dev::MemoryInfo mem = dev::memory_info();
   if (need + (U64{1} << 30) > mem.free_bytes) {
     std::printf("# n = %llu skipped: needs %llu MiB, %llu MiB free\n", static_cast<unsigned long long>(n),
-                static_cast<unsigned long long>(need >> 20), static_cast<unsigned long long>(mem.free_bytes >> 20));
+                static_cast<unsigned long long>(need >> 20),
+                static_cast<unsigned long long>(mem.free_bytes >> 20));
     return;
   }
   Buffers B;
@@ -260,7 +266,8 @@ void bench_size(const Options& o, const dev::Stream& s, Timer& timer, U64 n) {
   B.sort_idx_in = dev::DeviceBuffer<Index>(n);
   B.sort_idx_out = dev::DeviceBuffer<Index>(n);
   B.scratch = dev::DeviceBuffer<char>(std::max<std::size_t>(scratch, 1));
-  for (auto [p, seed] : {std::pair{B.a.data(), 1}, {B.b.data(), 2}, {B.c.data(), 3}, {B.g.data(), 4}, {B.x.data(), 5}})
+  for (auto [p, seed] :
+       {std::pair{B.a.data(), 1}, {B.b.data(), 2}, {B.c.data(), 3}, {B.g.data(), 4}, {B.x.data(), 5}})
     fill(s, p, n, static_cast<U64>(seed) * n);
   fill(s, B.scales.data(), K, 6);
   const dev::Block none{};
@@ -279,26 +286,30 @@ void bench_size(const Options& o, const dev::Stream& s, Timer& timer, U64 n) {
 
   time("copy (cudaMemcpy D2D)", 2 * f4, [&] { dev::copy(s, B.c.data(), B.a.data(), n); });
   time("copy_kernel", 2 * f4, [&] { dev::copy_kernel(s, B.c.data(), B.a.data(), n); });
-  time("gmc_accumulate", 4 * f4, [&] { dev::gmc_accumulate(s, B.a.data(), B.b.data(), grad, 0.9f, n, none, nullptr); });
+  time("gmc_accumulate", 4 * f4,
+       [&] { dev::gmc_accumulate(s, B.a.data(), B.b.data(), grad, 0.9f, n, none, nullptr); });
   time("gmc_accumulate+block", 4 * f4 + kb,
        [&] { dev::gmc_accumulate(s, B.a.data(), B.b.data(), grad, 0.9f, n, blk, B.send.data()); });
-  time("dgc_accumulate+block+mfm", 5 * f4 + kb,
-       [&] { dev::dgc_accumulate(s, B.a.data(), B.b.data(), grad, 0.9f, false, true, n, blk, B.send.data()); });
+  time("dgc_accumulate+block+mfm", 5 * f4 + kb, [&] {
+    dev::dgc_accumulate(s, B.a.data(), B.b.data(), grad, 0.9f, false, true, n, blk, B.send.data());
+  });
   time("ef_accumulate+block", 5 * f4 + kb,
        [&] { dev::ef_accumulate(s, B.a.data(), B.b.data(), grad, 0.9f, 0.1f, n, blk, B.send.data()); });
   time("cser_accumulate+block", 5 * f4 + kb,
        [&] { dev::cser_accumulate(s, B.a.data(), B.b.data(), grad, 0.9f, 0.1f, n, blk, B.send.data()); });
-  time("dmsgd_apply", 5 * f4, [&] { dev::dmsgd_apply(s, B.a.data(), B.x.data(), B.c.data(), 0.9f, 0.1f, n); });
+  time("dmsgd_apply", 5 * f4,
+       [&] { dev::dmsgd_apply(s, B.a.data(), B.x.data(), B.c.data(), 0.9f, 0.1f, n); });
   time("apply_update", 3 * f4, [&] { dev::apply_update(s, B.x.data(), B.c.data(), 0.1f, 0.0f, n); });
   time("rbgs_pack", 2 * kb, [&] { dev::rbgs_pack(s, B.a.data(), blk, B.packed.data()); });
-  time("rbgs_unpack+fill", f4 + kb, [&] { dev::rbgs_unpack(s, B.packed.data(), blk, 8.0f, B.c.data(), true); });
+  time("rbgs_unpack+fill", f4 + kb,
+       [&] { dev::rbgs_unpack(s, B.packed.data(), blk, 8.0f, B.c.data(), true); });
   time("sign_pack", f4 + f4 / 32, [&] {
     dev::sign_pack(s, B.a.data(), n, B.words.data(), B.scale.data(), B.scratch.data(), B.scratch.bytes());
   });
   // Sign decode of K messages: words of the same pack repeated (the content does not change the time).
   for (U64 r = 1; r < K; ++r)
-    BENCH_CUDA(cudaMemcpyAsync(B.words.data() + r * words, B.words.data(), words * 4, cudaMemcpyDeviceToDevice,
-                               static_cast<cudaStream_t>(s.handle())));
+    BENCH_CUDA(cudaMemcpyAsync(B.words.data() + r * words, B.words.data(), words * 4,
+                               cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(s.handle())));
   time("sign_decode_mean K", f4 + static_cast<double>(K) * f4 / 32,
        [&] { dev::sign_decode_mean(s, B.words.data(), B.scales.data(), o.ranks, n, B.c.data()); });
 
@@ -307,17 +318,17 @@ void bench_size(const Options& o, const dev::Stream& s, Timer& timer, U64 n) {
   });
   if (sampled) {
     time("topk_sampled (DGC)", f4 + 2 * kb, [&] {
-      dev::topk_sampled(s, B.a.data(), n, k, plan, B.idx.data(), B.val.data(), B.result.data(), B.scratch.data(),
-                        B.scratch.bytes());
+      dev::topk_sampled(s, B.a.data(), n, k, plan, B.idx.data(), B.val.data(), B.result.data(),
+                        B.scratch.data(), B.scratch.bytes());
     });
   }
   // Messages of K ranks for the sparse sum: every rank sends the same top-k pairs, so each index has
   // a run of K values to add in order (full overlap: the most work per output element).
   for (U64 r = 0; r < K; ++r) {
-    BENCH_CUDA(cudaMemcpyAsync(B.pair_idx.data() + r * k, B.idx.data(), k * sizeof(Index), cudaMemcpyDeviceToDevice,
-                               static_cast<cudaStream_t>(s.handle())));
-    BENCH_CUDA(cudaMemcpyAsync(B.pair_val.data() + r * k, B.val.data(), k * sizeof(float), cudaMemcpyDeviceToDevice,
-                               static_cast<cudaStream_t>(s.handle())));
+    BENCH_CUDA(cudaMemcpyAsync(B.pair_idx.data() + r * k, B.idx.data(), k * sizeof(Index),
+                               cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(s.handle())));
+    BENCH_CUDA(cudaMemcpyAsync(B.pair_val.data() + r * k, B.val.data(), k * sizeof(float),
+                               cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(s.handle())));
   }
   time("sparse_sum K", f4 + 2.0 * static_cast<double>(pairs) * 4, [&] {
     dev::sparse_sum(s, B.pair_idx.data(), B.pair_val.data(), pairs, n, static_cast<float>(K), B.c.data(),
@@ -328,8 +339,9 @@ void bench_size(const Options& o, const dev::Stream& s, Timer& timer, U64 n) {
   BENCH_CUDA(cudaGetLastError());
   time("cub sort pairs (reference)", 4 * f4, [&] {
     std::size_t bytes = sort_bytes;
-    BENCH_CUDA(cub::DeviceRadixSort::SortPairsDescending(B.scratch.data(), bytes, B.keys_in.data(), B.keys_out.data(),
-                                                         B.sort_idx_in.data(), B.sort_idx_out.data(), n, 0, 32, cs));
+    BENCH_CUDA(cub::DeviceRadixSort::SortPairsDescending(B.scratch.data(), bytes, B.keys_in.data(),
+                                                         B.keys_out.data(), B.sort_idx_in.data(),
+                                                         B.sort_idx_out.data(), n, 0, 32, cs));
   });
   BENCH_CUDA(cudaStreamSynchronize(cs));
 
@@ -350,10 +362,12 @@ int run(int argc, char** argv) {
   BENCH_CUDA(cudaGetDeviceProperties(&prop, dev::current_device()));
   std::printf("# sparcol-bench-kernels (sparcol %s)\n", SPARCOL_VERSION_STRING);
   std::printf("# device %d: %s, %d SMs, compute %d.%d, %.1f GiB\n", dev::current_device(), prop.name,
-              prop.multiProcessorCount, prop.major, prop.minor, static_cast<double>(prop.totalGlobalMem) / (1 << 30));
-  std::printf("# sizes 2^%d .. 2^%d float32, density %g, K = %d, %d runs (median) after %d warm-up\n", o.log2_min,
-              o.log2_max, o.density, o.ranks, o.iters, o.warmup);
-  std::printf("# bytes: minimum bytes read + written; GB/s = bytes / time; %%copy = GB/s / copy GB/s at that n\n");
+              prop.multiProcessorCount, prop.major, prop.minor,
+              static_cast<double>(prop.totalGlobalMem) / (1 << 30));
+  std::printf("# sizes 2^%d .. 2^%d float32, density %g, K = %d, %d runs (median) after %d warm-up\n",
+              o.log2_min, o.log2_max, o.density, o.ranks, o.iters, o.warmup);
+  std::printf(
+      "# bytes: minimum bytes read + written; GB/s = bytes / time; %%copy = GB/s / copy GB/s at that n\n");
   if (o.csv) {
     std::printf("kernel,n,bytes,time_us,GBps,pct_copy\n");
   } else {

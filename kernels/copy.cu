@@ -13,8 +13,8 @@ void copy(const Stream& s, float* d_dst, const float* d_src, std::uint64_t n) {
   if (n == 0) return;
   detail::dev(d_dst, "copy: dst");
   detail::dev(d_src, "copy: src");
-  SPARCOL_CUDA_CHECK(cudaMemcpyAsync(d_dst, d_src, n * sizeof(float), cudaMemcpyDeviceToDevice,
-                                     detail::cuda_stream(s)));
+  SPARCOL_CUDA_CHECK(
+      cudaMemcpyAsync(d_dst, d_src, n * sizeof(float), cudaMemcpyDeviceToDevice, detail::cuda_stream(s)));
 }
 
 void copy_kernel(const Stream& s, float* d_dst, const float* d_src, std::uint64_t n) {

@@ -18,14 +18,19 @@ inline constexpr int kBlockThreads = 256;
 // Elements each thread loads before it stores any (memory-level parallelism for streaming kernels).
 inline constexpr int kUnroll = 4;
 
-// Blocks for a grid-stride kernel over `work` items with `per_block` items per block and iteration:
-// enough to fill the device (`waves` resident blocks per SM), never more than the work needs.
-inline unsigned grid_for(std::uint64_t work, std::uint64_t per_block, int blocks_per_sm = 8) {
-  int dev = 0, sms = 1;
+// Blocks for a grid-stride kernel over `work` items, `per_block` items per block and iteration: as
+// many as can be resident at once on the current device (occupancy of this kernel at `threads` per
+// block, times the SMs), never more than the work needs. A resident grid does every iteration in one
+// wave; a larger one would leave a partial second wave at the end.
+template <class Kernel>
+unsigned grid_for(Kernel kernel, int threads, std::uint64_t work, std::uint64_t per_block) {
+  int dev = 0, sms = 1, per_sm = 0;
   SPARCOL_CUDA_CHECK(cudaGetDevice(&dev));
   SPARCOL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  SPARCOL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0));
   const std::uint64_t needed = (work + per_block - 1) / per_block;
-  const std::uint64_t full = static_cast<std::uint64_t>(sms) * static_cast<std::uint64_t>(blocks_per_sm);
+  const std::uint64_t full =
+      static_cast<std::uint64_t>(sms) * static_cast<std::uint64_t>(per_sm > 0 ? per_sm : 1);
   const std::uint64_t g = needed < full ? needed : full;
   return static_cast<unsigned>(g > 0 ? g : 1);
 }
@@ -54,7 +59,8 @@ __global__ void __launch_bounds__(kBlockThreads) elementwise_kernel(std::uint64_
 template <class Op>
 void launch_elementwise(const Stream& s, std::uint64_t count, const Op& op) {
   if (count == 0) return;
-  const unsigned grid = grid_for(count, static_cast<std::uint64_t>(kBlockThreads) * kUnroll);
+  const unsigned grid = grid_for(elementwise_kernel<Op>, kBlockThreads, count,
+                                 static_cast<std::uint64_t>(kBlockThreads) * kUnroll);
   elementwise_kernel<Op><<<grid, kBlockThreads, 0, cuda_stream(s)>>>(count, op);
   SPARCOL_CUDA_CHECK_LAUNCH();
 }
@@ -62,15 +68,19 @@ void launch_elementwise(const Stream& s, std::uint64_t count, const Op& op) {
 // ---- argument checks (before any launch) ----
 // For queries that ask CUB (which needs a device) before any pointer is seen.
 inline void require_gpu(const char* who) {
-  SPARCOL_CHECK(has_gpu(), ErrorCode::kCuda, -1, std::string(who) + ": no CUDA device (" + no_gpu_reason() + ")");
+  SPARCOL_CHECK(has_gpu(), ErrorCode::kCuda, -1,
+                std::string(who) + ": no CUDA device (" + no_gpu_reason() + ")");
 }
 
-inline void dev(const void* p, const std::string& what) { require_device_pointer(p, what.c_str()); }
+inline void dev(const void* p, const std::string& what) {
+  require_device_pointer(p, what.c_str());
+}
 
 inline void check_block(const Block& b, std::uint64_t n, const char* who) {
   SPARCOL_CHECK_ARG(b.length == 0 || (b.n == n && b.length <= n && b.start < n), -1,
-                    std::string(who) + ": block (n " + std::to_string(b.n) + ", start " + std::to_string(b.start) +
-                        ", length " + std::to_string(b.length) + ") does not fit a vector of " + std::to_string(n));
+                    std::string(who) + ": block (n " + std::to_string(b.n) + ", start " +
+                        std::to_string(b.start) + ", length " + std::to_string(b.length) +
+                        ") does not fit a vector of " + std::to_string(n));
 }
 
 inline void check_gradient(const GradientInput& g, std::uint64_t n, const char* who) {

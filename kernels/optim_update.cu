@@ -23,7 +23,8 @@ using detail::check_send;
 using detail::dev;
 using detail::launch_elementwise;
 
-void detached_point(const Stream& s, float* d_z, const float* d_x, const float* d_d, float c, std::uint64_t n) {
+void detached_point(const Stream& s, float* d_z, const float* d_x, const float* d_d, float c,
+                    std::uint64_t n) {
   if (n == 0) return;
   dev(d_z, "detached_point: z");
   dev(d_x, "detached_point: x");
@@ -49,8 +50,8 @@ void gmc_accumulate(const Stream& s, float* d_u, const float* d_m, const Gradien
   launch_elementwise(s, n, detail::GmcAccumulateOp{d_u, d_m, g, beta, send, d_send});
 }
 
-void dgc_accumulate(const Stream& s, float* d_u, float* d_v, const GradientInput& g, float beta, bool nesterov,
-                    bool mask_momentum, std::uint64_t n, const Block& send, float* d_send) {
+void dgc_accumulate(const Stream& s, float* d_u, float* d_v, const GradientInput& g, float beta,
+                    bool nesterov, bool mask_momentum, std::uint64_t n, const Block& send, float* d_send) {
   check_send(send, n, d_send, "dgc_accumulate");
   if (n == 0) return;
   dev(d_u, "dgc_accumulate: u");
@@ -88,7 +89,8 @@ void cser_momentum(const Stream& s, float* d_m, float* d_delta, const GradientIn
   launch_elementwise(s, n, detail::CserMomentumOp{d_m, d_delta, g, beta, eta});
 }
 
-void cser_apply(const Stream& s, float* d_x, float* d_r, const float* d_a, const float* d_delta, std::uint64_t n) {
+void cser_apply(const Stream& s, float* d_x, float* d_r, const float* d_a, const float* d_delta,
+                std::uint64_t n) {
   if (n == 0) return;
   dev(d_x, "cser_apply: x");
   dev(d_r, "cser_apply: r");
@@ -97,7 +99,8 @@ void cser_apply(const Stream& s, float* d_x, float* d_r, const float* d_a, const
   launch_elementwise(s, n, detail::CserApplyOp{d_x, d_r, d_a, d_delta});
 }
 
-void dmsgd_local(const Stream& s, float* d_m, float* d_v, const GradientInput& g, float beta, std::uint64_t n) {
+void dmsgd_local(const Stream& s, float* d_m, float* d_v, const GradientInput& g, float beta,
+                 std::uint64_t n) {
   if (n == 0) return;
   dev(d_m, "dmsgd_local: m");
   dev(d_v, "dmsgd_local: v");

@@ -64,8 +64,8 @@ __global__ void __launch_bounds__(kReduceThreads)
 // Combines the partials: thread t adds partials t, t + kReduceThreads, ... in order, then the tree.
 // mode 0: *d_scale = total / n (as float); mode 1: *d_sum = total.
 __global__ void __launch_bounds__(kReduceThreads)
-    reduce_final_kernel(const double* d_partial, std::uint64_t tiles, std::uint64_t n, int mode, float* d_scale,
-                        double* d_sum) {
+    reduce_final_kernel(const double* d_partial, std::uint64_t tiles, std::uint64_t n, int mode,
+                        float* d_scale, double* d_sum) {
   __shared__ double s[kReduceThreads];
   double acc = 0.0;
   for (std::uint64_t p = threadIdx.x; p < tiles; p += kReduceThreads) acc = dadd(acc, d_partial[p]);
@@ -79,7 +79,9 @@ __global__ void __launch_bounds__(kReduceThreads)
   }
 }
 
-std::uint64_t tiles_for(std::uint64_t n) { return (n + kReduceTile - 1) / kReduceTile; }
+std::uint64_t tiles_for(std::uint64_t n) {
+  return (n + kReduceTile - 1) / kReduceTile;
+}
 
 }  // namespace
 
@@ -129,9 +131,10 @@ void sum_squares(const Stream& s, const float* d_v, std::uint64_t n, double* d_s
 }
 
 namespace {
-void check_signs(const std::uint32_t* d_words, const float* d_scales, int ranks, std::uint64_t n, float* d_out,
-                 const char* who) {
-  SPARCOL_CHECK_ARG(ranks >= 1, -1, std::string(who) + ": needs at least one rank, got " + std::to_string(ranks));
+void check_signs(const std::uint32_t* d_words, const float* d_scales, int ranks, std::uint64_t n,
+                 float* d_out, const char* who) {
+  SPARCOL_CHECK_ARG(ranks >= 1, -1,
+                    std::string(who) + ": needs at least one rank, got " + std::to_string(ranks));
   if (n == 0) return;
   detail::dev(d_words, std::string(who) + ": words");
   detail::dev(d_scales, std::string(who) + ": scales");

@@ -29,7 +29,8 @@ namespace {
 __global__ void sum_runs_kernel(const Index* d_idx, const float* d_val, std::uint64_t pairs, std::uint64_t n,
                                 float divisor, float* d_out) {
   const std::uint64_t step = static_cast<std::uint64_t>(gridDim.x) * blockDim.x;
-  for (std::uint64_t p = static_cast<std::uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; p < pairs; p += step) {
+  for (std::uint64_t p = static_cast<std::uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; p < pairs;
+       p += step) {
     const Index i = d_idx[p];
     if (i >= n || (p > 0 && d_idx[p - 1] == i)) continue;  // not the start of a run
     float acc = 0.0f;
@@ -48,9 +49,9 @@ struct SparseSumScratch {
 
 SparseSumScratch carve(void* base, std::uint64_t pairs) {
   SparseSumScratch s;
-  SPARCOL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, s.sort_bytes, static_cast<const Index*>(nullptr),
-                                                     static_cast<Index*>(nullptr), static_cast<const float*>(nullptr),
-                                                     static_cast<float*>(nullptr), pairs));
+  SPARCOL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      nullptr, s.sort_bytes, static_cast<const Index*>(nullptr), static_cast<Index*>(nullptr),
+      static_cast<const float*>(nullptr), static_cast<float*>(nullptr), pairs));
   detail::ScratchCarver c(base);
   s.keys = c.take<Index>(pairs);
   s.values = c.take<float>(pairs);
@@ -69,8 +70,9 @@ std::size_t sparse_sum_scratch_bytes(std::uint64_t pairs, std::uint64_t n) {
 
 void sparse_sum(const Stream& s, const Index* d_idx, const float* d_val, std::uint64_t pairs, std::uint64_t n,
                 float divisor, float* d_out, void* d_scratch, std::size_t scratch_bytes) {
-  SPARCOL_CHECK_ARG(n <= kMaxElements, -1,
-                    "sparse_sum: vectors longer than 2^32-1 elements are not supported (n = " + std::to_string(n) + ")");
+  SPARCOL_CHECK_ARG(
+      n <= kMaxElements, -1,
+      "sparse_sum: vectors longer than 2^32-1 elements are not supported (n = " + std::to_string(n) + ")");
   SPARCOL_CHECK_ARG(divisor > 0.0f && std::isfinite(divisor), -1,
                     "sparse_sum: the divisor must be finite and > 0, got " + std::to_string(divisor));
   if (n == 0) return;
@@ -82,9 +84,10 @@ void sparse_sum(const Stream& s, const Index* d_idx, const float* d_val, std::ui
   detail::dev(d_val, "sparse_sum: values");
   detail::check_scratch(d_scratch, scratch_bytes, sparse_sum_scratch_bytes(pairs, n), "sparse_sum");
   SparseSumScratch sc = carve(d_scratch, pairs);
-  SPARCOL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sc.sort_temp, sc.sort_bytes, d_idx, sc.keys, d_val, sc.values,
-                                                     pairs, 0, 32, cs));
-  const unsigned grid = detail::grid_for(pairs, detail::kBlockThreads);
+  SPARCOL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sc.sort_temp, sc.sort_bytes, d_idx, sc.keys, d_val,
+                                                     sc.values, pairs, 0, 32, cs));
+  const unsigned grid =
+      detail::grid_for(sum_runs_kernel, detail::kBlockThreads, pairs, detail::kBlockThreads);
   sum_runs_kernel<<<grid, detail::kBlockThreads, 0, cs>>>(sc.keys, sc.values, pairs, n, divisor, d_out);
   SPARCOL_CUDA_CHECK_LAUNCH();
 }

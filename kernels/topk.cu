@@ -15,10 +15,10 @@
 // Passes over v: 4 (5 when ties at K are cut), each reading 4 bytes per element. Scratch: the state,
 // 3 x 2048 counters, one count per 4096 elements, CUB's temporary storage (topk_scratch_bytes).
 // Preconditions: k <= n <= kMaxElements (uint32 indices).
+#include <thrust/iterator/counting_iterator.h>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_select.cuh>
-#include <thrust/iterator/counting_iterator.h>
 
 #include "launch.cuh"
 #include "select.cuh"
@@ -33,6 +33,7 @@ namespace {
 constexpr int kHistThreads = 512;
 constexpr int kHistUnroll = 4;
 constexpr int kFindThreads = 1024;
+constexpr int kFindItems = 16;
 constexpr int kCountThreads = 256;
 constexpr std::uint32_t kNoBucket = 0xffffffffu;
 
@@ -73,7 +74,8 @@ __global__ void __launch_bounds__(kHistThreads)
 #pragma unroll
     for (int u = 0; u < kHistUnroll; ++u) {
       const unsigned peers = __match_any_sync(0xffffffffu, b[u]);
-      if (b[u] != kNoBucket && lane == static_cast<unsigned>(__ffs(peers) - 1)) atomicAdd(&sh[b[u]], __popc(peers));
+      if (b[u] != kNoBucket && lane == static_cast<unsigned>(__ffs(peers) - 1))
+        atomicAdd(&sh[b[u]], __popc(peers));
     }
   }
   __syncthreads();
@@ -171,17 +173,32 @@ __global__ void __launch_bounds__(kFindThreads)
   const std::uint32_t lo = st->count_lo, hi = st->count_hi;
   if (threadIdx.x == 0) s_found = 0;
   __syncthreads();
-  // Phase 1: the tile that holds it.
+  // Phase 1: the tile that holds it. Each thread takes kFindItems consecutive tile counts, so one
+  // scan covers kFindThreads * kFindItems tiles (2^28 elements: 4 scans).
   unsigned long long carry = 0;
-  for (std::uint64_t base = 0; base < tiles; base += kFindThreads) {
-    const std::uint64_t t = base + threadIdx.x;
-    const unsigned long long c = t < tiles ? tile_counts[t] : 0ull;
+  for (std::uint64_t base = 0; base < tiles; base += static_cast<std::uint64_t>(kFindThreads) * kFindItems) {
+    const std::uint64_t first_tile = base + static_cast<std::uint64_t>(threadIdx.x) * kFindItems;
+    unsigned long long c[kFindItems];
+    unsigned long long local = 0;
+#pragma unroll
+    for (int j = 0; j < kFindItems; ++j) {
+      const std::uint64_t t = first_tile + static_cast<std::uint64_t>(j);
+      c[j] = t < tiles ? tile_counts[t] : 0ull;
+      local += c[j];
+    }
     unsigned long long incl = 0, total = 0;
-    Scan(temp).InclusiveSum(c, incl, total);
-    const unsigned long long before = carry + incl - c;
-    if (c != 0 && before < rank && rank <= carry + incl) {
-      s_tile = t;
-      s_rank = rank - before;
+    Scan(temp).InclusiveSum(local, incl, total);
+    const unsigned long long before = carry + incl - local;
+    if (local != 0 && before < rank && rank <= carry + incl) {
+      unsigned long long acc = before;
+      for (int j = 0; j < kFindItems; ++j) {
+        if (acc + c[j] >= rank) {
+          s_tile = first_tile + static_cast<std::uint64_t>(j);
+          s_rank = rank - acc;
+          break;
+        }
+        acc += c[j];
+      }
       s_found = 1;
     }
     __syncthreads();
@@ -222,11 +239,14 @@ __global__ void gather_kernel(const float* d_v, const Index* d_idx, float* d_val
                               const std::uint64_t* d_num) {
   const std::uint64_t count = *d_num < k ? *d_num : k;
   const std::uint64_t step = static_cast<std::uint64_t>(gridDim.x) * blockDim.x;
-  for (std::uint64_t j = static_cast<std::uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < count; j += step)
+  for (std::uint64_t j = static_cast<std::uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < count;
+       j += step)
     d_val[j] = d_v[d_idx[j]];
 }
 
-std::uint64_t tiles_for(std::uint64_t n) { return (n + kCutTile - 1) / kCutTile; }
+std::uint64_t tiles_for(std::uint64_t n) {
+  return (n + kCutTile - 1) / kCutTile;
+}
 
 using IndexIterator = thrust::counting_iterator<Index>;
 
@@ -234,8 +254,8 @@ using IndexIterator = thrust::counting_iterator<Index>;
 
 SelectScratch carve_select(void* base, std::uint64_t n, std::uint64_t samples) {
   SelectScratch sc;
-  SPARCOL_CUDA_CHECK(cub::DeviceSelect::If(nullptr, sc.cub_bytes, IndexIterator(0), static_cast<Index*>(nullptr),
-                                           static_cast<std::uint64_t*>(nullptr),
+  SPARCOL_CUDA_CHECK(cub::DeviceSelect::If(nullptr, sc.cub_bytes, IndexIterator(0),
+                                           static_cast<Index*>(nullptr), static_cast<std::uint64_t*>(nullptr),
                                            static_cast<std::int64_t>(n), SelectPredicate{nullptr, nullptr}));
   ScratchCarver c(base);
   sc.state = c.take<SelectState>(1);
@@ -258,7 +278,8 @@ void launch_radix_select(const Stream& s, const KeySource& src, std::uint64_t n,
   const cudaStream_t cs = cuda_stream(s);
   radix_begin_kernel<<<1, 1, 0, cs>>>(sc.state, only_if_exact ? 1 : 0);
   SPARCOL_CUDA_CHECK_LAUNCH();
-  const unsigned grid = grid_for(n, static_cast<std::uint64_t>(kHistThreads) * kHistUnroll, 4);
+  const unsigned grid = grid_for(radix_histogram_kernel, kHistThreads, n,
+                                 static_cast<std::uint64_t>(kHistThreads) * kHistUnroll);
   for (int d = 0; d < kRadixDigits; ++d) {
     unsigned long long* h = sc.hist + static_cast<std::size_t>(d) * kRadixBuckets;
     radix_histogram_kernel<<<grid, kHistThreads, 0, cs>>>(src, n, d, sc.state, h);
@@ -275,7 +296,7 @@ void launch_topk_finish(const Stream& s, std::uint64_t k, const SelectScratch& s
 
 void launch_count_tiles(const Stream& s, const KeySource& src, std::uint64_t n, const SelectScratch& sc) {
   const std::uint64_t tiles = tiles_for(n);
-  const unsigned grid = grid_for(tiles, 1, 8);
+  const unsigned grid = grid_for(count_tiles_kernel, kCountThreads, tiles, 1);
   count_tiles_kernel<<<grid, kCountThreads, 0, cuda_stream(s)>>>(src, n, tiles, sc.state, sc.tile_counts);
   SPARCOL_CUDA_CHECK_LAUNCH();
 }
@@ -291,7 +312,7 @@ void launch_final_select(const Stream& s, const float* d_v, std::uint64_t n, std
   std::size_t bytes = sc.cub_bytes;
   SPARCOL_CUDA_CHECK(cub::DeviceSelect::If(sc.cub_temp, bytes, IndexIterator(0), d_idx, sc.num_selected,
                                            static_cast<std::int64_t>(n), SelectPredicate{d_v, sc.state}, cs));
-  const unsigned grid = grid_for(k, kBlockThreads);
+  const unsigned grid = grid_for(gather_kernel, kBlockThreads, k, kBlockThreads);
   gather_kernel<<<grid, kBlockThreads, 0, cs>>>(d_v, d_idx, d_val, k, sc.num_selected);
   SPARCOL_CUDA_CHECK_LAUNCH();
 }
@@ -306,9 +327,11 @@ std::size_t topk_scratch_bytes(std::uint64_t n, std::uint64_t k) {
 
 void topk(const Stream& s, const float* d_v, std::uint64_t n, std::uint64_t k, Index* d_idx, float* d_val,
           void* d_scratch, std::size_t scratch_bytes) {
-  SPARCOL_CHECK_ARG(n <= kMaxElements, -1,
-                    "topk: vectors longer than 2^32-1 elements are not supported (n = " + std::to_string(n) + ")");
-  SPARCOL_CHECK_ARG(k <= n, -1, "topk: k = " + std::to_string(k) + " exceeds the vector length n = " + std::to_string(n));
+  SPARCOL_CHECK_ARG(
+      n <= kMaxElements, -1,
+      "topk: vectors longer than 2^32-1 elements are not supported (n = " + std::to_string(n) + ")");
+  SPARCOL_CHECK_ARG(k <= n, -1,
+                    "topk: k = " + std::to_string(k) + " exceeds the vector length n = " + std::to_string(n));
   if (k == 0) return;
   detail::dev(d_v, "topk: v");
   detail::dev(d_idx, "topk: indices");

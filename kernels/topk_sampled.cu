@@ -87,14 +87,16 @@ std::uint64_t sample_count(std::uint64_t n, const SamplePlan& plan) {
 }
 
 void check_plan(std::uint64_t n, std::uint64_t k, const SamplePlan& plan) {
-  SPARCOL_CHECK_ARG(n <= kMaxElements, -1,
-                    "topk_sampled: vectors longer than 2^32-1 elements are not supported (n = " + std::to_string(n) +
-                        ")");
-  SPARCOL_CHECK_ARG(k >= 1 && k < n, -1,
-                    "topk_sampled: needs 1 <= k < n, got k = " + std::to_string(k) + ", n = " + std::to_string(n));
-  SPARCOL_CHECK_ARG(plan.stride > 1 && plan.offset < plan.stride, -1,
-                    "topk_sampled: needs stride > 1 (stride 1 is the exact top-k) and offset < stride, got stride " +
-                        std::to_string(plan.stride) + ", offset " + std::to_string(plan.offset));
+  SPARCOL_CHECK_ARG(
+      n <= kMaxElements, -1,
+      "topk_sampled: vectors longer than 2^32-1 elements are not supported (n = " + std::to_string(n) + ")");
+  SPARCOL_CHECK_ARG(
+      k >= 1 && k < n, -1,
+      "topk_sampled: needs 1 <= k < n, got k = " + std::to_string(k) + ", n = " + std::to_string(n));
+  SPARCOL_CHECK_ARG(
+      plan.stride > 1 && plan.offset < plan.stride, -1,
+      "topk_sampled: needs stride > 1 (stride 1 is the exact top-k) and offset < stride, got stride " +
+          std::to_string(plan.stride) + ", offset " + std::to_string(plan.offset));
   const std::uint64_t m = sample_count(n, plan);
   SPARCOL_CHECK_ARG(plan.top_samples >= 1 && plan.top_samples <= m, -1,
                     "topk_sampled: top_samples = " + std::to_string(plan.top_samples) + " is not in [1, " +
@@ -140,7 +142,8 @@ void topk_sampled(const Stream& s, const float* d_v, std::uint64_t n, std::uint6
   }
 
   // Step 5: the exact top-k if chosen (fresh histograms), else the threshold selection.
-  detail::memset_async(s, sc.hist, 0, sizeof(unsigned long long) * detail::kRadixDigits * detail::kRadixBuckets);
+  detail::memset_async(s, sc.hist, 0,
+                       sizeof(unsigned long long) * detail::kRadixDigits * detail::kRadixBuckets);
   detail::launch_radix_select(s, values, n, k, sc, /*only_if_exact=*/true);
   detail::launch_topk_finish(s, k, sc);
   detail::launch_count_tiles(s, values, n, sc);

@@ -18,16 +18,18 @@ namespace sparcol::device::detail {
                                  std::string(expr) + " failed: " + cudaGetErrorString(err), file, line);
 }
 
-inline cudaStream_t cuda_stream(const Stream& s) { return static_cast<cudaStream_t>(s.handle()); }
+inline cudaStream_t cuda_stream(const Stream& s) {
+  return static_cast<cudaStream_t>(s.handle());
+}
 
 }  // namespace sparcol::device::detail
 
 // Throws Error(kCuda, "<expr> failed: <cudaGetErrorString> [file:line]") when expr is not cudaSuccess.
-#define SPARCOL_CUDA_CHECK(expr)                                                                    \
-  do {                                                                                              \
-    const cudaError_t sparcol_cuda_err_ = (expr);                                                   \
-    if (sparcol_cuda_err_ != cudaSuccess)                                                           \
-      ::sparcol::device::detail::throw_cuda(sparcol_cuda_err_, #expr, __FILE__, __LINE__);          \
+#define SPARCOL_CUDA_CHECK(expr)                                                           \
+  do {                                                                                     \
+    const cudaError_t sparcol_cuda_err_ = (expr);                                          \
+    if (sparcol_cuda_err_ != cudaSuccess)                                                  \
+      ::sparcol::device::detail::throw_cuda(sparcol_cuda_err_, #expr, __FILE__, __LINE__); \
   } while (0)
 
 // After a kernel launch: reports a bad launch configuration (or an earlier asynchronous failure).

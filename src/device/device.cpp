@@ -15,7 +15,9 @@ namespace sparcol::device {
 
 namespace {
 
-std::string mib(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+std::string mib(std::size_t bytes) {
+  return std::to_string(bytes >> 20) + " MiB";
+}
 
 }  // namespace
 
@@ -49,9 +51,15 @@ void require_gpu(const char* what) {
 
 }  // namespace
 
-int device_count() noexcept { return discover().count; }
-bool has_gpu() noexcept { return device_count() > 0; }
-std::string no_gpu_reason() { return discover().reason; }
+int device_count() noexcept {
+  return discover().count;
+}
+bool has_gpu() noexcept {
+  return device_count() > 0;
+}
+std::string no_gpu_reason() {
+  return discover().reason;
+}
 
 void set_device(int ordinal) {
   const Discovery d = discover();
@@ -159,10 +167,10 @@ void* device_alloc(std::size_t bytes, const char* what) {
   const cudaError_t err = cudaMalloc(&p, bytes);
   if (err != cudaSuccess) {
     (void)cudaGetLastError();
-    ::sparcol::detail::throw_error(ErrorCode::kCuda, -1,
-                                   std::string(what) + ": cudaMalloc of " + mib(bytes) +
-                                       " failed: " + cudaGetErrorString(err),
-                                   __FILE__, __LINE__);
+    ::sparcol::detail::throw_error(
+        ErrorCode::kCuda, -1,
+        std::string(what) + ": cudaMalloc of " + mib(bytes) + " failed: " + cudaGetErrorString(err), __FILE__,
+        __LINE__);
   }
   return p;
 }
@@ -178,10 +186,10 @@ void* pinned_alloc(std::size_t bytes, const char* what) {
   const cudaError_t err = cudaMallocHost(&p, bytes);
   if (err != cudaSuccess) {
     (void)cudaGetLastError();
-    ::sparcol::detail::throw_error(ErrorCode::kCuda, -1,
-                                   std::string(what) + ": cudaMallocHost of " + mib(bytes) +
-                                       " failed: " + cudaGetErrorString(err),
-                                   __FILE__, __LINE__);
+    ::sparcol::detail::throw_error(
+        ErrorCode::kCuda, -1,
+        std::string(what) + ": cudaMallocHost of " + mib(bytes) + " failed: " + cudaGetErrorString(err),
+        __FILE__, __LINE__);
   }
   return p;
 }
@@ -218,39 +226,58 @@ constexpr const char* kNoCuda = "built without CUDA";
 }
 }  // namespace
 
-int device_count() noexcept { return 0; }
-bool has_gpu() noexcept { return false; }
-std::string no_gpu_reason() { return kNoCuda; }
+int device_count() noexcept {
+  return 0;
+}
+bool has_gpu() noexcept {
+  return false;
+}
+std::string no_gpu_reason() {
+  return kNoCuda;
+}
 
 void set_device(int ordinal) {
   throw Error(ErrorCode::kInvalidArgument, -1,
               "device " + std::to_string(ordinal) + " does not exist: this machine has 0 CUDA device(s) (" +
                   kNoCuda + ")");
 }
-int current_device() { no_cuda("current_device"); }
-MemoryInfo memory_info() { no_cuda("memory_info"); }
-MemKind pointer_kind(const void*) { return MemKind::kHost; }
+int current_device() {
+  no_cuda("current_device");
+}
+MemoryInfo memory_info() {
+  no_cuda("memory_info");
+}
+MemKind pointer_kind(const void*) {
+  return MemKind::kHost;
+}
 
 void require_device_pointer(const void* p, const char* what) {
   SPARCOL_CHECK_ARG(p != nullptr, -1, std::string(what) + ": null pointer where device memory is expected");
-  throw Error(ErrorCode::kInvalidArgument, -1,
-              std::string(what) + ": expected a device pointer, got host memory (sparcol was " + kNoCuda + ")");
+  throw Error(
+      ErrorCode::kInvalidArgument, -1,
+      std::string(what) + ": expected a device pointer, got host memory (sparcol was " + kNoCuda + ")");
 }
 
 void require_host_pointer(const void* p, const char* what) {
   SPARCOL_CHECK_ARG(p != nullptr, -1, std::string(what) + ": null pointer where host memory is expected");
 }
 
-void synchronize() { no_cuda("synchronize"); }
+void synchronize() {
+  no_cuda("synchronize");
+}
 
-Stream::Stream() { no_cuda("stream"); }
+Stream::Stream() {
+  no_cuda("stream");
+}
 Stream::~Stream() = default;
 Stream& Stream::operator=(Stream&& other) noexcept {
   handle_ = std::exchange(other.handle_, nullptr);
   owned_ = other.owned_;
   return *this;
 }
-void Stream::synchronize() const { no_cuda("stream synchronize"); }
+void Stream::synchronize() const {
+  no_cuda("stream synchronize");
+}
 
 namespace detail {
 void* device_alloc(std::size_t bytes, const char* what) {

@@ -286,7 +286,9 @@ struct EfAccumulateOp {
     float e, m;
     GradIn g;
   };
-  SPARCOL_HD In load(std::uint64_t i) const { return {e[i], m != nullptr ? m[i] : 0.0f, load_gradient(g, i)}; }
+  SPARCOL_HD In load(std::uint64_t i) const {
+    return {e[i], m != nullptr ? m[i] : 0.0f, load_gradient(g, i)};
+  }
   SPARCOL_HD void store(std::uint64_t i, In in) const {
     float q = gradient_value(g, in.g);
     if (m != nullptr) {
@@ -408,8 +410,12 @@ struct ApplyUpdateOp {
 // After digit d the k-th largest key K is known down to bit radix_shift(d); after the third, exactly.
 inline constexpr int kRadixDigits = 3;
 inline constexpr int kRadixBuckets = 2048;  // 2^11, the widest digit
-SPARCOL_HD constexpr int radix_shift(int d) { return d == 0 ? 20 : (d == 1 ? 9 : 0); }
-SPARCOL_HD constexpr int radix_bits(int d) { return d == 2 ? 9 : 11; }
+SPARCOL_HD constexpr int radix_shift(int d) {
+  return d == 0 ? 20 : (d == 1 ? 9 : 0);
+}
+SPARCOL_HD constexpr int radix_bits(int d) {
+  return d == 2 ? 9 : 11;
+}
 // Whether a key shares the digits chosen so far (prefix = K >> radix_shift(d - 1)); every key does
 // at digit 0.
 SPARCOL_HD inline bool radix_in_prefix(std::uint32_t key, int d, std::uint32_t prefix) {

@@ -25,12 +25,15 @@ void run(std::uint64_t count, const Op& op) {
 }
 
 // Host pointer checks apply only when the call touches memory (a null pointer with n = 0 is fine).
-void host(const void* p, const char* what) { require_host_pointer(p, what); }
+void host(const void* p, const char* what) {
+  require_host_pointer(p, what);
+}
 
 void check_block(const Block& b, std::uint64_t n, const char* who) {
   SPARCOL_CHECK_ARG(b.length == 0 || (b.n == n && b.length <= n && b.start < n), -1,
-                    std::string(who) + ": block (n " + std::to_string(b.n) + ", start " + std::to_string(b.start) +
-                        ", length " + std::to_string(b.length) + ") does not fit a vector of " + std::to_string(n));
+                    std::string(who) + ": block (n " + std::to_string(b.n) + ", start " +
+                        std::to_string(b.start) + ", length " + std::to_string(b.length) +
+                        ") does not fit a vector of " + std::to_string(n));
 }
 
 void check_gradient(const GradientInput& g, std::uint64_t n, const char* who) {
@@ -69,7 +72,8 @@ double reduce(const float* v, std::uint64_t n, Term term) {
   }
   for (int th = 0; th < kReduceThreads; ++th) {
     double acc = 0.0;
-    for (std::uint64_t p = static_cast<std::uint64_t>(th); p < tiles; p += kReduceThreads) acc = dadd(acc, partial[p]);
+    for (std::uint64_t p = static_cast<std::uint64_t>(th); p < tiles; p += kReduceThreads)
+      acc = dadd(acc, partial[p]);
     s[static_cast<std::size_t>(th)] = acc;
   }
   tree(s.data());
@@ -78,9 +82,9 @@ double reduce(const float* v, std::uint64_t n, Term term) {
 
 // ---- radix select (topk.cu): the k-th largest of n keys ----
 struct RadixResult {
-  std::uint32_t key = 0;     // K, the k-th largest key
-  std::uint64_t above = 0;   // keys > K
-  std::uint64_t equal = 0;   // keys == K
+  std::uint32_t key = 0;    // K, the k-th largest key
+  std::uint64_t above = 0;  // keys > K
+  std::uint64_t equal = 0;  // keys == K
 };
 
 // key_at(i) gives key i. 1 <= k <= n. Per digit: a histogram of the keys that share the chosen
@@ -120,7 +124,8 @@ std::uint64_t select_into(const float* v, std::uint64_t n, std::uint32_t lo, std
 }
 
 // Index of the r-th (1-based) element with key in [lo, hi], in index order; r >= 1 and it exists.
-std::uint64_t rth_match(const float* v, std::uint64_t n, std::uint32_t lo, std::uint32_t hi, std::uint64_t r) {
+std::uint64_t rth_match(const float* v, std::uint64_t n, std::uint32_t lo, std::uint32_t hi,
+                        std::uint64_t r) {
   for (std::uint64_t i = 0; i < n; ++i) {
     const std::uint32_t key = magnitude_key(v[i]);
     if (key >= lo && key <= hi && --r == 0) return i;
@@ -209,7 +214,8 @@ void sum_squares(const float* v, std::uint64_t n, double* sum) {
 namespace {
 void check_signs(const std::uint32_t* words, const float* scales, int ranks, std::uint64_t n, float* out,
                  const char* who) {
-  SPARCOL_CHECK_ARG(ranks >= 1, -1, std::string(who) + ": needs at least one rank, got " + std::to_string(ranks));
+  SPARCOL_CHECK_ARG(ranks >= 1, -1,
+                    std::string(who) + ": needs at least one rank, got " + std::to_string(ranks));
   if (n == 0) return;
   host(words, (std::string(who) + ": words").c_str());
   host(scales, (std::string(who) + ": scales").c_str());
@@ -217,7 +223,8 @@ void check_signs(const std::uint32_t* words, const float* scales, int ranks, std
 }
 }  // namespace
 
-void sign_decode_mean(const std::uint32_t* words, const float* scales, int ranks, std::uint64_t n, float* out) {
+void sign_decode_mean(const std::uint32_t* words, const float* scales, int ranks, std::uint64_t n,
+                      float* out) {
   check_signs(words, scales, ranks, n, out, "sign_decode_mean");
   run(n, detail::SignMeanOp{words, scales, ranks, (n + 31) / 32, out});
 }
@@ -233,8 +240,9 @@ void sign_decode_majority(const std::uint32_t* words, const float* scales, int r
 // ---------------------------------------------------------------------------------------------
 void sparse_sum(const Index* idx, const float* val, std::uint64_t pairs, std::uint64_t n, float divisor,
                 float* out) {
-  SPARCOL_CHECK_ARG(n <= kMaxElements, -1,
-                    "sparse_sum: vectors longer than 2^32-1 elements are not supported (n = " + std::to_string(n) + ")");
+  SPARCOL_CHECK_ARG(
+      n <= kMaxElements, -1,
+      "sparse_sum: vectors longer than 2^32-1 elements are not supported (n = " + std::to_string(n) + ")");
   SPARCOL_CHECK_ARG(divisor > 0.0f && std::isfinite(divisor), -1,
                     "sparse_sum: the divisor must be finite and > 0, got " + std::to_string(divisor));
   if (pairs > 0) {
@@ -257,9 +265,11 @@ void sparse_sum(const Index* idx, const float* val, std::uint64_t pairs, std::ui
 // top-k
 // ---------------------------------------------------------------------------------------------
 void topk(const float* v, std::uint64_t n, std::uint64_t k, Index* idx, float* val) {
-  SPARCOL_CHECK_ARG(n <= kMaxElements, -1,
-                    "topk: vectors longer than 2^32-1 elements are not supported (n = " + std::to_string(n) + ")");
-  SPARCOL_CHECK_ARG(k <= n, -1, "topk: k = " + std::to_string(k) + " exceeds the vector length n = " + std::to_string(n));
+  SPARCOL_CHECK_ARG(
+      n <= kMaxElements, -1,
+      "topk: vectors longer than 2^32-1 elements are not supported (n = " + std::to_string(n) + ")");
+  SPARCOL_CHECK_ARG(k <= n, -1,
+                    "topk: k = " + std::to_string(k) + " exceeds the vector length n = " + std::to_string(n));
   if (k == 0) return;
   host(v, "topk: v");
   host(idx, "topk: indices");
@@ -280,14 +290,16 @@ void scatter_zero(float* v, std::uint64_t n, const Index* idx, std::uint64_t cou
 
 void topk_sampled(const float* v, std::uint64_t n, std::uint64_t k, const SamplePlan& plan, Index* idx,
                   float* val, SampledTopkResult* result) {
-  SPARCOL_CHECK_ARG(n <= kMaxElements, -1,
-                    "topk_sampled: vectors longer than 2^32-1 elements are not supported (n = " + std::to_string(n) +
-                        ")");
-  SPARCOL_CHECK_ARG(k >= 1 && k < n, -1,
-                    "topk_sampled: needs 1 <= k < n, got k = " + std::to_string(k) + ", n = " + std::to_string(n));
-  SPARCOL_CHECK_ARG(plan.stride > 1 && plan.offset < plan.stride, -1,
-                    "topk_sampled: needs stride > 1 (stride 1 is the exact top-k) and offset < stride, got stride " +
-                        std::to_string(plan.stride) + ", offset " + std::to_string(plan.offset));
+  SPARCOL_CHECK_ARG(
+      n <= kMaxElements, -1,
+      "topk_sampled: vectors longer than 2^32-1 elements are not supported (n = " + std::to_string(n) + ")");
+  SPARCOL_CHECK_ARG(
+      k >= 1 && k < n, -1,
+      "topk_sampled: needs 1 <= k < n, got k = " + std::to_string(k) + ", n = " + std::to_string(n));
+  SPARCOL_CHECK_ARG(
+      plan.stride > 1 && plan.offset < plan.stride, -1,
+      "topk_sampled: needs stride > 1 (stride 1 is the exact top-k) and offset < stride, got stride " +
+          std::to_string(plan.stride) + ", offset " + std::to_string(plan.offset));
   const std::uint64_t m = plan.offset < n ? (n - plan.offset + plan.stride - 1) / plan.stride : 0;
   SPARCOL_CHECK_ARG(plan.top_samples >= 1 && plan.top_samples <= m, -1,
                     "topk_sampled: top_samples = " + std::to_string(plan.top_samples) + " is not in [1, " +

@@ -108,7 +108,8 @@ TEST(Device, BuffersStreamsAndPointerKindsOnGpu) {
   dev::Stream s;
   dev::detail::copy_bytes_async(s, pinned.data(), moved.data(), 16 * sizeof(float));
   s.synchronize();
-  for (int i = 0; i < 16; ++i) EXPECT_EQ(pinned[static_cast<std::uint64_t>(i)], h[static_cast<std::size_t>(i)]);
+  for (int i = 0; i < 16; ++i)
+    EXPECT_EQ(pinned[static_cast<std::uint64_t>(i)], h[static_cast<std::size_t>(i)]);
   dev::Stream borrowed = dev::Stream::borrow(s.handle());
   borrowed.synchronize();
 }

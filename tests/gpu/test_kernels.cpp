@@ -46,9 +46,9 @@ constexpr U64 kBig = U64{1} << 24;
 // More than 2^31 elements (and below 2^32 - 1, the top-k limit): run when the device has room.
 constexpr U64 kHuge = (U64{1} << 31) + 11;
 
-#define REQUIRE_GPU()                                                                   \
-  do {                                                                                  \
-    if (!dev::has_gpu()) GTEST_SKIP() << "no CUDA device: " << dev::no_gpu_reason();    \
+#define REQUIRE_GPU()                                                                \
+  do {                                                                               \
+    if (!dev::has_gpu()) GTEST_SKIP() << "no CUDA device: " << dev::no_gpu_reason(); \
   } while (0)
 
 U64 fresh_seed() {
@@ -71,7 +71,9 @@ struct Mix {
 };
 
 enum class Data { kSpread, kTies, kSpecial };
-const char* name(Data d) { return d == Data::kSpread ? "spread" : d == Data::kTies ? "ties" : "special"; }
+const char* name(Data d) {
+  return d == Data::kSpread ? "spread" : d == Data::kTies ? "ties" : "special";
+}
 
 // kSpread: signed values over many binades (like gradients); kTies: integers in [-4, 4];
 // kSpecial: kSpread with NaN, +-Inf, +-0 mixed in.
@@ -83,8 +85,12 @@ Vec make(Data kind, U64 n, U64 seed) {
     const float mag = std::ldexp(1.0f + m.uniform(), static_cast<int>(r % 24) - 12);
     const float x = (r >> 63) != 0 ? -mag : mag;
     switch (kind) {
-      case Data::kSpread: v[i] = x; break;
-      case Data::kTies: v[i] = static_cast<float>(static_cast<int>((r >> 8) % 9) - 4); break;
+      case Data::kSpread:
+        v[i] = x;
+        break;
+      case Data::kTies:
+        v[i] = static_cast<float>(static_cast<int>((r >> 8) % 9) - 4);
+        break;
       case Data::kSpecial: {
         const U64 c = (r >> 8) % 50;
         v[i] = c == 0 ? kNan : c == 1 ? kInf : c == 2 ? -kInf : c == 3 ? -0.0f : c == 4 ? 0.0f : x;
@@ -102,7 +108,8 @@ std::uint32_t bits(float x) {
 
 template <class T>
 ::testing::AssertionResult same(const std::vector<T>& a, const std::vector<T>& b, const std::string& what) {
-  if (a.size() != b.size()) return ::testing::AssertionFailure() << what << ": sizes " << a.size() << " vs " << b.size();
+  if (a.size() != b.size())
+    return ::testing::AssertionFailure() << what << ": sizes " << a.size() << " vs " << b.size();
   for (std::size_t i = 0; i < a.size(); ++i) {
     bool eq;
     if constexpr (std::is_same_v<T, float>) {
@@ -113,8 +120,8 @@ template <class T>
       eq = a[i] == b[i];
     }
     if (!eq) {
-      return ::testing::AssertionFailure() << what << ": first difference at " << i << ": " << a[i] << " (gpu) vs "
-                                           << b[i] << " (cpu), of " << a.size();
+      return ::testing::AssertionFailure() << what << ": first difference at " << i << ": " << a[i]
+                                           << " (gpu) vs " << b[i] << " (cpu), of " << a.size();
     }
   }
   return ::testing::AssertionSuccess();
@@ -150,7 +157,9 @@ void expect_error(ErrorCode code, const std::string& text, F&& f) {
   }
 }
 
-std::vector<U64> sizes() { return {0, 1, 33, kOdd, kBig}; }
+std::vector<U64> sizes() {
+  return {0, 1, 33, kOdd, kBig};
+}
 
 }  // namespace
 
@@ -170,15 +179,18 @@ TEST(KernelArgs, HostPointersAreRejectedBeforeAnyLaunch) {
                [&] { dev::gmc_accumulate(s, out.data(), h.data(), {h.data()}, 0.9f, 64, {}, nullptr); });
   expect_error(ErrorCode::kInvalidArgument, "topk: v: expected a device pointer",
                [&] { dev::topk(s, h.data(), 64, 8, idx.data(), out.data(), nullptr, 0); });
-  expect_error(ErrorCode::kInvalidArgument, "rbgs_pack: v: expected a device pointer",
-               [&] { dev::rbgs_pack(s, h.data(), dev::Block{64, 60, 8}, out.data()); });
+  expect_error(ErrorCode::kInvalidArgument, "rbgs_pack: v: expected a device pointer", [&] {
+    dev::rbgs_pack(s, h.data(), dev::Block{64, 60, 8}, out.data());
+  });
   // Arguments that are wrong whatever the memory: reported as such.
   expect_error(ErrorCode::kInvalidArgument, "exceeds the vector length",
                [&] { dev::topk(s, h.data(), 64, 65, idx.data(), out.data(), nullptr, 0); });
-  expect_error(ErrorCode::kInvalidArgument, "does not fit",
-               [&] { dev::rbgs_pack(s, h.data(), dev::Block{64, 64, 8}, out.data()); });
-  expect_error(ErrorCode::kInvalidArgument, "stride > 1",
-               [&] { dev::topk_sampled(s, h.data(), 64, 8, {1, 0, 1}, idx.data(), out.data(), nullptr, nullptr, 0); });
+  expect_error(ErrorCode::kInvalidArgument, "does not fit", [&] {
+    dev::rbgs_pack(s, h.data(), dev::Block{64, 64, 8}, out.data());
+  });
+  expect_error(ErrorCode::kInvalidArgument, "stride > 1", [&] {
+    dev::topk_sampled(s, h.data(), 64, 8, {1, 0, 1}, idx.data(), out.data(), nullptr, nullptr, 0);
+  });
   // Nothing to do: no pointer is looked at.
   dev::topk(s, nullptr, 0, 0, nullptr, nullptr, nullptr, 0);
   dev::apply_update(s, nullptr, nullptr, 1.0f, 0.0f, 0);
@@ -274,14 +286,16 @@ void check_sampled(const dev::Stream& s, const Vec& v, U64 k, U64 seed, U64 step
   const U64 n = v.size();
   const auto p = sparcol::compress::dgc_sample_plan(n, k, 0.01);
   if (p.stride == 1 || k == n) return;  // the compressor sends the exact top-k there
-  const dev::SamplePlan plan{p.stride, sparcol::compress::dgc_sample_offset(p.stride, seed, step, 0), p.top_samples};
+  const dev::SamplePlan plan{p.stride, sparcol::compress::dgc_sample_offset(p.stride, seed, step, 0),
+                             p.top_samples};
   auto d_v = up(v);
   dev::DeviceBuffer<Index> d_idx(k);
   dev::DeviceBuffer<float> d_val(k);
   dev::DeviceBuffer<dev::SampledTopkResult> d_res(1);
   const std::size_t bytes = dev::topk_sampled_scratch_bytes(n, k, plan);
   dev::DeviceBuffer<char> scratch(bytes);
-  dev::topk_sampled(s, d_v.data(), n, k, plan, d_idx.data(), d_val.data(), d_res.data(), scratch.data(), bytes);
+  dev::topk_sampled(s, d_v.data(), n, k, plan, d_idx.data(), d_val.data(), d_res.data(), scratch.data(),
+                    bytes);
   s.synchronize();
   std::vector<Index> idx(k);
   Vec val(k);
@@ -310,7 +324,8 @@ TEST(Kernels, SampledTopkEqualsTwin) {
       const Vec v = make(kind, n, seed + n);
       for (U64 k : {U64{1}, n / 1000, n / 100, n / 10}) {
         for (U64 step = 0; step < 2; ++step)
-          check_sampled(s, v, k, seed, step, std::string(name(kind)) + " n " + std::to_string(n) + " k " + std::to_string(k));
+          check_sampled(s, v, k, seed, step,
+                        std::string(name(kind)) + " n " + std::to_string(n) + " k " + std::to_string(k));
       }
     }
   }
@@ -390,7 +405,8 @@ TEST(Kernels, RbgsAndCopyEqualTwin) {
       for (U64 step = 0; step < 3; ++step) {
         const auto rb = sparcol::coll::rbgs_block(n, k, seed, step, 1);
         const dev::Block b{rb.n, rb.start, rb.length};
-        const std::string what = "n " + std::to_string(n) + " k " + std::to_string(k) + " start " + std::to_string(b.start);
+        const std::string what =
+            "n " + std::to_string(n) + " k " + std::to_string(k) + " start " + std::to_string(b.start);
         Vec packed(k), ve = v;
         cpu::rbgs_pack(v.data(), b, packed.data());
         dev::DeviceBuffer<float> d_packed(k);
@@ -411,7 +427,8 @@ TEST(Kernels, RbgsAndCopyEqualTwin) {
           cpu::rbgs_unpack(packed.data(), b, 3.0f, out.data(), fill);
           dev::rbgs_unpack(s, d_packed.data(), b, 3.0f, d_out.data(), fill);
           s.synchronize();
-          ASSERT_TRUE(same(down(d_out, n), out, std::string("unpack fill ") + (fill ? "on " : "off ") + what));
+          ASSERT_TRUE(
+              same(down(d_out, n), out, std::string("unpack fill ") + (fill ? "on " : "off ") + what));
         }
       }
     }
@@ -545,8 +562,8 @@ TEST(Kernels, SparseSumEqualsTwin) {
       dev::DeviceBuffer<float> d_out(n);
       const std::size_t bytes = dev::sparse_sum_scratch_bytes(pairs, n);
       dev::DeviceBuffer<char> scratch(std::max<std::size_t>(bytes, 1));
-      dev::sparse_sum(s, d_idx.data(), d_val.data(), pairs, n, static_cast<float>(K), d_out.data(), scratch.data(),
-                      bytes);
+      dev::sparse_sum(s, d_idx.data(), d_val.data(), pairs, n, static_cast<float>(K), d_out.data(),
+                      scratch.data(), bytes);
       s.synchronize();
       Vec out(n);
       cpu::sparse_sum(idx.data(), val.data(), pairs, n, static_cast<float>(K), out.data());
@@ -606,7 +623,7 @@ TEST(Kernels, FusedUpdatesEqualTwin) {
       const dev::Block blk = k == 0 ? dev::Block{} : dev::Block{rb.n, rb.start, rb.length};
       for (auto [wd, scale] : {std::pair{0.0f, 1.0f}, {0.01f, 1.0f}, {0.01f, 0.25f}}) {
         const std::string what = "n " + std::to_string(n) + " block " + std::to_string(k) + " wd " +
-                                  std::to_string(wd) + " scale " + std::to_string(scale);
+                                 std::to_string(wd) + " scale " + std::to_string(scale);
         {
           Fused f(n, seed, k);
           cpu::gmc_accumulate(f.a.data(), f.b.data(), f.host_g(wd, scale), beta, n, blk, f.send.data());
@@ -627,17 +644,18 @@ TEST(Kernels, FusedUpdatesEqualTwin) {
         }
         for (bool momentum : {false, true}) {
           Fused f(n, seed, k);
-          cpu::ef_accumulate(f.a.data(), momentum ? f.b.data() : nullptr, f.host_g(wd, scale), beta, eta, n, blk,
-                             f.send.data());
-          dev::ef_accumulate(s, f.da.data(), momentum ? f.db.data() : nullptr, f.dev_g(wd, scale), beta, eta, n, blk,
-                             f.dsend.data());
+          cpu::ef_accumulate(f.a.data(), momentum ? f.b.data() : nullptr, f.host_g(wd, scale), beta, eta, n,
+                             blk, f.send.data());
+          dev::ef_accumulate(s, f.da.data(), momentum ? f.db.data() : nullptr, f.dev_g(wd, scale), beta, eta,
+                             n, blk, f.dsend.data());
           s.synchronize();
           ASSERT_TRUE(f.check("ef " + what));
         }
         {
           Fused f(n, seed, k);
           cpu::cser_accumulate(f.a.data(), f.b.data(), f.host_g(wd, scale), beta, eta, n, blk, f.send.data());
-          dev::cser_accumulate(s, f.da.data(), f.db.data(), f.dev_g(wd, scale), beta, eta, n, blk, f.dsend.data());
+          dev::cser_accumulate(s, f.da.data(), f.db.data(), f.dev_g(wd, scale), beta, eta, n, blk,
+                               f.dsend.data());
           s.synchronize();
           ASSERT_TRUE(f.check("cser_accumulate " + what));
         }
@@ -701,7 +719,8 @@ TEST(Kernels, FusedUpdateHuge) {
   dev::Stream s;
   // The block starts past 2^31, so positions and wrap-around exercise 64-bit indexing.
   const dev::Block blk{n, n - k / 2, k};
-  Vec u = make(Data::kSpread, n, seed), m = make(Data::kSpread, n, seed + 1), g = make(Data::kSpread, n, seed + 2);
+  Vec u = make(Data::kSpread, n, seed), m = make(Data::kSpread, n, seed + 1),
+      g = make(Data::kSpread, n, seed + 2);
   Vec send(k);
   auto du = up(u), dm = up(m), dg = up(g);
   dev::DeviceBuffer<float> dsend(k);

@@ -53,10 +53,14 @@ std::uint64_t fresh_seed() {
 enum class Data { kGaussian, kTies, kSpecial, kAllEqual };
 const char* name(Data d) {
   switch (d) {
-    case Data::kGaussian: return "gaussian";
-    case Data::kTies: return "ties";
-    case Data::kSpecial: return "special";
-    case Data::kAllEqual: return "all-equal";
+    case Data::kGaussian:
+      return "gaussian";
+    case Data::kTies:
+      return "ties";
+    case Data::kSpecial:
+      return "special";
+    case Data::kAllEqual:
+      return "all-equal";
   }
   return "?";
 }
@@ -66,13 +70,23 @@ Vec make(Data kind, std::uint64_t n, std::uint64_t seed) {
   Vec v(n);
   for (std::uint64_t i = 0; i < n; ++i) {
     switch (kind) {
-      case Data::kGaussian: v[i] = static_cast<float>(rng.normal()); break;
-      case Data::kTies: v[i] = static_cast<float>(static_cast<int>(rng.below(9)) - 4); break;
-      case Data::kAllEqual: v[i] = (i % 2 == 0) ? 2.5f : -2.5f; break;
+      case Data::kGaussian:
+        v[i] = static_cast<float>(rng.normal());
+        break;
+      case Data::kTies:
+        v[i] = static_cast<float>(static_cast<int>(rng.below(9)) - 4);
+        break;
+      case Data::kAllEqual:
+        v[i] = (i % 2 == 0) ? 2.5f : -2.5f;
+        break;
       case Data::kSpecial: {
         const std::uint64_t r = rng.below(40);
-        v[i] = r == 0 ? kNan : r == 1 ? kInf : r == 2 ? -kInf : r == 3 ? -0.0f : r == 4 ? 0.0f
-                                                                                  : static_cast<float>(rng.normal());
+        v[i] = r == 0   ? kNan
+               : r == 1 ? kInf
+               : r == 2 ? -kInf
+               : r == 3 ? -0.0f
+               : r == 4 ? 0.0f
+                        : static_cast<float>(rng.normal());
       }
     }
   }
@@ -85,7 +99,8 @@ std::uint32_t bits(float x) {
   return u;
 }
 
-::testing::AssertionResult same_bits(const float* a, const float* b, std::uint64_t n, const std::string& what) {
+::testing::AssertionResult same_bits(const float* a, const float* b, std::uint64_t n,
+                                     const std::string& what) {
   for (std::uint64_t i = 0; i < n; ++i) {
     if (bits(a[i]) != bits(b[i])) {
       return ::testing::AssertionFailure() << what << ": first difference at " << i << ": " << a[i] << " vs "
@@ -95,7 +110,8 @@ std::uint32_t bits(float x) {
   return ::testing::AssertionSuccess();
 }
 ::testing::AssertionResult same_bits(const Vec& a, const Vec& b, const std::string& what) {
-  if (a.size() != b.size()) return ::testing::AssertionFailure() << what << ": sizes " << a.size() << " vs " << b.size();
+  if (a.size() != b.size())
+    return ::testing::AssertionFailure() << what << ": sizes " << a.size() << " vs " << b.size();
   return same_bits(a.data(), b.data(), a.size(), what);
 }
 
@@ -117,7 +133,16 @@ void expect_error(sparcol::ErrorCode code, const std::string& text, F&& f) {
 // ---------------------------------------------------------------------------------------------
 
 TEST(DeviceElementwise, MagnitudeKeyMatchesTheCompressors) {
-  const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, kInf, -kInf, kNan, -kNan, 1e-45f, -3.4e38f,
+  const float special[] = {0.0f,
+                           -0.0f,
+                           1.0f,
+                           -1.0f,
+                           kInf,
+                           -kInf,
+                           kNan,
+                           -kNan,
+                           1e-45f,
+                           -3.4e38f,
                            std::numeric_limits<float>::signaling_NaN()};
   for (float x : special) EXPECT_EQ(dev::magnitude_key(x), sparcol::compress::magnitude_key(x)) << x;
   const std::uint64_t seed = fresh_seed();
@@ -203,12 +228,15 @@ TEST(DeviceOpsCpu, RbgsPackUnpackExtractWithWrap) {
 
 TEST(DeviceOpsCpu, RbgsRejectsBlocksThatDoNotFit) {
   Vec v(10), p(10);
-  expect_error(sparcol::ErrorCode::kInvalidArgument, "does not fit",
-               [&] { cpu::rbgs_pack(v.data(), dev::Block{10, 10, 3}, p.data()); });
-  expect_error(sparcol::ErrorCode::kInvalidArgument, "does not fit",
-               [&] { cpu::gmc_accumulate(v.data(), v.data(), {v.data()}, 0.5f, 10, dev::Block{9, 0, 3}, p.data()); });
-  expect_error(sparcol::ErrorCode::kInvalidArgument, "null pointer",
-               [&] { cpu::rbgs_pack(nullptr, dev::Block{10, 0, 3}, p.data()); });
+  expect_error(sparcol::ErrorCode::kInvalidArgument, "does not fit", [&] {
+    cpu::rbgs_pack(v.data(), dev::Block{10, 10, 3}, p.data());
+  });
+  expect_error(sparcol::ErrorCode::kInvalidArgument, "does not fit", [&] {
+    cpu::gmc_accumulate(v.data(), v.data(), {v.data()}, 0.5f, 10, dev::Block{9, 0, 3}, p.data());
+  });
+  expect_error(sparcol::ErrorCode::kInvalidArgument, "null pointer", [&] {
+    cpu::rbgs_pack(nullptr, dev::Block{10, 0, 3}, p.data());
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,7 +266,8 @@ TEST(DeviceOpsCpu, SignPackMatchesTheCompressor) {
       long double exact = 0;
       for (float x : v) exact += std::fabs(static_cast<long double>(x));
       if (n > 0) {
-        EXPECT_NEAR(scale, static_cast<double>(exact / n), 1e-6 * std::max(1.0, static_cast<double>(exact / n)));
+        EXPECT_NEAR(scale, static_cast<double>(exact / n),
+                    1e-6 * std::max(1.0, static_cast<double>(exact / n)));
       } else {
         EXPECT_EQ(scale, 0.0f);
       }
@@ -323,10 +352,13 @@ TEST(DeviceOpsCpu, SparseSumMatchesSparseAllgatherWithDuplicates) {
       for (std::uint64_t j = 0; j < count; ++j) {
         // Few distinct indices: duplicates within a rank and across ranks, in no particular order.
         idx[static_cast<std::size_t>(r)].push_back(static_cast<Index>(rng.below(60) * 16 % n));
-        val[static_cast<std::size_t>(r)].push_back(static_cast<float>(rng.normal()) * (j % 5 == 0 ? 1e6f : 1.0f));
+        val[static_cast<std::size_t>(r)].push_back(static_cast<float>(rng.normal()) *
+                                                   (j % 5 == 0 ? 1e6f : 1.0f));
       }
-      all_idx.insert(all_idx.end(), idx[static_cast<std::size_t>(r)].begin(), idx[static_cast<std::size_t>(r)].end());
-      all_val.insert(all_val.end(), val[static_cast<std::size_t>(r)].begin(), val[static_cast<std::size_t>(r)].end());
+      all_idx.insert(all_idx.end(), idx[static_cast<std::size_t>(r)].begin(),
+                     idx[static_cast<std::size_t>(r)].end());
+      all_val.insert(all_val.end(), val[static_cast<std::size_t>(r)].begin(),
+                     val[static_cast<std::size_t>(r)].end());
     }
     Vec ref(n);
     sparcol::comm::LoopbackWorld::spawn(K, [&](sparcol::comm::Backend& b) {
@@ -389,7 +421,8 @@ TEST(DeviceOpsCpu, TopkMatchesTheCompressor) {
       const Vec v = make(kind, n, seed + n);
       for (std::uint64_t k : std::initializer_list<std::uint64_t>{1, 2, n / 100, n / 3, n - 1, n}) {
         if (k == 0 || k > n) continue;
-        expect_topk_like_compressor(v, k, std::string(name(kind)) + " n " + std::to_string(n) + " k " + std::to_string(k));
+        expect_topk_like_compressor(
+            v, k, std::string(name(kind)) + " n " + std::to_string(n) + " k " + std::to_string(k));
       }
     }
   }
@@ -441,7 +474,8 @@ bool expect_sampled_like_compressor(const Vec& v, std::uint64_t k, double ratio,
     });
     return true;
   }
-  const dev::SamplePlan plan{p.stride, sparcol::compress::dgc_sample_offset(p.stride, seed, step, 2), p.top_samples};
+  const dev::SamplePlan plan{p.stride, sparcol::compress::dgc_sample_offset(p.stride, seed, step, 2),
+                             p.top_samples};
   std::vector<Index> idx(k, 4242);
   Vec val(k, 3.0f);
   dev::SampledTopkResult r;
@@ -468,8 +502,9 @@ TEST(DeviceOpsCpu, SampledTopkMatchesTheCompressor) {
       for (std::uint64_t k : std::initializer_list<std::uint64_t>{1, n / 1000, n / 100, n / 10}) {
         if (k == 0) continue;
         for (std::uint64_t step = 0; step < 3; ++step) {
-          expect_sampled_like_compressor(v, k, 0.01, seed, step,
-                                         std::string(name(kind)) + " n " + std::to_string(n) + " k " + std::to_string(k));
+          expect_sampled_like_compressor(
+              v, k, 0.01, seed, step,
+              std::string(name(kind)) + " n " + std::to_string(n) + " k " + std::to_string(k));
         }
       }
     }
@@ -528,7 +563,8 @@ struct Outcome {
   std::vector<State> state;  // per rank
 };
 
-Outcome run_optimizer(const OptimConfig& cfg, int K, std::uint64_t n, int steps, const GradFn& grad, double lr) {
+Outcome run_optimizer(const OptimConfig& cfg, int K, std::uint64_t n, int steps, const GradFn& grad,
+                      double lr) {
   Outcome out;
   out.x.resize(static_cast<std::size_t>(K));
   out.state.resize(static_cast<std::size_t>(K));
@@ -583,7 +619,8 @@ struct TwinExchange {
       std::uint64_t count = k();
       if (comp.name == "topk-sampled") {
         const auto p = sparcol::compress::dgc_sample_plan(n, k(), comp.sample_ratio);
-        const dev::SamplePlan plan{p.stride, sparcol::compress::dgc_sample_offset(p.stride, seed, t, 0), p.top_samples};
+        const dev::SamplePlan plan{p.stride, sparcol::compress::dgc_sample_offset(p.stride, seed, t, 0),
+                                   p.top_samples};
         dev::SampledTopkResult res;
         cpu::topk_sampled(v.data(), n, k(), plan, idx.data(), val.data(), &res);
         count = res.count;
@@ -667,7 +704,8 @@ Outcome run_twins(const OptimConfig& cfg, int K, std::uint64_t n, int steps, con
         cpu::gmc_accumulate(rk.u.data(), rk.m.data(), gi, beta, n, b, send.data());
         msgs.push_back(&rk.u);
       } else if (method == "dgc" || method == "dgc-mfm") {
-        cpu::dgc_accumulate(rk.u.data(), rk.v.data(), gi, beta, cfg.nesterov, method == "dgc-mfm", n, b, send.data());
+        cpu::dgc_accumulate(rk.u.data(), rk.v.data(), gi, beta, cfg.nesterov, method == "dgc-mfm", n, b,
+                            send.data());
         msgs.push_back(&rk.v);
         masks.push_back(&rk.u);
       } else if (method == "ef-sgd" || method == "ef-sgdm" || method == "def-a") {
@@ -717,7 +755,8 @@ Outcome run_twins(const OptimConfig& cfg, int K, std::uint64_t n, int steps, con
         if (cfg.cser_c2.name == "rbgs") {
           std::vector<Vec> s2(static_cast<std::size_t>(K), Vec(e2.k()));
           for (int r = 0; r < K; ++r)
-            cpu::rbgs_extract(rs[static_cast<std::size_t>(r)]->data(), e2.block(t), s2[static_cast<std::size_t>(r)].data());
+            cpu::rbgs_extract(rs[static_cast<std::size_t>(r)]->data(), e2.block(t),
+                              s2[static_cast<std::size_t>(r)].data());
           e2.reduce_blocks(s2, t, agg);
         } else {
           e2.sparse(rs, t, agg);
@@ -856,9 +895,11 @@ TEST(DeviceOpsCpu, FusedUpdatesReproduceEveryOptimizerBitwise) {
 
 TEST(DeviceOpsCpu, FusedUpdateArgumentChecks) {
   Vec u(8), m(8), g(8), send(4);
-  expect_error(sparcol::ErrorCode::kInvalidArgument, "gradient point",
-               [&] { cpu::gmc_accumulate(u.data(), m.data(), {g.data(), nullptr, 0.1f}, 0.9f, 8, {}, nullptr); });
-  expect_error(sparcol::ErrorCode::kInvalidArgument, "send",
-               [&] { cpu::ef_accumulate(u.data(), m.data(), {g.data()}, 0.9f, 0.1f, 8, {8, 6, 4}, nullptr); });
+  expect_error(sparcol::ErrorCode::kInvalidArgument, "gradient point", [&] {
+    cpu::gmc_accumulate(u.data(), m.data(), {g.data(), nullptr, 0.1f}, 0.9f, 8, {}, nullptr);
+  });
+  expect_error(sparcol::ErrorCode::kInvalidArgument, "send", [&] {
+    cpu::ef_accumulate(u.data(), m.data(), {g.data()}, 0.9f, 0.1f, 8, {8, 6, 4}, nullptr);
+  });
   cpu::gmc_accumulate(nullptr, nullptr, {}, 0.9f, 0, {}, nullptr);  // n = 0: nothing touched
 }

@@ -106,7 +106,8 @@ class DeviceBuffer {
   explicit DeviceBuffer(std::uint64_t count, const char* what = "device buffer")
       : data_(static_cast<T*>(detail::device_alloc(bytes_for(count), what))), size_(count) {}
   ~DeviceBuffer() { detail::device_free(data_); }
-  DeviceBuffer(DeviceBuffer&& o) noexcept : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  DeviceBuffer(DeviceBuffer&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
     if (this != &o) {
       detail::device_free(data_);
@@ -141,7 +142,8 @@ class PinnedBuffer {
       : data_(static_cast<T*>(detail::pinned_alloc(static_cast<std::size_t>(count) * sizeof(T), what))),
         size_(count) {}
   ~PinnedBuffer() { detail::pinned_free(data_); }
-  PinnedBuffer(PinnedBuffer&& o) noexcept : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  PinnedBuffer(PinnedBuffer&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
   PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
     if (this != &o) {
       detail::pinned_free(data_);

@@ -94,10 +94,14 @@ SPARCOL_HD inline std::uint32_t magnitude_key(float x) {
   return bits < kNanKey ? bits : kNanKey;
 }
 // The non-negative float with this key (kNanKey gives a NaN).
-SPARCOL_HD inline float key_magnitude(std::uint32_t key) { return bits_float(key); }
+SPARCOL_HD inline float key_magnitude(std::uint32_t key) {
+  return bits_float(key);
+}
 
 // Sign bit of the sign compressor: 1 for v >= 0 (so +-0 give 1), 0 for negative values and NaN.
-SPARCOL_HD inline std::uint32_t sign_bit(float v) { return v >= 0.0f ? 1u : 0u; }
+SPARCOL_HD inline std::uint32_t sign_bit(float v) {
+  return v >= 0.0f ? 1u : 0u;
+}
 
 // ---------------------------------------------------------------------------------------------
 // RBGS block: positions {start, ..., start + length - 1} mod n (ALGORITHMS.md 1.3). The same block
@@ -115,7 +119,9 @@ struct Block {
     return i >= start ? i - start < length : i + (n - start) < length;
   }
   // Position of element i in the packed block (wrap order); i must be in the block.
-  SPARCOL_HD std::uint64_t position(std::uint64_t i) const { return i >= start ? i - start : i + (n - start); }
+  SPARCOL_HD std::uint64_t position(std::uint64_t i) const {
+    return i >= start ? i - start : i + (n - start);
+  }
   // Element at packed position p < length.
   SPARCOL_HD std::uint64_t element(std::uint64_t p) const {
     const std::uint64_t first = first_len();
@@ -140,10 +146,14 @@ SPARCOL_HD inline float effective_gradient(float g, float z, float wd, float sca
 }
 
 // Heavy-ball momentum without dampening: beta * m + g.
-SPARCOL_HD inline float momentum(float beta, float m, float g) { return fadd(fmul(beta, m), g); }
+SPARCOL_HD inline float momentum(float beta, float m, float g) {
+  return fadd(fmul(beta, m), g);
+}
 
 // GMC / GMC+ (gmc.cpp): v = u + (g + beta * m).
-SPARCOL_HD inline float gmc_message(float u, float g, float beta, float m) { return fadd(u, fadd(g, fmul(beta, m))); }
+SPARCOL_HD inline float gmc_message(float u, float g, float beta, float m) {
+  return fadd(u, fadd(g, fmul(beta, m)));
+}
 
 // DGC momentum correction (dgc.cpp). Plain: u = beta*u + g; v = v + u.
 // Nesterov: u = beta*(u + g); v = v + (u + g).
@@ -161,20 +171,28 @@ SPARCOL_HD inline DgcState dgc_accumulate(float u, float v, float g, float beta,
 
 // Error feedback with the learning rate inside (ef_sgd.cpp, def_a.cpp): p = e + eta * q where q is
 // the momentum m (EF-SGDM, DEF-A) or the gradient (EF-SGD).
-SPARCOL_HD inline float ef_message(float e, float eta, float q) { return fadd(e, fmul(eta, q)); }
+SPARCOL_HD inline float ef_message(float e, float eta, float q) {
+  return fadd(e, fmul(eta, q));
+}
 
 // Model updates: x - eta * a (GMC, DGC, and with eta = 1 the EF family's x - a; eta = -1 adds, as
 // CSER's reset x + a: x - (-1 * a) is x + a exactly); DGC's weight decay outside compression:
 // x - eta * (a + wd * x) (dgc.cpp, wd_outside).
-SPARCOL_HD inline float apply_update(float x, float a, float eta) { return fsub(x, fmul(eta, a)); }
+SPARCOL_HD inline float apply_update(float x, float a, float eta) {
+  return fsub(x, fmul(eta, a));
+}
 SPARCOL_HD inline float apply_update_wd(float x, float a, float eta, float wd) {
   return fsub(x, fmul(eta, fadd(a, fmul(wd, x))));
 }
 
 // Gradient points: GMC+ z = x - (alpha*eta) * u, DEF-A z = x - alpha * e (detached, c > 0), CSER
 // z = x + r.
-SPARCOL_HD inline float detached_point(float x, float c, float d) { return fsub(x, fmul(c, d)); }
-SPARCOL_HD inline float offset_point(float x, float r) { return fadd(x, r); }
+SPARCOL_HD inline float detached_point(float x, float c, float d) {
+  return fsub(x, fmul(c, d));
+}
+SPARCOL_HD inline float offset_point(float x, float r) {
+  return fadd(x, r);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Deterministic reductions (sign scale ||v||_1, squared norm for DGC clipping)

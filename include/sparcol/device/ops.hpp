@@ -54,10 +54,10 @@ struct SamplePlan {
 
 // The outcome of a sampled top-k (the diagnostics of compress::TopkSampledCompressor).
 struct SampledTopkResult {
-  std::uint64_t count = 0;           // pairs written (<= k)
-  std::uint32_t threshold_key = 0;   // magnitude_key of the final threshold theta
-  std::uint32_t reselections = 0;    // times theta was lowered (step 4)
-  std::uint32_t used_exact = 0;      // 1 when the exact top-k was sent instead
+  std::uint64_t count = 0;          // pairs written (<= k)
+  std::uint32_t threshold_key = 0;  // magnitude_key of the final threshold theta
+  std::uint32_t reselections = 0;   // times theta was lowered (step 4)
+  std::uint32_t used_exact = 0;     // 1 when the exact top-k was sent instead
 };
 
 // Adaptation constants of the sampled top-k (DGC code defaults; equal to
@@ -167,7 +167,8 @@ void topk_sampled(const Stream& s, const float* d_v, std::uint64_t n, std::uint6
 // whole for a top-k or sign compressor (then topk + scatter_zero). send.n must equal n.
 
 // Gradient points. GMC+: z = x - c * u with c = alpha * eta (in float); DEF-A: z = x - alpha * e.
-void detached_point(const Stream& s, float* d_z, const float* d_x, const float* d_d, float c, std::uint64_t n);
+void detached_point(const Stream& s, float* d_z, const float* d_x, const float* d_d, float c,
+                    std::uint64_t n);
 // CSER: z = x + r.
 void offset_point(const Stream& s, float* d_z, const float* d_x, const float* d_r, std::uint64_t n);
 
@@ -176,8 +177,8 @@ void gmc_accumulate(const Stream& s, float* d_u, const float* d_m, const Gradien
                     std::uint64_t n, const Block& send, float* d_send);
 // DGC (4, step 3): u <- beta*u + g', v <- v + u (Nesterov: u <- beta*(u + g'), v <- v + u + g').
 // The message is v. mask_momentum (dgc-mfm) also zeroes u on the extracted block.
-void dgc_accumulate(const Stream& s, float* d_u, float* d_v, const GradientInput& g, float beta, bool nesterov,
-                    bool mask_momentum, std::uint64_t n, const Block& send, float* d_send);
+void dgc_accumulate(const Stream& s, float* d_u, float* d_v, const GradientInput& g, float beta,
+                    bool nesterov, bool mask_momentum, std::uint64_t n, const Block& send, float* d_send);
 // EF-SGDM and DEF-A (3, 7): m <- beta*m + g', e <- e + eta*m; EF-SGD when d_m is null: e <- e + eta*g'.
 // The message is e.
 void ef_accumulate(const Stream& s, float* d_e, float* d_m, const GradientInput& g, float beta, float eta,
@@ -191,11 +192,14 @@ void cser_accumulate(const Stream& s, float* d_m, float* d_r, const GradientInpu
 void cser_momentum(const Stream& s, float* d_m, float* d_delta, const GradientInput& g, float beta, float eta,
                    std::uint64_t n);
 // x <- x - a, r <- r - delta (delta holding its compression residual).
-void cser_apply(const Stream& s, float* d_x, float* d_r, const float* d_a, const float* d_delta, std::uint64_t n);
+void cser_apply(const Stream& s, float* d_x, float* d_r, const float* d_a, const float* d_delta,
+                std::uint64_t n);
 // DMSGD with local momentum: m <- beta*m + g', d_v <- m (the message, a copy the exchange may zero).
-void dmsgd_local(const Stream& s, float* d_m, float* d_v, const GradientInput& g, float beta, std::uint64_t n);
+void dmsgd_local(const Stream& s, float* d_m, float* d_v, const GradientInput& g, float beta,
+                 std::uint64_t n);
 // DMSGD with global momentum, after the dense mean a: m <- beta*m + a, x <- x - eta*m.
-void dmsgd_apply(const Stream& s, float* d_m, float* d_x, const float* d_a, float beta, float eta, std::uint64_t n);
+void dmsgd_apply(const Stream& s, float* d_m, float* d_x, const float* d_a, float beta, float eta,
+                 std::uint64_t n);
 // x <- x - eta*a, or with wd != 0 (DGC's weight decay outside compression) x <- x - eta*(a + wd*x).
 // eta = 1 is the EF family's x - a, eta = -1 CSER's reset x + a.
 void apply_update(const Stream& s, float* d_x, const float* d_a, float eta, float wd, std::uint64_t n);
@@ -215,7 +219,8 @@ void rbgs_unpack(const float* packed, const Block& b, float divisor, float* out,
 
 void sign_pack(const float* v, std::uint64_t n, std::uint32_t* words, float* scale);
 void sum_squares(const float* v, std::uint64_t n, double* sum);
-void sign_decode_mean(const std::uint32_t* words, const float* scales, int ranks, std::uint64_t n, float* out);
+void sign_decode_mean(const std::uint32_t* words, const float* scales, int ranks, std::uint64_t n,
+                      float* out);
 void sign_decode_majority(const std::uint32_t* words, const float* scales, int ranks, std::uint64_t n,
                           float* out);
 
