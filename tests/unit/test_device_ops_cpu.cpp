@@ -453,9 +453,11 @@ TEST(DeviceOpsCpu, ScatterZero) {
 
 namespace {
 
-// Runs the compressor and the twin with the same plan; returns whether the exact path was taken.
-bool expect_sampled_like_compressor(const Vec& v, std::uint64_t k, double ratio, std::uint64_t seed,
-                                    std::uint64_t step, const std::string& what) {
+// Runs the compressor and the twin with the same plan; returns the twin's outcome (used_exact = 1
+// also when the plan's stride is 1, where the compressor sends the exact top-k).
+dev::SampledTopkResult expect_sampled_like_compressor(const Vec& v, std::uint64_t k, double ratio,
+                                                      std::uint64_t seed, std::uint64_t step,
+                                                      const std::string& what) {
   sparcol::compress::TopkSampledCompressor c(0.5, ratio);
   sparcol::compress::Message m;
   sparcol::compress::Context ctx;
@@ -472,7 +474,9 @@ bool expect_sampled_like_compressor(const Vec& v, std::uint64_t k, double ratio,
       dev::SampledTopkResult r;
       cpu::topk_sampled(v.data(), v.size(), k, {p.stride, 0, p.top_samples}, i.data(), x.data(), &r);
     });
-    return true;
+    dev::SampledTopkResult exact;
+    exact.used_exact = 1;
+    return exact;
   }
   const dev::SamplePlan plan{p.stride, sparcol::compress::dgc_sample_offset(p.stride, seed, step, 2),
                              p.top_samples};
@@ -488,7 +492,7 @@ bool expect_sampled_like_compressor(const Vec& v, std::uint64_t k, double ratio,
   EXPECT_EQ(r.reselections, static_cast<std::uint32_t>(c.last_reselections())) << what;
   EXPECT_EQ(r.used_exact != 0, c.last_used_exact()) << what;
   EXPECT_EQ(r.threshold_key, dev::magnitude_key(c.last_threshold())) << what;
-  return r.used_exact != 0;
+  return r;
 }
 
 }  // namespace
@@ -529,13 +533,16 @@ TEST(DeviceOpsCpu, SampledTopkAdaptationPaths) {
     ASSERT_GT(stride, 1u);
     Vec v = make(Data::kGaussian, n, seed);
     for (std::uint64_t i = 0; i < n; ++i) v[i] = (i % stride == offset) ? 100.0f + v[i] : 0.01f * v[i];
-    EXPECT_FALSE(expect_sampled_like_compressor(v, k, 0.01, seed, 0, "reselections"));
+    const auto r = expect_sampled_like_compressor(v, k, 0.01, seed, 0, "reselections");
+    EXPECT_EQ(r.used_exact, 0u);
+    EXPECT_GE(r.reselections, 1u);
+    EXPECT_EQ(r.count, k);  // more than k reached theta: the first k are kept
   }
   {
     // Exact path: a plateau of ties at the threshold selects far more than 1.3k.
     Vec t(n, 1.0f);
     for (std::uint64_t i = 0; i < n; i += 3) t[i] = 2.0f;
-    EXPECT_TRUE(expect_sampled_like_compressor(t, 2000, 0.01, seed, 0, "plateau"));
+    EXPECT_EQ(expect_sampled_like_compressor(t, 2000, 0.01, seed, 0, "plateau").used_exact, 1u);
   }
   {
     // Ten reselections without reaching 0.8k: the count after the last one stands unchecked.
@@ -543,7 +550,10 @@ TEST(DeviceOpsCpu, SampledTopkAdaptationPaths) {
     const auto [stride, offset] = sample_of(k);
     Vec tiny(n, 0.0f);
     for (std::uint64_t i = offset; i < n; i += stride) tiny[i] = 1e30f;
-    EXPECT_FALSE(expect_sampled_like_compressor(tiny, k, 0.01, seed, 0, "exhausted"));
+    const auto r = expect_sampled_like_compressor(tiny, k, 0.01, seed, 0, "exhausted");
+    EXPECT_EQ(r.used_exact, 0u);
+    EXPECT_EQ(r.reselections, static_cast<std::uint32_t>(dev::kSampledMaxReselections));
+    EXPECT_LT(r.count, k * 8 / 10);
   }
 }
 
