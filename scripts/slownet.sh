@@ -6,7 +6,7 @@
 #   --rate RATE      tc rate of the loopback: 1gbit, 10gbit, 25gbit, 500mbit, ...; "none" keeps the
 #                    namespace and the TCP transport but sets no limit (the unthrottled TCP reference)
 #   --burst SIZE     token bucket size (default 256kb)
-#   --latency TIME   longest a packet may wait in the bucket's queue (default 10ms)
+#   --latency TIME   longest a packet may wait in the bucket's queue (default 200ms; see below)
 #   --name NAME      namespace name (default sparcol-slownet-<pid>); an existing one is refused
 # Example (as root):
 #   scripts/slownet.sh --rate 1gbit -- mpirun -np 4 --oversubscribe build/bin/sparcol-bench -b 1M -e 16M
@@ -17,6 +17,10 @@
 # control channel (oob) use it, so `mpirun ...` inside just works.
 # Caveat: every rank shares the one loopback, so RATE is the aggregate bandwidth of the whole
 # emulated cluster, not a per-rank link rate. netem (delay, loss) is not available on this kernel.
+# The queue: tbf drops what does not fit in RATE x latency. With a short queue (10ms: 1.25 MB at
+# 1 Gbit/s) the all-to-all bursts of the direct collectives overflow it, and every drop costs TCP a
+# retransmission timeout (at least 200 ms), so times jump by 2-10x at random. A 200ms queue absorbs
+# those bursts: the rate, not the loss recovery, sets the time.
 #
 # Contract: needs root (ip netns, tc). Exit status: the command's; 2 for bad usage or an environment
 # that cannot run it (not root, tools missing, namespace exists, tc refuses the rate); 128+N when
@@ -33,7 +37,7 @@ die() {
   exit 2
 }
 
-rate="" burst=256kb latency=10ms name=""
+rate="" burst=256kb latency=200ms name=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rate) [ $# -ge 2 ] || die "--rate needs a value"; rate=$2; shift 2 ;;
