@@ -10,7 +10,9 @@
 #   --densities LIST   densities of the compressed operations (default "0.001 0.01 0.1")
 #   --nets LIST        networks: shm (Open MPI's default, shared memory), tcp (TCP over an unlimited
 #                      loopback), or a tc rate such as 1gbit, 10gbit (default "shm 1gbit 10gbit")
+#   --latency T        queue of the emulated networks (scripts/slownet.sh --latency; default 200ms)
 #   --repeats N        runs of every point; the analysis takes the median (default 3)
+#   --resume           keep the runs already finished in OUT (marked by a .done file)
 #   --minbytes S, --maxbytes S, --stepfactor F   the size sweep (default 1M, 64M, 4)
 #   --slow-maxbytes S  largest size on rate-limited networks below 10 Gbit/s (default 16M)
 #   --iters N, --warmup N   timed and warm-up runs per point (default 10, 2)
@@ -33,7 +35,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 bin=build/bin out=results/scaling ranks="1 2 4 8" densities="0.001 0.01 0.1" nets="shm 1gbit 10gbit"
-repeats=3 minbytes=1M maxbytes=64M factor=4 slow_maxbytes=16M iters=10 warmup=2 train=0 train_steps=60
+latency=200ms resume=0 repeats=3 minbytes=1M maxbytes=64M factor=4 slow_maxbytes=16M iters=10 warmup=2 train=0 train_steps=60
 analysis=1
 die() {
   echo "scaling_study: error: $*" >&2
@@ -47,6 +49,8 @@ while [ $# -gt 0 ]; do
     --densities) densities=$2; shift 2 ;;
     --nets) nets=$2; shift 2 ;;
     --repeats) repeats=$2; shift 2 ;;
+    --latency) latency=$2; shift 2 ;;
+    --resume) resume=1; shift ;;
     --minbytes) minbytes=$2; shift 2 ;;
     --maxbytes) maxbytes=$2; shift 2 ;;
     --stepfactor) factor=$2; shift 2 ;;
@@ -92,15 +96,38 @@ run_on() {
   case "$net" in
     shm) "$@" ;;
     tcp) bash "$root/scripts/slownet.sh" --rate none -- "$@" ;;
-    *) bash "$root/scripts/slownet.sh" --rate "$net" -- "$@" ;;
+    *) bash "$root/scripts/slownet.sh" --rate "$net" --latency "$latency" -- "$@" ;;
   esac
 }
 
-start=$(date +%s)
+# measure NET NAME COMMAND...: one run into NET/NAME.{h5,txt}; NET/NAME.done marks success, and
+# --resume keeps such runs. A failed run is tried once more: on the shared machine a run can
+# die of causes outside it (another user's job killing stray processes); a second failure stops the
+# study.
+measure() {
+  local net=$1 name=$2
+  shift 2
+  local dir="$out/$net"
+  if [ "$resume" -eq 1 ] && [ -e "$dir/$name.done" ] && [ -s "$dir/$name.h5" ]; then
+    return 0
+  fi
+  rm -f "$dir/$name.done"
+  local attempt
+  for attempt in 1 2; do
+    if run_on "$net" "$@" >"$dir/$name.txt" 2>&1; then
+      touch "$dir/$name.done"
+      return 0
+    fi
+    echo "   run $net/$name failed (attempt $attempt): $(tail -3 "$dir/$name.txt" | tr '\n' ' ')"
+  done
+  die "run $net/$name failed twice"
+}
+
+declare -A net_max=()
 for net in $nets; do
   dir="$out/$net"
   mkdir -p "$dir"
-  net_max=$maxbytes
+  net_max[$net]=$maxbytes
   case "$net" in
     shm)
       printf '{"label": "shm", "kind": "shm", "rate_gbits": null, "lanes": %d, "cores": %d}\n' "$cores" "$cores" \
@@ -112,34 +139,37 @@ for net in $nets; do
       [[ "$net" =~ ^[0-9]+([.][0-9]+)?[kmgt]?bit$ ]] || die "--nets holds '$net': use shm, tcp or a rate like 1gbit"
       gb=$(rate_gbits "$net")
       # One token bucket carries every rank's traffic: a single shared lane.
-      printf '{"label": "%s", "kind": "emulated", "rate_gbits": %s, "lanes": 1, "cores": %d}\n' "$net" "$gb" "$cores" \
-        >"$dir/network.json"
+      printf '{"label": "%s", "kind": "emulated", "rate_gbits": %s, "lanes": 1, "cores": %d, "queue": "%s"}\n' \
+        "$net" "$gb" "$cores" "$latency" >"$dir/network.json"
       if /usr/bin/python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 10 else 1)" "$gb" &&
         (($(to_bytes "$slow_maxbytes") < $(to_bytes "$maxbytes"))); then
-        net_max=$slow_maxbytes
+        net_max[$net]=$slow_maxbytes
       fi
       ;;
   esac
-  for r in $(seq 1 "$repeats"); do
+done
+
+# Repeats outermost, so that every network's repeats spread over the whole study and load that
+# drifts over minutes (other users of the machine) spreads over all of them alike.
+start=$(date +%s)
+for r in $(seq 1 "$repeats"); do
+  for net in $nets; do
     for p in $ranks; do
-      echo "== $net, repeat $r/$repeats, P=$p (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-      name="bench-p$p-dense-r$r"
-      run_on "$net" mpirun -np "$p" --oversubscribe "$bin/sparcol-bench" -b "$minbytes" -e "$net_max" -f "$factor" \
-        -n "$iters" -w "$warmup" --op dense-ring,mpi-allreduce --h5 "$dir/$name.h5" >"$dir/$name.txt" 2>&1 ||
-        die "run $net/$name failed: $(tail -5 "$dir/$name.txt")"
+      echo "== repeat $r/$repeats, $net, P=$p (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+      sweep=(-b "$minbytes" -e "${net_max[$net]}" -f "$factor" -n "$iters" -w "$warmup")
+      measure "$net" "bench-p$p-dense-r$r" mpirun -np "$p" --oversubscribe "$bin/sparcol-bench" "${sweep[@]}" \
+        --op dense-ring,mpi-allreduce --h5 "$out/$net/bench-p$p-dense-r$r.h5"
       for d in $densities; do
-        name="bench-p$p-d$d-r$r"
-        run_on "$net" mpirun -np "$p" --oversubscribe "$bin/sparcol-bench" -b "$minbytes" -e "$net_max" -f "$factor" \
-          -n "$iters" -w "$warmup" --op rbgs,sparse-allgather,mpi-allgatherv --density "$d" \
-          --h5 "$dir/$name.h5" >"$dir/$name.txt" 2>&1 || die "run $net/$name failed: $(tail -5 "$dir/$name.txt")"
+        measure "$net" "bench-p$p-d$d-r$r" mpirun -np "$p" --oversubscribe "$bin/sparcol-bench" "${sweep[@]}" \
+          --op rbgs,sparse-allgather,mpi-allgatherv --density "$d" --h5 "$out/$net/bench-p$p-d$d-r$r.h5"
       done
       if [ "$train" -eq 1 ]; then
         for m in dmsgd:none gmc:topk gmc-plus:rbgs; do
           opt=${m%%:*} comp=${m#*:}
           name="train-p$p-$opt-$comp-r$r"
-          run_on "$net" mpirun -np "$p" --oversubscribe "$bin/sparcol-train" --model cnn --optimizer "$opt" \
+          measure "$net" "$name" mpirun -np "$p" --oversubscribe "$bin/sparcol-train" --model cnn --optimizer "$opt" \
             --compressor "$comp" --density 0.01 --max-steps "$train_steps" --eval-every 0 \
-            --trace "$dir/$name.h5" >"$dir/$name.txt" 2>&1 || die "run $net/$name failed: $(tail -5 "$dir/$name.txt")"
+            --trace "$out/$net/$name.h5"
         done
       fi
     done
