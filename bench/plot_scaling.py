@@ -12,6 +12,16 @@ reduced to their median. Writes into DIR:
                         against ranks, for every compressed op and density
   scaling_train.png     (train traces) median wall-clock time per training step against ranks
   scaling_summary.md    the numbers behind the plots
+
+  bench/plot_scaling.py --tta [--out DIR] [--reference METHOD] TRACE_OR_DIR [...]
+
+Time-to-accuracy (bench/time_to_accuracy.sh): sparcol-train traces (files, or directories of
+tta-<method>-r<R>.h5) of several methods on the same setup. The reference (default: the method
+whose name starts with dmsgd) sets the target, the median over its runs of their final test
+accuracy. For each run: training wall-clock time at each evaluation (the trace's eval/wall_time_s
+minus the evaluations' own time so far, which every method pays alike), the first time its test
+accuracy reaches the target, and its final accuracy. Writes DIR/time_to_accuracy.png (test accuracy
+against training time) and DIR/time_to_accuracy.md (the table, medians over runs).
 """
 import argparse
 import glob
@@ -65,7 +75,7 @@ def step_times(path):
         if "train" not in f:
             return None
         g = f["train"]
-        for name in ("step_time_s", "time_per_step_s"):
+        for name in ("time_step_s", "step_time_s"):
             if name in g and len(g[name]):
                 return float(np.median(np.asarray(g[name])))
         for name in ("wall_time_s", "time_s", "wall_s"):
@@ -96,17 +106,133 @@ def load_train(run_dir):
     return {k: float(np.median(v)) for k, v in raw.items()}
 
 
+def load_tta_run(path):
+    """(method, times_s, accuracies, final accuracy, attrs) of one trace: training time at each evaluation."""
+    with h5py.File(path, "r") as f:
+        ev = f["eval"]
+        wall = np.asarray(ev["wall_time_s"], dtype=float)
+        acc = np.asarray(ev["test_accuracy"], dtype=float)
+        spent = np.cumsum(np.asarray(ev["time_eval_s"], dtype=float)) if "time_eval_s" in ev else 0.0
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    m = re.match(r"tta-(.+?)(?:-r\d+)?\.h5$", os.path.basename(path))
+    if m:
+        method = m.group(1)
+    else:
+        method = f"{attrs.get('optimizer', '?')}-{attrs.get('compressor', '?')}"
+    # An evaluation's own time is in wall_time_s of that evaluation and every later one.
+    return method, wall - spent, acc, attrs
+
+
+def first_reach(times, acc, target):
+    hit = np.nonzero(acc >= target - 1e-12)[0]
+    return float(times[hit[0]]) if hit.size else None
+
+
+def tta(args, plt):
+    paths = []
+    for x in args.run_dirs:
+        if os.path.isdir(x):
+            paths += sorted(glob.glob(os.path.join(x, "tta-*.h5")))
+        elif os.path.isfile(x):
+            paths.append(x)
+        else:
+            print(f"plot_scaling: error: {x} is neither a trace nor a directory", file=sys.stderr)
+            return 2
+    runs = defaultdict(list)
+    for p in paths:
+        try:
+            method, t, acc, attrs = load_tta_run(p)
+        except (OSError, KeyError) as e:
+            print(f"plot_scaling: skipping {p}: {e}", file=sys.stderr)
+            continue
+        if len(acc) == 0:
+            print(f"plot_scaling: skipping {p}: no evaluation", file=sys.stderr)
+            continue
+        runs[method].append((t, acc, attrs, p))
+    if not runs:
+        print("plot_scaling: error: no training traces with evaluations", file=sys.stderr)
+        return 2
+    ref = args.reference or next((m for m in sorted(runs) if m.startswith("dmsgd")), None)
+    if ref not in runs:
+        print(f"plot_scaling: error: reference method '{ref}' has no trace (have: {', '.join(sorted(runs))})",
+              file=sys.stderr)
+        return 2
+    target = float(np.median([acc[-1] for _, acc, _, _ in runs[ref]]))
+    ref_time = float(np.median([first_reach(t, acc, target) or t[-1] for t, acc, _, _ in runs[ref]]))
+    os.makedirs(args.out, exist_ok=True)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    order = [ref] + [m for m in sorted(runs) if m != ref]
+    rows = []
+    for i, m in enumerate(order):
+        reach, finals, totals = [], [], []
+        for j, (t, acc, attrs, p) in enumerate(runs[m]):
+            ax.plot(t, 100 * acc, "-o", color=f"C{i}", ms=3, alpha=0.9 if j == 0 else 0.5,
+                    label=m if j == 0 else None)
+            reach.append(first_reach(t, acc, target))
+            finals.append(acc[-1])
+            totals.append(t[-1])
+        hit = [r for r in reach if r is not None]
+        rows.append({"method": m, "runs": len(reach), "reached": len(hit),
+                     "time_to_target_s": float(np.median(hit)) if len(hit) == len(reach) else None,
+                     "times": reach, "final_accuracy": float(np.median(finals)),
+                     "best_accuracy": float(np.median([max(a) for _, a, _, _ in runs[m]])),
+                     "train_time_s": float(np.median(totals))})
+    ax.axhline(100 * target, color="k", lw=0.8, ls="--", label=f"target {100 * target:.2f}% ({ref} final)")
+    ax.set_xlabel("training wall-clock time (s, evaluations excluded)")
+    ax.set_ylabel("test accuracy (%)")
+    lo = min(100 * min(acc) for v in runs.values() for _, acc, _, _ in v)
+    ax.set_ylim(max(lo - 1, 100 * target - 15), 100 * max(max(acc) for v in runs.values() for _, acc, _, _ in v) + 0.5)
+    a0 = runs[ref][0][2]
+    ax.set_title(f"{a0.get('model', '?')}, {a0.get('world_size', '?')} ranks x batch {a0.get('batch', '?')}"
+                 + (f", {args.network}" if args.network else ""))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.out, "time_to_accuracy.png"), dpi=120)
+    plt.close(fig)
+
+    L = ["# Time to accuracy\n",
+         f"Target: {100 * target:.2f}% test accuracy, the final accuracy of {ref} (median over {len(runs[ref])} run(s)). "
+         "Times are training wall-clock seconds (the evaluations' own time removed), medians over runs.\n",
+         "| method | runs | final accuracy | best accuracy | training time | time to target | vs reference |",
+         "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["time_to_target_s"] is not None:
+            tt = f"{r['time_to_target_s']:.1f} s"
+            ratio = f"{r['time_to_target_s'] / ref_time:.2f}x" if ref_time > 0 else "-"
+        else:
+            short = 100 * (target - r["best_accuracy"])
+            tt = (f"not reached in {r['reached']} of {r['runs']} runs" if r["reached"] else "not reached") + \
+                 (f" (best {100 * r['best_accuracy']:.2f}%, {short:.2f} points short)" if r["reached"] == 0 else "")
+            ratio = "-"
+        L.append(f"| {r['method']} | {r['runs']} | {100 * r['final_accuracy']:.2f}% | {100 * r['best_accuracy']:.2f}% | "
+                 f"{r['train_time_s']:.1f} s | {tt} | {ratio} |")
+    with open(os.path.join(args.out, "time_to_accuracy.md"), "w") as f:
+        f.write("\n".join(L) + "\n")
+    with open(os.path.join(args.out, "time_to_accuracy.json"), "w") as f:
+        json.dump({"reference": ref, "target": target, "reference_time_s": ref_time, "rows": rows}, f, indent=1)
+    print("\n".join(L))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dirs", nargs="+")
     ap.add_argument("--out", default="results/analysis")
     ap.add_argument("--size", default=None, help="dense vector bytes for the time plot (e.g. 16M)")
     ap.add_argument("--density", type=float, default=0.01)
+    ap.add_argument("--tta", action="store_true", help="time-to-accuracy of training traces (see above)")
+    ap.add_argument("--reference", default=None, help="--tta: the method whose final accuracy is the target")
+    ap.add_argument("--network", default="", help="--tta: network label for the plot title")
     args = ap.parse_args()
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    if args.tta:
+        return tta(args, plt)
 
     runs = []
     for d in args.run_dirs:

@@ -3,8 +3,9 @@
 
   check_h5.py bench FILE RANKS [OPS]   a complete sparcol-bench file (docs/bench.md layout): the
                                        given ranks, every row checked and right, every op present
-  check_h5.py train FILE RANKS         a sparcol-train trace (docs/train.md): groups train and eval,
-                                       at least one evaluation, finite accuracies in [0, 1]
+  check_h5.py train FILE RANKS         a sparcol-train trace (docs/traces.md): world_size RANKS,
+                                       groups train and eval, at least one evaluation, finite test
+                                       accuracies in [0, 1]
 Prints one line per problem and exits 1 if there is any.
 """
 import math
@@ -56,10 +57,10 @@ def check_train(path, ranks):
                 problems.append(f"group /{group} missing")
         if problems:
             return problems
-        if "ranks" in f.attrs and int(f.attrs["ranks"]) != ranks:
-            problems.append(f"attribute ranks is {f.attrs['ranks']}, expected {ranks}")
+        if int(f.attrs.get("world_size", -1)) != ranks:
+            problems.append(f"attribute world_size is {f.attrs.get('world_size')}, expected {ranks}")
         ev = f["eval"]
-        acc_name = next((n for n in ("test_accuracy", "accuracy") if n in ev), None)
+        acc_name = "test_accuracy" if "test_accuracy" in ev else None
         if acc_name is None:
             problems.append(f"/eval has no accuracy dataset (has {list(ev)})")
         else:
