@@ -156,6 +156,8 @@ std::uint64_t parse_size(const char* flag, const std::string& text) {
     ++i;
   }
   if (i == 0) throw bad("is not a number");
+  if (i < text.size() && (text[i] == '.' || text[i] == 'e' || text[i] == 'E'))
+    throw bad("is not a whole number");
   std::uint64_t mult = 1;
   if (i < text.size()) {
     switch (text[i]) {
@@ -250,10 +252,12 @@ Parsed parse(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   std::string b = "8", e = "64M";
   std::vector<std::string> ops{"all"};
+  // Signed on purpose: CLI11 would wrap "-2" into a huge unsigned value instead of rejecting it.
+  std::int64_t factor = 2, k = 0, seed = 0;
   app.add_option("-b,--minbytes", b,
                  "Smallest size: bytes of the dense float32 vector (K, M, G suffixes: powers of 1024)");
   app.add_option("-e,--maxbytes", e, "Largest size (same syntax)");
-  app.add_option("-f,--stepfactor", c.factor, "Multiply the size by this between rows");
+  app.add_option("-f,--stepfactor", factor, "Multiply the size by this between rows");
   app.add_option("-n,--iters", c.iters, "Timed runs per size and operation");
   app.add_option("-w,--warmup_iters", c.warmup, "Untimed warm-up runs before them");
   app.add_option("-c,--check", c.check,
@@ -266,12 +270,12 @@ Parsed parse(int argc, char** argv) {
   auto* dens =
       app.add_option("--density", c.density,
                      "Fraction rho in (0, 1] for rbgs and the sparse ops: k = max(1, floor(rho d)) per rank");
-  app.add_option("-k,--pairs", c.k, "Fixed k per rank instead of --density (k <= d at every size)")
+  app.add_option("-k,--pairs", k, "Fixed k per rank instead of --density (k <= d at every size)")
       ->excludes(dens);
   app.add_option("--backend", c.backend,
                  "mpi, or loopback (threads as ranks in this one process; needs --ranks)");
   app.add_option("--ranks", c.ranks, "Ranks for --backend loopback");
-  app.add_option("--seed", c.seed, "Data seed (0: rank 0 draws a fresh one; the header prints it)");
+  app.add_option("--seed", seed, "Data seed (0: rank 0 draws a fresh one; the header prints it)");
   app.add_option("--timeout", c.timeout_s,
                  "Seconds a blocking wait may take before failing (0: forever; -1: the backend's default, "
                  "300 s or SPARCOL_TIMEOUT_S)");
@@ -288,6 +292,16 @@ Parsed parse(int argc, char** argv) {
     c.check_collectives = !no_check_collectives;
     if (const char* env = std::getenv("SPARCOL_BENCH_CORRUPT"); env != nullptr && std::string(env) == "1")
       c.corrupt = true;
+    auto non_negative = [](const char* flag, std::int64_t v) {
+      if (v < 0)
+        throw Error(ErrorCode::kInvalidArgument, -1,
+                    std::string(flag) + " must not be negative, got " + std::to_string(v));
+      return static_cast<std::uint64_t>(v);
+    };
+    c.factor = non_negative("-f", factor);
+    c.k = non_negative("-k", k);
+    c.seed = non_negative("--seed", seed);
+    if (app.count("-k") != 0 && k == 0) throw Error(ErrorCode::kInvalidArgument, -1, "-k must be at least 1");
     c.min_bytes = parse_size("-b", b);
     c.max_bytes = parse_size("-e", e);
     for (const auto& name : ops) {
