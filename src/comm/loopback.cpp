@@ -57,6 +57,7 @@ class LoopbackRecv final : public RequestImpl {
     const bool ready = box.cv.wait_until(lock, deadline, [&] { return !q.empty() || aborted(); });
     if (!q.empty()) {
       take(q);
+      forget_if_empty(box, q);
       return true;
     }
     if (aborted()) {
@@ -72,10 +73,16 @@ class LoopbackRecv final : public RequestImpl {
     auto& q = box.queues[{info.peer, info.tag}];
     if (q.empty()) return false;
     take(q);
+    forget_if_empty(box, q);
     return true;
   }
 
  private:
+  // Collectives use a fresh tag per call (coll::Agreement::data_tag): drop drained queues so the
+  // mailbox map does not keep one entry per tag ever used. Called with box.mu held.
+  void forget_if_empty(LoopbackWorld::State::Mailbox& box, const std::deque<std::vector<std::byte>>& q) {
+    if (q.empty()) box.queues.erase({info.peer, info.tag});
+  }
   bool aborted() const {
     std::lock_guard lock(s_->abort_mu);
     return s_->aborted;
