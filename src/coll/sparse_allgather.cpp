@@ -189,7 +189,7 @@ void SparseAllgather::exchange_ring() {
 }
 
 void SparseAllgather::sum_into(float* out) const {
-  std::memset(out, 0, n_ * sizeof(float));
+  if (n_ != 0) std::memset(out, 0, n_ * sizeof(float));  // out may be null when n = 0
   accumulate_into(out, 1.0f);
 }
 
