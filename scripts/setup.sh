@@ -11,6 +11,7 @@ packages=(
   libopenblas-dev zlib1g-dev
   dataset-fashion-mnist
   python3 python3-h5py python3-matplotlib python3-numpy
+  clang libclang-rt-14-dev
   "$@"
 )
 

@@ -30,4 +30,22 @@ if [ $# -eq 0 ]; then
     status=1
   fi
 fi
+# The sanitizer pass: the whole suite at small sizes under AddressSanitizer and
+# UndefinedBehaviorSanitizer (clang, CUDA off), plus the libFuzzer targets for a bounded time.
+# SPARCOL_SANITIZE_PASS=0 skips it (it doubles the build time).
+if [ $# -eq 0 ] && [ "${SPARCOL_SANITIZE_PASS:-1}" != 0 ]; then
+  echo "== sanitizers: ASan + UBSan (clang), small sizes; fuzz targets"
+  export SPARCOL_TEST_SMALL=1
+  asan_dir=${SPARCOL_ASAN_BUILD_DIR:-build-asan}
+  CC=clang CXX=clang++ SPARCOL_BUILD_DIR=$asan_dir bash scripts/build.sh -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DSPARCOL_SANITIZE=ON -DSPARCOL_FUZZ=ON -DSPARCOL_ENABLE_CUDA=OFF -DSPARCOL_BUILD_BENCH=OFF
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  export LSAN_OPTIONS=suppressions=$root/tests/lsan.supp:print_suppressions=0
+  # LeakSanitizer cannot run beside Open MPI's runtime (its tracer crashes), so leaks are checked in
+  # the programs that do not start MPI: the unit and threads-as-ranks suites.
+  (cd "$asan_dir" && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure --timeout 900 -j 2 -L "unit|coll") ||
+    status=1
+  (cd "$asan_dir" && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure --timeout 900 -j 2 \
+    -LE "unit|coll|slurm|slownet|faults") || status=1
+fi
 exit $status

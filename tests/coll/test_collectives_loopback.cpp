@@ -37,13 +37,15 @@ CheckResult run_all(int ranks, F&& check) {
 class LoopbackColl : public ::testing::TestWithParam<std::tuple<int, std::size_t>> {};
 
 TEST_P(LoopbackColl, RingAllreduce) {
-  const auto [ranks, count] = GetParam();
+  const int ranks = std::get<0>(GetParam());
+  const std::size_t count = std::get<1>(GetParam());
   const auto res = run_all(ranks, [&](Backend& b) { return sparcol::test::check_ring_allreduce(b, count, kSeed); });
   EXPECT_EQ(res.wrong, 0u) << res.first << seed_note();
 }
 
 TEST_P(LoopbackColl, RbgsAllreduce) {
-  const auto [ranks, count] = GetParam();
+  const int ranks = std::get<0>(GetParam());
+  const std::size_t count = std::get<1>(GetParam());
   // k = 0, k = n, a wrapping block of half the vector, and a 1% block.
   for (std::size_t k : sparcol::test::rbgs_ks(count)) {
     const auto res =
@@ -53,7 +55,8 @@ TEST_P(LoopbackColl, RbgsAllreduce) {
 }
 
 TEST_P(LoopbackColl, SparseAllgather) {
-  const auto [ranks, count] = GetParam();
+  const int ranks = std::get<0>(GetParam());
+  const std::size_t count = std::get<1>(GetParam());
   for (std::size_t max_k : sparcol::test::sparse_ks(count)) {
     const auto res =
         run_all(ranks, [&](Backend& b) { return sparcol::test::check_sparse_allgather(b, count, max_k, kSeed); });
@@ -63,16 +66,16 @@ TEST_P(LoopbackColl, SparseAllgather) {
 
 INSTANTIATE_TEST_SUITE_P(Sweep, LoopbackColl,
                          ::testing::Combine(::testing::Range(1, 9),
-                                            ::testing::Values(std::size_t{0}, std::size_t{1}, std::size_t{7},
-                                                              std::size_t{13}, std::size_t{1009}, std::size_t{65537},
-                                                              std::size_t{1} << 20)),
+                                            ::testing::ValuesIn(sparcol::test::sized(
+                                                {0, 1, 7, 13, 1009, 65537, std::size_t{1} << 20}))),
                          [](const auto& p) {
                            return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" +
                                   std::to_string(std::get<1>(p.param));
                          });
 
 INSTANTIATE_TEST_SUITE_P(Large, LoopbackColl,
-                         ::testing::Combine(::testing::Values(1, 3, 8), ::testing::Values(std::size_t{1} << 24)),
+                         ::testing::Combine(::testing::Values(1, 3, 8),
+                                            ::testing::ValuesIn(sparcol::test::sized({std::size_t{1} << 24}))),
                          [](const auto& p) {
                            return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" +
                                   std::to_string(std::get<1>(p.param));

@@ -205,6 +205,17 @@ int ranks_failed(comm::Backend& b, const CheckResult& r) {
   return static_cast<int>(f);
 }
 
+bool large_sizes() {
+  const char* s = std::getenv("SPARCOL_TEST_SMALL");
+  return s == nullptr || *s == '\0' || std::string(s) == "0";
+}
+
+std::vector<std::size_t> sized(std::vector<std::size_t> sizes) {
+  if (large_sizes()) return sizes;
+  std::erase_if(sizes, [](std::size_t n) { return n > (std::size_t{1} << 17); });
+  return sizes;
+}
+
 std::uint64_t test_seed() {
   if (const char* s = std::getenv("SPARCOL_TEST_SEED"); s != nullptr && *s != '\0') return std::strtoull(s, nullptr, 0);
   std::random_device rd;

@@ -49,6 +49,12 @@ std::vector<std::size_t> sparse_ks(std::size_t n);
 // number of ranks that failed.
 int ranks_failed(comm::Backend& b, const CheckResult& r);
 
+// False when SPARCOL_TEST_SMALL is set (sanitizer and other slow builds): suites then leave out
+// their large sizes (2^20 and 2^24 elements).
+bool large_sizes();
+// `sizes` without the entries above 2^17 elements when large_sizes() is false.
+std::vector<std::size_t> sized(std::vector<std::size_t> sizes);
+
 // A seed for this test run: SPARCOL_TEST_SEED if set, else a fresh random one.
 std::uint64_t test_seed();
 

@@ -50,9 +50,8 @@ TEST_P(MpiColl, SparseAllgather) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, MpiColl,
-                         ::testing::Values(std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{13},
-                                           std::size_t{1009}, std::size_t{65537}, std::size_t{1} << 20,
-                                           std::size_t{1} << 24),
+                         ::testing::ValuesIn(sparcol::test::sized(
+                             {0, 1, 7, 13, 1009, 65537, std::size_t{1} << 20, std::size_t{1} << 24})),
                          [](const auto& p) { return "n" + std::to_string(p.param); });
 
 class MpiMismatch : public sparcol::test::MpiTest {};
