@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   sparcol::train::TrainConfig c;
   std::string preset;
   std::vector<std::string> resume;
-  double timeout_s = -1.0;
+  double timeout_s = 0.0;
 
   CLI::App app{
       "sparcol-train: data-parallel training with compressed communication, one worker per MPI rank.\n"
@@ -156,8 +156,8 @@ int main(int argc, char** argv) {
     if (!preset.empty()) {
       sparcol::train::apply_preset(c, preset, [&](const std::string& flag) { return app.count(flag) > 0; });
     }
-    SPARCOL_CHECK_ARG(timeout_s < 0 || timeout_s <= 1e7, rank, "--timeout must be in [0, 1e7] seconds");
-    if (timeout_s >= 0) {
+    if (app.count("--timeout") > 0) {
+      SPARCOL_CHECK_ARG(timeout_s >= 0 && timeout_s <= 1e7, rank, "--timeout must be in [0, 1e7] seconds");
       backend->set_timeout(std::chrono::milliseconds(static_cast<long long>(timeout_s * 1000.0)));
     }
     c.resume = resume_opt->count() > 0;

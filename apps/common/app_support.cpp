@@ -70,17 +70,18 @@ void on_terminate(int sig) {
 }  // namespace
 
 
+// One write per line: stderr is unbuffered, and under mpirun the lines of several ranks would
+// otherwise interleave piece by piece.
 void print_error(int rank, const std::string& message) {
   g_reported = 1;
-  if (rank >= 0) {
-    std::cerr << "sparcol: rank " << rank << ": error: " << message << std::endl;
-  } else {
-    std::cerr << "sparcol: error: " << message << std::endl;
-  }
+  const std::string who = rank >= 0 ? "sparcol: rank " + std::to_string(rank) + ": " : "sparcol: ";
+  const std::string line = who + "error: " + message + "\n";
+  std::cerr.write(line.data(), static_cast<std::streamsize>(line.size())).flush();
 }
 
 void print_warning(int rank, const std::string& message) {
-  std::cerr << "sparcol: rank " << rank << ": warning: " << message << std::endl;
+  const std::string line = "sparcol: rank " + std::to_string(rank) + ": warning: " + message + "\n";
+  std::cerr.write(line.data(), static_cast<std::streamsize>(line.size())).flush();
 }
 
 std::optional<int> parse(CLI::App& app, int argc, char** argv, int rank) {

@@ -88,8 +88,10 @@ std::string join(const std::vector<std::string>& v) {
   return out;
 }
 
+// The programs' warning line, written at once so that ranks' lines do not interleave.
 void warn(int rank, const std::string& message) {
-  std::cerr << "sparcol: rank " << rank << ": warning: " << message << std::endl;
+  const std::string line = "sparcol: rank " + std::to_string(rank) + ": warning: " + message + "\n";
+  std::cerr.write(line.data(), static_cast<std::streamsize>(line.size())).flush();
 }
 
 // Why path cannot be created as a file (its directory is missing or not writable), or "".
