@@ -9,6 +9,7 @@
 #include <random>
 #include <cstring>
 
+#include "sparcol/coll/sign_allgather.hpp"
 #include "sparcol/comm/loopback.hpp"
 #include "sparcol/core/error.hpp"
 #include "sparcol/core/rng.hpp"
@@ -467,6 +468,80 @@ TEST(OptimDgc, WarmupRaisesSparsityExponentially) {
       EXPECT_NEAR(opt->current_density(), want, 1e-12) << "epoch " << e;
     }
   });
+}
+
+}  // namespace
+
+// ---- Degenerate inputs and mismatches (docs/reliability.md) ---------------------------------------
+
+namespace {
+
+TEST(OptimDegenerateInput, EmptyZeroAndFullDensity) {
+  for (const auto& m : sparcol::optim::method_names()) {
+    for (const char* comp : {"topk", "rbgs", "sign", "randk", "topk-sampled", "sidco"}) {
+      // d = 0: nothing to do, no error.
+      auto r0 = run(config(m, comp, 0.5), 2, Layout::flat(0), 3,
+                    [](int, std::uint64_t, std::span<const float>) { return Vec{}; });
+      EXPECT_TRUE(r0.x[0].empty()) << m << " " << comp;
+      // All-zero gradients: x stays at 0 exactly, state stays finite.
+      auto rz = run(config(m, comp, 0.1), 3, Layout::flat(50), 4,
+                    [](int, std::uint64_t, std::span<const float>) { return Vec(50, 0.0f); });
+      for (float v : rz.x[0]) EXPECT_EQ(v, 0.0f) << m << " " << comp;
+      // Density 1 (k = d) with equal magnitudes everywhere (all ties).
+      auto rt = run(config(m, comp, 1.0), 2, Layout::flat(16), 3,
+                    [](int r, std::uint64_t, std::span<const float>) { return Vec(16, r == 0 ? 1.0f : -1.0f); });
+      for (float v : rt.x[0]) EXPECT_TRUE(std::isfinite(v)) << m << " " << comp;
+      EXPECT_EQ(rt.x[0], rt.x[1]) << m << " " << comp;
+    }
+  }
+}
+
+TEST(OptimMismatch, DifferentDensitiesOrSeedsOrStepsAreNamed) {
+  struct Case {
+    const char* what;
+    std::function<void(int rank, OptimConfig&, std::uint64_t& t)> tweak;
+    const char* needle;
+  };
+  const std::vector<Case> cases{
+      {"density", [](int r, OptimConfig& c, std::uint64_t&) { c.exchange.compressor.density = r == 2 ? 0.2 : 0.1; },
+       "optimizer_exchange"},
+      {"seed", [](int r, OptimConfig& c, std::uint64_t&) { c.exchange.seed = r == 2 ? 99 : 11; }, "seed=99"},
+      {"step", [](int r, OptimConfig&, std::uint64_t& t) { t = r == 2 ? 5 : 4; }, "step=5"},
+      {"size", [](int, OptimConfig&, std::uint64_t&) {}, "count=40"},
+  };
+  for (const auto& c : cases) {
+    try {
+      LoopbackWorld::spawn(3, [&](Backend& b) {
+        auto cfg = config("gmc", "rbgs", 0.1);
+        std::uint64_t t = 4;
+        c.tweak(b.rank(), cfg, t);
+        const std::uint64_t d = (std::string(c.what) == "size" && b.rank() == 2) ? 40 : 30;
+        auto opt = sparcol::optim::make_optimizer(b, Layout::flat(d), cfg);
+        Vec x(d), g(d, 1.0f);
+        opt->step(x, g, t, 0.1);
+      });
+      ADD_FAILURE() << c.what << ": expected a mismatch error";
+    } catch (const sparcol::Error& e) {
+      EXPECT_EQ(e.code(), sparcol::ErrorCode::kMismatch) << c.what << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.needle), std::string::npos) << c.what << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find("rank 2"), std::string::npos) << c.what << ": " << e.what();
+    }
+  }
+}
+
+TEST(OptimMismatch, SignAllgatherSizesAreNamed) {
+  try {
+    LoopbackWorld::spawn(2, [](Backend& b) {
+      const std::uint64_t n = b.rank() == 0 ? 64 : 65;
+      sparcol::coll::SignAllgather sag(b, n);
+      std::vector<std::uint32_t> bits((n + 31) / 32);
+      sag.run(bits, 1.0f, 0);
+    });
+    ADD_FAILURE() << "expected a mismatch error";
+  } catch (const sparcol::Error& e) {
+    EXPECT_EQ(e.code(), sparcol::ErrorCode::kMismatch) << e.what();
+    EXPECT_NE(std::string(e.what()).find("sign_allgather(count=65"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
