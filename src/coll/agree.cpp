@@ -94,10 +94,14 @@ struct Wire {
 static_assert(sizeof(Wire) == 72);
 }  // namespace
 
-Agreement::Agreement(comm::Backend& backend, CallSignature sig, RankLocal local, bool need_locals)
-    : backend_(backend), sig_(sig) {
-  sig_.sequence = backend.next_collective_sequence();
-  check_ = backend.check_collectives();
+Agreement::Agreement(comm::Backend& data_backend, CallSignature sig, RankLocal local, bool need_locals)
+    : backend_(data_backend.control()), sig_(sig) {
+  // The call counter and the switch belong to the backend the collective runs on; the fingerprints
+  // travel over its control backend (itself, except for a device backend such as NCCL, whose
+  // point-to-point rules would not let a collective send data before the fingerprints complete).
+  sig_.sequence = data_backend.next_collective_sequence();
+  check_ = data_backend.check_collectives();
+  comm::Backend& backend = backend_;
   if (!check_ && !need_locals) return;
   exchanged_ = true;
   const int n = backend.size();

@@ -20,8 +20,14 @@ void rbgs_unpack(const float* packed, const RbgsBlock& b, float* v) {
   std::copy(packed + first, packed + b.length, v);
 }
 
-RbgsAllreduce::RbgsAllreduce(comm::Backend& backend, std::size_t n, std::size_t k)
-    : backend_(backend), n_(n), k_(k), ring_(backend, k), packed_(k) {
+RbgsAllreduce::RbgsAllreduce(comm::Backend& backend, std::size_t n, std::size_t k, device::Exec* exec)
+    : backend_(backend),
+      n_(n),
+      k_(k),
+      ring_(backend, k, RingAllreduce::kDefaultPieceBytes, RingAllreduce::Algorithm::kAuto, exec),
+      exec_(exec),
+      packed_(exec != nullptr ? 0 : k) {
+  if (exec_ != nullptr) d_packed_.assign(*exec_, k, "rbgs packed block");
   SPARCOL_CHECK_ARG(k <= n, backend.rank(),
                     "rbgs_allreduce: block length k = " + std::to_string(k) +
                         " exceeds the vector length n = " + std::to_string(n));
@@ -38,6 +44,14 @@ RbgsBlock RbgsAllreduce::run(float* data, std::uint64_t seed, std::uint64_t step
     // A contiguous block (all but a fraction of about k/n of the steps) is reduced where it lies:
     // packing it would only copy k floats out and back.
     ring_.run_with(data + b.start, pending);
+    return b;
+  }
+  if (exec_ != nullptr) {
+    const device::Block db{b.n, b.start, b.length};
+    device::dispatch::rbgs_pack(*exec_, data, db, d_packed_.data());
+    ring_.run_with(d_packed_.data(), pending);  // waits for the pack before anything is sent
+    device::dispatch::rbgs_unpack(*exec_, d_packed_.data(), db, 1.0f, data, /*zero_outside=*/false);
+    exec_->synchronize();
     return b;
   }
   rbgs_pack(data, b, packed_.data());

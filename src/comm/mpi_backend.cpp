@@ -4,11 +4,14 @@
 
 #include <algorithm>
 #include <climits>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "sparcol/core/error.hpp"
+#include "sparcol/device/device.hpp"
 
 namespace sparcol::comm {
 
@@ -36,6 +39,74 @@ std::string mpi_error_string(int code) {
 // Messages are split into pieces of at most this many bytes so that MPI's int counts never overflow.
 constexpr std::size_t kMaxPiece = std::size_t{1} << 30;
 
+// Page-locked staging buffers for device memory, reused across messages. Requests hold the pool
+// through a shared_ptr, so a request that outlives its backend (while an exception unwinds) still
+// returns its buffer safely.
+class StagingPool {
+ public:
+  using Buffer = device::PinnedBuffer<std::byte>;
+
+  // A buffer of at least `bytes` (capacity rounded up to a power of two, at least 64 KiB, so that
+  // messages of similar size share buffers).
+  Buffer acquire(std::size_t bytes) {
+    std::lock_guard lock(mu_);
+    std::size_t best = free_.size();
+    for (std::size_t i = 0; i < free_.size(); ++i) {
+      if (free_[i].size() >= bytes && (best == free_.size() || free_[i].size() < free_[best].size())) best = i;
+    }
+    if (best < free_.size()) {
+      Buffer b = std::move(free_[best]);
+      free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(best));
+      return b;
+    }
+    std::size_t cap = std::size_t{1} << 16;
+    while (cap < bytes) cap *= 2;
+    return Buffer(cap, "MPI staging buffer for device memory");
+  }
+
+  void release(Buffer b) {
+    std::lock_guard lock(mu_);
+    if (free_.size() < kKeep) free_.push_back(std::move(b));
+  }
+
+ private:
+  static constexpr std::size_t kKeep = 32;
+  std::mutex mu_;
+  std::vector<Buffer> free_;
+};
+
+// Keeps a staging buffer that MPI may still access (a request abandoned while pending) alive until
+// the process ends: freeing it could let MPI write into memory that was handed out again.
+void bury(StagingPool::Buffer b) {
+  static std::mutex mu;
+  static auto* graveyard = new std::vector<StagingPool::Buffer>();  // never freed, on purpose
+  std::lock_guard lock(mu);
+  graveyard->push_back(std::move(b));
+}
+
+// A message to or from device memory: the pinned buffer MPI reads or writes, and (for a receive)
+// the device buffer it goes to when the request completes.
+struct Staging {
+  std::shared_ptr<StagingPool> pool;
+  StagingPool::Buffer host;
+  void* device_dst = nullptr;  // receives only
+  std::size_t bytes = 0;
+
+  // After the receive completed: copy to the device, return the buffer. Idempotent.
+  void deliver() {
+    if (pool == nullptr) return;
+    if (device_dst != nullptr) device::detail::copy_bytes(device_dst, host.data(), bytes);
+    pool->release(std::move(host));
+    pool.reset();
+  }
+  // Without delivering (a cancelled receive, a finished send).
+  void drop() {
+    if (pool == nullptr) return;
+    pool->release(std::move(host));
+    pool.reset();
+  }
+};
+
 class MpiRequest final : public RequestImpl {
  public:
   MpiRequest(int rank, std::vector<std::size_t> piece_bytes)
@@ -46,13 +117,22 @@ class MpiRequest final : public RequestImpl {
 
   ~MpiRequest() override {
     // Pending at destruction: only while an exception unwinds. Cancel receives, release the rest;
-    // never throw from here.
+    // never throw from here. A staging buffer MPI may still write into is leaked, not reused.
+    bool pending = false;
     for (auto& r : reqs_) {
       if (r == MPI_REQUEST_NULL) continue;
+      pending = true;
       if (!info.is_send) MPI_Cancel(&r);
       MPI_Request_free(&r);
     }
+    if (pending && staging_.pool != nullptr) {
+      bury(std::move(staging_.host));
+      staging_.pool.reset();
+    }
+    staging_.drop();
   }
+
+  void set_staging(Staging s) { staging_ = std::move(s); }
 
   std::vector<MPI_Request>& handles() { return reqs_; }
 
@@ -69,12 +149,14 @@ class MpiRequest final : public RequestImpl {
     check(err, status_);
     for (auto r : reqs_)
       if (r != MPI_REQUEST_NULL) return false;
+    staging_.deliver();
     return true;
   }
 
   bool wait_until(std::chrono::steady_clock::time_point deadline) override {
     if (deadline == std::chrono::steady_clock::time_point::max()) {
       check(MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), status_.data()), status_);
+      staging_.deliver();
       return true;
     }
     unsigned spins = 0;
@@ -87,6 +169,7 @@ class MpiRequest final : public RequestImpl {
   bool test() override {
     int flag = 0;
     check(MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &flag, status_.data()), status_);
+    if (flag != 0) staging_.deliver();
     return flag != 0;
   }
 
@@ -129,6 +212,7 @@ class MpiRequest final : public RequestImpl {
   std::vector<std::size_t> piece_bytes_;
   std::vector<MPI_Request> reqs_;
   std::vector<MPI_Status> status_;
+  Staging staging_;  // device memory only
 };
 
 std::vector<std::size_t> split_pieces(std::size_t bytes) {
@@ -202,12 +286,42 @@ std::string MpiEnvironment::library_version() {
   return v;
 }
 
+int MpiEnvironment::node_local_rank() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return 0;
+  MPI_Comm node = MPI_COMM_NULL;
+  SPARCOL_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), -1);
+  int r = 0;
+  const int rc = MPI_Comm_rank(node, &r);
+  MPI_Comm_free(&node);
+  SPARCOL_MPI_CHECK(rc, -1);
+  return r;
+}
+
 // ------------------------------------------------------------------------------------------------
 // MpiBackend
 // ------------------------------------------------------------------------------------------------
 
 struct MpiBackend::Impl {
   MPI_Comm comm = MPI_COMM_NULL;
+  // Whether a GPU exists (asked once): without one, no pointer can be device memory and no buffer
+  // is ever queried.
+  bool gpu = device::has_gpu();
+  std::shared_ptr<StagingPool> pool = std::make_shared<StagingPool>();
+
+  bool on_device(const void* p) const {
+    return gpu && p != nullptr && device::pointer_kind(p) == MemKind::kDevice;
+  }
+  // A staging buffer holding a copy of `bytes` bytes of device memory at d_src.
+  Staging stage_from(const void* d_src, std::size_t bytes) const {
+    Staging s{pool, pool->acquire(bytes), nullptr, bytes};
+    device::detail::copy_bytes(s.host.data(), d_src, bytes);
+    return s;
+  }
+  // A staging buffer that receives `bytes` bytes for device memory at d_dst (see Staging::deliver).
+  Staging stage_to(void* d_dst, std::size_t bytes) const { return Staging{pool, pool->acquire(bytes), d_dst, bytes}; }
 };
 
 namespace {
@@ -251,6 +365,11 @@ Request MpiBackend::isend(const void* buf, std::size_t bytes, int peer, int tag)
   auto req = std::make_unique<MpiRequest>(rank_, pieces);
   req->info = RequestInfo{true, peer, tag, bytes};
   const auto* p = static_cast<const char*>(buf);
+  if (bytes > 0 && impl_->on_device(buf)) {
+    Staging st = impl_->stage_from(buf, bytes);
+    p = reinterpret_cast<const char*>(st.host.data());
+    req->set_staging(std::move(st));
+  }
   for (std::size_t i = 0; i < pieces.size(); ++i) {
     SPARCOL_MPI_CHECK(
         MPI_Isend(p, static_cast<int>(pieces[i]), MPI_BYTE, peer, tag, impl_->comm, &req->handles()[i]),
@@ -269,6 +388,11 @@ Request MpiBackend::irecv(void* buf, std::size_t bytes, int peer, int tag) {
   auto req = std::make_unique<MpiRequest>(rank_, pieces);
   req->info = RequestInfo{false, peer, tag, bytes};
   auto* p = static_cast<char*>(buf);
+  if (bytes > 0 && impl_->on_device(buf)) {
+    Staging st = impl_->stage_to(buf, bytes);
+    p = reinterpret_cast<char*>(st.host.data());
+    req->set_staging(std::move(st));
+  }
   for (std::size_t i = 0; i < pieces.size(); ++i) {
     SPARCOL_MPI_CHECK(
         MPI_Irecv(p, static_cast<int>(pieces[i]), MPI_BYTE, peer, tag, impl_->comm, &req->handles()[i]),
@@ -341,6 +465,13 @@ void MpiBackend::wait_all(std::span<Request> requests) {
 
 void MpiBackend::allreduce_sum(float* data, std::size_t count) {
   ActivityScope scope(kTagReduceRef, -1);
+  // Device memory: reduce a host copy, then copy the result back.
+  Staging st;
+  if (count > 0 && impl_->on_device(data)) {
+    st = impl_->stage_from(data, count * sizeof(float));
+    st.device_dst = data;
+    data = reinterpret_cast<float*>(st.host.data());
+  }
   std::size_t done = 0;
   while (done < count) {
     const std::size_t n = std::min<std::size_t>(count - done, INT_MAX);
@@ -349,6 +480,7 @@ void MpiBackend::allreduce_sum(float* data, std::size_t count) {
         rank_);
     done += n;
   }
+  st.deliver();
 }
 
 void MpiBackend::allgatherv(const void* send, void* recv, std::span<const std::size_t> recv_bytes) {
@@ -366,12 +498,28 @@ void MpiBackend::allgatherv(const void* send, void* recv, std::span<const std::s
     displs[ur] = static_cast<int>(offset);
     offset += recv_bytes[ur];
   }
+  const auto mine = static_cast<std::size_t>(rank_);
   // A contribution already in place in the receive buffer must be passed as MPI_IN_PLACE.
-  const void* src =
-      send == static_cast<char*>(recv) + displs[static_cast<std::size_t>(rank_)] ? MPI_IN_PLACE : send;
-  SPARCOL_MPI_CHECK(MPI_Allgatherv(src, counts[static_cast<std::size_t>(rank_)], MPI_BYTE, recv,
-                                   counts.data(), displs.data(), MPI_BYTE, impl_->comm),
+  const bool in_place = send == static_cast<char*>(recv) + displs[mine];
+  const void* src = in_place ? MPI_IN_PLACE : send;
+  // Device memory: gather into a host buffer (holding this rank's block when in place) and copy it
+  // back; a device send buffer is copied to the host first.
+  Staging st_recv, st_send;
+  if (offset > 0 && impl_->on_device(recv)) {
+    st_recv = impl_->stage_to(recv, offset);
+    if (in_place && counts[mine] > 0)
+      device::detail::copy_bytes(st_recv.host.data() + displs[mine], send, recv_bytes[mine]);
+    recv = st_recv.host.data();
+  }
+  if (!in_place && counts[mine] > 0 && impl_->on_device(send)) {
+    st_send = impl_->stage_from(send, recv_bytes[mine]);
+    src = st_send.host.data();
+  }
+  SPARCOL_MPI_CHECK(MPI_Allgatherv(src, counts[mine], MPI_BYTE, recv, counts.data(), displs.data(), MPI_BYTE,
+                                   impl_->comm),
                     rank_);
+  st_recv.deliver();
+  st_send.drop();
 }
 
 void MpiBackend::broadcast(void* buf, std::size_t bytes, int root) {
@@ -379,10 +527,18 @@ void MpiBackend::broadcast(void* buf, std::size_t bytes, int root) {
   SPARCOL_CHECK_ARG(root >= 0 && root < size_, rank_,
                     "broadcast: root " + std::to_string(root) + " out of range");
   auto* p = static_cast<char*>(buf);
+  // Device memory: broadcast a host copy (the root's holds its data), then copy it back.
+  Staging st;
+  if (bytes > 0 && impl_->on_device(buf)) {
+    st = rank_ == root ? impl_->stage_from(buf, bytes) : impl_->stage_to(buf, bytes);
+    if (rank_ != root) st.device_dst = buf;
+    p = reinterpret_cast<char*>(st.host.data());
+  }
   for (const std::size_t piece : split_pieces(bytes)) {
     SPARCOL_MPI_CHECK(MPI_Bcast(p, static_cast<int>(piece), MPI_BYTE, root, impl_->comm), rank_);
     p += piece;
   }
+  st.deliver();
 }
 
 }  // namespace sparcol::comm

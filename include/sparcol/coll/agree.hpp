@@ -63,7 +63,8 @@ inline constexpr std::uint64_t kFlagNonFinite = 1;
 
 // Exchanges (signature, local) with every rank; checks agreement if backend.check_collectives();
 // returns every rank's RankLocal, indexed by rank. With the check off and need_locals false nothing
-// is exchanged and an empty vector is returned.
+// is exchanged and an empty vector is returned. The messages travel over backend.control() (the
+// backend itself for host backends; the host backend under a device backend such as NCCL).
 std::vector<RankLocal> agree(comm::Backend& backend, CallSignature sig, RankLocal local = {},
                              bool need_locals = false);
 
@@ -98,7 +99,7 @@ class Agreement {
   static constexpr int kCallTagWindow = 16384;  // tags stay <= 32767, MPI's smallest allowed maximum
 
  private:
-  comm::Backend& backend_;
+  comm::Backend& backend_;  // the control backend the fingerprints travel over
   CallSignature sig_;
   bool check_ = false;
   bool exchanged_ = false;

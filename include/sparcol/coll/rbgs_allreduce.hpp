@@ -9,6 +9,9 @@
 // Bytes sent per rank: 2 * (K-1)/K * 4k (no indices travel: the block is implied by the seed).
 // Preconditions: every rank passes the same (n, k, seed, step, tensor): checked by the call
 // fingerprint, so a disagreement is an Error(kMismatch), never a silently wrong block.
+// Device memory: with an executor (see ring_allreduce.hpp) `data` lives in its memory, the packing
+// of a wrapping block runs there (rbgs_pack / rbgs_unpack kernels), and the block is all-reduced by
+// the ring all-reduce's device path (on NCCL: ncclAllReduce of the block, Algorithm::kNative).
 #pragma once
 
 #include <cstddef>
@@ -48,7 +51,8 @@ void rbgs_unpack(const float* packed, const RbgsBlock& b, float* v);
 
 class RbgsAllreduce {
  public:
-  RbgsAllreduce(comm::Backend& backend, std::size_t n, std::size_t k);
+  // exec: where the data lives (nullptr: host memory); must outlive this object.
+  RbgsAllreduce(comm::Backend& backend, std::size_t n, std::size_t k, device::Exec* exec = nullptr);
 
   // data[block] <- sum over ranks of data[block]; returns the block used.
   RbgsBlock run(float* data, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor = 0);
@@ -64,7 +68,9 @@ class RbgsAllreduce {
   comm::Backend& backend_;
   std::size_t n_, k_;
   RingAllreduce ring_;
+  device::Exec* exec_;
   std::vector<float> packed_;
+  device::Buffer<float> d_packed_;  // device path
 };
 
 }  // namespace sparcol::coll

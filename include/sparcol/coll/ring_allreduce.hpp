@@ -29,8 +29,19 @@
 // run and on all ranks, but not always equal bit for bit to a sum in rank order for the ring (they are
 // for integer-valued floats, and the direct algorithm sums in rank order).
 // NaN and Inf propagate as in IEEE addition.
+// * native (Algorithm::kNative): the backend's own dense all-reduce (ncclAllReduce on NcclBackend,
+//   MPI_Allreduce on MpiBackend) after the call fingerprint. kAuto picks it on a device backend
+//   (NCCL), whose own ring and tree kernels a host-driven ring of point-to-point steps cannot match.
 // Preconditions: every rank calls run() with the same count and algorithm (the count is checked by the
 // call fingerprint).
+//
+// Device memory (docs/gpu.md): given an executor (device/dispatch.hpp), `data` and the scratch live in
+// the executor's memory and the reduction steps run there (kernel add_into on the GPU); the
+// algorithms, messages and summation orders are the host path's, so the results are bitwise the
+// same. Device work is synchronised before anything is posted (unless it is queued on the backend's
+// own stream), and run() returns with the result in place. With Exec::host() the same code runs on
+// host memory through the CPU twins (how it is tested without a GPU). Without an executor the host
+// path below runs exactly as it always has.
 #pragma once
 
 #include <cstddef>
@@ -39,18 +50,21 @@
 
 #include "sparcol/coll/agree.hpp"
 #include "sparcol/comm/backend.hpp"
+#include "sparcol/device/dispatch.hpp"
 
 namespace sparcol::coll {
 
 class RingAllreduce {
  public:
-  enum class Algorithm { kAuto, kRing, kDirect };
+  enum class Algorithm { kAuto, kRing, kDirect, kNative };
   static constexpr std::size_t kDefaultPieceBytes = 256 * 1024;
   static constexpr int kDirectMaxRanks = 16;
   static constexpr std::size_t kDirectMaxBytes = std::size_t{8} << 20;
 
+  // exec: where `data` lives and local work runs (nullptr: host memory, the host path). The executor
+  // must outlive this object; the backend must accept its memory kind (Error(kInvalidArgument)).
   RingAllreduce(comm::Backend& backend, std::size_t count, std::size_t piece_bytes = kDefaultPieceBytes,
-                Algorithm algorithm = Algorithm::kAuto);
+                Algorithm algorithm = Algorithm::kAuto, device::Exec* exec = nullptr);
 
   // In-place sum over ranks. `step` only enters the call fingerprint (mismatch detection).
   void run(float* data, std::uint64_t step = 0);
@@ -67,7 +81,9 @@ class RingAllreduce {
   void run_with(float* data, Agreement& pending);
 
   // The algorithm run() uses (kAuto resolved).
-  Algorithm algorithm() const { return direct_ ? Algorithm::kDirect : Algorithm::kRing; }
+  Algorithm algorithm() const {
+    return native_ ? Algorithm::kNative : direct_ ? Algorithm::kDirect : Algorithm::kRing;
+  }
 
  private:
   std::size_t seg_start(int i) const;
@@ -76,12 +92,18 @@ class RingAllreduce {
                 float* target);
   void run_ring(float* data);
   void run_direct(float* data, Agreement* pending);
+  float* scratch() { return exec_ != nullptr ? d_scratch_.data() : scratch_.data(); }
+  // Device path: lets the device work queued so far finish before buffers are handed to the backend.
+  void settle_device_work();
 
   comm::Backend& backend_;
   std::size_t count_;
   std::size_t piece_floats_;
   bool direct_ = false;
+  bool native_ = false;
+  device::Exec* exec_ = nullptr;
   std::vector<float> scratch_;  // ring: one segment; direct: K-1 copies of this rank's segment
+  device::Buffer<float> d_scratch_;  // the same in the executor's memory (device path)
   std::vector<comm::Request> reqs_;
   std::uint64_t bytes_per_run_ = 0;
 };

@@ -7,6 +7,12 @@
 // bit is set and -1 otherwise, so every rank gets bitwise the same vector. majority_into: out_j =
 // mean scale * sign(sum_r s_rj), sign(0) := +1 [P].
 // Preconditions: every rank passes the same n (checked by the call fingerprint unless run_agreed).
+//
+// Device memory: with an executor (see ring_allreduce.hpp) the bits live in its memory, every
+// rank's words are kept contiguous (rank r's at r * words()) with the K scales in a separate array,
+// so each ring step moves two messages (the words, the scale), and the decoders are the kernels
+// sign_decode_mean / sign_decode_majority (same order of additions: bitwise the host result).
+// bits(r) then points to device memory; scale(r) reads it back.
 #pragma once
 
 #include <cstdint>
@@ -14,12 +20,14 @@
 #include <vector>
 
 #include "sparcol/comm/backend.hpp"
+#include "sparcol/device/dispatch.hpp"
 
 namespace sparcol::coll {
 
 class SignAllgather {
  public:
-  SignAllgather(comm::Backend& backend, std::uint64_t n);
+  // exec: where the bits and the decoded vectors live (nullptr: host memory); must outlive this.
+  SignAllgather(comm::Backend& backend, std::uint64_t n, device::Exec* exec = nullptr);
 
   void run(std::span<const std::uint32_t> bits, float scale, std::uint64_t step = 0);
   void run_agreed(std::span<const std::uint32_t> bits, float scale);
@@ -40,6 +48,10 @@ class SignAllgather {
   std::uint64_t n_, words_;
   std::vector<std::uint32_t> buffer_;  // rank r's block at r * block_words()
   std::uint64_t last_sent_ = 0, last_recv_ = 0;
+  void run_exec(std::span<const std::uint32_t> bits, float scale);
+  device::Exec* exec_ = nullptr;
+  device::Buffer<std::uint32_t> d_words_;  // device path: rank r's words at r * words_
+  device::Buffer<float> d_scales_;         // and its scale at r
 };
 
 }  // namespace sparcol::coll

@@ -21,6 +21,13 @@
 // order rank r sent them, out[index] += value. Every rank holds the same pairs and adds them in the
 // same order, so the result is bitwise identical on all ranks; duplicates (within or across ranks)
 // are summed in that order. NaN values propagate into the sum.
+//
+// Device memory: with an executor (see ring_allreduce.hpp) the pairs, the gathered blocks and the
+// sum live in the executor's memory. The gathered pairs are then kept as two arrays (every rank's
+// indices in rank order, then every rank's values), so each block travels as two messages (its
+// indices, its values) in both algorithms; the sender's index check is a kernel
+// (first_bad_index), and sum_into is the sparse_sum kernel, which adds in the same order. Spans
+// returned by indices(r) and values(r) then point to device memory.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +37,7 @@
 
 #include "sparcol/comm/backend.hpp"
 #include "sparcol/core/types.hpp"
+#include "sparcol/device/dispatch.hpp"
 
 namespace sparcol::coll {
 
@@ -41,8 +49,9 @@ class SparseAllgather {
 
   // n: length of the dense vector; expected_k: pairs per rank to size scratch for (it grows if a
   // call brings more, so this is a hint, not a limit). Every rank must use the same algorithm.
+  // exec: where the pairs live (nullptr: host memory); must outlive this object.
   SparseAllgather(comm::Backend& backend, std::uint64_t n, std::size_t expected_k = 0,
-                  Algorithm algorithm = Algorithm::kAuto);
+                  Algorithm algorithm = Algorithm::kAuto, device::Exec* exec = nullptr);
 
   // Gathers every rank's pairs. indices.size() must equal values.size(); every index < n.
   void run(std::span<const Index> indices, std::span<const float> values, std::uint64_t step = 0);
@@ -59,9 +68,11 @@ class SparseAllgather {
   std::span<const Index> indices(int r) const;
   std::span<const float> values(int r) const;
 
-  // out[0..n) <- sum of all gathered pairs, in rank order (see above).
-  void sum_into(float* out) const;
-  // out[index] += scale * value for all gathered pairs in rank order (no zeroing).
+  // out[0..n) <- sum of all gathered pairs, in rank order (see above), then divided by `divisor`
+  // (the mean over K ranks with divisor K: (0 + v_1 + v_2 ...) / K, rounded once).
+  void sum_into(float* out, float divisor = 1.0f) const;
+  // out[index] += scale * value for all gathered pairs in rank order (no zeroing). Host memory only
+  // (Error(kInvalidArgument) on a device executor: use sum_into there).
   void accumulate_into(float* out, float scale = 1.0f) const;
 
   std::uint64_t n() const { return n_; }
@@ -79,6 +90,16 @@ class SparseAllgather {
   void exchange_direct();
   void exchange_ring();
   std::size_t offset(int r) const { return offsets_[static_cast<std::size_t>(r)]; }
+  // The device path (exec_ set): the same steps on the split layout.
+  void check_pairs_exec(std::span<const Index> indices, std::span<const float> values) const;
+  void run_exec(std::span<const Index> indices, std::span<const float> values, std::uint64_t step);
+  void place_own_exec(std::span<const Index> indices, std::span<const float> values,
+                      std::span<const std::size_t> counts);
+  void receive_exec(int blk, int from, int tag);
+  void send_own_exec(int to, int tag);
+  void exchange_direct_exec();
+  void exchange_ring_exec();
+  void settle_device_work() const;
   comm::Backend& backend_;
   std::uint64_t n_;
   std::vector<std::size_t> counts_, offsets_;  // pairs per rank, and offsets in pairs (block starts)
@@ -88,6 +109,9 @@ class SparseAllgather {
   std::vector<std::byte> own_;     // this rank's block (its slot in buffer_ stays unused)
   std::vector<comm::Request> reqs_;
   std::uint64_t last_sent_ = 0, last_recv_ = 0;
+  device::Exec* exec_ = nullptr;
+  device::Buffer<Index> d_idx_;  // device path: every rank's indices at offsets_[r] (own included)
+  device::Buffer<float> d_val_;  // and their values
 };
 
 }  // namespace sparcol::coll

@@ -118,6 +118,16 @@ class Backend {
   // "mpi", "loopback", "nccl": printed in benchmark headers and error messages.
   virtual std::string name() const = 0;
   virtual MemKind mem_kind() const { return MemKind::kHost; }
+  // Whether isend/irecv and the dense operations accept buffers of this kind. A host backend that
+  // stages device buffers through pinned host memory (MpiBackend) accepts both.
+  virtual bool accepts(MemKind kind) const { return kind == mem_kind(); }
+  // The backend that carries small host-memory control messages for this one (call fingerprints,
+  // pair counts): the backend itself, except for a device backend (NcclBackend), which returns the
+  // host backend it was created over. Collectives never pass host memory to a device backend.
+  virtual Backend& control() { return *this; }
+  // The CUDA stream (an opaque cudaStream_t) this backend orders its device transfers on, or nullptr
+  // when it has none. Device work that the collectives queue on it is ordered with the transfers.
+  virtual void* stream_handle() const { return nullptr; }
 
   // Point-to-point to any peer (0 <= peer < size(), peer may equal rank()).
   virtual Request isend(const void* buf, std::size_t bytes, int peer, int tag) = 0;

@@ -8,6 +8,15 @@
 // Blocking waits poll MPI_Test until done or timeout() (Error(kTimeout) naming the peer). The dense
 // baselines call the blocking MPI collectives (MPI_Allreduce, MPI_Allgatherv, MPI_Bcast) so that they
 // are the best the MPI library offers; they are the "plain MPI" reference in benchmarks and tests.
+//
+// Device buffers (accepts(kDevice)): every operation also takes CUDA device memory and stages it
+// through page-locked host memory, so that sparcol needs no CUDA-aware MPI. isend copies the buffer
+// to a pinned staging buffer before MPI_Isend (the copy is synchronous: device work producing the
+// buffer must have completed, which sparcol's collectives ensure); irecv receives into a staging
+// buffer and copies it to the device when the request completes (in wait, wait_all or test). The
+// dense operations copy in, call MPI, and copy out. Staging buffers come from a pool owned by the
+// backend (allocated on first use, reused after). Host buffers take exactly the path they took
+// before (one cached "is there a GPU" check, then one pointer query per call when there is one).
 #pragma once
 
 #include <memory>
@@ -32,6 +41,9 @@ class MpiEnvironment {
   [[noreturn]] static void abort(int code);
   // The library's version string (MPI_Get_library_version), first line.
   static std::string library_version();
+  // This process's rank among the processes of its node (a collective over MPI_COMM_WORLD: the rank
+  // in an MPI_COMM_TYPE_SHARED split); 0 when MPI is not initialised.
+  static int node_local_rank();
 
  private:
   bool owns_ = false;
@@ -50,6 +62,7 @@ class MpiBackend final : public Backend {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string name() const override { return "mpi"; }
+  bool accepts(MemKind) const override { return true; }  // device memory is staged (see above)
 
   Request isend(const void* buf, std::size_t bytes, int peer, int tag) override;
   Request irecv(void* buf, std::size_t bytes, int peer, int tag) override;
