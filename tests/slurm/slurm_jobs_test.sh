@@ -79,9 +79,19 @@ if [ "$train" -eq 1 ]; then
     SCALING_TRAIN_ARGS="${SPARCOL_TEST_TRAIN_ARGS:---train-samples 2048 --test-samples 512}")
 fi
 submit scaling "${scaling_env[@]}" -- "$root/slurm/scaling.sbatch"
+train_id=""
 if [ "$train" -eq 1 ]; then
-  submit train TRAIN_MODEL=mlp TRAIN_EPOCHS=1 TRAIN_OPTIMIZER=gmc TRAIN_COMPRESSOR=topk \
-    TRAIN_ARGS="${SPARCOL_TEST_TRAIN_ARGS:---train-samples 2048 --test-samples 512}" -- "$root/slurm/train.sbatch"
+  # 16 steps per epoch (2048 samples, 4 ranks x 32): the first job stops after 8 with a checkpoint,
+  # the second resumes from it once the first succeeded, and finishes the epoch.
+  train_env=(TRAIN_MODEL=mlp TRAIN_EPOCHS=1 TRAIN_OPTIMIZER=gmc TRAIN_COMPRESSOR=topk TRAIN_CHECKPOINT=1)
+  train_data="--train-samples 2048 --test-samples 512"
+  submit train "${train_env[@]}" TRAIN_ARGS="$train_data --max-steps 8" -- "$root/slurm/train.sbatch"
+  for id in "${!job_kind[@]}"; do [ "${job_kind[$id]}" = train ] && train_id=$id; done
+  if [ -n "$train_id" ]; then
+    submit train-resume "${train_env[@]}" TRAIN_ARGS="$train_data" \
+      TRAIN_RESUME="$SPARCOL_RESULTS/sparcol-train-$train_id/checkpoint" -- --dependency=afterok:"$train_id" \
+      --job-name=sparcol-train-resume "$root/slurm/train.sbatch"
+  fi
 fi
 # A missing binary: the job must fail at once with a message.
 submit missing-binary SPARCOL_BIN="$work/no-such-dir" -- --job-name=sparcol-missing "$root/slurm/bench_sweep.sbatch"
@@ -158,8 +168,16 @@ for id in "${!job_kind[@]}"; do
       [ -s "$dir/analysis/cost_model.md" ] || fail "scaling: no analysis/cost_model.md"
       ls "$dir"/analysis/*.png >/dev/null 2>&1 || fail "scaling: no plots in $dir/analysis"
       ;;
-    train)
-      "$py" "$root/tests/slurm/check_h5.py" train "$dir/trace.h5" 4 || fail "train: trace check"
+    train | train-resume)
+      "$py" "$root/tests/slurm/check_h5.py" train "$dir/trace.h5" 4 || fail "$kind: trace check"
+      [ -d "$dir/checkpoint" ] && [ -n "$(ls -A "$dir/checkpoint")" ] || fail "$kind: no checkpoint in $dir/checkpoint"
+      # The first job ran steps 1-8; the resumed one continued at step 8 and completed the epoch (16).
+      want="0 8"
+      [ "$kind" = train ] || want="8 16"
+      got=$("$py" -c 'import h5py, sys
+f = h5py.File(sys.argv[1], "r")
+print(int(f.attrs["first_step"]), int(f.attrs["completed_steps"]))' "$dir/trace.h5" 2>&1)
+      [ "$got" = "$want" ] || fail "$kind: (first_step, completed_steps) = ($got), expected ($want)"
       ;;
   esac
 done
