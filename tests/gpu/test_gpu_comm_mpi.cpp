@@ -1,0 +1,169 @@
+// The collectives on device buffers under mpirun, against the host path (tests/gpu/devpath_checks):
+//  * over MpiBackend with host memory through the executor path (every build, no GPU needed);
+//  * over MpiBackend with device memory (staging through pinned host memory): needs a GPU; ranks of
+//    one node may share it;
+//  * over NcclBackend (make_backend("nccl")): needs NCCL and a GPU of its own for every rank of a
+//    node (NCCL refuses two ranks on one device); skipped on every rank otherwise, saying why;
+//  * without a GPU, make_backend("nccl") is a clear error on every rank, not a hang.
+// A fresh seed per run is printed on failure; SPARCOL_TEST_SEED=<n> repeats a run.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../common/coll_checks.hpp"
+#include "../mpi/mpi_test.hpp"
+#include "devpath_checks.hpp"
+#include "sparcol/comm/make_backend.hpp"
+#include "sparcol/config.hpp"
+#include "sparcol/core/error.hpp"
+#include "sparcol/device/device.hpp"
+#include "sparcol/device/dispatch.hpp"
+
+using sparcol::ErrorCode;
+using sparcol::comm::Backend;
+using sparcol::device::Exec;
+using sparcol::test::DevCheck;
+using sparcol::test::MpiTest;
+
+namespace {
+
+// Rank 0's seed, shared by every rank (inputs are a function of seed and rank).
+std::uint64_t shared_seed() {
+  static const std::uint64_t seed = [] {
+    std::uint64_t s = sparcol::test::test_seed();
+    sparcol::test::world().broadcast(&s, sizeof s, 0);
+    return s;
+  }();
+  return seed;
+}
+
+std::string seed_note() {
+  return " (seed " + std::to_string(shared_seed()) + "; rerun with SPARCOL_TEST_SEED=" + std::to_string(shared_seed()) + ")";
+}
+
+// Every check of devpath_checks on backend b with executor ex, over a few sizes; failures merged
+// over ranks so that every rank reports them.
+void run_all_checks(Backend& b, Exec& ex) {
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{1009}, std::size_t{65537}}) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    std::vector<std::pair<std::string, DevCheck>> results;
+    for (int algo : {0, 1, 2, 3})
+      results.emplace_back("ring algorithm " + std::to_string(algo), sparcol::test::check_ring_exec(b, ex, n, algo, shared_seed()));
+    for (std::size_t k : sparcol::test::rbgs_ks(n))
+      for (bool wrap : {true, false})
+        results.emplace_back("rbgs k " + std::to_string(k), sparcol::test::check_rbgs_exec(b, ex, n, k, wrap, shared_seed()));
+    for (std::size_t k : sparcol::test::sparse_ks(n))
+      for (int algo : {0, 1, 2})
+        results.emplace_back("sparse max_k " + std::to_string(k) + " algorithm " + std::to_string(algo),
+                             sparcol::test::check_sparse_exec(b, ex, n, k, algo, shared_seed()));
+    results.emplace_back("sign", sparcol::test::check_sign_exec(b, ex, n, shared_seed()));
+    results.emplace_back("dense", sparcol::test::check_dense_exec(b, ex, n, shared_seed()));
+    for (const auto& [what, res] : results) {
+      EXPECT_EQ(res.wrong, 0u) << what << ": " << res.first << seed_note();
+      EXPECT_EQ(sparcol::test::ranks_failed(b, res), 0) << what << seed_note();
+    }
+  }
+}
+
+// Whether every rank can use a GPU of its own (NCCL) or at all (staging); the same verdict on every
+// rank, with the reason.
+struct GpuVerdict {
+  bool ok = true;
+  std::string why;
+};
+
+GpuVerdict gpu_verdict(bool own_device) {
+  auto& w = sparcol::test::world();
+  const int count = sparcol::device::device_count();
+  const int local = sparcol::comm::local_rank();
+  std::string why;
+  if (count == 0) {
+    why = "no CUDA device: " + sparcol::device::no_gpu_reason();
+  } else if (own_device && local >= count) {
+    why = "NCCL needs a GPU per rank: local rank " + std::to_string(local) + " on a node with " +
+          std::to_string(count) + " GPU(s)";
+  }
+  float bad = why.empty() ? 0.0f : 1.0f;
+  w.allreduce_sum(&bad, 1);
+  if (bad == 0.0f) return {};
+  return {false, why.empty() ? "another rank has no usable GPU" : why};
+}
+
+class GpuCommMpi : public MpiTest {};
+
+TEST_F(GpuCommMpi, ExecutorPathOnHostMemoryOverMpi) {
+  Exec ex = Exec::host();
+  run_all_checks(sparcol::test::world(), ex);
+}
+
+TEST_F(GpuCommMpi, DeviceBuffersOverMpiStaging) {
+  const GpuVerdict v = gpu_verdict(false);
+  if (!v.ok) GTEST_SKIP() << v.why;
+  sparcol::device::set_device(sparcol::comm::local_rank() % sparcol::device::device_count());
+  Exec ex = Exec::device();
+  auto& w = sparcol::test::world();
+  EXPECT_TRUE(w.accepts(sparcol::MemKind::kDevice));
+  run_all_checks(w, ex);
+}
+
+TEST_F(GpuCommMpi, DeviceBuffersOverNccl) {
+  if (!SPARCOL_HAVE_NCCL) GTEST_SKIP() << "this build has no NCCL";
+  const GpuVerdict v = gpu_verdict(true);
+  if (!v.ok) GTEST_SKIP() << v.why;
+  auto b = sparcol::comm::make_backend("nccl");
+  b->set_timeout(std::chrono::seconds(60));
+  EXPECT_EQ(b->name(), "nccl");
+  EXPECT_EQ(b->mem_kind(), sparcol::MemKind::kDevice);
+  EXPECT_FALSE(b->accepts(sparcol::MemKind::kHost));
+  EXPECT_NE(&b->control(), b.get());
+  EXPECT_NE(b->stream_handle(), nullptr);
+  Exec ex = Exec::device(b->stream_handle());
+  run_all_checks(*b, ex);
+  // Host memory where NCCL needs device memory: an argument error naming the operation.
+  std::vector<float> host(4);
+  try {
+    b->allreduce_sum(host.data(), host.size());
+    ADD_FAILURE() << "a host pointer was accepted by the NCCL all-reduce";
+  } catch (const sparcol::Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+    EXPECT_NE(std::string(e.what()).find("expected a device pointer"), std::string::npos) << e.what();
+  }
+  if (b->size() > 1) {
+    try {
+      auto r = b->isend(host.data(), 16, (b->rank() + 1) % b->size(), 1);
+      ADD_FAILURE() << "a host pointer was accepted by the NCCL isend";
+    } catch (const sparcol::Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+      EXPECT_NE(std::string(e.what()).find("nccl isend"), std::string::npos) << e.what();
+    }
+  }
+  b->barrier();
+}
+
+TEST_F(GpuCommMpi, NcclWithoutAUsableDeviceIsAClearErrorOnEveryRank) {
+  if (sparcol::device::has_gpu()) GTEST_SKIP() << "a CUDA device is present: this test covers machines without one";
+  try {
+    auto b = sparcol::comm::make_backend("nccl");
+    ADD_FAILURE() << "make_backend(\"nccl\") succeeded without a GPU";
+  } catch (const sparcol::Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+    const std::string want = SPARCOL_HAVE_NCCL ? "does not exist" : "not compiled in";
+    EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+  }
+  // An explicit ordinal is checked the same way.
+  sparcol::comm::BackendOptions opt;
+  opt.device = 5;
+  try {
+    auto b = sparcol::comm::make_backend("nccl", opt);
+    ADD_FAILURE() << "make_backend(\"nccl\") succeeded with device 5";
+  } catch (const sparcol::Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+    if (SPARCOL_HAVE_NCCL) {
+      EXPECT_NE(std::string(e.what()).find("device 5 does not exist"), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
