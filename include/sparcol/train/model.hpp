@@ -11,8 +11,8 @@
 // Buffers: BatchNorm running statistics are model state but not parameters: they live inside the
 // model (buffers(), one flat vector with buffer_tensors() views), are updated by forward_backward in
 // training mode and read by evaluate(). The library never communicates them; each rank's buffers
-// follow its own data. The trainer's policy (docs/models.md, "BatchNorm buffers"): average them
-// across ranks before evaluating and checkpointing, leave them local during training.
+// follow its own data. The trainer's policy (docs/models.md, "BatchNorm buffers"): evaluate with
+// the mean over ranks, train on with the local buffers, checkpoint each rank's own.
 //
 // Determinism: the same (params, batch, buffers, mode) give bitwise the same loss and gradient on
 // every call: every reduction runs in a fixed order, and OpenBLAS runs single-threaded (see
