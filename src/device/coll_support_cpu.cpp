@@ -24,4 +24,14 @@ void first_bad_index(const Index* idx, std::uint64_t count, std::uint64_t n, std
   for (std::uint64_t j = 0; j < count && *first == kNoBadIndex; ++j) op.store(j, op.load(j));
 }
 
+void count_nonzero(const float* v, std::uint64_t n, std::uint64_t* count) {
+  require_host_pointer(count, "count_nonzero: count");
+  *count = 0;
+  if (n == 0) return;
+  require_host_pointer(v, "count_nonzero: v");
+  std::uint64_t c = 0;
+  for (std::uint64_t i = 0; i < n; ++i) c += v[i] != 0.0f ? 1 : 0;
+  *count = c;
+}
+
 }  // namespace sparcol::device::cpu

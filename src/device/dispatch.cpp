@@ -152,6 +152,21 @@ std::uint64_t first_bad_index(Exec& ex, const Index* idx, std::uint64_t count, s
   return first;
 }
 
+std::uint64_t count_nonzero(Exec& ex, const float* v, std::uint64_t n) {
+  std::uint64_t count = 0;
+#if SPARCOL_HAVE_CUDA
+  if (ex.on_device()) {
+    auto* d_count = static_cast<std::uint64_t*>(ex.scratch(sizeof(std::uint64_t)));
+    device::count_nonzero(ex.stream(), v, n, d_count);
+    ex.download(&count, d_count, sizeof count);
+    return count;
+  }
+#endif
+  (void)ex;
+  cpu::count_nonzero(v, n, &count);
+  return count;
+}
+
 void rbgs_pack(Exec& ex, const float* v, const Block& b, float* packed) {
   SPARCOL_ON_DEVICE(ex, device::rbgs_pack(s, v, b, packed));
   cpu::rbgs_pack(v, b, packed);

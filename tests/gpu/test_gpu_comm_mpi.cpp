@@ -8,6 +8,9 @@
 // A fresh seed per run is printed on failure; SPARCOL_TEST_SEED=<n> repeats a run.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,8 +21,11 @@
 #include "sparcol/comm/make_backend.hpp"
 #include "sparcol/config.hpp"
 #include "sparcol/core/error.hpp"
+#include "sparcol/core/rng.hpp"
 #include "sparcol/device/device.hpp"
 #include "sparcol/device/dispatch.hpp"
+#include "sparcol/optim/fused.hpp"
+#include "sparcol/optim/optimizer.hpp"
 
 using sparcol::ErrorCode;
 using sparcol::comm::Backend;
@@ -91,7 +97,107 @@ GpuVerdict gpu_verdict(bool own_device) {
   return {false, why.empty() ? "another rank has no usable GPU" : why};
 }
 
+// A gradient that depends on the point it is taken at, per (seed, rank, step).
+std::vector<float> gradient(std::uint64_t seed, int rank, std::uint64_t t, const std::vector<float>& z) {
+  sparcol::CounterRng rng(seed, sparcol::kStreamUser, static_cast<std::uint32_t>(rank * 1000 + t));
+  std::vector<float> g(z.size());
+  for (std::size_t i = 0; i < z.size(); ++i)
+    g[i] = static_cast<float>(rng.normal()) * (i % 17 == 0 ? 10.0f : 1.0f) + 0.5f * z[i];
+  return g;
+}
+
+// FusedOptimizer on backend b with executor ex against the CPU optimizer on b.control(), for a few
+// methods and compressors: model and state bitwise when `exact`, else within a relative 1e-5
+// (NCCL's own all-reduce sums in another order for more than two ranks).
+void check_fused(Backend& b, Exec& ex, bool exact) {
+  using sparcol::optim::OptimConfig;
+  const std::uint64_t n = 100003;
+  const auto layout = sparcol::optim::Layout::flat(n);
+  const int steps = 5;
+  struct Spec {
+    const char* method;
+    const char* comp;
+    double wd;
+  };
+  for (const Spec& sp : {Spec{"gmc-plus", "rbgs", 0.01}, Spec{"dgc-mfm", "topk-sampled", 0.0}, Spec{"ef-sgdm", "topk", 0.0},
+                         Spec{"def-a", "topk", 0.02}, Spec{"dmsgd", "none", 0.01}, Spec{"cser", "topk", 0.01}}) {
+    SCOPED_TRACE(std::string(sp.method) + "/" + sp.comp);
+    OptimConfig cfg;
+    cfg.method = sp.method;
+    cfg.exchange.compressor.name = sp.comp;
+    cfg.exchange.compressor.density = 0.01;
+    cfg.exchange.seed = 77;
+    cfg.weight_decay = sp.wd;
+    cfg.cser_c1 = {"topk", 0.01};
+    cfg.cser_c2 = {"rbgs", 0.05};
+    cfg.cser_period = 2;
+    std::vector<float> x0(n);
+    for (std::uint64_t i = 0; i < n; ++i) x0[i] = 0.01f * static_cast<float>(i % 13);
+    // The CPU optimizer on the host backend.
+    std::vector<float> want = x0;
+    std::map<std::string, std::vector<float>> want_state;
+    {
+      auto opt = sparcol::optim::make_optimizer(b.control(), layout, cfg);
+      for (int t = 0; t < steps; ++t) {
+        const auto z = opt->gradient_point(want, 0.1);
+        const auto g = gradient(shared_seed(), b.rank(), static_cast<std::uint64_t>(t), std::vector<float>(z.begin(), z.end()));
+        opt->step(want, g, static_cast<std::uint64_t>(t), 0.1);
+      }
+      for (auto& st : opt->state()) want_state[st.name] = std::vector<float>(st.data.begin(), st.data.end());
+    }
+    // The fused optimizer on the executor's memory.
+    sparcol::device::Buffer<float> x(ex, n, "x"), g(ex, n, "g");
+    ex.upload(x.data(), x0.data(), n * sizeof(float));
+    sparcol::optim::FusedOptimizer opt(b, layout, cfg, ex);
+    std::vector<float> host(n);
+    for (int t = 0; t < steps; ++t) {
+      const auto z = opt.gradient_point(x.span(), 0.1);
+      ex.download(host.data(), z.data(), n * sizeof(float));
+      const auto gh = gradient(shared_seed(), b.rank(), static_cast<std::uint64_t>(t), host);
+      ex.upload(g.data(), gh.data(), n * sizeof(float));
+      opt.step(x.span(), g.span(), static_cast<std::uint64_t>(t), 0.1);
+    }
+    auto compare = [&](const std::string& what, const float* d, const std::vector<float>& ref) {
+      std::vector<float> got(ref.size());
+      ex.download(got.data(), d, ref.size() * sizeof(float));
+      std::size_t bad = 0, first = 0;
+      for (std::size_t i = 0; i < ref.size(); ++i) {
+        const bool ok = exact ? std::memcmp(&got[i], &ref[i], sizeof(float)) == 0
+                              : std::abs(got[i] - ref[i]) <= 1e-5f * (1.0f + std::abs(ref[i]));
+        if (!ok && bad++ == 0) first = i;
+      }
+      EXPECT_EQ(bad, 0u) << what << ": " << bad << " elements differ, first at " << first << ": fused "
+                         << got[first] << ", CPU " << ref[first] << seed_note();
+    };
+    compare("x", x.data(), want);
+    for (auto& st : opt.state()) compare(st.name, st.data.data(), want_state.at(st.name));
+  }
+}
+
 class GpuCommMpi : public MpiTest {};
+
+TEST_F(GpuCommMpi, FusedOptimizerOnHostMemoryOverMpi) {
+  Exec ex = Exec::host();
+  check_fused(sparcol::test::world(), ex, true);
+}
+
+TEST_F(GpuCommMpi, FusedOptimizerOnDeviceOverMpiStaging) {
+  const GpuVerdict v = gpu_verdict(false);
+  if (!v.ok) GTEST_SKIP() << v.why;
+  sparcol::device::set_device(sparcol::comm::local_rank() % sparcol::device::device_count());
+  Exec ex = Exec::device();
+  check_fused(sparcol::test::world(), ex, true);
+}
+
+TEST_F(GpuCommMpi, FusedOptimizerOnDeviceOverNccl) {
+  if (!SPARCOL_HAVE_NCCL) GTEST_SKIP() << "this build has no NCCL";
+  const GpuVerdict v = gpu_verdict(true);
+  if (!v.ok) GTEST_SKIP() << v.why;
+  auto b = sparcol::comm::make_backend("nccl");
+  b->set_timeout(std::chrono::seconds(60));
+  Exec ex = Exec::device(b->stream_handle());
+  check_fused(*b, ex, b->size() <= 2);
+}
 
 TEST_F(GpuCommMpi, ExecutorPathOnHostMemoryOverMpi) {
   Exec ex = Exec::host();

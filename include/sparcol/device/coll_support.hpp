@@ -1,4 +1,4 @@
-// Kernels of the collectives' device path (kernels/coll_support.cu) and their CPU twins
+// Kernels of the collectives' and fused optimizers' device path (kernels/coll_support.cu) and their CPU twins
 // (src/device/coll_support_cpu.cpp), declared as ops.hpp declares the others: launchers only in CUDA
 // builds, twins in every build, the same per-element code on both sides (src/device/coll_support_ops.hpp).
 #pragma once
@@ -23,11 +23,15 @@ void add_into(const Stream& s, float* d_dst, const float* d_src, std::uint64_t n
 // call (memset to 0xff): the kernel only lowers it.
 void first_bad_index(const Stream& s, const Index* d_idx, std::uint64_t count, std::uint64_t n,
                      std::uint64_t* d_first);
+// *d_count <- the number of j < n with d_v[j] != 0 (NaN counts, -0 does not), the aggregate's nnz
+// in the communication statistics. Scratch-free: one atomic per warp.
+void count_nonzero(const Stream& s, const float* d_v, std::uint64_t n, std::uint64_t* d_count);
 #endif
 
 namespace cpu {
 void add_into(float* dst, const float* src, std::uint64_t n);
 void first_bad_index(const Index* idx, std::uint64_t count, std::uint64_t n, std::uint64_t* first);
+void count_nonzero(const float* v, std::uint64_t n, std::uint64_t* count);
 }  // namespace cpu
 
 }  // namespace sparcol::device

@@ -10,7 +10,7 @@
 // * Pointers must be in the executor's memory: host for Exec::host(), device for Exec::device()
 //   (Error(kInvalidArgument) naming the argument otherwise, from the twin or the launcher).
 // * Device work is queued on exec.stream() and is asynchronous, except for the functions that
-//   return a value (sum_squares, topk_sampled, first_bad_index), which wait for the stream.
+//   return a value (sum_squares, topk_sampled, first_bad_index, count_nonzero), which wait for the stream.
 // * Scratch the kernels need comes from the executor (Exec::scratch: grown on demand, reused), so
 //   a steady-state loop allocates nothing.
 // Without CUDA compiled in, Exec::device() is Error(kCuda) (no device exists), and every function
@@ -115,6 +115,8 @@ namespace dispatch {
 void add_into(Exec& ex, float* dst, const float* src, std::uint64_t n);
 // The smallest j < count with idx[j] >= n, or kNoBadIndex (coll_support.hpp). Waits.
 std::uint64_t first_bad_index(Exec& ex, const Index* idx, std::uint64_t count, std::uint64_t n);
+// The number of non-zero elements of v (NaN counts, -0 does not). Waits.
+std::uint64_t count_nonzero(Exec& ex, const float* v, std::uint64_t n);
 
 void rbgs_pack(Exec& ex, const float* v, const Block& b, float* packed);
 void rbgs_extract(Exec& ex, float* v, const Block& b, float* packed);
