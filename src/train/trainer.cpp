@@ -618,12 +618,15 @@ void Trainer::check_outputs() {
     SPARCOL_CHECK_ARG(diff.empty(), r,
                       "--trace: '" + path + "' was written by another configuration (" + diff +
                           " in this run); use another --trace");
-  } else {
-    const bool copy = fs::exists(fs::path(s.resumed_from) / "trace.h5", ec);
-    SPARCOL_CHECK(copy, ErrorCode::kIo, r,
-                  "--trace: '" + path + "' is unreadable (" + info.error + ") and checkpoint '" +
-                      s.resumed_from + "' holds no copy of the trace");
   }
+  const bool copy = fs::exists(fs::path(s.resumed_from) / "trace.h5", ec);
+  const bool usable = info.readable && info.last_step >= static_cast<std::int64_t>(step_);
+  SPARCOL_CHECK(
+      usable || copy, ErrorCode::kIo, r,
+      "--trace: '" + path + "' " +
+          (info.readable ? "ends at step " + std::to_string(info.last_step) + ", before the checkpoint's"
+                         : "is unreadable (" + info.error + ")") +
+          ", and checkpoint '" + s.resumed_from + "' holds no copy of the trace");
 }
 
 void Trainer::open_trace() {
@@ -632,32 +635,26 @@ void Trainer::open_trace() {
   const std::string& path = config_.trace;
   const auto step = static_cast<std::int64_t>(step_);
   std::error_code ec;
-  if (!s.resumed_from.empty()) {
-    const std::string copy = (fs::path(s.resumed_from) / "trace.h5").string();
-    const bool have_copy = fs::exists(copy, ec);
-    if (fs::exists(path, ec)) {
-      const TraceInfo info = inspect_trace(path);
-      if (info.readable && info.last_step >= step) {
-        s.trace = std::make_unique<TraceWriter>(TraceWriter::resume(path, config_text_, step));
-        return;
-      }
-      SPARCOL_CHECK(
-          have_copy, ErrorCode::kIo, 0,
-          "--trace: '" + path + "' " +
-              (info.readable ? "ends at step " + std::to_string(info.last_step) + ", before the checkpoint's"
-                             : "is unreadable (" + info.error + ")") +
-              ", and checkpoint '" + s.resumed_from + "' holds no copy of the trace");
-      warn(0, "trace '" + path + "' " +
-                  (info.readable ? std::string("ends before the checkpoint's step")
-                                 : "is unreadable (" + info.error + ")") +
-                  "; restoring it from the copy in '" + s.resumed_from + "'");
-    }
-    if (have_copy) {
-      copy_file_durably(copy, path, 0);
+  // Resuming into an existing trace continues it (rows past the checkpoint dropped); a damaged or
+  // short one is first restored from the checkpoint's copy. A trace that does not exist yet (a
+  // resubmitted job writing into a new directory) starts afresh at the checkpoint's step.
+  if (!s.resumed_from.empty() && fs::exists(path, ec)) {
+    const TraceInfo info = inspect_trace(path);
+    if (info.readable && info.last_step >= step) {
       s.trace = std::make_unique<TraceWriter>(TraceWriter::resume(path, config_text_, step));
       return;
     }
-    // A checkpoint of a run without a trace: this trace starts at the checkpoint's step.
+    const std::string copy = (fs::path(s.resumed_from) / "trace.h5").string();
+    const std::string what = info.readable ? "ends at step " + std::to_string(info.last_step) +
+                                                 ", before the checkpoint's step " + std::to_string(step)
+                                           : "is unreadable (" + info.error + ")";
+    SPARCOL_CHECK(fs::exists(copy, ec), ErrorCode::kIo, 0,
+                  "--trace: '" + path + "' " + what + ", and checkpoint '" + s.resumed_from +
+                      "' holds no copy of the trace");
+    warn(0, "trace '" + path + "' " + what + "; restoring it from the copy in '" + s.resumed_from + "'");
+    copy_file_durably(copy, path, 0);
+    s.trace = std::make_unique<TraceWriter>(TraceWriter::resume(path, config_text_, step));
+    return;
   }
   std::vector<TraceAttribute> a;
   auto i64 = [](auto v) { return TraceValue(static_cast<std::int64_t>(v)); };

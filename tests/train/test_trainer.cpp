@@ -467,6 +467,18 @@ TEST(Trace, ResumeDropsRowsPastTheCheckpointAndRestoresADamagedTrace) {
   run_world(2, c, data, tmp / "ck/ckpt-20");
   expect_same_trace(tmp / "ref.h5", c.trace);
 
+  // A trace that does not exist yet (a resubmitted job's new directory) starts at the checkpoint.
+  c.trace = tmp / "new.h5";
+  run_world(2, c, data, tmp / "ck-ref/ckpt-40");
+  {
+    sparcol::io::File f(c.trace, sparcol::io::File::Mode::kReadOnly);
+    EXPECT_EQ(f.attr_int64("first_step"), 40);
+    const auto steps = f.open_group("train").read<std::int64_t>("step");
+    ASSERT_FALSE(steps.empty());
+    EXPECT_EQ(steps.front(), 41);
+    EXPECT_EQ(steps.back(), 48);
+  }
+
   // A trace damaged by a kill is restored from the checkpoint's copy.
   c.max_steps = 25;
   c.trace = tmp / "d.h5";
