@@ -405,6 +405,13 @@ void commit_checkpoint(const std::string& dir, std::uint64_t step, int keep) {
   write_file_durably((root / "latest").string(), checkpoint_name(step) + "\n", 0);
   if (!aside.empty()) remove_tree(aside, 0);
 
+  // Leftovers of crashed writers (staging or moved-aside directories of other steps) go too.
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string name = entry.path().filename().string();
+    const bool leftover =
+        name.rfind(".ckpt-", 0) == 0 && (name.ends_with(".staging") || name.ends_with(".replaced"));
+    if (leftover) remove_tree(entry.path(), 0);
+  }
   // Prune: the newest `keep` with step <= this one stay; later steps belong to an abandoned run.
   std::vector<std::uint64_t> older;
   for (std::uint64_t s : list_checkpoints(dir)) {

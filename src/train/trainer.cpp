@@ -326,7 +326,7 @@ struct Trainer::State {
   std::uint32_t part_crc = 0;
   std::unique_ptr<BatchIterator> iter;
   Batch batch;
-  std::vector<float> x, g, eval_x;
+  std::vector<float> x, g, eval_x;  // eval_x: def-a's virtual model (--eval-virtual) only
   std::unique_ptr<optim::Optimizer> opt;
   std::unique_ptr<optim::Schedule> schedule;
   std::uint64_t eval_every = 0;  // resolved: 0 = only at the end
@@ -389,7 +389,6 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   s.model = make_model(config_.model, mo);
   s.x.resize(s.model->num_params());
   s.g.resize(s.x.size());
-  s.eval_x.resize(s.x.size());
   s.model->init(s.x, config_.seed);
 
   // This rank's part of the training set and slice of the test set.
@@ -776,7 +775,14 @@ void Trainer::evaluate(std::uint64_t completed) {
   State& s = *s_;
   const auto t0 = Clock::now();
   const auto K = static_cast<std::size_t>(s.world);
-  s.opt->evaluation_model(s.x, s.eval_x, config_.eval_virtual);
+  // The evaluated parameters: x itself, or def-a's virtual model (a collective) in a second vector,
+  // which only then exists (the synthetic model can have 10^8 parameters).
+  std::span<const float> params = s.x;
+  if (config_.eval_virtual) {
+    s.eval_x.resize(s.x.size());
+    s.opt->evaluation_model(s.x, s.eval_x, true);
+    params = s.eval_x;
+  }
 
   // BatchNorm: evaluate with the mean of every rank's running statistics, keep the local ones.
   auto buffers = s.model->buffers();
@@ -792,7 +798,7 @@ void Trainer::evaluate(std::uint64_t completed) {
     }
   }
   EvalResult er;
-  if (s.test.count > 0) er = s.model->evaluate(s.eval_x, s.test, config_.eval_batch);
+  if (s.test.count > 0) er = s.model->evaluate(params, s.test, config_.eval_batch);
   std::copy(local.begin(), local.end(), buffers.begin());
 
   constexpr std::size_t kFields = 7;

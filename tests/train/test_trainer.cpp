@@ -313,6 +313,7 @@ TEST_P(Resume, ContinuesBitwiseAsTheUninterruptedRun) {
   c.norm = pc.norm;
   c.augment = pc.augment;
   c.epochs = pc.epochs;
+  c.eval_virtual = c.optimizer == "def-a";  // evaluation through a collective (x - mean_k e_k)
   c.weight_decay = 1e-3;  // exercises the coupled weight decay at the gradient point
   c.checkpoint_every = 6;
 
