@@ -296,7 +296,9 @@ struct ResumeCase {
 };
 
 // gtest prints parameters in test listings; the name is enough.
-void PrintTo(const ResumeCase& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const ResumeCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class Resume : public ::testing::TestWithParam<ResumeCase> {};
 
@@ -314,7 +316,7 @@ TEST_P(Resume, ContinuesBitwiseAsTheUninterruptedRun) {
   c.augment = pc.augment;
   c.epochs = pc.epochs;
   c.eval_virtual = c.optimizer == "def-a";  // evaluation through a collective (x - mean_k e_k)
-  c.weight_decay = 1e-3;  // exercises the coupled weight decay at the gradient point
+  c.weight_decay = 1e-3;                    // exercises the coupled weight decay at the gradient point
   c.checkpoint_every = 6;
 
   // Uninterrupted, with checkpoints at the same steps (checkpoints never change the trajectory).
