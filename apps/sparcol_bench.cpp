@@ -14,6 +14,13 @@
 // Data: integer-valued floats given by a formula in (seed, rank, index) (input_value below), so every
 // rank computes the exact expected result itself and sums are exact in any order.
 //
+// Device memory (--device cuda): every buffer of every operation lives on the rank's GPU (one per
+// rank, chosen by local rank), the collectives run their device path (device/dispatch.hpp) and the
+// plain operations are the backend's on device memory: MPI with staging through pinned host memory
+// (--backend mpi), or NCCL (--backend nccl, where they are ncclAllReduce and ncclBroadcast-based
+// all-gather-v and their rows are named nccl-allreduce and nccl-allgatherv). Inputs are written and
+// results read back outside the timed region.
+//
 // Robustness: flags are validated on every rank before any collective; then all ranks exchange their
 // verdict and a canonical form of their arguments, so a rank that rejects its flags, or ranks given
 // different flags, end every rank with a message and the same exit status (no hang, no MPI_Abort).
@@ -36,6 +43,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -44,10 +52,13 @@
 #include "sparcol/coll/ring_allreduce.hpp"
 #include "sparcol/coll/sparse_allgather.hpp"
 #include "sparcol/comm/loopback.hpp"
+#include "sparcol/comm/make_backend.hpp"
 #include "sparcol/comm/mpi_backend.hpp"
 #include "sparcol/config.hpp"
 #include "sparcol/core/error.hpp"
 #include "sparcol/core/types.hpp"
+#include "sparcol/device/device.hpp"
+#include "sparcol/device/dispatch.hpp"
 #include "sparcol/io/h5.hpp"
 
 #ifndef SPARCOL_BUILD_TYPE
@@ -72,7 +83,11 @@ enum class Op { kDenseRing, kRbgs, kSparseAllgather, kMpiAllreduce, kMpiAllgathe
 constexpr Op kAllOps[] = {Op::kDenseRing, Op::kRbgs, Op::kSparseAllgather, Op::kMpiAllreduce,
                           Op::kMpiAllgatherv};
 
-const char* op_name(Op op) {
+// The plain operations are named after the library that runs them: mpi-* with --backend mpi or
+// loopback, nccl-* with --backend nccl. parse() sets this once, before anything is named.
+bool g_nccl_names = false;
+
+const char* op_name(Op op, bool nccl) {
   switch (op) {
     case Op::kDenseRing:
       return "dense-ring";
@@ -81,11 +96,14 @@ const char* op_name(Op op) {
     case Op::kSparseAllgather:
       return "sparse-allgather";
     case Op::kMpiAllreduce:
-      return "mpi-allreduce";
+      return nccl ? "nccl-allreduce" : "mpi-allreduce";
     case Op::kMpiAllgatherv:
-      return "mpi-allgatherv";
+      return nccl ? "nccl-allgatherv" : "mpi-allgatherv";
   }
   return "?";
+}
+const char* op_name(Op op) {
+  return op_name(op, g_nccl_names);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -102,6 +120,7 @@ struct Config {
   double density = 0.01;
   std::uint64_t k = 0;  // pairs / block elements per rank when given with -k (0: use density)
   std::string backend = "mpi";
+  std::string device = "cpu";  // where the buffers live: cpu (host memory) or cuda (the rank's GPU)
   int ranks = 0;           // loopback world size (0: not given)
   std::uint64_t seed = 0;  // 0: rank 0 draws one
   double timeout_s = -1;   // < 0: the backend's default
@@ -128,6 +147,7 @@ struct Config {
     add("--density", dens);
     add("-k", std::to_string(k));
     add("--backend", backend);
+    add("--device", device);
     add("--seed", std::to_string(seed));
     char to[64];
     std::snprintf(to, sizeof to, "%.17g", timeout_s);
@@ -226,8 +246,15 @@ void validate(const Config& c) {
       fail("-k " + std::to_string(c.k) + " exceeds the vector length d = " + std::to_string(d_min) +
            " of the smallest size (-b " + std::to_string(c.min_bytes) + " bytes)");
   }
-  if (c.backend != "mpi" && c.backend != "loopback")
-    fail("--backend must be 'mpi' or 'loopback', got '" + c.backend + "'");
+  if (c.backend != "mpi" && c.backend != "loopback" && c.backend != "nccl")
+    fail("--backend must be 'mpi', 'nccl' or 'loopback', got '" + c.backend + "'");
+  if (c.backend == "nccl" && !sparcol::comm::backend_compiled("nccl"))
+    fail("--backend nccl: this build of sparcol has no NCCL (it was not found, or CUDA was not)");
+  if (c.device != "cpu" && c.device != "cuda") fail("--device must be 'cpu' or 'cuda', got '" + c.device + "'");
+  if (c.backend == "nccl" && c.device != "cuda")
+    fail("--backend nccl moves device memory: add --device cuda");
+  if (c.backend == "loopback" && c.device == "cuda")
+    fail("--backend loopback moves host memory only: use --backend mpi or nccl with --device cuda");
   if (c.backend == "loopback" && c.ranks < 1) fail("--backend loopback needs --ranks N (N >= 1)");
   if (c.ranks < 0) fail("--ranks must be positive, got " + std::to_string(c.ranks));
   if (c.timeout_s < 0 && c.timeout_s != -1) fail("--timeout must be >= 0 seconds (0: wait forever)");
@@ -262,10 +289,9 @@ Parsed parse(int argc, char** argv) {
   app.add_option("-w,--warmup_iters", c.warmup, "Untimed warm-up runs before them");
   app.add_option("-c,--check", c.check,
                  "1: check every result exactly and count wrong elements; 0: skip (#wrong shows N/A)");
-  app.add_option(
-         "--op", ops,
-         "Operations, comma-separated or repeated: dense-ring, rbgs, sparse-allgather, mpi-allreduce, "
-         "mpi-allgatherv, all")
+  app.add_option("--op", ops,
+                 "Operations, comma-separated or repeated: dense-ring, rbgs, sparse-allgather, mpi-allreduce, "
+                 "mpi-allgatherv (nccl-allreduce, nccl-allgatherv with --backend nccl), all")
       ->delimiter(',');
   auto* dens =
       app.add_option("--density", c.density,
@@ -273,7 +299,11 @@ Parsed parse(int argc, char** argv) {
   app.add_option("-k,--pairs", k, "Fixed k per rank instead of --density (k <= d at every size)")
       ->excludes(dens);
   app.add_option("--backend", c.backend,
-                 "mpi, or loopback (threads as ranks in this one process; needs --ranks)");
+                 "mpi, nccl (needs --device cuda), or loopback (threads as ranks in this one process; needs "
+                 "--ranks)");
+  app.add_option("--device", c.device,
+                 "cpu: buffers in host memory; cuda: on the rank's GPU (its local rank), the collectives' "
+                 "device path");
   app.add_option("--ranks", c.ranks, "Ranks for --backend loopback");
   app.add_option("--seed", seed, "Data seed (0: rank 0 draws a fresh one; the header prints it)");
   app.add_option("--timeout", c.timeout_s,
@@ -304,23 +334,30 @@ Parsed parse(int argc, char** argv) {
     if (app.count("-k") != 0 && k == 0) throw Error(ErrorCode::kInvalidArgument, -1, "-k must be at least 1");
     c.min_bytes = parse_size("-b", b);
     c.max_bytes = parse_size("-e", e);
+    g_nccl_names = c.backend == "nccl";
     for (const auto& name : ops) {
       bool found = false;
       for (Op op : kAllOps) {
         if (name == "all" || name == op_name(op)) {
           if (std::find(c.ops.begin(), c.ops.end(), op) == c.ops.end()) c.ops.push_back(op);
           found = true;
+        } else if (name == op_name(op, !g_nccl_names)) {
+          throw Error(ErrorCode::kInvalidArgument, -1,
+                      "--op " + name + " needs --backend " + (g_nccl_names ? "mpi" : "nccl") + " (with --backend " +
+                          c.backend + " it is " + op_name(op) + ")");
         }
       }
       if (!found) {
-        throw Error(
-            ErrorCode::kInvalidArgument, -1,
-            "unknown --op '" + name +
-                "' (choose from dense-ring, rbgs, sparse-allgather, mpi-allreduce, mpi-allgatherv, all)");
+        throw Error(ErrorCode::kInvalidArgument, -1,
+                    "unknown --op '" + name + "' (choose from dense-ring, rbgs, sparse-allgather, " +
+                        op_name(Op::kMpiAllreduce) + ", " + op_name(Op::kMpiAllgatherv) + ", all)");
       }
     }
     std::sort(c.ops.begin(), c.ops.end());
     validate(c);
+    // Per rank: the GPU (the agreement below ends every rank if one lacks it).
+    if (c.device == "cuda" && !sparcol::device::has_gpu())
+      throw Error(ErrorCode::kCuda, -1, "--device cuda: no CUDA device (" + sparcol::device::no_gpu_reason() + ")");
   } catch (const CLI::CallForHelp&) {
     p.status = 0;
     p.message = app.help();
@@ -393,12 +430,13 @@ struct Stats {
   double p50 = 0, min = 0, p99 = 0;  // microseconds, over runs, of the maximum over ranks
 };
 
-// Per run: the slowest rank's time. Gathered outside the timed region.
+// Per run: the slowest rank's time. Gathered outside the timed region. (Host values: through the
+// control backend, which is the backend itself except for NCCL.)
 std::vector<double> max_over_ranks(Backend& b, const std::vector<double>& mine) {
   const auto n = static_cast<std::size_t>(b.size());
   std::vector<double> all(n * mine.size());
   std::vector<std::size_t> bytes(n, mine.size() * sizeof(double));
-  b.allgatherv(mine.data(), all.data(), bytes);
+  b.control().allgatherv(mine.data(), all.data(), bytes);
   std::vector<double> out(mine.size(), 0.0);
   for (std::size_t r = 0; r < n; ++r)
     for (std::size_t i = 0; i < mine.size(); ++i) out[i] = std::max(out[i], all[r * mine.size() + i]);
@@ -409,7 +447,7 @@ std::uint64_t max_over_ranks_u64(Backend& b, std::uint64_t mine) {
   const auto n = static_cast<std::size_t>(b.size());
   std::vector<std::uint64_t> all(n);
   std::vector<std::size_t> bytes(n, sizeof(std::uint64_t));
-  b.allgatherv(&mine, all.data(), bytes);
+  b.control().allgatherv(&mine, all.data(), bytes);
   return *std::max_element(all.begin(), all.end());
 }
 
@@ -442,6 +480,9 @@ std::vector<Timing> time_interleaved(Backend& b, const Config& c, const std::vec
   const std::size_t n = ops.size();
   std::vector<std::vector<double>> t(n, std::vector<double>(static_cast<std::size_t>(c.iters)));
   std::vector<std::uint64_t> sent(n, 0);
+  // Bytes this rank passed to isend, on the backend and (NCCL) on its control backend (fingerprints).
+  Backend& ctl = b.control();
+  auto sent_now = [&] { return b.bytes_sent() + (&ctl != &b ? ctl.bytes_sent() : 0); };
   const int total = c.warmup + c.iters;
   for (int step = 0; step < total; ++step) {
     const auto st = static_cast<std::uint64_t>(step);
@@ -449,11 +490,11 @@ std::vector<Timing> time_interleaved(Backend& b, const Config& c, const std::vec
       const std::size_t j = (st + i) % n;
       ops[j].reset(st);
       b.barrier();
-      const std::uint64_t sent0 = b.bytes_sent();
+      const std::uint64_t sent0 = sent_now();
       const auto t0 = Clock::now();
       ops[j].run(st);
       const auto t1 = Clock::now();
-      sent[j] += b.bytes_sent() - sent0;
+      sent[j] += sent_now() - sent0;
       if (step >= c.warmup)
         t[j][static_cast<std::size_t>(step - c.warmup)] =
             std::chrono::duration<double, std::micro>(t1 - t0).count();
@@ -494,7 +535,7 @@ std::int64_t sum_over_ranks(Backend& b, std::uint64_t mine) {
   const auto n = static_cast<std::size_t>(b.size());
   std::vector<std::uint64_t> all(n);
   std::vector<std::size_t> bytes(n, sizeof(std::uint64_t));
-  b.allgatherv(&mine, all.data(), bytes);
+  b.control().allgatherv(&mine, all.data(), bytes);
   std::uint64_t s = 0;
   for (auto x : all) s += x;
   return static_cast<std::int64_t>(s);
@@ -504,11 +545,61 @@ std::int64_t sum_over_ranks(Backend& b, std::uint64_t mine) {
 // The operations at one size
 // ------------------------------------------------------------------------------------------------
 
+// A vector the operations work on: host memory, or the executor's device memory with --device cuda.
+// Inputs are built on the host and copied in (untimed); results are copied out for the check.
+template <class T>
+class Mem {
+ public:
+  Mem(sparcol::device::Exec* ex, std::size_t n) : ex_(ex) {
+    if (ex_ != nullptr) {
+      dev_.assign(*ex_, n, "sparcol-bench buffer");
+    } else {
+      host_.resize(n);
+    }
+  }
+  T* data() { return ex_ != nullptr ? dev_.data() : host_.data(); }
+  std::size_t size() const { return ex_ != nullptr ? static_cast<std::size_t>(dev_.size()) : host_.size(); }
+  void set(const std::vector<T>& h) { set_range(0, h.data(), h.size()); }
+  void set_range(std::size_t off, const T* h, std::size_t n) {
+    if (ex_ != nullptr) {
+      ex_->upload(dev_.data() + off, h, n * sizeof(T));
+    } else {
+      std::copy(h, h + n, host_.begin() + static_cast<std::ptrdiff_t>(off));
+    }
+  }
+  std::vector<T> get() const { return get_range(ex_ != nullptr ? dev_.data() : host_.data(), size()); }
+  // n elements at p (this executor's memory) as a host vector.
+  std::vector<T> get_range(const T* p, std::size_t n) const {
+    if (ex_ == nullptr) return std::vector<T>(p, p + n);
+    std::vector<T> h(n);
+    ex_->download(h.data(), p, n * sizeof(T));
+    return h;
+  }
+  // this[off, off + n) <- src[off, off + n), finished when this returns (the caller times what follows).
+  void copy_from(Mem& src, std::size_t off, std::size_t n) {
+    if (n == 0) return;
+    if (ex_ != nullptr) {
+      ex_->copy(dev_.data() + off, src.data() + off, n * sizeof(T));
+      ex_->synchronize();
+    } else {
+      std::copy(src.host_.begin() + static_cast<std::ptrdiff_t>(off),
+                src.host_.begin() + static_cast<std::ptrdiff_t>(off + n), host_.begin() + static_cast<std::ptrdiff_t>(off));
+    }
+  }
+  void copy_from(Mem& src) { copy_from(src, 0, size()); }
+
+ private:
+  sparcol::device::Exec* ex_;
+  std::vector<T> host_;
+  sparcol::device::Buffer<T> dev_;
+};
+
 class SizeBench {
  public:
-  SizeBench(Backend& b, const Config& c, std::uint64_t seed, std::uint64_t bytes)
+  SizeBench(Backend& b, const Config& c, std::uint64_t seed, std::uint64_t bytes, sparcol::device::Exec* ex)
       : b_(b),
         c_(c),
+        ex_(ex),
         seed_(seed),
         bytes_(bytes),
         d_(bytes / sizeof(float)),
@@ -544,6 +635,14 @@ class SizeBench {
     for (std::uint64_t i = 0; i < d_; ++i) v[i] = input_value(seed_, me_, i);
     if (c_.nan && me_ == 0) v[d_ / 2] = std::numeric_limits<float>::quiet_NaN();
   }
+  // The same in the benchmark's memory.
+  Mem<float> dense_input() const {
+    std::vector<float> h;
+    fill_dense(h);
+    Mem<float> m(ex_, d_);
+    m.set(h);
+    return m;
+  }
   float dense_expected(std::uint64_t i) const {
     if (c_.nan && i == d_ / 2) return std::numeric_limits<float>::quiet_NaN();
     return expected_sum(seed_, K_, i);
@@ -554,7 +653,8 @@ class SizeBench {
     return wrong;
   }
 
-  // MPI_Allreduce (the backend's dense all-reduce) of the whole vector, timed alone.
+  // The backend's dense all-reduce (MPI_Allreduce, or ncclAllReduce with --backend nccl) of the whole
+  // vector, timed alone.
   Row mpi_allreduce() {
     Row row = base_row(Op::kMpiAllreduce, 4.0 * static_cast<double>(d_), allreduce_factor());
     FullAllreduce full(*this);
@@ -562,73 +662,90 @@ class SizeBench {
     row.base = row.time;
     row.allreduce_us = row.time.p50;
     row.sent_bytes = ring_allreduce_bytes(d_);
-    spoil(full.result()[0]);
-    if (c_.check) row.wrong = sum_over_ranks(b_, check_dense_sum(full.result()));
+    if (c_.check) {
+      std::vector<float> result = full.result().get();
+      spoil(result[0]);
+      row.wrong = sum_over_ranks(b_, check_dense_sum(result));
+    }
     return row;
   }
 
-  // sparcol's all-reduce, interleaved with MPI_Allreduce of the same vector (its baseline, and the
-  // x-allred reference).
+  // sparcol's all-reduce, interleaved with the backend's all-reduce of the same vector (its baseline,
+  // and the x-allred reference).
   Row dense_ring() {
     Row row = base_row(Op::kDenseRing, 4.0 * static_cast<double>(d_), allreduce_factor());
-    std::vector<float> pristine, data(d_);
-    fill_dense(pristine);
-    sparcol::coll::RingAllreduce ring(b_, d_);
+    Mem<float> pristine = dense_input(), data(ex_, d_);
+    sparcol::coll::RingAllreduce ring(b_, d_, sparcol::coll::RingAllreduce::kDefaultPieceBytes,
+                                      sparcol::coll::RingAllreduce::Algorithm::kAuto, ex_);
     FullAllreduce full(*this);
-    const auto t =
-        time_interleaved(b_, c_,
-                         {{[&](std::uint64_t) { std::copy(pristine.begin(), pristine.end(), data.begin()); },
-                           [&](std::uint64_t step) { ring.run(data.data(), step); }},
-                          full.timed()});
+    const auto t = time_interleaved(b_, c_,
+                                    {{[&](std::uint64_t) { data.copy_from(pristine); },
+                                      [&](std::uint64_t step) { ring.run(data.data(), step); }},
+                                     full.timed()});
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
     row.allreduce_us = t[1].stats.p50;
-    spoil(data[0]);
-    if (c_.check) row.wrong = sum_over_ranks(b_, check_dense_sum(data));
+    if (c_.check) {
+      std::vector<float> result = data.get();
+      spoil(result[0]);
+      row.wrong = sum_over_ranks(b_, check_dense_sum(result));
+    }
     return row;
   }
 
-  // RBGS with the block of step `step`, interleaved with MPI_Allreduce of a packed k-float block (the
-  // baseline) and of the whole vector (the x-allred reference).
+  // RBGS with the block of step `step`, interleaved with the backend's all-reduce of a packed k-float
+  // block (the baseline) and of the whole vector (the x-allred reference).
   Row rbgs() {
     Row row = base_row(Op::kRbgs, 4.0 * static_cast<double>(k_), allreduce_factor());
-    std::vector<float> pristine, data;
-    fill_dense(pristine);
-    data = pristine;
-    sparcol::coll::RbgsAllreduce rbgs(b_, d_, k_);
+    std::vector<float> pristine_h;
+    fill_dense(pristine_h);
+    Mem<float> pristine(ex_, d_), data(ex_, d_);
+    pristine.set(pristine_h);
+    data.copy_from(pristine);
+    sparcol::coll::RbgsAllreduce rbgs(b_, d_, k_, ex_);
     sparcol::coll::RbgsBlock last{d_, 0, 0};
     auto block = [&](std::uint64_t step) { return sparcol::coll::rbgs_block(d_, k_, seed_, step, 0); };
     // Restores what the previous run changed (its block) and rewrites the next run's block, its input,
     // as the baseline's reset rewrites its buffer; with --nan rank 0 puts a NaN inside that block.
-    auto reset = [&](std::uint64_t step) {
-      restore_block(pristine, last, data);
-      last = block(step);
-      restore_block(pristine, last, data);
-      if (c_.nan && me_ == 0 && k_ > 0) data[last.start] = std::numeric_limits<float>::quiet_NaN();
+    auto restore = [&](const sparcol::coll::RbgsBlock& blk) {
+      data.copy_from(pristine, blk.start, blk.first_len());
+      data.copy_from(pristine, 0, blk.wrap_len());
     };
-    std::vector<float> packed0(k_), packed(k_);
-    sparcol::coll::rbgs_pack(pristine.data(), block(0), packed0.data());
+    auto reset = [&](std::uint64_t step) {
+      restore(last);
+      last = block(step);
+      restore(last);
+      if (c_.nan && me_ == 0 && k_ > 0) {
+        const float nan = std::numeric_limits<float>::quiet_NaN();
+        data.set_range(last.start, &nan, 1);
+      }
+    };
+    std::vector<float> packed_h(k_);
+    sparcol::coll::rbgs_pack(pristine_h.data(), block(0), packed_h.data());
+    Mem<float> packed0(ex_, k_), packed(ex_, k_);
+    packed0.set(packed_h);
     FullAllreduce full(*this);
     const auto t =
         time_interleaved(b_, c_,
                          {{reset, [&](std::uint64_t step) { rbgs.run(data.data(), seed_, step, 0); }},
-                          {[&](std::uint64_t) { std::copy(packed0.begin(), packed0.end(), packed.begin()); },
+                          {[&](std::uint64_t) { packed.copy_from(packed0); },
                            [&](std::uint64_t) { b_.allreduce_sum(packed.data(), k_); }},
                           full.timed()});
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
     row.allreduce_us = t[2].stats.p50;
-    if (k_ > 0) spoil(data[last.start]);
     if (c_.check) {
+      std::vector<float> result = data.get();
+      if (k_ > 0) spoil(result[last.start]);
       std::uint64_t wrong = 0;
       for (std::uint64_t i = 0; i < d_; ++i) {
-        float want = pristine[i];
+        float want = pristine_h[i];
         if (last.contains(i))
           want = (c_.nan && i == last.start) ? std::numeric_limits<float>::quiet_NaN()
                                              : expected_sum(seed_, K_, i);
-        wrong += same(data[i], want) ? 0 : 1;
+        wrong += same(result[i], want) ? 0 : 1;
       }
       row.wrong = sum_over_ranks(b_, wrong);
     }
@@ -643,7 +760,7 @@ class SizeBench {
   }
 
   // Counts gathered pairs that differ from what rank r contributed; get(r) gives rank r's received
-  // (indices, values) spans.
+  // (indices, values) as host vectors.
   template <typename Get>
   std::uint64_t check_pairs(Get&& get) const {
     std::uint64_t wrong = 0;
@@ -662,37 +779,47 @@ class SizeBench {
     return wrong;
   }
 
-  // The sparse all-gather, interleaved with MPI_Allgatherv of the same wire blocks; then the optional
-  // dense sum, timed on its own (local work, no communication).
+  // The sparse all-gather, interleaved with the backend's all-gather-v of the same wire blocks; then
+  // the optional dense sum, timed on its own (local work, no communication).
   Row sparse_allgather() {
     Row row = base_row(Op::kSparseAllgather, 8.0 * static_cast<double>(k_) * K_, allgather_factor());
     make_pairs();
-    sparcol::coll::SparseAllgather sag(b_, d_, k_);
+    Mem<Index> idx(ex_, k_);
+    Mem<float> val(ex_, k_);
+    idx.set(idx_);
+    val.set(val_);
+    sparcol::coll::SparseAllgather sag(b_, d_, k_, sparcol::coll::SparseAllgather::Algorithm::kAuto, ex_);
     MpiGather plain(*this);
     FullAllreduce full(*this);
+    const std::span<const Index> is(idx.data(), k_);
+    const std::span<const float> vs(val.data(), k_);
     const auto t = time_interleaved(
-        b_, c_,
-        {{nothing(), [&](std::uint64_t step) { sag.run(idx_, val_, step); }}, plain.timed(), full.timed()});
+        b_, c_, {{nothing(), [&](std::uint64_t step) { sag.run(is, vs, step); }}, plain.timed(), full.timed()});
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
     row.allreduce_us = t[2].stats.p50;
-    std::vector<float> sum(d_);
+    Mem<float> sum(ex_, d_);
     row.sum_us = time_interleaved(b_, c_, {{nothing(), [&](std::uint64_t) { sag.sum_into(sum.data()); }}})[0]
                      .stats.p50;
-    spoil(sum[d_ - 1]);
     if (c_.check) {
-      std::uint64_t wrong = check_pairs([&](int r) { return std::pair(sag.indices(r), sag.values(r)); });
+      std::uint64_t wrong = check_pairs([&](int r) {
+        const auto gi = sag.indices(r);
+        const auto gv = sag.values(r);
+        return std::pair(idx.get_range(gi.data(), gi.size()), val.get_range(gv.data(), gv.size()));
+      });
       // The dense sum: every rank's pairs added in rank order.
+      std::vector<float> got = sum.get();
+      spoil(got[d_ - 1]);
       std::vector<float> want(d_, 0.0f);
-      std::vector<Index> idx;
-      std::vector<float> val;
+      std::vector<Index> pi;
+      std::vector<float> pv;
       for (int r = 0; r < K_; ++r) {
-        sparse_indices(seed_, r, d_, k_, idx);
-        sparse_values(seed_, r, idx, c_.nan, val);
-        for (std::size_t j = 0; j < idx.size(); ++j) want[idx[j]] += val[j];
+        sparse_indices(seed_, r, d_, k_, pi);
+        sparse_values(seed_, r, pi, c_.nan, pv);
+        for (std::size_t j = 0; j < pi.size(); ++j) want[pi[j]] += pv[j];
       }
-      for (std::uint64_t i = 0; i < d_; ++i) wrong += same(sum[i], want[i]) ? 0 : 1;
+      for (std::uint64_t i = 0; i < d_; ++i) wrong += same(got[i], want[i]) ? 0 : 1;
       row.wrong = sum_over_ranks(b_, wrong);
     }
     return row;
@@ -709,7 +836,6 @@ class SizeBench {
     row.allreduce_us = t[1].stats.p50;
     // A ring all-gather's bytes per rank: every block but the right neighbour's passes through.
     row.sent_bytes = 8 * k_ * static_cast<std::uint64_t>(K_ - 1);
-    if (k_ > 0) spoil(plain.value0());
     if (c_.check) row.wrong = sum_over_ranks(b_, plain.check());
     return row;
   }
@@ -725,65 +851,69 @@ class SizeBench {
     return [](std::uint64_t) {};
   }
 
-  // MPI_Allreduce (the backend's) of this rank's whole dense input: each operation is timed interleaved
+  // The backend's all-reduce of this rank's whole dense input: each operation is timed interleaved
   // with it, so that every row's x-allred is measured under the same conditions as its time.
   class FullAllreduce {
    public:
-    explicit FullAllreduce(const SizeBench& s) : s_(s), data_(s.d_) { s.fill_dense(pristine_); }
+    explicit FullAllreduce(const SizeBench& s) : s_(s), pristine_(s.dense_input()), data_(s.ex_, s.d_) {}
     Timed timed() {
-      return Timed{[this](std::uint64_t) { std::copy(pristine_.begin(), pristine_.end(), data_.begin()); },
+      return Timed{[this](std::uint64_t) { data_.copy_from(pristine_); },
                    [this](std::uint64_t) { s_.b_.allreduce_sum(data_.data(), s_.d_); }};
     }
-    std::vector<float>& result() { return data_; }
+    Mem<float>& result() { return data_; }
 
    private:
     const SizeBench& s_;
-    std::vector<float> pristine_, data_;
+    Mem<float> pristine_, data_;
   };
 
-  // MPI_Allgatherv (the backend's) of every rank's wire block: k indices then k values, the bytes
-  // sparcol's all-gather moves.
+  // The backend's all-gather-v (MPI_Allgatherv, or broadcasts with NCCL) of every rank's wire block:
+  // k indices then k values, the bytes sparcol's all-gather moves.
   class MpiGather {
    public:
     explicit MpiGather(const SizeBench& s)
         : s_(s),
-          block_(s.k_ * sparcol::kPairBytes),
-          bytes_(static_cast<std::size_t>(s.K_), block_.size()),
-          all_(block_.size() * static_cast<std::size_t>(s.K_)) {
+          block_(s.ex_, s.k_ * sparcol::kPairBytes),
+          bytes_(static_cast<std::size_t>(s.K_), s.k_ * sparcol::kPairBytes),
+          all_(s.ex_, s.k_ * sparcol::kPairBytes * static_cast<std::size_t>(s.K_)) {
       if (s.k_ > 0) {
-        std::memcpy(block_.data(), s.idx_.data(), s.k_ * sizeof(Index));
-        std::memcpy(block_.data() + s.k_ * sizeof(Index), s.val_.data(), s.k_ * sizeof(float));
+        std::vector<std::byte> h(s.k_ * sparcol::kPairBytes);
+        std::memcpy(h.data(), s.idx_.data(), s.k_ * sizeof(Index));
+        std::memcpy(h.data() + s.k_ * sizeof(Index), s.val_.data(), s.k_ * sizeof(float));
+        block_.set(h);
       }
     }
     Timed timed() {
-      return Timed{nothing(),
-                   [this](std::uint64_t) { s_.b_.allgatherv(block_.data(), all_.data(), bytes_); }};
+      return Timed{nothing(), [this](std::uint64_t) { s_.b_.allgatherv(block_.data(), all_.data(), bytes_); }};
     }
-    // Rank 0's first gathered value.
-    float& value0() { return *reinterpret_cast<float*>(all_.data() + s_.k_ * sizeof(Index)); }
-    std::uint64_t check() const {
+    std::uint64_t check() {
+      std::vector<std::byte> all = all_.get();
+      if (s_.k_ > 0) {
+        // Rank 0's first gathered value is the one spoiled (SPARCOL_BENCH_CORRUPT).
+        float v0;
+        std::memcpy(&v0, all.data() + s_.k_ * sizeof(Index), sizeof v0);
+        s_.spoil(v0);
+        std::memcpy(all.data() + s_.k_ * sizeof(Index), &v0, sizeof v0);
+      }
+      const std::size_t block = s_.k_ * sparcol::kPairBytes;
       return s_.check_pairs([&](int r) {
-        const std::byte* p = all_.data() + static_cast<std::size_t>(r) * block_.size();
-        return std::pair(
-            std::span<const Index>(reinterpret_cast<const Index*>(p), s_.k_),
-            std::span<const float>(reinterpret_cast<const float*>(p + s_.k_ * sizeof(Index)), s_.k_));
+        const std::byte* p = all.data() + static_cast<std::size_t>(r) * block;
+        std::vector<Index> gi(s_.k_);
+        std::vector<float> gv(s_.k_);
+        if (s_.k_ > 0) {
+          std::memcpy(gi.data(), p, s_.k_ * sizeof(Index));
+          std::memcpy(gv.data(), p + s_.k_ * sizeof(Index), s_.k_ * sizeof(float));
+        }
+        return std::pair(gi, gv);
       });
     }
 
    private:
     const SizeBench& s_;
-    std::vector<std::byte> block_;
+    Mem<std::byte> block_;
     std::vector<std::size_t> bytes_;
-    std::vector<std::byte> all_;
+    Mem<std::byte> all_;
   };
-
-  void restore_block(const std::vector<float>& from, const sparcol::coll::RbgsBlock& blk,
-                     std::vector<float>& to) {
-    const auto first = static_cast<std::ptrdiff_t>(blk.first_len());
-    const auto start = static_cast<std::ptrdiff_t>(blk.start);
-    std::copy(from.begin() + start, from.begin() + start + first, to.begin() + start);
-    std::copy(from.begin(), from.begin() + static_cast<std::ptrdiff_t>(blk.wrap_len()), to.begin());
-  }
 
   // A bandwidth-optimal (ring) all-reduce's bytes per rank: 2 (K-1)/K of the vector.
   std::uint64_t ring_allreduce_bytes(std::uint64_t d) const {
@@ -792,6 +922,7 @@ class SizeBench {
 
   Backend& b_;
   const Config& c_;
+  sparcol::device::Exec* ex_;  // nullptr: host memory
   std::uint64_t seed_, bytes_, d_, k_;
   int K_, me_;
   std::vector<Index> idx_;
@@ -812,6 +943,8 @@ struct Setup {
   std::string backend, build, mpi_library;
   int ranks = 1;
   std::uint64_t seed = 0;
+  std::string device = "cpu";  // cpu, or cuda
+  std::string nccl_library;    // NCCL's version with --backend nccl
 };
 
 class Output {
@@ -824,9 +957,9 @@ class Output {
 
   void header() {
     std::printf("# sparcol-bench %s, build: %s\n", SPARCOL_VERSION_STRING, s_.build.c_str());
-    std::printf("# ranks %d, backend %s%s%s, float32 sum\n", s_.ranks, s_.backend.c_str(),
-                s_.mpi_library.empty() ? "" : " (",
-                s_.mpi_library.empty() ? "" : (s_.mpi_library + ")").c_str());
+    std::string libs = s_.nccl_library.empty() ? s_.mpi_library : "NCCL " + s_.nccl_library + "; control: " + s_.mpi_library;
+    std::printf("# ranks %d, backend %s%s%s, device %s, float32 sum\n", s_.ranks, s_.backend.c_str(),
+                libs.empty() ? "" : " (", libs.empty() ? "" : (libs + ")").c_str(), s_.device.c_str());
     std::string ops;
     for (Op op : c_.ops) ops += std::string(ops.empty() ? "" : ",") + op_name(op);
     std::printf("# ops %s; %s; iters %d, warmup %d, check %d, seed %" PRIu64
@@ -836,9 +969,11 @@ class Output {
                      : ("density " + fmt("%g", c_.density)).c_str(),
                 c_.iters, c_.warmup, c_.check, s_.seed, c_.check_collectives ? "on" : "off",
                 c_.nan ? ", NaN injected" : "");
+    const bool nccl = s_.backend == "nccl";
     std::printf(
-        "# time: median over runs of the slowest rank; base: plain MPI moving the same payload;\n"
-        "# x-base = base/time, x-allred = MPI_Allreduce(whole vector)/time (> 1: faster)\n#\n");
+        "# time: median over runs of the slowest rank; base: plain %s moving the same payload;\n"
+        "# x-base = base/time, x-allred = %s(whole vector)/time (> 1: faster)\n#\n",
+        nccl ? "NCCL" : "MPI", nccl ? "ncclAllReduce" : "MPI_Allreduce");
     std::printf("#%13s %11s %8s %-17s %11s %9s %9s %12s %11s %8s %9s %10s %7s\n", "size(B)", "count",
                 "density", "op", "time(us)", "algbw", "busbw", "sent(B)", "base(us)", "x-base", "x-allred",
                 "sum(us)", "#wrong");
@@ -856,6 +991,8 @@ class Output {
       f.set_attr("build", s_.build);
       f.set_attr("backend", s_.backend);
       f.set_attr("mpi_library", s_.mpi_library);
+      f.set_attr("device", s_.device);
+      f.set_attr("nccl_library", s_.nccl_library);
       f.set_attr("ranks", static_cast<std::int64_t>(s_.ranks));
       f.set_attr("dtype", "float32");
       f.set_attr("iters", static_cast<std::int64_t>(c_.iters));
@@ -991,7 +1128,8 @@ class Output {
     auto jnum = [](double v) { return std::isfinite(v) ? fmt("%.6g", v) : std::string("null"); };
     json_ << "{\n  \"program\": \"sparcol-bench\",\n  \"version\": \"" << SPARCOL_VERSION_STRING << "\",\n"
           << "  \"build\": \"" << esc(s_.build) << "\",\n  \"backend\": \"" << esc(s_.backend) << "\",\n"
-          << "  \"mpi_library\": \"" << esc(s_.mpi_library) << "\",\n  \"ranks\": " << s_.ranks << ",\n"
+          << "  \"mpi_library\": \"" << esc(s_.mpi_library) << "\",\n  \"device\": \"" << esc(s_.device)
+          << "\",\n  \"nccl_library\": \"" << esc(s_.nccl_library) << "\",\n  \"ranks\": " << s_.ranks << ",\n"
           << "  \"iters\": " << c_.iters << ",\n  \"warmup\": " << c_.warmup << ",\n  \"check\": " << c_.check
           << ",\n  \"seed\": " << s_.seed << ",\n  \"density\": " << jnum(c_.k ? 0.0 : c_.density)
           << ",\n  \"k\": " << c_.k << ",\n  \"results\": [\n";
@@ -1036,10 +1174,10 @@ std::unique_ptr<Output> open_outputs(Backend& b, const Config& c, const Setup& s
     }
   }
   std::uint64_t len = error.size();
-  b.broadcast(&len, sizeof len, 0);
+  b.control().broadcast(&len, sizeof len, 0);
   error.resize(len);
   if (len > 0) {
-    b.broadcast(error.data(), len, 0);
+    b.control().broadcast(error.data(), len, 0);
     throw Error(ErrorCode::kIo, b.rank(), b.rank() == 0 ? error : "rank 0 cannot write its output: " + error);
   }
   return out;
@@ -1052,11 +1190,13 @@ void configure_backend(Backend& b, const Config& c) {
 }
 
 // Returns the total wrong count (-1 when unchecked). `out` is rank 0's output (nullptr elsewhere).
-std::int64_t run_bench(Backend& b, const Config& c, const Setup& setup, Output* out) {
+// ex: the executor of --device cuda (nullptr: host memory).
+std::int64_t run_bench(Backend& b, const Config& c, const Setup& setup, Output* out,
+                       sparcol::device::Exec* ex = nullptr) {
   if (out) out->header();
   std::int64_t wrong = c.check ? 0 : -1;
   for (const std::uint64_t bytes : sweep(c)) {
-    SizeBench sb(b, c, setup.seed, bytes);
+    SizeBench sb(b, c, setup.seed, bytes, ex);
     for (Op op : c.ops) {
       Row r;
       switch (op) {
@@ -1185,7 +1325,7 @@ int finish_status(std::int64_t wrong) {
 
 int main_loopback(const Parsed& p) {
   const Config& c = p.config;
-  Setup s{"loopback", build_string(), "", c.ranks, c.seed != 0 ? c.seed : fresh_seed()};
+  Setup s{"loopback", build_string(), "", c.ranks, c.seed != 0 ? c.seed : fresh_seed(), "cpu", ""};
   std::int64_t wrong = 0;
   try {
     sparcol::comm::LoopbackWorld::spawn(c.ranks, [&](Backend& b) {
@@ -1238,16 +1378,38 @@ int main_mpi(const Parsed& p) {
     }
     std::uint64_t seed = c.seed != 0 ? c.seed : fresh_seed();
     backend->broadcast(&seed, sizeof seed, 0);
-    Setup s{"mpi", build_string(), sparcol::comm::MpiEnvironment::library_version(), backend->size(), seed};
-    configure_backend(*backend, c);
+    Setup s{"mpi", build_string(), sparcol::comm::MpiEnvironment::library_version(), backend->size(), seed,
+            c.device, ""};
+    // --device cuda: the rank's GPU (its local rank), and with --backend nccl the NCCL communicator
+    // (created over a duplicate of MPI_COMM_WORLD). Failures here are raised on every rank alike
+    // (NcclBackend::create exchanges every rank's status), so they end the job cleanly.
+    std::unique_ptr<Backend> nccl;
+    std::optional<sparcol::device::Exec> exec;
+    Backend* bench = backend.get();
+    try {
+      if (c.backend == "nccl") {
+        nccl = sparcol::comm::make_backend("nccl");
+        bench = nccl.get();
+        exec.emplace(sparcol::device::Exec::device(nccl->stream_handle()));
+        s.backend = "nccl";
+        s.nccl_library = sparcol::comm::backend_library_version("nccl");
+      } else if (c.device == "cuda") {
+        sparcol::device::set_device(sparcol::comm::local_rank() % sparcol::device::device_count());
+        exec.emplace(sparcol::device::Exec::device());
+      }
+    } catch (const Error& e) {
+      print_error(rank, e.message());
+      return sparcol::exit_code(e.code());
+    }
+    configure_backend(*bench, c);
     std::unique_ptr<Output> out;
     try {
-      out = open_outputs(*backend, c, s);
+      out = open_outputs(*bench, c, s);
     } catch (const Error& e) {
       print_error(rank, e.message());  // raised on every rank alike: a clean exit, no abort
       return sparcol::exit_code(e.code());
     }
-    const std::int64_t wrong = run_bench(*backend, c, s, out.get());
+    const std::int64_t wrong = run_bench(*bench, c, s, out.get(), exec ? &*exec : nullptr);
     // Rank 0 knows the total; share it so every rank exits with the same status.
     std::int64_t w = wrong;
     backend->broadcast(&w, sizeof w, 0);

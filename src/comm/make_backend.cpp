@@ -48,6 +48,15 @@ bool backend_compiled(const std::string& name) {
   return false;
 }
 
+std::string backend_library_version(const std::string& name) {
+  if (name == "mpi") return MpiEnvironment::library_version();
+  if (name == "loopback") return std::string("sparcol ") + SPARCOL_VERSION_STRING;
+#if SPARCOL_HAVE_NCCL
+  if (name == "nccl") return NcclBackend::library_version();
+#endif
+  return {};
+}
+
 int local_rank() {
   for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"}) {
     const int r = env_rank(var);

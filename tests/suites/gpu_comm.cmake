@@ -26,3 +26,30 @@ sparcol_add_mpi_test(sparcol_gpu_comm_tests RANKS 1 2 3 TIMEOUT 600)
 foreach(np 1 2 3)
   set_tests_properties(sparcol_gpu_comm_tests_np${np} PROPERTIES LABELS "gpu;mpi")
 endforeach()
+
+# sparcol-bench's --device and --backend nccl (docs/bench.md): a run that succeeds on a GPU machine
+# and fails clearly without one (tests/gpu/bench_device.sh), and the flag combinations that are errors
+# everywhere. (apps/ is configured before tests/, so the target exists here when it is built.)
+if(TARGET sparcol-bench)
+  set(_bench_dev ${CMAKE_CURRENT_LIST_DIR}/../gpu/bench_device.sh ${MPIEXEC_EXECUTABLE})
+  set(_fail ${CMAKE_CURRENT_LIST_DIR}/../apps/expect_fail.sh)
+  set(_mpirun ${MPIEXEC_EXECUTABLE} -np 2 --oversubscribe)
+  add_test(NAME bench_device_cuda_mpi_np2
+           COMMAND ${_bench_dev} 2 $<TARGET_FILE:sparcol-bench> --device cuda -b 4K -e 1M -f 16 -n 3 -w 1)
+  add_test(NAME bench_device_cuda_nccl_np1
+           COMMAND ${_bench_dev} 1 $<TARGET_FILE:sparcol-bench> --backend nccl --device cuda -b 4K -e 1M -f 16 -n 3 -w 1)
+  add_test(NAME bench_device_nccl_needs_cuda
+           COMMAND ${_fail} "--backend nccl" ${_mpirun} $<TARGET_FILE:sparcol-bench> --backend nccl)
+  add_test(NAME bench_device_loopback_is_host_only
+           COMMAND ${_fail} "--backend loopback moves host memory only" $<TARGET_FILE:sparcol-bench>
+                   --backend loopback --ranks 2 --device cuda)
+  add_test(NAME bench_device_unknown
+           COMMAND ${_fail} "--device must be 'cpu' or 'cuda', got 'tpu'" ${_mpirun} $<TARGET_FILE:sparcol-bench>
+                   --device tpu)
+  add_test(NAME bench_device_op_of_another_library
+           COMMAND ${_fail} "--op nccl-allreduce needs --backend nccl" ${_mpirun} $<TARGET_FILE:sparcol-bench>
+                   --op nccl-allreduce)
+  set_tests_properties(bench_device_cuda_mpi_np2 bench_device_cuda_nccl_np1 bench_device_nccl_needs_cuda
+                       bench_device_loopback_is_host_only bench_device_unknown bench_device_op_of_another_library
+                       PROPERTIES LABELS "gpu;bench;mpi" TIMEOUT 300 ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}" PROCESSORS 2)
+endif()

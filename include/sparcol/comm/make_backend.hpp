@@ -33,6 +33,9 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOpti
 // Every name make_backend knows, and whether this build has it.
 const std::vector<std::string>& backend_names();
 bool backend_compiled(const std::string& name);
+// The version of the library behind a backend ("2.28.9" for nccl, MPI's first line for mpi, the
+// sparcol version for loopback); empty for a backend that is not compiled in.
+std::string backend_library_version(const std::string& name);
 
 // This process's rank among the ranks on its node, for choosing its GPU: the launcher's variable
 // (OMPI_COMM_WORLD_LOCAL_RANK, MV2_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID), else the rank within an
