@@ -121,9 +121,9 @@ struct Config {
   std::uint64_t k = 0;  // pairs / block elements per rank when given with -k (0: use density)
   std::string backend = "mpi";
   std::string device = "cpu";  // where the buffers live: cpu (host memory) or cuda (the rank's GPU)
-  int ranks = 0;           // loopback world size (0: not given)
-  std::uint64_t seed = 0;  // 0: rank 0 draws one
-  double timeout_s = -1;   // < 0: the backend's default
+  int ranks = 0;               // loopback world size (0: not given)
+  std::uint64_t seed = 0;      // 0: rank 0 draws one
+  double timeout_s = -1;       // < 0: the backend's default
   bool check_collectives = true;
   bool nan = false;
   bool corrupt = false;  // SPARCOL_BENCH_CORRUPT=1: the last rank spoils one result element (tests the check)
@@ -250,7 +250,8 @@ void validate(const Config& c) {
     fail("--backend must be 'mpi', 'nccl' or 'loopback', got '" + c.backend + "'");
   if (c.backend == "nccl" && !sparcol::comm::backend_compiled("nccl"))
     fail("--backend nccl: this build of sparcol has no NCCL (it was not found, or CUDA was not)");
-  if (c.device != "cpu" && c.device != "cuda") fail("--device must be 'cpu' or 'cuda', got '" + c.device + "'");
+  if (c.device != "cpu" && c.device != "cuda")
+    fail("--device must be 'cpu' or 'cuda', got '" + c.device + "'");
   if (c.backend == "nccl" && c.device != "cuda")
     fail("--backend nccl moves device memory: add --device cuda");
   if (c.backend == "loopback" && c.device == "cuda")
@@ -289,9 +290,10 @@ Parsed parse(int argc, char** argv) {
   app.add_option("-w,--warmup_iters", c.warmup, "Untimed warm-up runs before them");
   app.add_option("-c,--check", c.check,
                  "1: check every result exactly and count wrong elements; 0: skip (#wrong shows N/A)");
-  app.add_option("--op", ops,
-                 "Operations, comma-separated or repeated: dense-ring, rbgs, sparse-allgather, mpi-allreduce, "
-                 "mpi-allgatherv (nccl-allreduce, nccl-allgatherv with --backend nccl), all")
+  app.add_option(
+         "--op", ops,
+         "Operations, comma-separated or repeated: dense-ring, rbgs, sparse-allgather, mpi-allreduce, "
+         "mpi-allgatherv (nccl-allreduce, nccl-allgatherv with --backend nccl), all")
       ->delimiter(',');
   auto* dens =
       app.add_option("--density", c.density,
@@ -343,8 +345,8 @@ Parsed parse(int argc, char** argv) {
           found = true;
         } else if (name == op_name(op, !g_nccl_names)) {
           throw Error(ErrorCode::kInvalidArgument, -1,
-                      "--op " + name + " needs --backend " + (g_nccl_names ? "mpi" : "nccl") + " (with --backend " +
-                          c.backend + " it is " + op_name(op) + ")");
+                      "--op " + name + " needs --backend " + (g_nccl_names ? "mpi" : "nccl") +
+                          " (with --backend " + c.backend + " it is " + op_name(op) + ")");
         }
       }
       if (!found) {
@@ -357,7 +359,8 @@ Parsed parse(int argc, char** argv) {
     validate(c);
     // Per rank: the GPU (the agreement below ends every rank if one lacks it).
     if (c.device == "cuda" && !sparcol::device::has_gpu())
-      throw Error(ErrorCode::kCuda, -1, "--device cuda: no CUDA device (" + sparcol::device::no_gpu_reason() + ")");
+      throw Error(ErrorCode::kCuda, -1,
+                  "--device cuda: no CUDA device (" + sparcol::device::no_gpu_reason() + ")");
   } catch (const CLI::CallForHelp&) {
     p.status = 0;
     p.message = app.help();
@@ -583,7 +586,8 @@ class Mem {
       ex_->synchronize();
     } else {
       std::copy(src.host_.begin() + static_cast<std::ptrdiff_t>(off),
-                src.host_.begin() + static_cast<std::ptrdiff_t>(off + n), host_.begin() + static_cast<std::ptrdiff_t>(off));
+                src.host_.begin() + static_cast<std::ptrdiff_t>(off + n),
+                host_.begin() + static_cast<std::ptrdiff_t>(off));
     }
   }
   void copy_from(Mem& src) { copy_from(src, 0, size()); }
@@ -794,7 +798,8 @@ class SizeBench {
     const std::span<const Index> is(idx.data(), k_);
     const std::span<const float> vs(val.data(), k_);
     const auto t = time_interleaved(
-        b_, c_, {{nothing(), [&](std::uint64_t step) { sag.run(is, vs, step); }}, plain.timed(), full.timed()});
+        b_, c_,
+        {{nothing(), [&](std::uint64_t step) { sag.run(is, vs, step); }}, plain.timed(), full.timed()});
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
@@ -884,7 +889,8 @@ class SizeBench {
       }
     }
     Timed timed() {
-      return Timed{nothing(), [this](std::uint64_t) { s_.b_.allgatherv(block_.data(), all_.data(), bytes_); }};
+      return Timed{nothing(),
+                   [this](std::uint64_t) { s_.b_.allgatherv(block_.data(), all_.data(), bytes_); }};
     }
     std::uint64_t check() {
       std::vector<std::byte> all = all_.get();
@@ -957,7 +963,8 @@ class Output {
 
   void header() {
     std::printf("# sparcol-bench %s, build: %s\n", SPARCOL_VERSION_STRING, s_.build.c_str());
-    std::string libs = s_.nccl_library.empty() ? s_.mpi_library : "NCCL " + s_.nccl_library + "; control: " + s_.mpi_library;
+    std::string libs =
+        s_.nccl_library.empty() ? s_.mpi_library : "NCCL " + s_.nccl_library + "; control: " + s_.mpi_library;
     std::printf("# ranks %d, backend %s%s%s, device %s, float32 sum\n", s_.ranks, s_.backend.c_str(),
                 libs.empty() ? "" : " (", libs.empty() ? "" : (libs + ")").c_str(), s_.device.c_str());
     std::string ops;
@@ -1129,7 +1136,8 @@ class Output {
     json_ << "{\n  \"program\": \"sparcol-bench\",\n  \"version\": \"" << SPARCOL_VERSION_STRING << "\",\n"
           << "  \"build\": \"" << esc(s_.build) << "\",\n  \"backend\": \"" << esc(s_.backend) << "\",\n"
           << "  \"mpi_library\": \"" << esc(s_.mpi_library) << "\",\n  \"device\": \"" << esc(s_.device)
-          << "\",\n  \"nccl_library\": \"" << esc(s_.nccl_library) << "\",\n  \"ranks\": " << s_.ranks << ",\n"
+          << "\",\n  \"nccl_library\": \"" << esc(s_.nccl_library) << "\",\n  \"ranks\": " << s_.ranks
+          << ",\n"
           << "  \"iters\": " << c_.iters << ",\n  \"warmup\": " << c_.warmup << ",\n  \"check\": " << c_.check
           << ",\n  \"seed\": " << s_.seed << ",\n  \"density\": " << jnum(c_.k ? 0.0 : c_.density)
           << ",\n  \"k\": " << c_.k << ",\n  \"results\": [\n";
@@ -1378,8 +1386,13 @@ int main_mpi(const Parsed& p) {
     }
     std::uint64_t seed = c.seed != 0 ? c.seed : fresh_seed();
     backend->broadcast(&seed, sizeof seed, 0);
-    Setup s{"mpi", build_string(), sparcol::comm::MpiEnvironment::library_version(), backend->size(), seed,
-            c.device, ""};
+    Setup s{"mpi",
+            build_string(),
+            sparcol::comm::MpiEnvironment::library_version(),
+            backend->size(),
+            seed,
+            c.device,
+            ""};
     // --device cuda: the rank's GPU (its local rank), and with --backend nccl the NCCL communicator
     // (created over a duplicate of MPI_COMM_WORLD). Failures here are raised on every rank alike
     // (NcclBackend::create exchanges every rank's status), so they end the job cleanly.

@@ -20,12 +20,13 @@ RingAllreduce::RingAllreduce(comm::Backend& backend, std::size_t count, std::siz
                         (memory == MemKind::kDevice ? "device" : "host") + " memory");
   native_ = algorithm == Algorithm::kNative ||
             (algorithm == Algorithm::kAuto && backend_.mem_kind() == MemKind::kDevice);
-  direct_ = !native_ && (algorithm == Algorithm::kDirect ||
-                         (algorithm == Algorithm::kAuto && n <= kDirectMaxRanks &&
-                          count * sizeof(float) <= kDirectMaxBytes));
+  direct_ = !native_ &&
+            (algorithm == Algorithm::kDirect || (algorithm == Algorithm::kAuto && n <= kDirectMaxRanks &&
+                                                 count * sizeof(float) <= kDirectMaxBytes));
   // Segment 0 is the longest (the balanced split puts the remainder first).
-  const std::size_t scratch_len =
-      native_ ? 0 : direct_ ? static_cast<std::size_t>(n - 1) * seg_len(backend_.rank()) : seg_len(0);
+  const std::size_t scratch_len = native_   ? 0
+                                  : direct_ ? static_cast<std::size_t>(n - 1) * seg_len(backend_.rank())
+                                            : seg_len(0);
   if (exec_ != nullptr) {
     d_scratch_.assign(*exec_, scratch_len, "ring all-reduce scratch");
   } else {

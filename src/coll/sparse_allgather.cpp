@@ -272,9 +272,10 @@ void SparseAllgather::place_own_exec(std::span<const Index> indices, std::span<c
                                      std::span<const std::size_t> counts) {
   const int me = backend_.rank();
   const int n = backend_.size();
-  SPARCOL_CHECK(counts.size() == static_cast<std::size_t>(n) && counts[static_cast<std::size_t>(me)] == indices.size() &&
-                    indices.size() == values.size(),
-                ErrorCode::kInternal, me, "sparse_allgather: counts do not match the world or this rank's pairs");
+  SPARCOL_CHECK(counts.size() == static_cast<std::size_t>(n) &&
+                    counts[static_cast<std::size_t>(me)] == indices.size() && indices.size() == values.size(),
+                ErrorCode::kInternal, me,
+                "sparse_allgather: counts do not match the world or this rank's pairs");
   counts_.assign(counts.begin(), counts.end());
   offsets_.assign(static_cast<std::size_t>(n) + 1, 0);
   for (int r = 0; r < n; ++r)
@@ -307,7 +308,8 @@ void SparseAllgather::send_own_exec(int to, int tag) {
   last_sent_ += kPairBytes * k;
 }
 
-void SparseAllgather::run_exec(std::span<const Index> indices, std::span<const float> values, std::uint64_t step) {
+void SparseAllgather::run_exec(std::span<const Index> indices, std::span<const float> values,
+                               std::uint64_t step) {
   check_pairs_exec(indices, values);
   Agreement pending(backend_, CallSignature{CollOp::kSparseAllgather, n_, 0, 0, step, 0, 0},
                     RankLocal{indices.size(), 0}, /*need_locals=*/true);
@@ -372,8 +374,10 @@ void SparseAllgather::exchange_ring_exec() {
     const std::size_t ks = count(send_blk);
     reqs_.clear();
     receive_exec(recv_blk, left, comm::kTagSparse);
-    reqs_.push_back(backend_.isend(d_idx_.data() + offset(send_blk), ks * sizeof(Index), right, comm::kTagSparse));
-    reqs_.push_back(backend_.isend(d_val_.data() + offset(send_blk), ks * sizeof(float), right, comm::kTagSparse));
+    reqs_.push_back(
+        backend_.isend(d_idx_.data() + offset(send_blk), ks * sizeof(Index), right, comm::kTagSparse));
+    reqs_.push_back(
+        backend_.isend(d_val_.data() + offset(send_blk), ks * sizeof(float), right, comm::kTagSparse));
     last_sent_ += kPairBytes * ks;
     backend_.wait_all(reqs_);
   }

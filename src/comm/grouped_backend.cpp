@@ -95,7 +95,8 @@ Request GroupedBackend::post(bool is_send, void* buf, std::size_t bytes, int pee
   if (bytes == 0) {
     req = std::make_unique<GroupRequest>(this, nullptr, 0);
   } else {
-    check_buffer(buf, (name() + " " + op + (is_send ? " to rank " : " from rank ") + std::to_string(peer)).c_str());
+    check_buffer(
+        buf, (name() + " " + op + (is_send ? " to rank " : " from rank ") + std::to_string(peer)).c_str());
     if (!open_) open_ = std::make_shared<Group>();
     open_->ops.push_back(Op{is_send, buf, bytes, peer, tag, true});
     req = std::make_unique<GroupRequest>(this, open_, open_->ops.size() - 1);

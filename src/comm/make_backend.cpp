@@ -29,9 +29,9 @@ int env_rank(const char* name) {
   if (v == nullptr || *v == '\0') return -1;
   char* end = nullptr;
   const long r = std::strtol(v, &end, 10);
-  SPARCOL_CHECK_ARG(end != v && *end == '\0' && r >= 0 && r < (1L << 20), -1,
-                    std::string("the environment variable ") + name + " must be a non-negative integer, got '" + v +
-                        "'");
+  SPARCOL_CHECK_ARG(
+      end != v && *end == '\0' && r >= 0 && r < (1L << 20), -1,
+      std::string("the environment variable ") + name + " must be a non-negative integer, got '" + v + "'");
   return static_cast<int>(r);
 }
 
@@ -81,7 +81,8 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOpti
 #else
     throw Error(ErrorCode::kInvalidArgument, -1,
                 "backend 'nccl' is not compiled in: this build of sparcol found no NCCL (or no CUDA); "
-                "available: " + compiled_list());
+                "available: " +
+                    compiled_list());
 #endif
   }
   throw Error(ErrorCode::kInvalidArgument, -1,

@@ -52,7 +52,8 @@ class StagingPool {
     std::lock_guard lock(mu_);
     std::size_t best = free_.size();
     for (std::size_t i = 0; i < free_.size(); ++i) {
-      if (free_[i].size() >= bytes && (best == free_.size() || free_[i].size() < free_[best].size())) best = i;
+      if (free_[i].size() >= bytes && (best == free_.size() || free_[i].size() < free_[best].size()))
+        best = i;
     }
     if (best < free_.size()) {
       Buffer b = std::move(free_[best]);
@@ -321,7 +322,9 @@ struct MpiBackend::Impl {
     return s;
   }
   // A staging buffer that receives `bytes` bytes for device memory at d_dst (see Staging::deliver).
-  Staging stage_to(void* d_dst, std::size_t bytes) const { return Staging{pool, pool->acquire(bytes), d_dst, bytes}; }
+  Staging stage_to(void* d_dst, std::size_t bytes) const {
+    return Staging{pool, pool->acquire(bytes), d_dst, bytes};
+  }
 };
 
 namespace {
@@ -515,9 +518,9 @@ void MpiBackend::allgatherv(const void* send, void* recv, std::span<const std::s
     st_send = impl_->stage_from(send, recv_bytes[mine]);
     src = st_send.host.data();
   }
-  SPARCOL_MPI_CHECK(MPI_Allgatherv(src, counts[mine], MPI_BYTE, recv, counts.data(), displs.data(), MPI_BYTE,
-                                   impl_->comm),
-                    rank_);
+  SPARCOL_MPI_CHECK(
+      MPI_Allgatherv(src, counts[mine], MPI_BYTE, recv, counts.data(), displs.data(), MPI_BYTE, impl_->comm),
+      rank_);
   st_recv.deliver();
   st_send.drop();
 }

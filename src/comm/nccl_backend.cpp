@@ -93,11 +93,11 @@ void throw_first_failure(const std::vector<Hello>& all, int me, const char* stag
 
 // Throws Error(kBackend) for a failed NCCL call, through `ops` (an Ops, which aborts first);
 // ncclInProgress is not a failure in non-blocking mode (see Ops::settle).
-#define SPARCOL_NCCL_CHECK(ops, call)                                               \
-  do {                                                                              \
-    const ncclResult_t sparcol_nccl_rc_ = (call);                                   \
-    if (sparcol_nccl_rc_ != ncclSuccess && sparcol_nccl_rc_ != ncclInProgress)      \
-      (ops).fail_call(#call, sparcol_nccl_rc_);                                     \
+#define SPARCOL_NCCL_CHECK(ops, call)                                          \
+  do {                                                                         \
+    const ncclResult_t sparcol_nccl_rc_ = (call);                              \
+    if (sparcol_nccl_rc_ != ncclSuccess && sparcol_nccl_rc_ != ncclInProgress) \
+      (ops).fail_call(#call, sparcol_nccl_rc_);                                \
   } while (0)
 
 namespace {
@@ -146,9 +146,10 @@ struct Ops {
       }
       if ((++spins & 15u) == 0 && std::chrono::steady_clock::now() > until) {
         s.abort_reason = std::string("timed out in ") + what;
-        fail(ErrorCode::kTimeout, "nccl: " + s.abort_reason +
-                                      " (a rank is dead, stopped or calling something else; SPARCOL_TIMEOUT_S "
-                                      "sets the limit)");
+        fail(ErrorCode::kTimeout,
+             "nccl: " + s.abort_reason +
+                 " (a rank is dead, stopped or calling something else; SPARCOL_TIMEOUT_S "
+                 "sets the limit)");
       }
       std::this_thread::yield();
     }
@@ -215,8 +216,9 @@ NcclBackend::NcclBackend(std::unique_ptr<Backend> control, int device)
   }
   ctl.broadcast(&id, sizeof id, 0);
   if (id.status != 0) {
-    throw Error(static_cast<ErrorCode>(id.status - 1), me,
-                me == 0 ? std::string(id.message.data()) : "rank 0 failed: " + std::string(id.message.data()));
+    throw Error(
+        static_cast<ErrorCode>(id.status - 1), me,
+        me == 0 ? std::string(id.message.data()) : "rank 0 failed: " + std::string(id.message.data()));
   }
   // 3. The stream and the non-blocking communicator.
   SPARCOL_CUDA_CHECK(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
@@ -316,8 +318,9 @@ std::unique_ptr<GroupedBackend::Launched> NcclBackend::launch(const std::vector<
     }
   }
   SPARCOL_NCCL_CHECK(ops, ncclGroupEnd());
-  const std::string what = "a group of " + std::to_string(ops_in.size()) + " NCCL sends/receives (first with rank " +
-                           std::to_string(ops_in.front().peer) + ")";
+  const std::string what = "a group of " + std::to_string(ops_in.size()) +
+                           " NCCL sends/receives (first with rank " + std::to_string(ops_in.front().peer) +
+                           ")";
   ops.settle(what.c_str(), deadline());
   cudaEvent_t ev = nullptr;
   SPARCOL_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
@@ -338,7 +341,8 @@ void NcclBackend::wait_stream(const char* what, int peer) {
   unsigned spins = 0;
   while (!done.done()) {
     poll_failure();
-    if ((++spins & 15u) == 0 && Clock::now() > until) fail_timeout(RequestInfo{false, peer, kTagReduceRef, 0}, what);
+    if ((++spins & 15u) == 0 && Clock::now() > until)
+      fail_timeout(RequestInfo{false, peer, kTagReduceRef, 0}, what);
     std::this_thread::yield();
   }
 }
@@ -390,7 +394,8 @@ void NcclBackend::allgatherv(const void* send, void* recv, std::span<const std::
 
 void NcclBackend::broadcast(void* buf, std::size_t bytes, int root) {
   ActivityScope scope(kTagBroadcast, root);
-  SPARCOL_CHECK_ARG(root >= 0 && root < size(), rank(), "broadcast: root " + std::to_string(root) + " out of range");
+  SPARCOL_CHECK_ARG(root >= 0 && root < size(), rank(),
+                    "broadcast: root " + std::to_string(root) + " out of range");
   if (bytes == 0) return;
   check_buffer(buf, "nccl broadcast");
   flush();

@@ -108,13 +108,13 @@ namespace dispatch {
 // Each function: the launcher on a device executor, the twin otherwise. (Without CUDA there are no
 // launchers and no device executors: the twin is the only path.)
 #if SPARCOL_HAVE_CUDA
-#define SPARCOL_ON_DEVICE(ex, launch)    \
-  do {                                   \
-    if ((ex).on_device()) {              \
-      const Stream& s = (ex).stream();   \
-      launch;                            \
-      return;                            \
-    }                                    \
+#define SPARCOL_ON_DEVICE(ex, launch)  \
+  do {                                 \
+    if ((ex).on_device()) {            \
+      const Stream& s = (ex).stream(); \
+      launch;                          \
+      return;                          \
+    }                                  \
   } while (0)
 #else
 #define SPARCOL_ON_DEVICE(ex, launch) (void)(ex)
@@ -177,7 +177,8 @@ void rbgs_extract(Exec& ex, float* v, const Block& b, float* packed) {
   cpu::rbgs_extract(v, b, packed);
 }
 
-void rbgs_unpack(Exec& ex, const float* packed, const Block& b, float divisor, float* out, bool zero_outside) {
+void rbgs_unpack(Exec& ex, const float* packed, const Block& b, float divisor, float* out,
+                 bool zero_outside) {
   SPARCOL_ON_DEVICE(ex, device::rbgs_unpack(s, packed, b, divisor, out, zero_outside));
   cpu::rbgs_unpack(packed, b, divisor, out, zero_outside);
 }
@@ -253,8 +254,8 @@ void scatter_zero(Exec& ex, float* v, std::uint64_t n, const Index* idx, std::ui
   cpu::scatter_zero(v, n, idx, count);
 }
 
-SampledTopkResult topk_sampled(Exec& ex, const float* v, std::uint64_t n, std::uint64_t k, const SamplePlan& plan,
-                               Index* idx, float* val) {
+SampledTopkResult topk_sampled(Exec& ex, const float* v, std::uint64_t n, std::uint64_t k,
+                               const SamplePlan& plan, Index* idx, float* val) {
   SampledTopkResult result;
 #if SPARCOL_HAVE_CUDA
   if (ex.on_device()) {
@@ -289,18 +290,19 @@ void gmc_accumulate(Exec& ex, float* u, const float* m, const GradientInput& g, 
 
 void dgc_accumulate(Exec& ex, float* u, float* v, const GradientInput& g, float beta, bool nesterov,
                     bool mask_momentum, std::uint64_t n, const Block& send, float* send_values) {
-  SPARCOL_ON_DEVICE(ex, device::dgc_accumulate(s, u, v, g, beta, nesterov, mask_momentum, n, send, send_values));
+  SPARCOL_ON_DEVICE(ex,
+                    device::dgc_accumulate(s, u, v, g, beta, nesterov, mask_momentum, n, send, send_values));
   cpu::dgc_accumulate(u, v, g, beta, nesterov, mask_momentum, n, send, send_values);
 }
 
-void ef_accumulate(Exec& ex, float* e, float* m, const GradientInput& g, float beta, float eta, std::uint64_t n,
-                   const Block& send, float* send_values) {
+void ef_accumulate(Exec& ex, float* e, float* m, const GradientInput& g, float beta, float eta,
+                   std::uint64_t n, const Block& send, float* send_values) {
   SPARCOL_ON_DEVICE(ex, device::ef_accumulate(s, e, m, g, beta, eta, n, send, send_values));
   cpu::ef_accumulate(e, m, g, beta, eta, n, send, send_values);
 }
 
-void cser_accumulate(Exec& ex, float* m, float* r, const GradientInput& g, float beta, float eta, std::uint64_t n,
-                     const Block& send, float* send_values) {
+void cser_accumulate(Exec& ex, float* m, float* r, const GradientInput& g, float beta, float eta,
+                     std::uint64_t n, const Block& send, float* send_values) {
   SPARCOL_ON_DEVICE(ex, device::cser_accumulate(s, m, r, g, beta, eta, n, send, send_values));
   cpu::cser_accumulate(m, r, g, beta, eta, n, send, send_values);
 }

@@ -53,13 +53,15 @@ Kind kind_of(const std::string& name) {
 }
 
 bool supported_compressor(const std::string& name, bool zero_allowed) {
-  return name == "none" || name == "rbgs" || name == "topk" || name == "topk-sampled" || (zero_allowed && name == "zero");
+  return name == "none" || name == "rbgs" || name == "topk" || name == "topk-sampled" ||
+         (zero_allowed && name == "zero");
 }
 
 // One exchange of a message vector, as Exchange::finish does it for one flat group (see above).
 class FusedExchange {
  public:
-  FusedExchange(comm::Backend& b, Exec& ex, std::uint64_t n, compress::CompressorConfig comp, std::uint64_t seed)
+  FusedExchange(comm::Backend& b, Exec& ex, std::uint64_t n, compress::CompressorConfig comp,
+                std::uint64_t seed)
       : b_(b), ex_(ex), n_(n), comp_(std::move(comp)), seed_(seed), kind_(kind_of(comp_.name)) {
     if (kind_ != Kind::kZero) set_density(comp_.density);
   }
@@ -90,7 +92,8 @@ class FusedExchange {
     } else if (kind_ == Kind::kSparse) {
       idx_.assign(ex_, k_, "top-k indices");
       val_.assign(ex_, k_, "top-k values");
-      sparse_ = std::make_unique<coll::SparseAllgather>(b_, n_, k_, coll::SparseAllgather::Algorithm::kAuto, &ex_);
+      sparse_ =
+          std::make_unique<coll::SparseAllgather>(b_, n_, k_, coll::SparseAllgather::Algorithm::kAuto, &ex_);
     }
   }
 
@@ -120,7 +123,7 @@ class FusedExchange {
         const auto t1 = Clock::now();
         ring_->run_unchecked(v);
         ops::rbgs_unpack(ex_, v, Block{n_, 0, n_}, kf, agg, true);  // agg = sum / K
-        ex_.zero(v, n_ * sizeof(float));                              // everything was sent
+        ex_.zero(v, n_ * sizeof(float));                            // everything was sent
         if (mask != nullptr) ex_.zero(mask, n_ * sizeof(float));
         ex_.synchronize();
         st.time_comm_s = seconds_since(t1);
@@ -160,8 +163,8 @@ class FusedExchange {
           coll::allgather_small(b_.control(), &count, sizeof count, all.data(), comm::kTagFingerprint);
           for (std::size_t r = 0; r < K; ++r) counts[r] = all[r];
         }
-        sparse_->run_agreed(std::span<const Index>(idx_.data(), count), std::span<const float>(val_.data(), count),
-                            counts);
+        sparse_->run_agreed(std::span<const Index>(idx_.data(), count),
+                            std::span<const float>(val_.data(), count), counts);
         sparse_->sum_into(agg, kf);
         const std::uint64_t nnz = ops::count_nonzero(ex_, agg, n_);
         st.time_comm_s = seconds_since(t1);
@@ -186,7 +189,8 @@ class FusedExchange {
     if (comp_.name == "topk-sampled") {
       const compress::DgcSamplePlan p = compress::dgc_sample_plan(n_, k_, comp_.sample_ratio);
       if (k_ < n_ && p.stride > 1) {
-        const device::SamplePlan plan{p.stride, compress::dgc_sample_offset(p.stride, seed_, t, 0), p.top_samples};
+        const device::SamplePlan plan{p.stride, compress::dgc_sample_offset(p.stride, seed_, t, 0),
+                                      p.top_samples};
         return ops::topk_sampled(ex_, v, n_, k_, plan, idx_.data(), val_.data()).count;
       }
       // The "sample" would be all of v: the exact top-k, as the compressor does.
@@ -237,21 +241,26 @@ std::string fused_unsupported_reason(const Layout& layout, const OptimConfig& co
   const bool cser = config.method == "cser";
   const bool dense = method_is_dense(config.method);
   auto bad_compressor = [](const std::string& what, const std::string& name, bool zero_allowed) {
-    return what + " '" + name + "' is not available on the fused path (supported: " +
-           (zero_allowed ? "zero, " : "") + "none, rbgs, topk, topk-sampled)";
+    return what + " '" + name +
+           "' is not available on the fused path (supported: " + (zero_allowed ? "zero, " : "") +
+           "none, rbgs, topk, topk-sampled)";
   };
   if (cser) {
-    if (!supported_compressor(config.cser_c1.name, true)) return bad_compressor("CSER's C1 compressor", config.cser_c1.name, true);
-    if (!supported_compressor(config.cser_c2.name, false)) return bad_compressor("CSER's C2 compressor", config.cser_c2.name, false);
+    if (!supported_compressor(config.cser_c1.name, true))
+      return bad_compressor("CSER's C1 compressor", config.cser_c1.name, true);
+    if (!supported_compressor(config.cser_c2.name, false))
+      return bad_compressor("CSER's C2 compressor", config.cser_c2.name, false);
   } else if (!dense && !supported_compressor(config.exchange.compressor.name, false)) {
     return bad_compressor("compressor", config.exchange.compressor.name, false);
   }
   if (dense) return {};  // the dense methods ignore the compressor and the groups
-  if (config.exchange.layerwise) return "layer-wise compression is not available on the fused path (use flat compression)";
+  if (config.exchange.layerwise)
+    return "layer-wise compression is not available on the fused path (use flat compression)";
   for (const auto& t : layout.tensors) {
     if (t.size == 0) continue;
     if (t.size < config.exchange.min_compress_size || (config.exchange.compress_only_matrices && t.dims <= 1))
-      return "tensor '" + t.name + "' would be all-reduced densely (min_compress_size / compress_only_matrices), " +
+      return "tensor '" + t.name +
+             "' would be all-reduced densely (min_compress_size / compress_only_matrices), " +
              "which the fused path does not support: every tensor must be compressed";
   }
   return {};
@@ -272,7 +281,11 @@ struct FusedOptimizer::Impl {
   Buffer<float> u, m, v, e, r, delta, z, agg, geff;
 
   Impl(comm::Backend& backend, const Layout& layout, const OptimConfig& config, Exec& exec)
-      : b(backend), cfg(config), ex(exec), method(method_of(config.method)), n(layout.total()),
+      : b(backend),
+        cfg(config),
+        ex(exec),
+        method(method_of(config.method)),
+        n(layout.total()),
         target_density(config.exchange.compressor.density) {}
 
   Buffer<float> make(const char* what) { return Buffer<float>(ex, n, what); }
@@ -289,9 +302,9 @@ FusedOptimizer::FusedOptimizer(comm::Backend& backend, const Layout& layout, con
   SPARCOL_CHECK_ARG(layout.total() <= kMaxElements, me,
                     "exchange: " + std::to_string(layout.total()) +
                         " parameters exceed the 2^32-1 supported by uint32 indices");
-  SPARCOL_CHECK_ARG(backend.accepts(exec.kind()), me,
-                    "backend " + backend.name() + " does not move " + (exec.on_device() ? "device" : "host") +
-                        " memory");
+  SPARCOL_CHECK_ARG(
+      backend.accepts(exec.kind()), me,
+      "backend " + backend.name() + " does not move " + (exec.on_device() ? "device" : "host") + " memory");
   impl_ = std::make_unique<Impl>(backend, layout, config, exec);
   Impl& s = *impl_;
   const std::uint64_t seed = config.exchange.seed;
@@ -384,8 +397,8 @@ StepStats FusedOptimizer::step(std::span<float> x, std::span<const float> g, std
   const std::string& name = s.cfg.method;
   const std::uint64_t n = s.n;
   SPARCOL_CHECK_ARG(x.size() == n && g.size() == n, me,
-                    name + ": step with " + std::to_string(x.size()) + " parameters and " + std::to_string(g.size()) +
-                        " gradient entries, expected " + std::to_string(n));
+                    name + ": step with " + std::to_string(x.size()) + " parameters and " +
+                        std::to_string(g.size()) + " gradient entries, expected " + std::to_string(n));
   SPARCOL_CHECK_ARG(std::isfinite(lr) && lr >= 0, me,
                     name + ": learning rate must be finite and >= 0, got " + std::to_string(lr));
   // Finite iff its squared norm is (each term is at most 2^256, far from double's limit).
@@ -401,10 +414,11 @@ StepStats FusedOptimizer::step(std::span<float> x, std::span<const float> g, std
   }
 
   // The verdict and the call fingerprint (Exchange::begin).
-  const auto locals = coll::agree(
-      s.b,
-      coll::CallSignature{coll::CollOp::kExchange, n, s.main->total_k(), s.cfg.exchange.seed, t, s.main->groups(), 0},
-      coll::RankLocal{0, finite ? 0 : coll::kFlagNonFinite}, /*need_locals=*/true);
+  const auto locals =
+      coll::agree(s.b,
+                  coll::CallSignature{coll::CollOp::kExchange, n, s.main->total_k(), s.cfg.exchange.seed, t,
+                                      s.main->groups(), 0},
+                  coll::RankLocal{0, finite ? 0 : coll::kFlagNonFinite}, /*need_locals=*/true);
   StepStats stats;
   for (std::size_t r = 0; r < locals.size(); ++r)
     if (locals[r].flags & coll::kFlagNonFinite) stats.bad_ranks.push_back(static_cast<int>(r));
@@ -413,8 +427,8 @@ StepStats FusedOptimizer::step(std::span<float> x, std::span<const float> g, std
     for (int r : stats.bad_ranks) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
     if (s.cfg.nan_policy == NanPolicy::kStop) {
       throw Error(ErrorCode::kNumerical, me,
-                  name + ": non-finite gradient (NaN or Inf) at step " + std::to_string(t) + " on rank(s) " + ranks +
-                      "; stopping (nan policy 'stop')");
+                  name + ": non-finite gradient (NaN or Inf) at step " + std::to_string(t) + " on rank(s) " +
+                      ranks + "; stopping (nan policy 'stop')");
     }
     ++s.skipped;
     stats.skipped = true;
@@ -462,8 +476,8 @@ StepStats FusedOptimizer::step(std::span<float> x, std::span<const float> g, std
         const double limit = s.cfg.clip_norm / std::sqrt(static_cast<double>(s.b.size()));
         gi.scale = norm > limit ? static_cast<float>(limit / norm) : 1.0f;
       }
-      ops::dgc_accumulate(s.ex, s.u.data(), s.v.data(), gi, beta, s.cfg.nesterov, mfm && block.length != 0, n, block,
-                          send);
+      ops::dgc_accumulate(s.ex, s.u.data(), s.v.data(), gi, beta, s.cfg.nesterov, mfm && block.length != 0, n,
+                          block, send);
       st = s.main->finish(s.v.data(), s.agg.data(), t, mfm && block.length == 0 ? s.u.data() : nullptr, true);
       const float wd_out = s.cfg.wd_outside && s.cfg.weight_decay != 0 ? wd : 0.0f;
       ops::apply_update(s.ex, x.data(), s.agg.data(), eta, wd_out, n);
@@ -472,8 +486,8 @@ StepStats FusedOptimizer::step(std::span<float> x, std::span<const float> g, std
     case Method::kEfSgd:
     case Method::kEfSgdm:
     case Method::kDefA: {
-      ops::ef_accumulate(s.ex, s.e.data(), s.method == Method::kEfSgd ? nullptr : s.m.data(), gi, beta, eta, n, block,
-                         send);
+      ops::ef_accumulate(s.ex, s.e.data(), s.method == Method::kEfSgd ? nullptr : s.m.data(), gi, beta, eta,
+                         n, block, send);
       st = s.main->finish(s.e.data(), s.agg.data(), t, nullptr, true);
       ops::apply_update(s.ex, x.data(), s.agg.data(), 1.0f, 0.0f, n);  // x - mean c
       break;
@@ -515,7 +529,8 @@ StepStats FusedOptimizer::step(std::span<float> x, std::span<const float> g, std
         st.add(s.reset->finish(s.r.data(), s.agg.data(), t, nullptr, false));
         ops::apply_update(s.ex, x.data(), s.agg.data(), -1.0f, 0.0f, n);
       }
-      st.dense_elements = static_cast<double>(static_cast<std::uint64_t>(s.b.size() + 1) * n);  // once per step
+      st.dense_elements =
+          static_cast<double>(static_cast<std::uint64_t>(s.b.size() + 1) * n);  // once per step
       break;
     }
   }
@@ -527,8 +542,8 @@ StepStats FusedOptimizer::step(std::span<float> x, std::span<const float> g, std
 void FusedOptimizer::evaluation_model(std::span<const float> x, std::span<float> out, bool virtual_model) {
   Impl& s = *impl_;
   SPARCOL_CHECK_ARG(x.size() == s.n && out.size() == s.n, s.b.rank(),
-                    s.cfg.method + ": evaluation_model with vectors of " + std::to_string(x.size()) + " and " +
-                        std::to_string(out.size()) + " elements, expected " + std::to_string(s.n));
+                    s.cfg.method + ": evaluation_model with vectors of " + std::to_string(x.size()) +
+                        " and " + std::to_string(out.size()) + " elements, expected " + std::to_string(s.n));
   if (s.method != Method::kDefA || !virtual_model) {
     s.ex.copy(out.data(), x.data(), s.n * sizeof(float));
     s.ex.synchronize();

@@ -61,8 +61,8 @@ void compare(DevCheck& c, const char* what, int rank, const std::vector<T>& got,
   for (std::size_t i = 0; i < got.size(); ++i) {
     if (std::memcmp(&got[i], &want[i], sizeof(T)) == 0) continue;
     c.fail(std::string(what) + ": rank " + std::to_string(rank) + " element " + std::to_string(i) + ": got " +
-           std::to_string(static_cast<double>(got[i])) + ", expected " + std::to_string(static_cast<double>(want[i])) +
-           " (bitwise)");
+           std::to_string(static_cast<double>(got[i])) + ", expected " +
+           std::to_string(static_cast<double>(want[i])) + " (bitwise)");
   }
 }
 
@@ -95,7 +95,8 @@ DevCheck check_ring_exec(comm::Backend& b, Exec& ex, std::size_t count, int algo
   return c;
 }
 
-DevCheck check_rbgs_exec(comm::Backend& b, Exec& ex, std::size_t n, std::size_t k, bool wrap, std::uint64_t seed) {
+DevCheck check_rbgs_exec(comm::Backend& b, Exec& ex, std::size_t n, std::size_t k, bool wrap,
+                         std::uint64_t seed) {
   DevCheck c;
   const int me = b.rank();
   std::uint64_t step = 0;

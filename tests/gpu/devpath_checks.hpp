@@ -26,14 +26,15 @@ struct DevCheck {
 };
 
 // Algorithm: 0 auto, 1 ring, 2 direct, 3 native (RingAllreduce::Algorithm).
-DevCheck check_ring_exec(comm::Backend& b, device::Exec& ex, std::size_t count, int algorithm, std::uint64_t seed);
+DevCheck check_ring_exec(comm::Backend& b, device::Exec& ex, std::size_t count, int algorithm,
+                         std::uint64_t seed);
 // k = 0, k = n, a wrapping block and a contiguous one are chosen by the caller through `wrap`.
 DevCheck check_rbgs_exec(comm::Backend& b, device::Exec& ex, std::size_t n, std::size_t k, bool wrap,
                          std::uint64_t seed);
 // Per-rank pair counts vary (one rank sends none), indices repeat across and within ranks; checks the
 // gathered pairs and sum_into(out, K) against the host path. algorithm: 0 auto, 1 direct, 2 ring.
-DevCheck check_sparse_exec(comm::Backend& b, device::Exec& ex, std::uint64_t n, std::size_t max_k, int algorithm,
-                           std::uint64_t seed);
+DevCheck check_sparse_exec(comm::Backend& b, device::Exec& ex, std::uint64_t n, std::size_t max_k,
+                           int algorithm, std::uint64_t seed);
 // The sign all-gather and both decoders.
 DevCheck check_sign_exec(comm::Backend& b, device::Exec& ex, std::uint64_t n, std::uint64_t seed);
 // The backend's dense operations (allreduce_sum, allgatherv, broadcast) on the executor's memory.

@@ -126,7 +126,8 @@ TEST(EmulatedNccl, PostsOfOneRoundFormOneGroup) {
 TEST(EmulatedNccl, ZeroByteOperationsAreNeverIssued) {
   sparcol::test::run_emulated_nccl(2, [&](Backend& b) {
     auto& g = dynamic_cast<sparcol::comm::GroupedBackend&>(b);
-    sparcol::comm::Request r[2] = {b.isend(nullptr, 0, 1 - b.rank(), 3), b.irecv(nullptr, 0, 1 - b.rank(), 3)};
+    sparcol::comm::Request r[2] = {b.isend(nullptr, 0, 1 - b.rank(), 3),
+                                   b.irecv(nullptr, 0, 1 - b.rank(), 3)};
     b.wait_all(r);
     EXPECT_EQ(g.groups_issued(), 0u);
   });
@@ -202,10 +203,12 @@ TEST(EmulatedNccl, FingerprintsTravelOverTheControlBackend) {
   try {
     sparcol::test::run_emulated_nccl(2, [&](Backend& b) {
       try {
-        sparcol::coll::agree(b, sparcol::coll::CallSignature{sparcol::coll::CollOp::kUser, b.rank() == 0 ? 5u : 6u});
+        sparcol::coll::agree(
+            b, sparcol::coll::CallSignature{sparcol::coll::CollOp::kUser, b.rank() == 0 ? 5u : 6u});
       } catch (const sparcol::Error& e) {
         codes[static_cast<std::size_t>(b.rank())] = static_cast<int>(e.code());
-        groups[static_cast<std::size_t>(b.rank())] = dynamic_cast<sparcol::comm::GroupedBackend&>(b).groups_issued();
+        groups[static_cast<std::size_t>(b.rank())] =
+            dynamic_cast<sparcol::comm::GroupedBackend&>(b).groups_issued();
         throw;
       }
     });
@@ -228,7 +231,8 @@ TEST_P(DevpathColl, HostPathOnEmulatedNccl) {
   const std::size_t n = std::get<1>(GetParam());
   auto run = [&](auto&& check) {
     std::vector<sparcol::test::CheckResult> per(static_cast<std::size_t>(ranks));
-    sparcol::test::run_emulated_nccl(ranks, [&](Backend& b) { per[static_cast<std::size_t>(b.rank())] = check(b); });
+    sparcol::test::run_emulated_nccl(ranks,
+                                     [&](Backend& b) { per[static_cast<std::size_t>(b.rank())] = check(b); });
     sparcol::test::CheckResult all;
     for (const auto& r : per) all.merge(r);
     return all;
@@ -348,7 +352,8 @@ TEST(CollSupportTwins, FirstBadIndex) {
   sparcol::device::cpu::first_bad_index(nullptr, 0, 10, &first);
   EXPECT_EQ(first, sparcol::device::kNoBadIndex);
   Exec ex = Exec::host();
-  EXPECT_EQ(sparcol::device::dispatch::first_bad_index(ex, idx.data(), idx.size(), 41), sparcol::device::kNoBadIndex);
+  EXPECT_EQ(sparcol::device::dispatch::first_bad_index(ex, idx.data(), idx.size(), 41),
+            sparcol::device::kNoBadIndex);
   EXPECT_EQ(sparcol::device::dispatch::first_bad_index(ex, idx.data(), idx.size(), 4), 1u);
 }
 
@@ -368,7 +373,8 @@ TEST(Exec, HostExecutorAndBuffers) {
 }
 
 TEST(Exec, DeviceExecutorWithoutGpuIsACudaError) {
-  if (sparcol::device::has_gpu()) GTEST_SKIP() << "a CUDA device is present: this test covers machines without one";
+  if (sparcol::device::has_gpu())
+    GTEST_SKIP() << "a CUDA device is present: this test covers machines without one";
   expect_error(ErrorCode::kCuda, "no CUDA device", [] { (void)Exec::device(); });
   expect_error(ErrorCode::kCuda, "no CUDA device", [] { (void)Exec::for_memory(sparcol::MemKind::kDevice); });
 }
@@ -384,13 +390,11 @@ TEST(MakeBackend, NamesAndErrors) {
   EXPECT_TRUE(sparcol::comm::backend_compiled("loopback"));
   EXPECT_EQ(sparcol::comm::backend_compiled("nccl"), SPARCOL_HAVE_NCCL != 0);
   EXPECT_FALSE(sparcol::comm::backend_compiled("gloo"));
-  expect_error(ErrorCode::kInvalidArgument, "unknown backend 'gloo' (available in this build: mpi", [] {
-    (void)sparcol::comm::make_backend("gloo");
-  });
+  expect_error(ErrorCode::kInvalidArgument, "unknown backend 'gloo' (available in this build: mpi",
+               [] { (void)sparcol::comm::make_backend("gloo"); });
 #if !SPARCOL_HAVE_NCCL
-  expect_error(ErrorCode::kInvalidArgument, "backend 'nccl' is not compiled in", [] {
-    (void)sparcol::comm::make_backend("nccl");
-  });
+  expect_error(ErrorCode::kInvalidArgument, "backend 'nccl' is not compiled in",
+               [] { (void)sparcol::comm::make_backend("nccl"); });
 #endif
   auto lb = sparcol::comm::make_backend("loopback");
   EXPECT_EQ(lb->name(), "loopback");
@@ -423,7 +427,8 @@ TEST(MakeBackend, LocalRankFromTheLauncher) {
   setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);  // Open MPI's variable comes first
   EXPECT_EQ(sparcol::comm::local_rank(), 1);
   setenv("OMPI_COMM_WORLD_LOCAL_RANK", "x1", 1);
-  expect_error(ErrorCode::kInvalidArgument, "OMPI_COMM_WORLD_LOCAL_RANK must be a non-negative integer, got 'x1'",
+  expect_error(ErrorCode::kInvalidArgument,
+               "OMPI_COMM_WORLD_LOCAL_RANK must be a non-negative integer, got 'x1'",
                [] { (void)sparcol::comm::local_rank(); });
   unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
   unsetenv("SLURM_LOCALID");

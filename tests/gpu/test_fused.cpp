@@ -55,7 +55,8 @@ struct Grad {
     Vec g(z.size());
     for (std::size_t i = 0; i < z.size(); ++i)
       g[i] = static_cast<float>(rng.normal()) * (i % 17 == 0 ? 10.0f : 1.0f) + 0.5f * z[i];
-    if (rank == nan_rank && t == nan_step && !g.empty()) g[g.size() / 2] = std::numeric_limits<float>::quiet_NaN();
+    if (rank == nan_rank && t == nan_step && !g.empty())
+      g[g.size() / 2] = std::numeric_limits<float>::quiet_NaN();
     return g;
   }
 };
@@ -122,7 +123,8 @@ Outcome run(bool fused, bool emulated, const OptimConfig& cfg, const Layout& lay
     const bool same = tol == 0.0 ? std::memcmp(&got[i], &want[i], sizeof(float)) == 0
                                  : std::abs(got[i] - want[i]) <= tol * (1.0 + std::abs(want[i]));
     if (!same)
-      return ::testing::AssertionFailure() << what << " element " << i << ": fused " << got[i] << ", CPU " << want[i];
+      return ::testing::AssertionFailure()
+             << what << " element " << i << ": fused " << got[i] << ", CPU " << want[i];
   }
   return ::testing::AssertionSuccess();
 }
@@ -206,7 +208,10 @@ std::vector<Case> cases() {
   auto warm = make_cfg("dgc", "topk-sampled", 0.02);
   warm.warmup_epochs = 2;
   cs.push_back({"dgc/topk-sampled/warm-up", warm});
-  for (auto [c1, c2] : {std::pair{"zero", "rbgs"}, {"topk", "rbgs"}, {"rbgs", "topk"}, {"none", "topk-sampled"},
+  for (auto [c1, c2] : {std::pair{"zero", "rbgs"},
+                        {"topk", "rbgs"},
+                        {"rbgs", "topk"},
+                        {"none", "topk-sampled"},
                         {"topk-sampled", "none"}}) {
     auto c = make_cfg("cser", "topk", 0.05);
     c.cser_c1 = {c1, 0.05};
@@ -286,7 +291,8 @@ TEST(FusedOptimizer, NonFiniteGradientsFollowTheNanPolicy) {
 
 TEST(FusedOptimizer, UnsupportedConfigurationsAreArgumentErrors) {
   // `reason`: whether fused_unsupported_reason names it too (ranges are make_optimizer's checks).
-  auto expect_reason = [](const OptimConfig& cfg, const Layout& layout, const std::string& text, bool reason = true) {
+  auto expect_reason = [](const OptimConfig& cfg, const Layout& layout, const std::string& text,
+                          bool reason = true) {
     if (reason) {
       EXPECT_NE(sparcol::optim::fused_unsupported_reason(layout, cfg).find(text), std::string::npos)
           << sparcol::optim::fused_unsupported_reason(layout, cfg);
@@ -302,7 +308,8 @@ TEST(FusedOptimizer, UnsupportedConfigurationsAreArgumentErrors) {
       }
     });
   };
-  expect_reason(make_cfg("gmc", "sign", 1.0), Layout::flat(10), "compressor 'sign' is not available on the fused path");
+  expect_reason(make_cfg("gmc", "sign", 1.0), Layout::flat(10),
+                "compressor 'sign' is not available on the fused path");
   expect_reason(make_cfg("dgc", "randk", 0.1), Layout::flat(10), "compressor 'randk'");
   auto lw = make_cfg("gmc", "topk", 0.1);
   lw.exchange.layerwise = true;
@@ -335,7 +342,8 @@ TEST(FusedOptimizer, ArgumentChecks) {
       opt.step(x, g, 0, 0.1);
       ADD_FAILURE() << "accepted 9 gradient entries";
     } catch (const sparcol::Error& e) {
-      EXPECT_NE(std::string(e.what()).find("step with 10 parameters and 9 gradient entries"), std::string::npos);
+      EXPECT_NE(std::string(e.what()).find("step with 10 parameters and 9 gradient entries"),
+                std::string::npos);
     }
     Vec g10(10);
     try {

@@ -46,7 +46,8 @@ std::uint64_t shared_seed() {
 }
 
 std::string seed_note() {
-  return " (seed " + std::to_string(shared_seed()) + "; rerun with SPARCOL_TEST_SEED=" + std::to_string(shared_seed()) + ")";
+  return " (seed " + std::to_string(shared_seed()) +
+         "; rerun with SPARCOL_TEST_SEED=" + std::to_string(shared_seed()) + ")";
 }
 
 // Every check of devpath_checks on backend b with executor ex, over a few sizes; failures merged
@@ -56,10 +57,12 @@ void run_all_checks(Backend& b, Exec& ex) {
     SCOPED_TRACE("n = " + std::to_string(n));
     std::vector<std::pair<std::string, DevCheck>> results;
     for (int algo : {0, 1, 2, 3})
-      results.emplace_back("ring algorithm " + std::to_string(algo), sparcol::test::check_ring_exec(b, ex, n, algo, shared_seed()));
+      results.emplace_back("ring algorithm " + std::to_string(algo),
+                           sparcol::test::check_ring_exec(b, ex, n, algo, shared_seed()));
     for (std::size_t k : sparcol::test::rbgs_ks(n))
       for (bool wrap : {true, false})
-        results.emplace_back("rbgs k " + std::to_string(k), sparcol::test::check_rbgs_exec(b, ex, n, k, wrap, shared_seed()));
+        results.emplace_back("rbgs k " + std::to_string(k),
+                             sparcol::test::check_rbgs_exec(b, ex, n, k, wrap, shared_seed()));
     for (std::size_t k : sparcol::test::sparse_ks(n))
       for (int algo : {0, 1, 2})
         results.emplace_back("sparse max_k " + std::to_string(k) + " algorithm " + std::to_string(algo),
@@ -119,8 +122,9 @@ void check_fused(Backend& b, Exec& ex, bool exact) {
     const char* comp;
     double wd;
   };
-  for (const Spec& sp : {Spec{"gmc-plus", "rbgs", 0.01}, Spec{"dgc-mfm", "topk-sampled", 0.0}, Spec{"ef-sgdm", "topk", 0.0},
-                         Spec{"def-a", "topk", 0.02}, Spec{"dmsgd", "none", 0.01}, Spec{"cser", "topk", 0.01}}) {
+  for (const Spec& sp :
+       {Spec{"gmc-plus", "rbgs", 0.01}, Spec{"dgc-mfm", "topk-sampled", 0.0}, Spec{"ef-sgdm", "topk", 0.0},
+        Spec{"def-a", "topk", 0.02}, Spec{"dmsgd", "none", 0.01}, Spec{"cser", "topk", 0.01}}) {
     SCOPED_TRACE(std::string(sp.method) + "/" + sp.comp);
     OptimConfig cfg;
     cfg.method = sp.method;
@@ -140,7 +144,8 @@ void check_fused(Backend& b, Exec& ex, bool exact) {
       auto opt = sparcol::optim::make_optimizer(b.control(), layout, cfg);
       for (int t = 0; t < steps; ++t) {
         const auto z = opt->gradient_point(want, 0.1);
-        const auto g = gradient(shared_seed(), b.rank(), static_cast<std::uint64_t>(t), std::vector<float>(z.begin(), z.end()));
+        const auto g = gradient(shared_seed(), b.rank(), static_cast<std::uint64_t>(t),
+                                std::vector<float>(z.begin(), z.end()));
         opt->step(want, g, static_cast<std::uint64_t>(t), 0.1);
       }
       for (auto& st : opt->state()) want_state[st.name] = std::vector<float>(st.data.begin(), st.data.end());
@@ -249,7 +254,8 @@ TEST_F(GpuCommMpi, DeviceBuffersOverNccl) {
 }
 
 TEST_F(GpuCommMpi, NcclWithoutAUsableDeviceIsAClearErrorOnEveryRank) {
-  if (sparcol::device::has_gpu()) GTEST_SKIP() << "a CUDA device is present: this test covers machines without one";
+  if (sparcol::device::has_gpu())
+    GTEST_SKIP() << "a CUDA device is present: this test covers machines without one";
   try {
     auto b = sparcol::comm::make_backend("nccl");
     ADD_FAILURE() << "make_backend(\"nccl\") succeeded without a GPU";

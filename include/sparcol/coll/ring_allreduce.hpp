@@ -102,7 +102,7 @@ class RingAllreduce {
   bool direct_ = false;
   bool native_ = false;
   device::Exec* exec_ = nullptr;
-  std::vector<float> scratch_;  // ring: one segment; direct: K-1 copies of this rank's segment
+  std::vector<float> scratch_;       // ring: one segment; direct: K-1 copies of this rank's segment
   device::Buffer<float> d_scratch_;  // the same in the executor's memory (device path)
   std::vector<comm::Request> reqs_;
   std::uint64_t bytes_per_run_ = 0;

@@ -98,13 +98,12 @@ class GroupedBackend : public Backend {
   // Polled with the groups: throws when the transport reports an asynchronous failure.
   virtual void poll_failure() {}
 
-
  private:
   Request post(bool is_send, void* buf, std::size_t bytes, int peer, int tag);
 
   std::unique_ptr<Backend> owned_control_;
   Backend* control_;
-  std::shared_ptr<Group> open_;                // operations posted since the last flush
+  std::shared_ptr<Group> open_;                 // operations posted since the last flush
   std::vector<std::shared_ptr<Group>> issued_;  // issued groups not yet seen complete, in issue order
   std::uint64_t groups_issued_ = 0;
 };

@@ -135,8 +135,8 @@ void sparse_sum(Exec& ex, const Index* idx, const float* val, std::uint64_t pair
 void topk(Exec& ex, const float* v, std::uint64_t n, std::uint64_t k, Index* idx, float* val);
 void scatter_zero(Exec& ex, float* v, std::uint64_t n, const Index* idx, std::uint64_t count);
 // Waits, and returns the outcome (count, threshold, ...).
-SampledTopkResult topk_sampled(Exec& ex, const float* v, std::uint64_t n, std::uint64_t k, const SamplePlan& plan,
-                               Index* idx, float* val);
+SampledTopkResult topk_sampled(Exec& ex, const float* v, std::uint64_t n, std::uint64_t k,
+                               const SamplePlan& plan, Index* idx, float* val);
 
 void detached_point(Exec& ex, float* z, const float* x, const float* d, float c, std::uint64_t n);
 void offset_point(Exec& ex, float* z, const float* x, const float* r, std::uint64_t n);
@@ -144,10 +144,10 @@ void gmc_accumulate(Exec& ex, float* u, const float* m, const GradientInput& g, 
                     const Block& send, float* send_values);
 void dgc_accumulate(Exec& ex, float* u, float* v, const GradientInput& g, float beta, bool nesterov,
                     bool mask_momentum, std::uint64_t n, const Block& send, float* send_values);
-void ef_accumulate(Exec& ex, float* e, float* m, const GradientInput& g, float beta, float eta, std::uint64_t n,
-                   const Block& send, float* send_values);
-void cser_accumulate(Exec& ex, float* m, float* r, const GradientInput& g, float beta, float eta, std::uint64_t n,
-                     const Block& send, float* send_values);
+void ef_accumulate(Exec& ex, float* e, float* m, const GradientInput& g, float beta, float eta,
+                   std::uint64_t n, const Block& send, float* send_values);
+void cser_accumulate(Exec& ex, float* m, float* r, const GradientInput& g, float beta, float eta,
+                     std::uint64_t n, const Block& send, float* send_values);
 void cser_momentum(Exec& ex, float* m, float* delta, const GradientInput& g, float beta, float eta,
                    std::uint64_t n);
 void cser_apply(Exec& ex, float* x, float* r, const float* a, const float* delta, std::uint64_t n);

@@ -63,7 +63,8 @@ class FusedOptimizer {
   // gradient_point or step.
   std::span<const float> gradient_point(std::span<const float> x, double lr);
   // As Optimizer::step (NaN policy, weight decay, warm-up, statistics).
-  StepStats step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr, double epoch = 0.0);
+  StepStats step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr,
+                 double epoch = 0.0);
   // As Optimizer::evaluation_model (def-a's virtual model is a collective). out in exec memory.
   void evaluation_model(std::span<const float> x, std::span<float> out, bool virtual_model);
   // The state under Optimizer's names (for checkpoints), spans in exec memory: download them with
