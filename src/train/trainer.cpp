@@ -910,9 +910,15 @@ TrainSummary Trainer::run() {
     shared.wall_time_s = s.wall_now();
     s.pending_shared.push_back(shared);
     if (st.skipped && s.rank == 0) {
-      std::string ranks;
-      for (int r : st.bad_ranks) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
-      warn(0, "step " + std::to_string(completed) + " skipped: non-finite gradient on rank(s) " + ranks);
+      // The first skips one by one, then every 1000th: a diverged run skips every step from then on.
+      const std::uint64_t n = s.opt->skipped_steps();
+      if (n <= 10 || n % 1000 == 0) {
+        std::string ranks;
+        for (int r : st.bad_ranks) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+        warn(0, "step " + std::to_string(completed) + " skipped: non-finite gradient on rank(s) " + ranks +
+                    " (" + std::to_string(n) + " skipped so far" +
+                    (n == 10 ? "; from now on every 1000th is reported" : "") + ")");
+      }
     }
     if (config_.step_delay_ms > 0) {
       std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(config_.step_delay_ms));
@@ -957,7 +963,9 @@ TrainSummary Trainer::run() {
                   static_cast<unsigned long long>(step_), static_cast<unsigned long long>(total_steps_),
                   100.0 * sum.test_accuracy, sum.test_loss, 100.0 * sum.rcc,
                   seconds(Clock::now() - s.run_start), s.t_compute, s.t_compress, s.t_comm, s.t_eval);
-    *out_ << buf << std::endl;
+    *out_ << buf;
+    if (sum.skipped_steps > 0) *out_ << "; " << sum.skipped_steps << " steps skipped (non-finite gradients)";
+    *out_ << std::endl;
   }
   return sum;
 }
