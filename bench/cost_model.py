@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Alpha-beta cost model of sparcol's collectives and the plain-MPI baselines, fitted to sparcol-bench runs.
 
-  bench/cost_model.py [--out DIR] [--params D] [--density RHO] RUN_DIR [RUN_DIR ...]
+  bench/cost_model.py [--out DIR] [--params D] [--density RHO] [--alpha links|fitted|SECONDS] RUN_DIR [...]
 
 Each RUN_DIR holds sparcol-bench HDF5 files (bench-*.h5, layout docs/bench.md) measured on one network,
 and optionally network.json ({"label", "kind", "rate_gbits", "lanes", "cores"}; bench/scaling_study.sh
@@ -43,9 +43,11 @@ Projection to a real cluster (s = c = 1) with links of 10, 100 and 400 Gbit/s, P
   beta  = eta * 8 / rate, where eta (protocol efficiency, >= 1) is fitted on the emulated networks
           whose limit binds (below 5 Gbit/s: the unthrottled loopback TCP path carries about 6 Gbit/s
           here): beta fitted there times the emulated rate, the median over the dense ops;
-  alpha = the per-round latency fitted on the emulated networks whose limit does not bind (the TCP
-          stack's latency, about that of a commodity TCP cluster; RDMA fabrics have less), else on
-          all emulated networks: the median over ops.
+  alpha = per link class: 25 us (10 Gbit/s Ethernet, TCP), 5 us (100 Gbit/s) and 3 us (400 Gbit/s,
+          RDMA). The alpha fitted here (hundreds of us to ms per round) is not a link's latency: it
+          is ranks waiting to be scheduled on 2 shared cores, so the projection does not use it
+          unless asked (--alpha fitted: the median over ops on the emulated networks whose limit
+          does not bind, else on all emulated networks; or --alpha SECONDS for every link).
 Time per step is the communication of one gradient of D parameters (--params, default 25.6M, the
 size of ResNet-50) at density RHO (--density, default 0.01) for the compressed ops. The crossover
 density rho* is where the sparse all-gather's time equals the dense ring all-reduce's: below it the
@@ -75,6 +77,9 @@ FIT_MIN_PAYLOAD = 256 << 10
 JUDGE_MIN_PAYLOAD = MIB
 JUDGE_MAX_RANKS = 8
 PROJ_RATES_GBITS = [10, 100, 400]
+# Per-round latency of each projected link class (a message's one-way software + wire latency):
+# 10 Gbit/s Ethernet with TCP about 25 us, 100 and 400 Gbit/s RDMA fabrics (InfiniBand, RoCE) a few us.
+PROJ_ALPHA_S = {10: 25e-6, 100: 5e-6, 400: 3e-6}
 BINDING_RATE_GBITS = 5.0
 PROJ_RANKS = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 
@@ -293,15 +298,17 @@ def projection_params(nets):
     return alpha, eta, src
 
 
-def project(alpha, eta, params_d, rho):
+def project(alpha_of, eta, params_d, rho):
+    """alpha_of(rate_gbits) -> seconds per round."""
     net = {"lanes": None, "cores": None}
     d_bytes = 4.0 * params_d
     k = max(1, int(rho * params_d))
     rows = []
     for rate in PROJ_RATES_GBITS:
         beta = eta * 8.0 / (rate * 1e9)
+        alpha = alpha_of(rate)
         for p in PROJ_RANKS:
-            row = {"rate_gbits": rate, "p": p}
+            row = {"rate_gbits": rate, "p": p, "alpha_s": alpha}
             for op in OPS:
                 kk = params_d if op in ("dense-ring", "mpi-allreduce") else k
                 row[op] = predict(np.array([alpha, beta]), op, p, d_bytes, kk, net)
@@ -391,7 +398,7 @@ def write_markdown(path, nets, proj, alpha, eta, src, params_d, rho, crossings):
     L.append("\n## Projection to a cluster (one link and core per rank)\n")
     L.append(f"Gradient of {params_d / 1e6:g}M float32 parameters ({fmt_bytes(4 * params_d)}), compressed ops at "
              f"density {rho:g}. Parameters: eta = {eta:.3f} ({src['eta_from']}), so beta = {eta:.3f} * 8 / rate; "
-             f"alpha = {alpha * 1e6:.1f} us per round ({src['alpha_from']}). "
+             f"alpha = {src['alpha_used']}. "
              "Communication only, per step.\n")
     L.append("| link | P | dense-ring | mpi-allreduce | rbgs | sparse-allgather | mpi-allgatherv | rho* (sparse wins below) | 1/P |")
     L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -485,8 +492,18 @@ def main():
     ap.add_argument("--out", default="results/analysis", help="output directory")
     ap.add_argument("--params", type=float, default=25.6e6, help="parameters per gradient for the projection")
     ap.add_argument("--density", type=float, default=0.01, help="density of the compressed ops in the projection")
+    ap.add_argument("--alpha", default="links",
+                    help="projection latency per round: 'links' (per link class), 'fitted', or seconds")
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args()
+    if args.alpha not in ("links", "fitted"):
+        try:
+            fixed_alpha = float(args.alpha)
+            if not fixed_alpha >= 0:
+                raise ValueError
+        except ValueError:
+            print("cost_model: error: --alpha must be 'links', 'fitted' or a number of seconds >= 0", file=sys.stderr)
+            return 2
     if not 0 < args.density <= 1:
         print("cost_model: error: --density must be in (0, 1]", file=sys.stderr)
         return 2
@@ -502,14 +519,26 @@ def main():
         print("cost_model: error: no sparcol-bench results with 2 or more ranks to fit", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    alpha, eta, src = projection_params(nets)
-    proj = project(alpha, eta, int(args.params), args.density)
+    fitted_alpha, eta, src = projection_params(nets)
+    if args.alpha == "links":
+        alpha_of = PROJ_ALPHA_S.__getitem__
+        src["alpha_used"] = ("per link class: " + ", ".join(f"{r} Gbit/s {a * 1e6:g} us" for r, a in PROJ_ALPHA_S.items())
+                             + f" (the fitted alpha, {fitted_alpha * 1e6:.0f} us from {src['alpha_from']}, is this "
+                             "machine's scheduling, not a link's latency)")
+    elif args.alpha == "fitted":
+        alpha_of = lambda rate: fitted_alpha  # noqa: E731
+        src["alpha_used"] = f"{fitted_alpha * 1e6:.1f} us per round, fitted ({src['alpha_from']})"
+    else:
+        alpha_of = lambda rate: fixed_alpha  # noqa: E731
+        src["alpha_used"] = f"{fixed_alpha * 1e6:g} us per round (--alpha)"
+    proj = project(alpha_of, eta, int(args.params), args.density)
+    alpha = fitted_alpha
     crossings = measured_crossovers(nets)
     write_markdown(os.path.join(args.out, "cost_model.md"), nets, proj, alpha, eta, src, args.params,
                    args.density, crossings)
     doc = {
         "networks": [{k: v for k, v in n.items() if k not in ("points", "repeats")} for n in nets],
-        "projection": {"alpha_s": alpha, "eta": eta, "sources": src,
+        "projection": {"fitted_alpha_s": alpha, "eta": eta, "sources": src,
                        "params": args.params, "density": args.density, "rows": proj},
         "measured_crossovers": crossings,
     }

@@ -16,7 +16,8 @@
 #   --minbytes S, --maxbytes S, --stepfactor F   the size sweep (default 1M, 64M, 4)
 #   --slow-maxbytes S  largest size on rate-limited networks below 10 Gbit/s (default 16M)
 #   --iters N, --warmup N   timed and warm-up runs per point (default 10, 2)
-#   --train            also time training steps (sparcol-train, --train-steps steps per method)
+#   --train            also time training steps: sparcol-train, CNN, batch 16 per rank, dense DMSGD,
+#                      GMC (top-k 1%) and GMC+ (RBGS 1%), --train-steps steps each
 #   --train-steps N    steps per training run (default 60)
 #   --no-analysis      only measure
 # Every run's output table is kept beside its HDF5 file. Needs root for the emulated networks.
@@ -167,9 +168,10 @@ for r in $(seq 1 "$repeats"); do
         for m in dmsgd:none gmc:topk gmc-plus:rbgs; do
           opt=${m%%:*} comp=${m#*:}
           name="train-p$p-$opt-$comp-r$r"
+          # Time per step only: a short run, one evaluation on a few test samples at the end.
           measure "$net" "$name" mpirun -np "$p" --oversubscribe "$bin/sparcol-train" --model cnn --optimizer "$opt" \
-            --compressor "$comp" --density 0.01 --max-steps "$train_steps" --eval-every 0 \
-            --trace "$out/$net/$name.h5"
+            --compressor "$comp" --density 0.01 --batch 16 --lr 0.05 --max-steps "$train_steps" --eval-every 0 \
+            --test-samples 500 --progress-every 0 --overwrite --trace "$out/$net/$name.h5"
         done
       fi
     done
