@@ -86,11 +86,6 @@ Request GroupedBackend::post(bool is_send, void* buf, std::size_t bytes, int pee
   SPARCOL_CHECK_ARG(peer >= 0 && peer < size(), rank(),
                     name() + " " + op + ": peer " + std::to_string(peer) + " out of range [0, " +
                         std::to_string(size()) + ")");
-  if (is_send) {
-    count_send(bytes);
-  } else {
-    count_recv(bytes);
-  }
   std::unique_ptr<GroupRequest> req;
   if (bytes == 0) {
     req = std::make_unique<GroupRequest>(this, nullptr, 0);
@@ -102,6 +97,11 @@ Request GroupedBackend::post(bool is_send, void* buf, std::size_t bytes, int pee
     req = std::make_unique<GroupRequest>(this, open_, open_->ops.size() - 1);
   }
   req->info = RequestInfo{is_send, peer, tag, bytes};
+  if (is_send) {
+    count_send(bytes);
+  } else {
+    count_recv(bytes);
+  }
   return Request(std::move(req));
 }
 

@@ -28,6 +28,16 @@ struct NcclBackend::Impl {
   cudaStream_t stream = nullptr;
   bool aborted = false;
   std::string abort_reason;
+
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  // What is still held here when the constructor of NcclBackend failed halfway (the destructor of a
+  // complete backend shuts down gracefully and clears both first).
+  ~Impl() {
+    if (comm != nullptr && !aborted) (void)ncclCommAbort(comm);
+    if (stream != nullptr) (void)cudaStreamDestroy(stream);
+  }
 };
 
 namespace {
@@ -270,6 +280,7 @@ NcclBackend::~NcclBackend() {
     }
   }
   if (impl_->stream != nullptr) (void)cudaStreamDestroy(impl_->stream);
+  impl_->stream = nullptr;
 }
 
 void* NcclBackend::stream_handle() const {
