@@ -214,7 +214,7 @@ void CheckpointData::get_f32_into(const std::string& name, std::span<float> out)
 // ---------------------------------------------------------------------------------------------
 // Files
 // ---------------------------------------------------------------------------------------------
-void write_checkpoint_file(const std::string& path, const CheckpointData& data, int rank) {
+std::string checkpoint_bytes(const CheckpointData& data) {
   std::string payload;
   for (const auto& r : data.records()) {
     put_raw(payload, static_cast<std::uint32_t>(r.name.size()));
@@ -248,12 +248,19 @@ void write_checkpoint_file(const std::string& path, const CheckpointData& data, 
   put_raw(file, crc(payload.data(), payload.size()));
   put_raw(file, crc(file.data(), file.size()));
   file.append(payload);
-  write_file_durably(path, file, rank);
+  return file;
+}
+
+void write_checkpoint_file(const std::string& path, const CheckpointData& data, int rank) {
+  write_file_durably(path, checkpoint_bytes(data), rank);
 }
 
 CheckpointData read_checkpoint_file(const std::string& path, int rank) {
-  const std::string bytes = read_whole(path, rank);
-  const std::string who = "checkpoint '" + path + "': ";
+  return parse_checkpoint_bytes(read_whole(path, rank), path, rank);
+}
+
+CheckpointData parse_checkpoint_bytes(std::string_view bytes, const std::string& name, int rank) {
+  const std::string who = "checkpoint '" + name + "': ";
   if (bytes.size() < kHeaderSize) {
     io_error(rank, who + "truncated (" + std::to_string(bytes.size()) + " bytes, shorter than the header)");
   }
@@ -284,7 +291,7 @@ CheckpointData read_checkpoint_file(const std::string& path, int rank) {
   }
 
   CheckpointData data;
-  data.file_ = path;
+  data.file_ = name;
   data.rank_ = rank;
   std::size_t pos = kHeaderSize;
   auto need = [&](std::uint64_t n, const char* what) {
@@ -297,42 +304,42 @@ CheckpointData read_checkpoint_file(const std::string& path, int rank) {
     if (name_len == 0 || name_len > kMaxNameLength)
       io_error(rank, who + "malformed record (bad name length)");
     need(name_len + 9ull, "record header");
-    std::string name = bytes.substr(pos, name_len);
+    std::string record(bytes.substr(pos, name_len));
     pos += name_len;
     const auto type = static_cast<std::uint8_t>(bytes[pos]);
     pos += 1;
     const auto count = at(pos, std::uint64_t{});
     pos += 8;
-    if (data.has(name)) io_error(rank, who + "record '" + name + "' appears twice");
+    if (data.has(record)) io_error(rank, who + "record '" + record + "' appears twice");
     switch (type) {
       case kTypeU64:
       case kTypeF64:
-        if (count != 1) io_error(rank, who + "malformed record '" + name + "'");
+        if (count != 1) io_error(rank, who + "malformed record '" + record + "'");
         need(8, "value");
         if (type == kTypeU64) {
-          data.put_u64(name, at(pos, std::uint64_t{}));
+          data.put_u64(record, at(pos, std::uint64_t{}));
         } else {
-          data.put_f64(name, at(pos, double{}));
+          data.put_f64(record, at(pos, double{}));
         }
         pos += 8;
         break;
       case kTypeF32: {
         if (count > (bytes.size() - pos) / sizeof(float)) {
-          io_error(rank, who + "malformed record (float array '" + name + "' runs past the end)");
+          io_error(rank, who + "malformed record (float array '" + record + "' runs past the end)");
         }
-        auto& rec = data.add(name, kTypeF32);
+        auto& rec = data.add(record, kTypeF32);
         rec.f32.resize(count);
-        std::memcpy(rec.f32.data(), bytes.data() + pos, count * sizeof(float));
+        if (count > 0) std::memcpy(rec.f32.data(), bytes.data() + pos, count * sizeof(float));
         pos += count * sizeof(float);
         break;
       }
       case kTypeBytes:
         need(count, "string");
-        data.put_string(name, bytes.substr(pos, count));
+        data.put_string(record, std::string(bytes.substr(pos, count)));
         pos += count;
         break;
       default:
-        io_error(rank, who + "record '" + name + "' has unknown type " + std::to_string(type));
+        io_error(rank, who + "record '" + record + "' has unknown type " + std::to_string(type));
     }
   }
   return data;

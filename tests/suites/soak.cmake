@@ -3,8 +3,8 @@
 add_executable(sparcol_soak soak/soak.cpp)
 target_link_libraries(sparcol_soak PRIVATE sparcol_test_common sparcol_mpi sparcol_warnings)
 add_test(NAME soak_short_np4 COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 4 ${SPARCOL_MPIEXEC_PREFLAGS}
-                                     $<TARGET_FILE:sparcol_soak> 300 14)
-set_tests_properties(soak_short_np4 PROPERTIES LABELS "mpi;soak" TIMEOUT 600 ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}"
+                                     $<TARGET_FILE:sparcol_soak> 1000 14)
+set_tests_properties(soak_short_np4 PROPERTIES LABELS "mpi;soak" TIMEOUT 300 ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}"
                      PROCESSORS 2)
 option(SPARCOL_SOAK_LONG "Register the 10,000-collective soak test (label soak-long)" OFF)
 if(SPARCOL_SOAK_LONG)

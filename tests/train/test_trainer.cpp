@@ -242,6 +242,42 @@ TEST(CheckpointFile, RejectsEveryCorruption) {
                      "no such file");
 }
 
+// The bytes in memory: every proper prefix and every single-bit flip of a valid file is rejected
+// with kIo (CRC-32 detects every single-bit error), and a valid file parses back to itself.
+TEST(CheckpointFile, ParseBytesRejectsEveryPrefixAndEveryBitFlip) {
+  train::CheckpointData d;
+  d.put_u64("step", 12);
+  d.put_f64("loss", 0.5);
+  d.put_f32("params", std::vector<float>{1.0f, -2.0f, 0.25f});
+  d.put_f32("empty", std::vector<float>{});
+  d.put_string("config", "seed=3\n");
+  const std::string bytes = train::checkpoint_bytes(d);
+  const auto back = train::parse_checkpoint_bytes(bytes, "mem", 2);
+  EXPECT_EQ(back.file(), "mem");
+  EXPECT_EQ(back.get_f32("params"), d.get_f32("params"));
+  EXPECT_EQ(train::checkpoint_bytes(back), bytes);
+
+  auto rejected = [](const std::string& b, const std::string& text) {
+    try {
+      (void)train::parse_checkpoint_bytes(b, "mem", 2);
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      return e.code() == ErrorCode::kIo && e.rank() == 2 && what.find("checkpoint 'mem': ") != std::string::npos &&
+             what.find(text) != std::string::npos;
+    }
+    return false;
+  };
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_TRUE(rejected(bytes.substr(0, n), "truncated")) << "prefix of " << n << " bytes";
+  }
+  for (std::size_t bit = 0; bit < bytes.size() * 8; ++bit) {
+    std::string b = bytes;
+    b[bit / 8] = static_cast<char>(b[bit / 8] ^ (1 << (bit % 8)));
+    // The magic is checked first; every other byte is covered by one of the two checksums.
+    EXPECT_TRUE(rejected(b, bit < 64 ? "wrong magic" : "checksum mismatch")) << "bit " << bit;
+  }
+}
+
 TEST(CheckpointDir, CommitPrunesAndResolves) {
   TempDir tmp;
   const std::string dir = tmp / "ck";

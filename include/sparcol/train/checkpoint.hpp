@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sparcol::train {
@@ -43,7 +44,7 @@ class CheckpointData {
   void put_string(const std::string& name, const std::string& value);
 
   bool has(const std::string& name) const;
-  // Getters throw Error(kIo) naming the file (set by read_checkpoint_file) when the record is
+  // Getters throw Error(kIo) naming the file (set by parse_checkpoint_bytes) when the record is
   // missing or has another type.
   std::uint64_t get_u64(const std::string& name) const;
   double get_f64(const std::string& name) const;
@@ -66,7 +67,7 @@ class CheckpointData {
   const std::vector<Record>& records() const { return records_; }
 
  private:
-  friend CheckpointData read_checkpoint_file(const std::string& path, int rank);
+  friend CheckpointData parse_checkpoint_bytes(std::string_view bytes, const std::string& name, int rank);
   const Record& find(const std::string& name, std::uint8_t type) const;
   Record& add(const std::string& name, std::uint8_t type);
 
@@ -78,7 +79,16 @@ class CheckpointData {
 // Writes path atomically: path + ".part" is written, fsynced and renamed to path, and the directory
 // is fsynced. An existing file at path is replaced only by the complete new one.
 void write_checkpoint_file(const std::string& path, const CheckpointData& data, int rank);
+// Reads the whole file at path and parses it with parse_checkpoint_bytes (messages name path).
 CheckpointData read_checkpoint_file(const std::string& path, int rank);
+
+// The bytes of a rank file holding data (header and payload; what write_checkpoint_file writes).
+std::string checkpoint_bytes(const CheckpointData& data);
+// Parses the bytes of a rank file: checks the header (magic, version, sizes, both checksums), then
+// every record. `name` stands for the file in messages and becomes the result's file(). Every way the
+// bytes can be wrong throws Error(kIo, rank, "checkpoint '<name>': <what>"); nothing larger than the
+// input is allocated. For any valid input, checkpoint_bytes(result) == bytes.
+CheckpointData parse_checkpoint_bytes(std::string_view bytes, const std::string& name, int rank);
 
 // ---------------------------------------------------------------------------------------------
 // The checkpoint directory protocol. No communication here: the trainer calls these in order with
