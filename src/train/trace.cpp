@@ -2,6 +2,7 @@
 #include "sparcol/train/trace.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <sstream>
 
@@ -158,13 +159,29 @@ TraceWriter& TraceWriter::operator=(TraceWriter&&) noexcept = default;
 TraceWriter::~TraceWriter() = default;
 
 TraceWriter TraceWriter::create(const std::string& path, const std::vector<TraceAttribute>& attributes) {
-  io::File f(path, io::File::Mode::kCreate);
-  for (const auto& a : attributes) set_attr(f, a);
-  auto train = f.create_group("train");
-  auto eval = f.create_group("eval");
+  // Built complete under a temporary name, closed and renamed into place: a kill at any moment leaves
+  // the previous file (or none) or the new empty trace, never a file HDF5 cannot open.
+  const std::string part = path + ".part";
+  {
+    io::File f(part, io::File::Mode::kCreate);
+    for (const auto& a : attributes) set_attr(f, a);
+    auto train = f.create_group("train");
+    auto eval = f.create_group("eval");
+    auto impl = std::make_unique<Impl>(std::move(f), std::move(train), std::move(eval));
+    impl->open_columns(true);
+    TraceWriter(std::move(impl), part).close();
+  }
+  std::error_code ec;
+  std::filesystem::rename(part, path, ec);
+  if (ec) {
+    std::filesystem::remove(part, ec);
+    throw Error(ErrorCode::kIo, 0, "trace: cannot rename '" + part + "' to '" + path + "': " + ec.message());
+  }
+  io::File f(path, io::File::Mode::kReadWrite);
+  auto train = f.open_group("train");
+  auto eval = f.open_group("eval");
   auto impl = std::make_unique<Impl>(std::move(f), std::move(train), std::move(eval));
-  impl->open_columns(true);
-  impl->file.flush();
+  impl->open_columns(false);
   return TraceWriter(std::move(impl), path);
 }
 

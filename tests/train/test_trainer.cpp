@@ -262,8 +262,8 @@ TEST(CheckpointFile, ParseBytesRejectsEveryPrefixAndEveryBitFlip) {
       (void)train::parse_checkpoint_bytes(b, "mem", 2);
     } catch (const Error& e) {
       const std::string what = e.what();
-      return e.code() == ErrorCode::kIo && e.rank() == 2 && what.find("checkpoint 'mem': ") != std::string::npos &&
-             what.find(text) != std::string::npos;
+      return e.code() == ErrorCode::kIo && e.rank() == 2 &&
+             what.find("checkpoint 'mem': ") != std::string::npos && what.find(text) != std::string::npos;
     }
     return false;
   };
