@@ -40,17 +40,17 @@ struct ToyConfig {
   int setting = 1;
   std::vector<std::string> methods{"dmsgd", "dgc-mfm", "dgc", "gmc"};
   std::string compressor = "topk";
-  int d = 0;                   // 0: the setting's value
-  std::vector<int> ks;         // empty: the setting's values
+  int d = 0;            // 0: the setting's value
+  std::vector<int> ks;  // empty: the setting's values
   double beta = 0.9;
   double lr = 0.005;
-  double alpha = -1.0;         // < 0: the method's default
+  double alpha = -1.0;  // < 0: the method's default
   long long iterations = 20000;
   std::uint64_t seed = 1;
   double noise = 0.0;
-  int simulate = 0;            // 0: one worker per MPI rank
-  std::string h5;              // trace path; may contain {method} and {k}
-  std::string csv;             // summary table as CSV
+  int simulate = 0;  // 0: one worker per MPI rank
+  std::string h5;    // trace path; may contain {method} and {k}
+  std::string csv;   // summary table as CSV
   bool quiet = false;
 };
 
@@ -63,8 +63,9 @@ Problem make_problem(const ToyConfig& c) {
   Problem p;
   if (c.setting == 1) {
     p.d = c.d > 0 ? c.d : 2;
-    SPARCOL_CHECK_ARG(p.d == 2, -1, "setting 1 is two-dimensional (a = (2, 1)); use --setting 2 for --d " +
-                                        std::to_string(p.d));
+    SPARCOL_CHECK_ARG(
+        p.d == 2, -1,
+        "setting 1 is two-dimensional (a = (2, 1)); use --setting 2 for --d " + std::to_string(p.d));
     p.a = {2.0f, 1.0f};
     p.w0 = {3.0f, -3.0f};
   } else {
@@ -73,7 +74,8 @@ Problem make_problem(const ToyConfig& c) {
     p.w0.resize(static_cast<std::size_t>(p.d));
     for (int i = 0; i < p.d; ++i) {
       // a = linspace(2, 1, d); w0 = 3 * (1, -1, 1, ...)
-      p.a[static_cast<std::size_t>(i)] = p.d == 1 ? 2.0f : static_cast<float>(2.0 - static_cast<double>(i) / (p.d - 1));
+      p.a[static_cast<std::size_t>(i)] =
+          p.d == 1 ? 2.0f : static_cast<float>(2.0 - static_cast<double>(i) / (p.d - 1));
       p.w0[static_cast<std::size_t>(i)] = (i % 2 == 0) ? 3.0f : -3.0f;
     }
   }
@@ -235,17 +237,19 @@ Summary summarize(const RunSpec& spec, const Trace& t) {
   return s;
 }
 
-void print_table(const std::vector<Summary>& rows, const ToyConfig& c, int K, const Problem& p, std::ostream& os) {
+void print_table(const std::vector<Summary>& rows, const ToyConfig& c, int K, const Problem& p,
+                 std::ostream& os) {
   os << "# sparcol-toy: setting " << c.setting << ", workers " << K << ", d " << p.d << ", compressor "
-     << c.compressor << ", beta " << c.beta << ", lr " << c.lr << ", iterations " << c.iterations << ", noise "
-     << c.noise << ", seed " << c.seed << "\n";
-  os << std::left << std::setw(12) << "method" << std::right << std::setw(4) << "k" << std::setw(14) << "final_dist"
-     << std::setw(14) << "mean_last10%" << std::setw(14) << "max_last10%" << std::setw(12) << "first<0.1"
-     << std::setw(10) << "RCC" << "\n";
+     << c.compressor << ", beta " << c.beta << ", lr " << c.lr << ", iterations " << c.iterations
+     << ", noise " << c.noise << ", seed " << c.seed << "\n";
+  os << std::left << std::setw(12) << "method" << std::right << std::setw(4) << "k" << std::setw(14)
+     << "final_dist" << std::setw(14) << "mean_last10%" << std::setw(14) << "max_last10%" << std::setw(12)
+     << "first<0.1" << std::setw(10) << "RCC"
+     << "\n";
   for (const auto& r : rows) {
-    os << std::left << std::setw(12) << r.spec.method << std::right << std::setw(4) << r.spec.k << std::scientific
-       << std::setprecision(4) << std::setw(14) << r.final_dist << std::setw(14) << r.mean_tail << std::setw(14)
-       << r.max_tail << std::defaultfloat << std::setw(12)
+    os << std::left << std::setw(12) << r.spec.method << std::right << std::setw(4) << r.spec.k
+       << std::scientific << std::setprecision(4) << std::setw(14) << r.final_dist << std::setw(14)
+       << r.mean_tail << std::setw(14) << r.max_tail << std::defaultfloat << std::setw(12)
        << (r.first_below < 0 ? std::string("never") : std::to_string(r.first_below)) << std::fixed
        << std::setprecision(4) << std::setw(10) << r.rcc << std::defaultfloat << "\n";
   }
@@ -256,8 +260,8 @@ void write_csv(const std::string& path, const std::vector<Summary>& rows) {
   if (!os) throw Error(ErrorCode::kIo, 0, "cannot write '" + path + "'");
   os << "method,k,final_distance,mean_last10pct,max_last10pct,first_step_below_0.1,rcc\n";
   for (const auto& r : rows)
-    os << r.spec.method << "," << r.spec.k << "," << r.final_dist << "," << r.mean_tail << "," << r.max_tail << ","
-       << r.first_below << "," << r.rcc << "\n";
+    os << r.spec.method << "," << r.spec.k << "," << r.final_dist << "," << r.mean_tail << "," << r.max_tail
+       << "," << r.first_below << "," << r.rcc << "\n";
 }
 
 }  // namespace
@@ -278,31 +282,39 @@ int main(int argc, char** argv) {
       "summary per run: final distance to the optimum, mean and max over the last 10% of iterations,\n"
       "first iteration below 0.1, and the relative communication cost RCC. See docs/toy.md."};
   app.set_version_flag("--version", std::string("sparcol ") + SPARCOL_VERSION_STRING);
-  app.add_option("--setting", c.setting, "1: d = 2, a = (2, 1), w0 = (3, -3), k = 1; 2: d = 10, a = linspace(2, 1, 10), "
-                                         "w0 = 3(1, -1, ...), k in {1, 2, 5}")
+  app.add_option("--setting", c.setting,
+                 "1: d = 2, a = (2, 1), w0 = (3, -3), k = 1; 2: d = 10, a = linspace(2, 1, 10), "
+                 "w0 = 3(1, -1, ...), k in {1, 2, 5}")
       ->check(CLI::IsMember({1, 2}))
       ->capture_default_str();
   app.add_option("--method", methods,
                  "comma-separated methods, 'paper' (dmsgd, dgc-mfm, dgc, gmc) or 'all'; names: dmsgd, "
                  "dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser")
       ->capture_default_str();
-  app.add_option("--compressor", c.compressor,
-                 "compressor for every method: topk, topk-sampled, randk, randk-shared, rbgs, sign, sidco, none")
+  app.add_option(
+         "--compressor", c.compressor,
+         "compressor for every method: topk, topk-sampled, randk, randk-shared, rbgs, sign, sidco, none")
       ->capture_default_str();
   app.add_option("--d", c.d, "dimension (default: the setting's)")->check(CLI::Range(1, 1 << 24));
   app.add_option("--k", ks, "elements sent per worker, comma-separated for a sweep (default: the setting's)");
   app.add_option("--beta", c.beta, "momentum coefficient, in [0, 1)")->capture_default_str();
   app.add_option("--lr", c.lr, "learning rate, > 0")->capture_default_str();
-  app.add_option("--alpha", c.alpha, "detach coefficient for gmc-plus and def-a, in [0, 1] (default 0.5 / 0.3)");
-  app.add_option("--iterations", c.iterations, "iterations per run")->check(CLI::Range(1LL, 100000000LL))->capture_default_str();
-  app.add_option("--seed", c.seed, "seed for noise and shared random choices")->capture_default_str();
+  app.add_option("--alpha", c.alpha,
+                 "detach coefficient for gmc-plus and def-a, in [0, 1] (default 0.5 / 0.3)");
+  app.add_option("--iterations", c.iterations, "iterations per run")
+      ->check(CLI::Range(1LL, 100000000LL))
+      ->capture_default_str();
+  app.add_option("--seed", c.seed, "seed for noise and shared random choices")
+      ->check(sparcol::app::non_negative())
+      ->capture_default_str();
   app.add_option("--noise", c.noise, "standard deviation of Gaussian gradient noise (0: exact gradients)")
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
   app.add_option("--simulate", c.simulate, "run K workers as threads of this process instead of MPI ranks")
       ->check(CLI::Range(1, 1024));
-  app.add_option("--h5", c.h5, "HDF5 trace per run; {method} and {k} in the name are replaced (otherwise "
-                               "'-<method>-k<k>' is inserted when there are several runs)");
+  app.add_option("--h5", c.h5,
+                 "HDF5 trace per run; {method} and {k} in the name are replaced (otherwise "
+                 "'-<method>-k<k>' is inserted when there are several runs)");
   app.add_option("--csv", c.csv, "also write the summary table as CSV");
   app.add_flag("--quiet", c.quiet, "print nothing but errors");
   if (auto st = sparcol::app::parse(app, argc, argv, rank)) return *st;
@@ -325,8 +337,9 @@ int main(int argc, char** argv) {
         for (const auto& am : names) add(am);
       } else {
         SPARCOL_CHECK_ARG(std::find(names.begin(), names.end(), m) != names.end(), rank,
-                          "--method: unknown method '" + m + "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
-                          "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser)");
+                          "--method: unknown method '" + m +
+                              "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
+                              "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser)");
         add(m);
       }
     }
@@ -355,9 +368,11 @@ int main(int argc, char** argv) {
       SPARCOL_CHECK_ARG(k >= 1 && k <= p.d, rank,
                         "--k " + std::to_string(k) + " must be in [1, d = " + std::to_string(p.d) + "]");
     }
-    SPARCOL_CHECK_ARG(c.beta >= 0 && c.beta < 1, rank, "--beta must be in [0, 1), got " + std::to_string(c.beta));
+    SPARCOL_CHECK_ARG(c.beta >= 0 && c.beta < 1, rank,
+                      "--beta must be in [0, 1), got " + std::to_string(c.beta));
     SPARCOL_CHECK_ARG(c.lr > 0 && std::isfinite(c.lr), rank, "--lr must be > 0, got " + std::to_string(c.lr));
-    SPARCOL_CHECK_ARG(c.alpha < 0 || c.alpha <= 1, rank, "--alpha must be in [0, 1], got " + std::to_string(c.alpha));
+    SPARCOL_CHECK_ARG(c.alpha < 0 || c.alpha <= 1, rank,
+                      "--alpha must be in [0, 1], got " + std::to_string(c.alpha));
     SPARCOL_CHECK_ARG(c.simulate == 0 || world == 1, rank,
                       "--simulate runs all workers in one process: start it without mpirun (or with -np 1)");
     K = c.simulate > 0 ? c.simulate : world;

@@ -54,15 +54,18 @@ int main(int argc, char** argv) {
 
   // Model and data
   app.add_option("--model", c.model, "model: " + join(sparcol::train::model_names()))->capture_default_str();
-  app.add_option("--params", c.params, "number of parameters of --model synthetic (required there)");
+  app.add_option("--params", c.params, "number of parameters of --model synthetic (required there)")
+      ->check(sparcol::app::non_negative());
   app.add_option("--norm", c.norm, "normalisation layers of resnet20: gn (GroupNorm) or bn (BatchNorm)")
       ->capture_default_str();
   app.add_option("--data", c.data_dir, "directory of the Fashion-MNIST IDX files (.gz or plain)")
       ->capture_default_str();
   app.add_option("--train-samples", c.train_samples,
-                 "use the first N training samples (default: all; synthetic 16384)");
+                 "use the first N training samples (default: all; synthetic 16384)")
+      ->check(sparcol::app::non_negative());
   app.add_option("--test-samples", c.test_samples,
-                 "use the first N test samples (default: all; synthetic 4096)");
+                 "use the first N test samples (default: all; synthetic 4096)")
+      ->check(sparcol::app::non_negative());
   app.add_option("--partition", c.partition, "split of the training set over ranks: iid, dirichlet, shards")
       ->capture_default_str();
   app.add_option("--dirichlet-alpha", c.dirichlet_alpha, "Dirichlet concentration (non-IID: 0.1)")
@@ -88,7 +91,8 @@ int main(int argc, char** argv) {
   app.add_flag("--layerwise", c.layerwise, "compress each tensor separately (k_l = ceil(density * n_l))");
   app.add_option("--min-compress-size", c.min_compress_size,
                  "tensors with fewer elements are all-reduced densely")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(sparcol::app::non_negative());
   app.add_option("--nan-policy", c.nan_policy, "non-finite gradient: skip the step on every rank, or stop")
       ->capture_default_str();
   app.add_option("--clip-norm", c.clip_norm,
@@ -111,9 +115,11 @@ int main(int argc, char** argv) {
   app.add_option("--gamma", c.gamma, "step schedule factor")->capture_default_str();
   app.add_option("--epochs", c.epochs, "passes over the training set (fractions allowed)")
       ->capture_default_str();
-  app.add_option("--max-steps", c.max_steps,
-                 "stop after this many steps (the schedule still spans --epochs)");
-  app.add_option("--batch", c.batch, "minibatch per rank")->capture_default_str();
+  app.add_option("--max-steps", c.max_steps, "stop after this many steps (the schedule still spans --epochs)")
+      ->check(sparcol::app::non_negative());
+  app.add_option("--batch", c.batch, "minibatch per rank")
+      ->capture_default_str()
+      ->check(sparcol::app::non_negative());
   app.add_option(
       "--preset", preset,
       "protocol preset: gmc-paper (momentum 0.9, weight decay 1e-4, cosine, batch 16, density 0.0025, "
@@ -122,15 +128,19 @@ int main(int argc, char** argv) {
   // Evaluation and outputs
   app.add_option("--eval-every", c.eval_every,
                  "evaluate on the test set every N steps (default: once per epoch; 0 = only at the end)");
-  app.add_option("--eval-batch", c.eval_batch, "evaluation batch size")->capture_default_str();
+  app.add_option("--eval-batch", c.eval_batch, "evaluation batch size")
+      ->capture_default_str()
+      ->check(sparcol::app::non_negative());
   app.add_flag("--eval-virtual", c.eval_virtual, "def-a: evaluate the virtual model x - mean_k e_k");
   app.add_option("--seed", c.seed, "seed of initialisation, partition, batches and shared random choices")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(sparcol::app::non_negative());
   app.add_option("--trace", c.trace, "HDF5 trace written by rank 0 (docs/traces.md)");
   app.add_flag("--overwrite", c.overwrite, "replace an existing --trace (without --resume)");
   app.add_option("--checkpoint", c.checkpoint_dir,
                  "checkpoint directory (shared by all ranks); a checkpoint is always written at the end");
-  app.add_option("--checkpoint-every", c.checkpoint_every, "also checkpoint every N steps");
+  app.add_option("--checkpoint-every", c.checkpoint_every, "also checkpoint every N steps")
+      ->check(sparcol::app::non_negative());
   app.add_option("--keep-checkpoints", c.keep_checkpoints, "checkpoints to keep")->capture_default_str();
   auto* resume_opt =
       app.add_option("--resume", resume,
@@ -139,7 +149,8 @@ int main(int argc, char** argv) {
           ->expected(0, 1);
   app.add_option("--save-params", c.save_params, "write the final parameters (raw float32) to this file");
   app.add_option("--progress-every", c.progress_every, "progress line every N steps (0 = none)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(sparcol::app::non_negative());
   app.add_flag("--quiet", c.quiet, "print nothing but errors and warnings");
   app.add_option(
       "--timeout", timeout_s,

@@ -69,7 +69,6 @@ void on_terminate(int sig) {
 }
 }  // namespace
 
-
 // One write per line: stderr is unbuffered, and under mpirun the lines of several ranks would
 // otherwise interleave piece by piece.
 void print_error(int rank, const std::string& message) {
@@ -117,7 +116,8 @@ int agree_on_status(comm::Backend& world, int my_status) {
     worst = std::max(worst, s);
   }
   if (worst != 0 && my_status == 0 && world.rank() == 0) {
-    print_error(world.rank(), "stopping: rank " + std::to_string(first) + " rejected its input (see its message)");
+    print_error(world.rank(),
+                "stopping: rank " + std::to_string(first) + " rejected its input (see its message)");
   }
   return worst;
 }
@@ -150,6 +150,16 @@ void install_termination_report(int rank) {
   sa.sa_handler = on_terminate;
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaction(sig, &sa, nullptr);
+}
+
+CLI::Validator non_negative() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        const auto first = value.find_first_not_of(" \t");
+        if (first != std::string::npos && value[first] == '-') return "must not be negative, got " + value;
+        return {};
+      },
+      "", "NONNEGATIVE");
 }
 
 std::string check_writable(const std::string& path) {

@@ -41,6 +41,10 @@ int guarded(int rank, bool abort_others, const std::function<int()>& body);
 // default action, so the exit status still says "killed by a signal".
 void install_termination_report(int rank);
 
+// A check for options held in unsigned integers: CLI11 would store "-1" as 2^64 - 1 without a word.
+// Rejects a leading minus sign: "--seed: must not be negative, got -1".
+CLI::Validator non_negative();
+
 // Checks that an output path can be created (its directory exists and is writable) before work
 // starts; returns an empty string or the reason it cannot.
 std::string check_writable(const std::string& path);
