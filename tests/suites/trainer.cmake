@@ -1,6 +1,7 @@
 # The trainer (sparcol/train/{trainer,trace,checkpoint}.hpp) on threads-as-ranks, and sparcol-train as
 # a user runs it under mpirun: a real Fashion-MNIST run whose trace layout is checked with h5py, a
-# run killed with SIGKILL and resumed (bitwise the same loss trace and parameters), and bad input.
+# run killed with SIGKILL and resumed (bitwise the same loss trace and parameters), runs killed at
+# random times, and bad input.
 if(TARGET sparcol_train)
   add_executable(sparcol_trainer_tests ${CMAKE_CURRENT_LIST_DIR}/../train/test_trainer.cpp)
   target_link_libraries(sparcol_trainer_tests PRIVATE sparcol_train sparcol_io GTest::gtest_main sparcol_warnings)
@@ -15,6 +16,11 @@ if(TARGET sparcol-train)
   add_test(NAME train_kill_resume_np2 COMMAND bash ${_apps}/train_kill_resume.sh ${_train} ${MPIEXEC_EXECUTABLE} 2)
   set_tests_properties(train_e2e_np2 train_kill_resume_np2 PROPERTIES LABELS "app;mpi;train" TIMEOUT 300
                        ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}" PROCESSORS 2 SKIP_RETURN_CODE 77)
+  # 20 runs killed with SIGKILL at random times (the seed is printed), each resumed and checked; label
+  # faults keeps it out of the sanitizer pass (timing under ASan would only slow it down).
+  add_test(NAME train_kill_random_np2 COMMAND bash ${_apps}/train_kill_random.sh ${_train} ${MPIEXEC_EXECUTABLE} 20)
+  set_tests_properties(train_kill_random_np2 PROPERTIES LABELS "app;mpi;train;faults" TIMEOUT 300
+                       ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}" PROCESSORS 2)
   foreach(case IN ITEMS data-missing-dir data-wrong-magic data-truncated data-wrong-count data-missing-file
                         data-garbage data-on-some-ranks trace-unwritable trace-exists save-params-unwritable
                         checkpoint-not-a-directory resume-nothing checkpoint-corrupt checkpoint-truncated
