@@ -89,9 +89,11 @@ bool parse(int argc, char** argv, Options& o) {
       o.csv = true;
       continue;
     }
+    static const char* const kWithValue[] = {"-b", "-e", "-n", "-w", "--device", "--ranks", "--density"};
+    if (std::find(std::begin(kWithValue), std::end(kWithValue), a) == std::end(kWithValue))
+      throw sparcol::Error(sparcol::ErrorCode::kInvalidArgument, -1, "unknown flag '" + a + "' (see --help)");
     if (i + 1 >= argc)
-      throw sparcol::Error(sparcol::ErrorCode::kInvalidArgument, -1,
-                           "unknown flag or missing value: '" + a + "' (see --help)");
+      throw sparcol::Error(sparcol::ErrorCode::kInvalidArgument, -1, a + " needs a value (see --help)");
     const char* v = argv[++i];
     if (a == "-b") {
       o.log2_min = static_cast<int>(parse_int(a, v, 0, 31));
@@ -112,7 +114,7 @@ bool parse(int argc, char** argv, Options& o) {
         throw sparcol::Error(sparcol::ErrorCode::kInvalidArgument, -1,
                              std::string("--density wants a number in (0, 1], got '") + v + "'");
     } else {
-      throw sparcol::Error(sparcol::ErrorCode::kInvalidArgument, -1, "unknown flag '" + a + "' (see --help)");
+      throw sparcol::Error(sparcol::ErrorCode::kInternal, -1, "flag '" + a + "' is listed but not handled");
     }
   }
   if (o.log2_min > o.log2_max)
