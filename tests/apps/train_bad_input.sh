@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# sparcol-train's bad input that needs files set up first (flag errors are table-driven in
-# tests/suites/trainer.cmake): corrupt or missing data, data present on some ranks only, outputs that
-# must not be overwritten, and checkpoints that are corrupt or belong to another run. Each case must
-# fail with a non-zero status (not a signal) and a message naming the file and rank, and must leave
-# existing checkpoints and traces byte for byte as they were.
+# sparcol-train's bad input that needs more than one command or rank to set up: data present on some
+# ranks only, a trace that must not be overwritten, and checkpoints and traces that belong to another
+# run. Each case must fail with a non-zero status (not a signal) and a message naming the file and
+# rank, and must leave existing checkpoints and traces byte for byte as they were. Bad flags, missing,
+# empty, truncated and corrupt data and checkpoint files and unwritable outputs are rows of
+# tests/apps/bad_input.table.
 # Usage: train_bad_input.sh SPARCOL_TRAIN MPIEXEC CASE
 set -uo pipefail
 bin=$1
@@ -30,50 +31,16 @@ unchanged() {
   (cd "$work" && find ck t.h5 -type f -print0 | sort -z | xargs -0 md5sum) >"$work/after.md5"
   diff "$work/before.md5" "$work/after.md5" >/dev/null || fail "existing files changed: $(diff "$work/before.md5" "$work/after.md5")"
 }
-corrupt_data() {  # corrupt_data KIND MESSAGE
-  "$py" "$here/train_make_idx.py" "$work/bad" --train 256 --test 64 --corrupt "$1" || fail "cannot generate"
-  expect "$2" "$mpiexec" -np 2 "$bin" --data "$work/bad" "${base[@]}"
-}
 
 case $case_name in
-  data-missing-dir)
-    expect "rank 1: error: $work/none/train-images-idx3-ubyte.gz: no such file" \
-      "$mpiexec" -np 2 "$bin" --data "$work/none" "${base[@]}" ;;
-  data-wrong-magic) corrupt_data magic "train-images-idx3-ubyte.gz: bad magic number 0x00000801" ;;
-  data-truncated) corrupt_data truncated "train-images-idx3-ubyte.gz: truncated" ;;
-  data-wrong-count) corrupt_data count "holds 256 images but" ;;
-  data-missing-file) corrupt_data missing "t10k-labels-idx1-ubyte.gz: no such file" ;;
-  data-garbage) corrupt_data garbage "t10k-images-idx3-ubyte.gz: bad magic number" ;;
   data-on-some-ranks)
     # MPMD: rank 0 sees the data, rank 1 does not. Rank 1 names its file; rank 0 names rank 1.
     mpmd=("$mpiexec" -np 1 "$bin" "${args[@]}" : -np 1 "$bin" --data "$work/none" "${base[@]}")
     expect "rank 1: error: $work/none/train-images-idx3-ubyte.gz: no such file" "${mpmd[@]}"
     expect "rank 0: error: stopping: rank 1 rejected its input" "${mpmd[@]}" ;;
-  trace-unwritable) expect "--trace: directory '$work/nodir' of '$work/nodir/t.h5' does not exist" "${t2[@]}" --trace "$work/nodir/t.h5" ;;
   trace-exists)
     prepare_run
     expect "--trace: '$work/t.h5' exists; pass --overwrite" "${t2[@]}" --trace "$work/t.h5"
-    unchanged ;;
-  save-params-unwritable) expect "--save-params: directory '$work/nodir'" "${t2[@]}" --save-params "$work/nodir/p.bin" ;;
-  checkpoint-not-a-directory)
-    : >"$work/file"
-    expect "--checkpoint: '$work/file' is not a directory" "${t2[@]}" --checkpoint "$work/file" ;;
-  resume-nothing)
-    mkdir -p "$work/empty"
-    expect "no checkpoint in '$work/empty'" "${t2[@]}" --checkpoint "$work/empty" --resume ;;
-  checkpoint-corrupt)
-    prepare_run
-    printf '\x42' | dd of="$work/ck/ckpt-8/rank-1.bin" bs=1 seek=200 conv=notrunc 2>/dev/null
-    (cd "$work" && find ck t.h5 -type f -print0 | sort -z | xargs -0 md5sum) >"$work/before.md5"
-    expect "rank 1: error: checkpoint '$work/ck/ckpt-8/rank-1.bin': checksum mismatch" \
-      "${t2[@]}" --trace "$work/t.h5" --checkpoint "$work/ck" --resume
-    unchanged ;;
-  checkpoint-truncated)
-    prepare_run
-    truncate -s 100 "$work/ck/ckpt-8/rank-0.bin"
-    (cd "$work" && find ck t.h5 -type f -print0 | sort -z | xargs -0 md5sum) >"$work/before.md5"
-    expect "rank 0: error: checkpoint '$work/ck/ckpt-8/rank-0.bin': truncated" \
-      "${t2[@]}" --trace "$work/t.h5" --checkpoint "$work/ck" --resume
     unchanged ;;
   checkpoint-other-config)
     prepare_run

@@ -10,6 +10,8 @@ it in a few steps. --corrupt damages the set the way the trainer's bad-input tes
   count      train labels one fewer than the images
   missing    no test labels file
   garbage    test images are not gzip and not IDX (random bytes)
+  empty      train images are an empty file
+  dims       train images are 32x32 (a consistent IDX file of the wrong dimensions)
 """
 import argparse
 import gzip
@@ -44,13 +46,13 @@ def main():
     ap.add_argument("--train", type=int, default=512)
     ap.add_argument("--test", type=int, default=128)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--corrupt", choices=["magic", "truncated", "count", "missing", "garbage"])
+    ap.add_argument("--corrupt", choices=["magic", "truncated", "count", "missing", "garbage", "empty", "dims"])
     a = ap.parse_args()
     rng = random.Random(a.seed)
     os.makedirs(a.dir, exist_ok=True)
     for split, n in (("train", a.train), ("t10k", a.test)):
         pix, lab = images(n, rng)
-        img_magic, lab_count = 0x803, n
+        img_magic, lab_count, side = 0x803, n, 28
         if split == "train" and a.corrupt == "magic":
             img_magic = 0x801
         if split == "train" and a.corrupt == "truncated":
@@ -58,10 +60,15 @@ def main():
         if split == "train" and a.corrupt == "count":
             lab_count = n - 1
             lab = lab[:-1]
+        if split == "train" and a.corrupt == "dims":
+            side = 32
+            pix = bytes(n * side * side)
         write(os.path.join(a.dir, f"{split}-images-idx3-ubyte.gz"),
-              struct.pack(">IIII", img_magic, n, 28, 28) + bytes(pix))
+              struct.pack(">IIII", img_magic, n, side, side) + bytes(pix))
         if not (split == "t10k" and a.corrupt == "missing"):
             write(os.path.join(a.dir, f"{split}-labels-idx1-ubyte.gz"), struct.pack(">II", 0x801, lab_count) + bytes(lab))
+    if a.corrupt == "empty":
+        open(os.path.join(a.dir, "train-images-idx3-ubyte.gz"), "wb").close()
     if a.corrupt == "garbage":
         with open(os.path.join(a.dir, "t10k-images-idx3-ubyte.gz"), "wb") as f:
             f.write(bytes(rng.randrange(256) for _ in range(1000)))

@@ -12,19 +12,13 @@ endif()
 # The > 2^31-element cases move tens of GB and check them on the CPU: minutes on a GPU machine.
 gtest_discover_tests(sparcol_gpu_tests PROPERTIES LABELS gpu TIMEOUT 1800)
 
-# The kernel benchmark as a user runs it: without a GPU it says so and succeeds ("skipped"); an
-# explicit device that does not exist is a clear error with the documented status, never a crash.
+# The kernel benchmark as a user runs it: without a GPU it says so and succeeds ("skipped"). An
+# explicit device that does not exist is a clear error with the documented status, never a crash
+# (tests/apps/bad_input.table).
 # (bench/ is configured after tests/, so test for the conditions that create the target, not for it.)
 if(SPARCOL_HAVE_CUDA AND SPARCOL_BUILD_BENCH)
   add_test(NAME bench_kernels_runs COMMAND sparcol-bench-kernels -b 20 -e 20 -n 2 -w 1)
   set_tests_properties(bench_kernels_runs PROPERTIES LABELS "gpu;bench" TIMEOUT 600
                        PASS_REGULAR_EXPRESSION "skipped: no CUDA device|# copy bandwidth")
-  add_test(NAME bench_kernels_bad_device
-           COMMAND ${CMAKE_CURRENT_LIST_DIR}/../apps/expect_fail.sh "device 99 does not exist"
-                   $<TARGET_FILE:sparcol-bench-kernels> --device 99)
-  set_tests_properties(bench_kernels_bad_device PROPERTIES LABELS "gpu;bench" TIMEOUT 120)
-  add_test(NAME bench_kernels_bad_flag
-           COMMAND ${CMAKE_CURRENT_LIST_DIR}/../apps/expect_fail.sh "--bogus"
-                   $<TARGET_FILE:sparcol-bench-kernels> --bogus)
-  set_tests_properties(bench_kernels_bad_flag PROPERTIES LABELS "gpu;bench" TIMEOUT 120)
+  # Bad flags and a device that does not exist: rows of tests/apps/bad_input.table.
 endif()

@@ -1,7 +1,7 @@
 # The trainer (sparcol/train/{trainer,trace,checkpoint}.hpp) on threads-as-ranks, and sparcol-train as
 # a user runs it under mpirun: a real Fashion-MNIST run whose trace layout is checked with h5py, a
 # run killed with SIGKILL and resumed (bitwise the same loss trace and parameters), runs killed at
-# random times, and bad input.
+# random times, and bad input that needs runs set up first (the rest: tests/apps/bad_input.table).
 if(TARGET sparcol_train)
   add_executable(sparcol_trainer_tests ${CMAKE_CURRENT_LIST_DIR}/../train/test_trainer.cpp)
   target_link_libraries(sparcol_trainer_tests PRIVATE sparcol_train sparcol_io GTest::gtest_main sparcol_warnings)
@@ -21,55 +21,16 @@ if(TARGET sparcol-train)
   add_test(NAME train_kill_random_np2 COMMAND bash ${_apps}/train_kill_random.sh ${_train} ${MPIEXEC_EXECUTABLE} 20)
   set_tests_properties(train_kill_random_np2 PROPERTIES LABELS "app;mpi;train;faults" TIMEOUT 300
                        ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}" PROCESSORS 2)
-  foreach(case IN ITEMS data-missing-dir data-wrong-magic data-truncated data-wrong-count data-missing-file
-                        data-garbage data-on-some-ranks trace-unwritable trace-exists save-params-unwritable
-                        checkpoint-not-a-directory resume-nothing checkpoint-corrupt checkpoint-truncated
-                        checkpoint-other-config checkpoint-other-world-size trace-other-config)
+  # Bad flags, data files, checkpoint files and outputs: rows of tests/apps/bad_input.table
+  # (tests/suites/bad_input.cmake). These cases need more than one command or rank to set up.
+  foreach(case IN ITEMS data-on-some-ranks trace-exists checkpoint-other-config checkpoint-other-world-size
+                        trace-other-config)
     add_test(NAME train_bad_${case} COMMAND bash ${_apps}/train_bad_input.sh ${_train} ${MPIEXEC_EXECUTABLE} ${case})
     # Bad input must end quickly on every rank: the timeout turns a hang into a failure.
     set_tests_properties(train_bad_${case} PROPERTIES LABELS "app;mpi;train" TIMEOUT 120
                          ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}" PROCESSORS 2)
   endforeach()
 
-  # Bad flags, one process (checked before any data is read): "expected text|arguments". No square
-  # brackets in the texts: CMake would not split the list inside them.
-  set(_train_bad_flags
-    "unknown model 'vgg'|--model vgg"
-    "--density must be in (0, 1|--density 0"
-    "--density must be in (0, 1|--density 1.5"
-    "unknown method 'adam'|--optimizer adam"
-    "unknown compressor 'zip'|--compressor zip"
-    "--lr must be > 0|--lr -1"
-    "--momentum must be in|--momentum 1"
-    "--alpha must be in|--alpha 2"
-    "--batch must be in|--batch 0"
-    "--epochs must be in (0, 1e6|--epochs 0"
-    "needs --params|--model synthetic"
-    "--params applies to --model synthetic only|--params 100"
-    "--schedule step needs --milestones|--schedule step"
-    "unknown schedule 'linear'|--schedule linear"
-    "unknown partition 'random'|--partition random"
-    "--dirichlet-alpha must be > 0|--partition dirichlet --dirichlet-alpha 0"
-    "unknown policy 'ignore'|--nan-policy ignore"
-    "unknown normalisation 'ln'|--norm ln"
-    "unknown preset 'paper'|--preset paper"
-    "--checkpoint-every needs --checkpoint DIR|--checkpoint-every 5"
-    "--resume needs a checkpoint|--resume"
-    "--eval-virtual applies to --optimizer def-a only|--eval-virtual"
-    "--timeout must be in|--timeout -1"
-    "--nope|--nope"
-    "abc|--lr abc")
-  set(_i 0)
-  foreach(case ${_train_bad_flags})
-    string(REPLACE "|" ";" parts "${case}")
-    list(GET parts 0 want)
-    list(GET parts 1 args)
-    separate_arguments(args UNIX_COMMAND "${args}")
-    add_test(NAME train_bad_flag_${_i} COMMAND ${_apps}/expect_fail.sh "${want}" ${_train} ${args})
-    set_tests_properties(train_bad_flag_${_i} PROPERTIES LABELS "app;train" TIMEOUT 60
-                         ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}")
-    math(EXPR _i "${_i} + 1")
-  endforeach()
   add_test(NAME train_help COMMAND ${_train} --help)
   set_tests_properties(train_help PROPERTIES LABELS "app;train" TIMEOUT 60
                        PASS_REGULAR_EXPRESSION "--checkpoint-every.*--resume")
