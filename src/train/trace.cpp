@@ -127,18 +127,22 @@ TraceInfo inspect_trace(const std::string& path) {
   return info;
 }
 
-struct TraceWriter::Impl {
-  // Destroyed in reverse order: datasets and groups before the file, so closing really closes.
+namespace {
+
+// One trace file opened for writing, with every column: the groups and datasets close before the
+// file (members are destroyed in reverse order), so closing really closes it.
+struct OpenTrace {
   io::File file;
   io::Group train, eval;
   std::map<std::string, io::Dataset> train_sets, eval_sets;
 
-  Impl(io::File f, io::Group t, io::Group e) : file(std::move(f)), train(std::move(t)), eval(std::move(e)) {}
-
   // 1024 rows per chunk (8 KiB): a short run's trace stays small, a long one grows in few chunks.
   static constexpr io::ExtendableOptions kColumn{0, 1024, 0};
 
-  void open_columns(bool create) {
+  OpenTrace(io::File f, bool create)
+      : file(std::move(f)),
+        train(create ? file.create_group("train") : file.open_group("train")),
+        eval(create ? file.create_group("eval") : file.open_group("eval")) {
     for (const auto& c : trace_step_columns()) {
       train_sets.emplace(c, create ? (is_int_column(c) ? train.create_extendable<std::int64_t>(c, kColumn)
                                                        : train.create_extendable<double>(c, kColumn))
@@ -150,6 +154,49 @@ struct TraceWriter::Impl {
                                   : eval.open_dataset(c));
     }
   }
+
+  // Closes the datasets and groups, then the file (reporting a failure to write it).
+  static void close(std::unique_ptr<OpenTrace> t) {
+    io::File f = std::move(t->file);
+    t.reset();
+    f.close();
+  }
+};
+
+std::string part_path(const std::string& path) {
+  return path + ".part";
+}
+
+// The file's changes are made on a copy, FILE.part, which then replaces FILE by rename: a kill at any
+// moment leaves FILE as it was before or after, never half-written (HDF5 updates each dataset's
+// size separately, so an interrupted in-place flush can leave columns of different lengths).
+void replace_with_part(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::rename(part_path(path), path, ec);
+  if (ec) {
+    std::filesystem::remove(part_path(path), ec);
+    throw Error(ErrorCode::kIo, 0,
+                "trace: cannot rename '" + part_path(path) + "' to '" + path + "': " + ec.message());
+  }
+}
+
+std::unique_ptr<OpenTrace> open_part_copy(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::copy_file(path, part_path(path), std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) {
+    throw Error(ErrorCode::kIo, 0,
+                "trace: cannot copy '" + path + "' to '" + part_path(path) + "': " + ec.message());
+  }
+  return std::make_unique<OpenTrace>(io::File(part_path(path), io::File::Mode::kReadWrite), false);
+}
+
+}  // namespace
+
+// Rows and attributes wait here until flush().
+struct TraceWriter::Impl {
+  std::vector<TraceStepRow> rows;
+  std::vector<TraceEvalRow> evals;
+  std::vector<TraceAttribute> attributes;
 };
 
 TraceWriter::TraceWriter(std::unique_ptr<Impl> impl, std::string path)
@@ -159,43 +206,25 @@ TraceWriter& TraceWriter::operator=(TraceWriter&&) noexcept = default;
 TraceWriter::~TraceWriter() = default;
 
 TraceWriter TraceWriter::create(const std::string& path, const std::vector<TraceAttribute>& attributes) {
-  // Built complete under a temporary name, closed and renamed into place: a kill at any moment leaves
-  // the previous file (or none) or the new empty trace, never a file HDF5 cannot open.
-  const std::string part = path + ".part";
   {
-    io::File f(part, io::File::Mode::kCreate);
+    io::File f(part_path(path), io::File::Mode::kCreate);
     for (const auto& a : attributes) set_attr(f, a);
-    auto train = f.create_group("train");
-    auto eval = f.create_group("eval");
-    auto impl = std::make_unique<Impl>(std::move(f), std::move(train), std::move(eval));
-    impl->open_columns(true);
-    TraceWriter(std::move(impl), part).close();
+    OpenTrace::close(std::make_unique<OpenTrace>(std::move(f), true));
   }
-  std::error_code ec;
-  std::filesystem::rename(part, path, ec);
-  if (ec) {
-    std::filesystem::remove(part, ec);
-    throw Error(ErrorCode::kIo, 0, "trace: cannot rename '" + part + "' to '" + path + "': " + ec.message());
-  }
-  io::File f(path, io::File::Mode::kReadWrite);
-  auto train = f.open_group("train");
-  auto eval = f.open_group("eval");
-  auto impl = std::make_unique<Impl>(std::move(f), std::move(train), std::move(eval));
-  impl->open_columns(false);
-  return TraceWriter(std::move(impl), path);
+  replace_with_part(path);
+  return TraceWriter(std::make_unique<Impl>(), path);
 }
 
 TraceWriter TraceWriter::resume(const std::string& path, const std::string& config, std::int64_t step) {
-  io::File f(path, io::File::Mode::kReadWrite);
-  const std::string stored = f.has_attr("config") ? f.attr_string("config") : std::string();
-  const std::string diff = config_difference(stored, config);
-  SPARCOL_CHECK_ARG(diff.empty(), -1,
-                    "trace '" + path + "' was written by another configuration (" + diff +
-                        " in this run); use another --trace, or --overwrite to start it afresh");
-  auto train = f.open_group("train");
-  auto eval = f.open_group("eval");
-  auto impl = std::make_unique<Impl>(std::move(f), std::move(train), std::move(eval));
-  impl->open_columns(false);
+  {
+    io::File f(path, io::File::Mode::kReadOnly);
+    const std::string stored = f.has_attr("config") ? f.attr_string("config") : std::string();
+    const std::string diff = config_difference(stored, config);
+    SPARCOL_CHECK_ARG(diff.empty(), -1,
+                      "trace '" + path + "' was written by another configuration (" + diff +
+                          " in this run); use another --trace, or --overwrite to start it afresh");
+  }
+  auto t = open_part_copy(path);
   // Keep the rows with step <= `step`: steps are increasing, so that is a prefix of each group.
   auto keep = [&](std::map<std::string, io::Dataset>& sets) {
     const auto steps = sets.at("step").read<std::int64_t>();
@@ -205,56 +234,67 @@ TraceWriter TraceWriter::resume(const std::string& path, const std::string& conf
       if (d.rows() != n) d.resize(n);
     }
   };
-  keep(impl->train_sets);
-  keep(impl->eval_sets);
-  impl->file.flush();
-  return TraceWriter(std::move(impl), path);
+  keep(t->train_sets);
+  keep(t->eval_sets);
+  OpenTrace::close(std::move(t));
+  replace_with_part(path);
+  return TraceWriter(std::make_unique<Impl>(), path);
 }
 
 void TraceWriter::append(std::span<const TraceStepRow> rows) {
-  if (rows.empty()) return;
   SPARCOL_CHECK(impl_ != nullptr, ErrorCode::kInternal, 0, "trace '" + path_ + "' is closed");
-  std::vector<double> col(rows.size());
-  std::vector<std::int64_t> icol(rows.size());
-  for (auto& [name, d] : impl_->train_sets) {
-    if (is_int_column(name)) {
-      for (std::size_t i = 0; i < rows.size(); ++i) icol[i] = name == "step" ? rows[i].step : rows[i].skipped;
-      d.append<std::int64_t>(icol);
-    } else {
-      for (std::size_t i = 0; i < rows.size(); ++i) col[i] = step_value(rows[i], name);
-      d.append<double>(col);
-    }
-  }
+  impl_->rows.insert(impl_->rows.end(), rows.begin(), rows.end());
 }
 
 void TraceWriter::append(const TraceEvalRow& row) {
   SPARCOL_CHECK(impl_ != nullptr, ErrorCode::kInternal, 0, "trace '" + path_ + "' is closed");
-  for (auto& [name, d] : impl_->eval_sets) {
-    if (is_int_column(name)) {
-      d.append<std::int64_t>(std::vector<std::int64_t>{row.step});
-    } else {
-      d.append<double>(std::vector<double>{eval_value(row, name)});
-    }
-  }
+  impl_->evals.push_back(row);
 }
 
 void TraceWriter::set_attribute(const TraceAttribute& attribute) {
   SPARCOL_CHECK(impl_ != nullptr, ErrorCode::kInternal, 0, "trace '" + path_ + "' is closed");
-  set_attr(impl_->file, attribute);
+  impl_->attributes.push_back(attribute);
 }
 
 void TraceWriter::flush() {
-  if (impl_) impl_->file.flush();
+  if (!impl_ || (impl_->rows.empty() && impl_->evals.empty() && impl_->attributes.empty())) return;
+  auto t = open_part_copy(path_);
+  const auto& rows = impl_->rows;
+  if (!rows.empty()) {
+    std::vector<double> col(rows.size());
+    std::vector<std::int64_t> icol(rows.size());
+    for (auto& [name, d] : t->train_sets) {
+      if (is_int_column(name)) {
+        for (std::size_t i = 0; i < rows.size(); ++i)
+          icol[i] = name == "step" ? rows[i].step : rows[i].skipped;
+        d.append<std::int64_t>(icol);
+      } else {
+        for (std::size_t i = 0; i < rows.size(); ++i) col[i] = step_value(rows[i], name);
+        d.append<double>(col);
+      }
+    }
+  }
+  for (const auto& row : impl_->evals) {
+    for (auto& [name, d] : t->eval_sets) {
+      if (is_int_column(name)) {
+        d.append<std::int64_t>(std::vector<std::int64_t>{row.step});
+      } else {
+        d.append<double>(std::vector<double>{eval_value(row, name)});
+      }
+    }
+  }
+  for (const auto& a : impl_->attributes) set_attr(t->file, a);
+  OpenTrace::close(std::move(t));
+  replace_with_part(path_);
+  impl_->rows.clear();
+  impl_->evals.clear();
+  impl_->attributes.clear();
 }
 
 void TraceWriter::close() {
   if (!impl_) return;
-  impl_->file.flush();
-  impl_->train_sets.clear();
-  impl_->eval_sets.clear();
-  io::File file = std::move(impl_->file);
-  impl_.reset();  // closes the groups: the file must be the last object open in it
-  file.close();
+  flush();
+  impl_.reset();
 }
 
 }  // namespace sparcol::train

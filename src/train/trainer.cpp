@@ -529,12 +529,10 @@ void Trainer::checkpoint(std::uint64_t completed) {
   if (s.rank == 0) {
     const std::string staging = begin_checkpoint(dir, completed);
     if (s.trace) {
-      // The copy lets a resume restore a trace damaged by a kill during a later append. Close, copy,
-      // reopen: the file on disk is then certainly complete.
-      s.trace->close();
+      // The copy lets a resume restore a trace that was lost or damaged after this checkpoint. After
+      // a flush the file on disk is complete (TraceWriter replaces it whole).
+      s.trace->flush();
       copy_file_durably(config_.trace, (fs::path(staging) / "trace.h5").string(), 0);
-      s.trace = std::make_unique<TraceWriter>(
-          TraceWriter::resume(config_.trace, config_text_, static_cast<std::int64_t>(completed)));
     }
   }
   backend_.barrier();  // the staging directory exists

@@ -74,6 +74,10 @@ struct TraceInfo {
 };
 TraceInfo inspect_trace(const std::string& path);
 
+// Writes a trace so that the file at its path is always complete: the file is not kept open; rows
+// and attributes wait in memory until flush(), which applies them to a copy (path + ".part") and
+// renames the copy over the file. A kill at any moment leaves the file as of the last flush (and
+// perhaps a stale ".part", which the next flush replaces). create() and resume() do the same.
 class TraceWriter {
  public:
   // A new trace at path (an existing file is replaced: the caller checks --overwrite first), with
@@ -91,7 +95,8 @@ class TraceWriter {
   void append(std::span<const TraceStepRow> rows);
   void append(const TraceEvalRow& row);
   void set_attribute(const TraceAttribute& attribute);
-  // Writes everything appended so far to disk.
+  // Writes everything appended so far to the file, replacing it whole (see above); nothing to write,
+  // nothing done.
   void flush();
   // Flushes and closes (a closed writer can only be destroyed or reopened by resume()).
   void close();
