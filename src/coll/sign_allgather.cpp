@@ -45,8 +45,8 @@ void SignAllgather::run(std::span<const std::uint32_t> bits_in, float scale_in, 
 void SignAllgather::run_agreed(std::span<const std::uint32_t> bits_in, float scale_in) {
   const int me = backend_.rank(), n = backend_.size();
   SPARCOL_CHECK_ARG(bits_in.size() == words_, me,
-                    "sign_allgather: " + std::to_string(bits_in.size()) + " words given for " + std::to_string(n_) +
-                        " elements (expected " + std::to_string(words_) + ")");
+                    "sign_allgather: " + std::to_string(bits_in.size()) + " words given for " +
+                        std::to_string(n_) + " elements (expected " + std::to_string(words_) + ")");
   if (exec_ != nullptr) {
     run_exec(bits_in, scale_in);
     return;
@@ -60,7 +60,8 @@ void SignAllgather::run_agreed(std::span<const std::uint32_t> bits_in, float sca
   for (int s = 0; s < n - 1; ++s) {
     const int send_blk = ((me - s) % n + n) % n, recv_blk = ((me - s - 1) % n + n) % n;
     comm::Request reqs[2] = {
-        backend_.irecv(buffer_.data() + static_cast<std::size_t>(recv_blk) * block_words(), bytes, left, comm::kTagSign),
+        backend_.irecv(buffer_.data() + static_cast<std::size_t>(recv_blk) * block_words(), bytes, left,
+                       comm::kTagSign),
         backend_.isend(buffer_.data() + static_cast<std::size_t>(send_blk) * block_words(), bytes, right,
                        comm::kTagSign)};
     backend_.wait_all(reqs);
@@ -94,7 +95,8 @@ void SignAllgather::run_exec(std::span<const std::uint32_t> bits_in, float scale
 
 void SignAllgather::mean_into(std::span<float> out) const {
   if (exec_ != nullptr) {
-    device::dispatch::sign_decode_mean(*exec_, d_words_.data(), d_scales_.data(), backend_.size(), n_, out.data());
+    device::dispatch::sign_decode_mean(*exec_, d_words_.data(), d_scales_.data(), backend_.size(), n_,
+                                       out.data());
     exec_->synchronize();
     return;
   }

@@ -14,8 +14,9 @@ Backend::Backend() {
   if (const char* t = std::getenv("SPARCOL_TIMEOUT_S"); t != nullptr && *t != '\0') {
     char* end = nullptr;
     const double seconds = std::strtod(t, &end);
-    SPARCOL_CHECK_ARG(end != t && *end == '\0' && seconds >= 0, -1,
-                      std::string("SPARCOL_TIMEOUT_S must be a non-negative number of seconds, got '") + t + "'");
+    SPARCOL_CHECK_ARG(
+        end != t && *end == '\0' && seconds >= 0, -1,
+        std::string("SPARCOL_TIMEOUT_S must be a non-negative number of seconds, got '") + t + "'");
     timeout_ = std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0));
   }
   if (const char* c = std::getenv("SPARCOL_CHECK_COLLECTIVES"); c != nullptr && std::string(c) == "0") {
@@ -35,20 +36,27 @@ Activity& current_activity() {
 
 const char* tag_name(int tag) {
   switch (tag) {
-    case kTagFingerprint: return "collective fingerprint exchange";
-    case kTagRing: return "ring all-reduce";
-    case kTagAllgather: return "all-gather";
-    case kTagSparse: return "sparse all-gather";
-    case kTagBarrier: return "barrier";
-    case kTagReduceRef: return "reference all-reduce";
-    case kTagBroadcast: return "broadcast";
-    case kTagSign: return "sign all-gather";
+    case kTagFingerprint:
+      return "collective fingerprint exchange";
+    case kTagRing:
+      return "ring all-reduce";
+    case kTagAllgather:
+      return "all-gather";
+    case kTagSparse:
+      return "sparse all-gather";
+    case kTagBarrier:
+      return "barrier";
+    case kTagReduceRef:
+      return "reference all-reduce";
+    case kTagBroadcast:
+      return "broadcast";
+    case kTagSign:
+      return "sign all-gather";
     default:
       if (tag >= kTagCallFirst) return "collective data exchange";
       return tag >= 0 ? "point-to-point message" : "no communication";
   }
 }
-
 
 std::string describe_tag(int tag) {
   if (tag >= 0 && tag <= kMaxUserTag) return "user message (tag " + std::to_string(tag) + ")";
@@ -74,7 +82,8 @@ void Backend::barrier() {
   const int n = size(), r = rank();
   char token = 0, got = 0;
   for (int dist = 1; dist < n; dist *= 2) {
-    Request reqs[2] = {irecv(&got, 1, (r - dist + n) % n, kTagBarrier), isend(&token, 1, (r + dist) % n, kTagBarrier)};
+    Request reqs[2] = {irecv(&got, 1, (r - dist + n) % n, kTagBarrier),
+                       isend(&token, 1, (r + dist) % n, kTagBarrier)};
     const auto until = deadline();
     for (auto& q : reqs) {
       ActivityScope scope(kTagBarrier, q.impl()->info.peer);

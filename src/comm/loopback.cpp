@@ -117,7 +117,9 @@ LoopbackWorld::LoopbackWorld(int size) : size_(size) {
 
 LoopbackWorld::~LoopbackWorld() = default;
 
-std::shared_ptr<LoopbackWorld> LoopbackWorld::create(int size) { return std::make_shared<LoopbackWorld>(size); }
+std::shared_ptr<LoopbackWorld> LoopbackWorld::create(int size) {
+  return std::make_shared<LoopbackWorld>(size);
+}
 
 void LoopbackWorld::abort(int failed_rank, const std::string& why) {
   {
@@ -177,7 +179,9 @@ LoopbackBackend::LoopbackBackend(std::shared_ptr<LoopbackWorld> world, int rank)
                     "loopback rank out of range [0, " + std::to_string(world_->size()) + ")");
 }
 
-int LoopbackBackend::size() const { return world_->size(); }
+int LoopbackBackend::size() const {
+  return world_->size();
+}
 
 void LoopbackBackend::check_peer(int peer, const char* op) const {
   SPARCOL_CHECK_ARG(peer >= 0 && peer < size(), rank_,
@@ -228,13 +232,15 @@ void LoopbackBackend::barrier() {
     std::lock_guard alock(s.abort_mu);
     return s.aborted;
   };
-  const bool done = s.barrier_cv.wait_until(lock, deadline(), [&] { return s.barrier_generation != gen || is_aborted(); });
+  const bool done =
+      s.barrier_cv.wait_until(lock, deadline(), [&] { return s.barrier_generation != gen || is_aborted(); });
   if (s.barrier_generation != gen) return;
   if (is_aborted()) throw_aborted(s, rank_);
   if (!done) {
     throw Error(ErrorCode::kTimeout, rank_,
                 "timed out in barrier on backend loopback: " + std::to_string(s.barrier_count) + " of " +
-                    std::to_string(size()) + " ranks arrived; the others are stuck or calling a different operation");
+                    std::to_string(size()) +
+                    " ranks arrived; the others are stuck or calling a different operation");
   }
 }
 
@@ -265,7 +271,9 @@ void LoopbackBackend::allgatherv(const void* send, void* recv, std::span<const s
                     "allgatherv: recv_bytes has " + std::to_string(recv_bytes.size()) + " entries for " +
                         std::to_string(n) + " ranks");
   std::vector<std::size_t> offset(static_cast<std::size_t>(n) + 1, 0);
-  for (int r = 0; r < n; ++r) offset[static_cast<std::size_t>(r) + 1] = offset[static_cast<std::size_t>(r)] + recv_bytes[static_cast<std::size_t>(r)];
+  for (int r = 0; r < n; ++r)
+    offset[static_cast<std::size_t>(r) + 1] =
+        offset[static_cast<std::size_t>(r)] + recv_bytes[static_cast<std::size_t>(r)];
   auto* out = static_cast<std::byte*>(recv);
   const std::size_t mine = recv_bytes[static_cast<std::size_t>(rank_)];
   if (mine != 0) std::memmove(out + offset[static_cast<std::size_t>(rank_)], send, mine);
@@ -274,7 +282,8 @@ void LoopbackBackend::allgatherv(const void* send, void* recv, std::span<const s
   for (int r = 0; r < n; ++r) {
     if (r == rank_) continue;
     reqs.push_back(isend(send, mine, r, kTagAllgather));
-    reqs.push_back(irecv(out + offset[static_cast<std::size_t>(r)], recv_bytes[static_cast<std::size_t>(r)], r, kTagAllgather));
+    reqs.push_back(irecv(out + offset[static_cast<std::size_t>(r)], recv_bytes[static_cast<std::size_t>(r)],
+                         r, kTagAllgather));
   }
   wait_all(reqs);
 }

@@ -4,13 +4,13 @@
 
 #include <tuple>
 
+#include <cmath>
+#include <limits>
 #include "../common/coll_checks.hpp"
 #include "sparcol/coll/rbgs_allreduce.hpp"
 #include "sparcol/coll/ring_allreduce.hpp"
 #include "sparcol/coll/sparse_allgather.hpp"
 #include "sparcol/comm/loopback.hpp"
-#include <cmath>
-#include <limits>
 #include "sparcol/core/error.hpp"
 
 using sparcol::comm::Backend;
@@ -39,7 +39,8 @@ class LoopbackColl : public ::testing::TestWithParam<std::tuple<int, std::size_t
 TEST_P(LoopbackColl, RingAllreduce) {
   const int ranks = std::get<0>(GetParam());
   const std::size_t count = std::get<1>(GetParam());
-  const auto res = run_all(ranks, [&](Backend& b) { return sparcol::test::check_ring_allreduce(b, count, kSeed); });
+  const auto res =
+      run_all(ranks, [&](Backend& b) { return sparcol::test::check_ring_allreduce(b, count, kSeed); });
   EXPECT_EQ(res.wrong, 0u) << res.first << seed_note();
 }
 
@@ -48,8 +49,8 @@ TEST_P(LoopbackColl, RbgsAllreduce) {
   const std::size_t count = std::get<1>(GetParam());
   // k = 0, k = n, a wrapping block of half the vector, and a 1% block.
   for (std::size_t k : sparcol::test::rbgs_ks(count)) {
-    const auto res =
-        run_all(ranks, [&](Backend& b) { return sparcol::test::check_rbgs_allreduce(b, count, k, kSeed, true); });
+    const auto res = run_all(
+        ranks, [&](Backend& b) { return sparcol::test::check_rbgs_allreduce(b, count, k, kSeed, true); });
     EXPECT_EQ(res.wrong, 0u) << "k=" << k << ": " << res.first << seed_note();
   }
 }
@@ -58,8 +59,8 @@ TEST_P(LoopbackColl, SparseAllgather) {
   const int ranks = std::get<0>(GetParam());
   const std::size_t count = std::get<1>(GetParam());
   for (std::size_t max_k : sparcol::test::sparse_ks(count)) {
-    const auto res =
-        run_all(ranks, [&](Backend& b) { return sparcol::test::check_sparse_allgather(b, count, max_k, kSeed); });
+    const auto res = run_all(
+        ranks, [&](Backend& b) { return sparcol::test::check_sparse_allgather(b, count, max_k, kSeed); });
     EXPECT_EQ(res.wrong, 0u) << "max_k=" << max_k << ": " << res.first << seed_note();
   }
 }
@@ -73,13 +74,13 @@ INSTANTIATE_TEST_SUITE_P(Sweep, LoopbackColl,
                                   std::to_string(std::get<1>(p.param));
                          });
 
-INSTANTIATE_TEST_SUITE_P(Large, LoopbackColl,
-                         ::testing::Combine(::testing::Values(1, 3, 8),
-                                            ::testing::ValuesIn(sparcol::test::sized({std::size_t{1} << 24}))),
-                         [](const auto& p) {
-                           return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" +
-                                  std::to_string(std::get<1>(p.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Large, LoopbackColl,
+    ::testing::Combine(::testing::Values(1, 3, 8),
+                       ::testing::ValuesIn(sparcol::test::sized({std::size_t{1} << 24}))),
+    [](const auto& p) {
+      return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" + std::to_string(std::get<1>(p.param));
+    });
 
 // ---- Failure behaviour -------------------------------------------------------------------------
 

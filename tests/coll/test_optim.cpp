@@ -3,11 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <random>
-#include <cstring>
 
 #include "sparcol/coll/sign_allgather.hpp"
 #include "sparcol/comm/loopback.hpp"
@@ -39,15 +39,15 @@ OptimConfig config(const std::string& method, const std::string& compressor, dou
 using GradFn = std::function<Vec(int rank, std::uint64_t t, std::span<const float> z)>;
 
 struct RunResult {
-  std::vector<Vec> x;                                   // per rank
-  std::vector<std::map<std::string, Vec>> state;        // per rank
-  std::vector<std::vector<Vec>> points;                 // per rank, per step: gradient point
-  std::vector<sparcol::optim::CommStats> comm;          // rank 0, per step
-  std::vector<std::uint64_t> skipped;                   // per rank
+  std::vector<Vec> x;                             // per rank
+  std::vector<std::map<std::string, Vec>> state;  // per rank
+  std::vector<std::vector<Vec>> points;           // per rank, per step: gradient point
+  std::vector<sparcol::optim::CommStats> comm;    // rank 0, per step
+  std::vector<std::uint64_t> skipped;             // per rank
 };
 
-RunResult run(const OptimConfig& cfg, int K, const Layout& layout, int steps, const GradFn& grad, double lr = 0.5,
-              int omit_step = -1) {
+RunResult run(const OptimConfig& cfg, int K, const Layout& layout, int steps, const GradFn& grad,
+              double lr = 0.5, int omit_step = -1) {
   RunResult res;
   res.x.resize(static_cast<std::size_t>(K));
   res.state.resize(static_cast<std::size_t>(K));
@@ -200,7 +200,8 @@ TEST(OptimDegenerate, NoCompressionEqualsDmsgd) {
   auto dsgd = config("dmsgd", "none", 1.0);
   dsgd.momentum = 0;
   const auto plain = run(dsgd, K, Layout::flat(d), steps, grad).x[0];
-  expect_close(run(config("dgc-mfm", "none", 1.0), K, Layout::flat(d), steps, grad).x[0], plain, 1e-5, "dgc-mfm");
+  expect_close(run(config("dgc-mfm", "none", 1.0), K, Layout::flat(d), steps, grad).x[0], plain, 1e-5,
+               "dgc-mfm");
 }
 
 TEST(OptimIdentity, DgcEqualsEfSgdmAtConstantLr) {
@@ -253,7 +254,8 @@ TEST(OptimIdentity, GmcVirtualSequenceIsHeavyBall) {
 TEST(OptimExchange, ErrorFeedbackConservation) {
   const std::uint64_t d = 301;
   const int K = 3;
-  for (const std::string comp : {"none", "topk", "topk-sampled", "randk", "randk-shared", "rbgs", "sign", "sidco"}) {
+  for (const std::string comp :
+       {"none", "topk", "topk-sampled", "randk", "randk-shared", "rbgs", "sign", "sidco"}) {
     for (bool layerwise : {false, true}) {
       Layout layout{{{"a", 0, 200, 2}, {"b", 200, 1, 1}, {"c", 201, 100, 2}}};
       std::vector<Vec> before(K), after(K), aggs(K);
@@ -278,7 +280,8 @@ TEST(OptimExchange, ErrorFeedbackConservation) {
           mean_after += after[r][i] / K;
           EXPECT_EQ(aggs[r][i], aggs[0][i]) << comp << ": aggregate differs across ranks at " << i;
         }
-        EXPECT_NEAR(mean_before, aggs[0][i] + mean_after, 1e-5) << comp << " layerwise=" << layerwise << " i=" << i;
+        EXPECT_NEAR(mean_before, aggs[0][i] + mean_after, 1e-5)
+            << comp << " layerwise=" << layerwise << " i=" << i;
       }
     }
   }
@@ -313,7 +316,7 @@ TEST(OptimExchange, TopkAccountingMatchesSpec) {
     EXPECT_LE(st.elements_down, 80.0);
     EXPECT_EQ(st.bytes_up, 80u);
     EXPECT_DOUBLE_EQ(st.dense_elements, 5.0 * 1000);
-    EXPECT_GE(st.rcc(), 2 * 0.01);                // 2 rho <= RCC <= 4 K rho / (K+1)
+    EXPECT_GE(st.rcc(), 2 * 0.01);  // 2 rho <= RCC <= 4 K rho / (K+1)
     EXPECT_LE(st.rcc(), 4.0 * K * 0.01 / (K + 1) + 1e-12);
   }
 }
@@ -332,7 +335,8 @@ TEST(OptimExchange, ExcludedSmallTensorsAreDenseAndExact) {
     ASSERT_FALSE(ex.begin(0, false).skip);
     ex.finish(v, agg);
     for (std::size_t i = 100; i < 103; ++i) {
-      EXPECT_FLOAT_EQ(agg[i], 2.0f * static_cast<float>(i % 7)) << "dense bias entry " << i;  // mean of 1,2,3 x
+      EXPECT_FLOAT_EQ(agg[i], 2.0f * static_cast<float>(i % 7))
+          << "dense bias entry " << i;  // mean of 1,2,3 x
       EXPECT_EQ(v[i], 0.0f);
     }
     EXPECT_EQ(ex.groups(), 1);
@@ -347,12 +351,11 @@ TEST(OptimReplicas, BitwiseIdenticalAcrossRanks) {
     for (const char* comp : {"topk", "rbgs", "sign", "topk-sampled"}) {
       auto cfg = config(m, comp, 0.05);
       cfg.weight_decay = 1e-3;
-      auto r = run(cfg, 3, Layout::flat(d), 6,
-                   [&](int rank, std::uint64_t t, std::span<const float> z) {
-                     Vec g = random_grad(rank, t, d, 4);
-                     for (std::size_t i = 0; i < g.size(); ++i) g[i] += 0.1f * z[i];
-                     return g;
-                   });
+      auto r = run(cfg, 3, Layout::flat(d), 6, [&](int rank, std::uint64_t t, std::span<const float> z) {
+        Vec g = random_grad(rank, t, d, 4);
+        for (std::size_t i = 0; i < g.size(); ++i) g[i] += 0.1f * z[i];
+        return g;
+      });
       for (int k = 1; k < 3; ++k)
         EXPECT_EQ(0, std::memcmp(r.x[k].data(), r.x[0].data(), d * sizeof(float))) << m << " " << comp;
     }
@@ -488,8 +491,9 @@ TEST(OptimDegenerateInput, EmptyZeroAndFullDensity) {
                     [](int, std::uint64_t, std::span<const float>) { return Vec(50, 0.0f); });
       for (float v : rz.x[0]) EXPECT_EQ(v, 0.0f) << m << " " << comp;
       // Density 1 (k = d) with equal magnitudes everywhere (all ties).
-      auto rt = run(config(m, comp, 1.0), 2, Layout::flat(16), 3,
-                    [](int r, std::uint64_t, std::span<const float>) { return Vec(16, r == 0 ? 1.0f : -1.0f); });
+      auto rt =
+          run(config(m, comp, 1.0), 2, Layout::flat(16), 3,
+              [](int r, std::uint64_t, std::span<const float>) { return Vec(16, r == 0 ? 1.0f : -1.0f); });
       for (float v : rt.x[0]) EXPECT_TRUE(std::isfinite(v)) << m << " " << comp;
       EXPECT_EQ(rt.x[0], rt.x[1]) << m << " " << comp;
     }
@@ -503,7 +507,8 @@ TEST(OptimMismatch, DifferentDensitiesOrSeedsOrStepsAreNamed) {
     const char* needle;
   };
   const std::vector<Case> cases{
-      {"density", [](int r, OptimConfig& c, std::uint64_t&) { c.exchange.compressor.density = r == 2 ? 0.2 : 0.1; },
+      {"density",
+       [](int r, OptimConfig& c, std::uint64_t&) { c.exchange.compressor.density = r == 2 ? 0.2 : 0.1; },
        "optimizer_exchange"},
       {"seed", [](int r, OptimConfig& c, std::uint64_t&) { c.exchange.seed = r == 2 ? 99 : 11; }, "seed=99"},
       {"step", [](int r, OptimConfig&, std::uint64_t& t) { t = r == 2 ? 5 : 4; }, "step=5"},

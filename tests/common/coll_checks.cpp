@@ -35,8 +35,8 @@ void check_identical(comm::Backend& b, const float* v, std::size_t n, const char
   b.allgatherv(&mine, all.data(), bytes);
   for (int r = 0; r < b.size(); ++r) {
     if (all[static_cast<std::size_t>(r)] != mine)
-      res.fail(std::string(op) + ": result on rank " + std::to_string(b.rank()) + " differs bitwise from rank " +
-               std::to_string(r));
+      res.fail(std::string(op) + ": result on rank " + std::to_string(b.rank()) +
+               " differs bitwise from rank " + std::to_string(r));
   }
 }
 
@@ -44,7 +44,8 @@ void check_identical(comm::Backend& b, const float* v, std::size_t n, const char
 
 float input_value(std::uint64_t seed, int rank, std::uint64_t i) {
   // Cheap integer hash: fast enough for 2^24 elements times 8 ranks.
-  std::uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ (seed + static_cast<std::uint64_t>(rank) * 0xBF58476D1CE4E5B9ull);
+  std::uint64_t x =
+      (i + 1) * 0x9E3779B97F4A7C15ull ^ (seed + static_cast<std::uint64_t>(rank) * 0xBF58476D1CE4E5B9ull);
   x ^= x >> 31;
   x *= 0x94D049BB133111EBull;
   x ^= x >> 29;
@@ -69,7 +70,8 @@ CheckResult check_ring_allreduce(comm::Backend& b, std::size_t count, std::uint6
   return res;
 }
 
-CheckResult check_rbgs_allreduce(comm::Backend& b, std::size_t n, std::size_t k, std::uint64_t seed, bool want_wrap) {
+CheckResult check_rbgs_allreduce(comm::Backend& b, std::size_t n, std::size_t k, std::uint64_t seed,
+                                 bool want_wrap) {
   CheckResult res;
   const int K = b.size(), me = b.rank();
   std::uint64_t step = 0;
@@ -104,9 +106,12 @@ CheckResult check_rbgs_allreduce(comm::Backend& b, std::size_t n, std::size_t k,
       for (int r = 0; r < K; ++r) want += input_value(seed, r, i);
     }
     if (data[i] != want) res.fail(where("rbgs_allreduce", me, i, data[i], want));
-    if (data[i] != plain[i]) res.fail(where("rbgs_allreduce vs plain allreduce of the block", me, i, data[i], plain[i]));
+    if (data[i] != plain[i])
+      res.fail(where("rbgs_allreduce vs plain allreduce of the block", me, i, data[i], plain[i]));
   }
-  if (in_block != k) res.fail("rbgs: block covers " + std::to_string(in_block) + " positions, expected k = " + std::to_string(k));
+  if (in_block != k)
+    res.fail("rbgs: block covers " + std::to_string(in_block) +
+             " positions, expected k = " + std::to_string(k));
   std::vector<float> block_only(k);
   coll::rbgs_pack(data.data(), blk, block_only.data());
   check_identical(b, block_only.data(), k, "rbgs_allreduce", res);
@@ -115,8 +120,8 @@ CheckResult check_rbgs_allreduce(comm::Backend& b, std::size_t n, std::size_t k,
 
 namespace {
 // The pairs rank r contributes in check_sparse_allgather.
-void sparse_pairs(std::uint64_t seed, int rank, int size, std::uint64_t n, std::size_t max_k, std::vector<Index>& idx,
-                  std::vector<float>& val) {
+void sparse_pairs(std::uint64_t seed, int rank, int size, std::uint64_t n, std::size_t max_k,
+                  std::vector<Index>& idx, std::vector<float>& val) {
   CounterRng rng(seed, kStreamUser, static_cast<std::uint32_t>(rank));
   std::size_t k = static_cast<std::size_t>(rng.below(max_k + 1));
   if (size > 1 && rank == 1) k = 0;  // an empty rank
@@ -161,8 +166,8 @@ CheckResult check_sparse_allgather(comm::Backend& b, std::uint64_t n, std::size_
     }
     for (std::size_t i = 0; i < ri.size(); ++i) {
       if (sag.indices(r)[i] != ri[i] || sag.values(r)[i] != rv[i])
-        res.fail("sparse_allgather: pair " + std::to_string(i) + " from rank " + std::to_string(r) + " differs on rank " +
-                 std::to_string(me));
+        res.fail("sparse_allgather: pair " + std::to_string(i) + " from rank " + std::to_string(r) +
+                 " differs on rank " + std::to_string(me));
       want[ri[i]] += rv[i];
     }
   }
@@ -184,9 +189,10 @@ CheckResult check_sparse_allgather(comm::Backend& b, std::uint64_t n, std::size_
     const std::size_t kr = bytes[static_cast<std::size_t>(r)] / kPairBytes;
     if (sag.count(r) == kr && kr > 0) {
       if (std::memcmp(gathered.data() + off, sag.indices(r).data(), kr * sizeof(Index)) != 0 ||
-          std::memcmp(gathered.data() + off + kr * sizeof(Index), sag.values(r).data(), kr * sizeof(float)) != 0)
-        res.fail("sparse_allgather: block of rank " + std::to_string(r) + " differs from MPI_Allgatherv on rank " +
-                 std::to_string(me));
+          std::memcmp(gathered.data() + off + kr * sizeof(Index), sag.values(r).data(), kr * sizeof(float)) !=
+              0)
+        res.fail("sparse_allgather: block of rank " + std::to_string(r) +
+                 " differs from MPI_Allgatherv on rank " + std::to_string(me));
     }
     off += bytes[static_cast<std::size_t>(r)];
   }
@@ -222,7 +228,8 @@ std::vector<std::size_t> sized(std::vector<std::size_t> sizes) {
 }
 
 std::uint64_t test_seed() {
-  if (const char* s = std::getenv("SPARCOL_TEST_SEED"); s != nullptr && *s != '\0') return std::strtoull(s, nullptr, 0);
+  if (const char* s = std::getenv("SPARCOL_TEST_SEED"); s != nullptr && *s != '\0')
+    return std::strtoull(s, nullptr, 0);
   std::random_device rd;
   return (static_cast<std::uint64_t>(rd()) << 32) | rd();
 }

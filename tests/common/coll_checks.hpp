@@ -33,7 +33,8 @@ float input_value(std::uint64_t seed, int rank, std::uint64_t i);
 
 CheckResult check_ring_allreduce(comm::Backend& b, std::size_t count, std::uint64_t seed);
 // Uses a step for which the block wraps around the end of the vector when `want_wrap` and 0 < k < n.
-CheckResult check_rbgs_allreduce(comm::Backend& b, std::size_t n, std::size_t k, std::uint64_t seed, bool want_wrap);
+CheckResult check_rbgs_allreduce(comm::Backend& b, std::size_t n, std::size_t k, std::uint64_t seed,
+                                 bool want_wrap);
 // Each rank contributes a seeded number of pairs in [0, max_k] (rank 1 always contributes none when
 // size > 1), with indices drawn from a small range so duplicates across and within ranks occur.
 CheckResult check_sparse_allgather(comm::Backend& b, std::uint64_t n, std::size_t max_k, std::uint64_t seed);

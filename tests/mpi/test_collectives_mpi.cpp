@@ -22,8 +22,8 @@ std::uint64_t shared_seed() {
 }
 
 std::string seed_note() {
-  return " (seed " + std::to_string(shared_seed()) + "; rerun with SPARCOL_TEST_SEED=" +
-         std::to_string(shared_seed()) + ")";
+  return " (seed " + std::to_string(shared_seed()) +
+         "; rerun with SPARCOL_TEST_SEED=" + std::to_string(shared_seed()) + ")";
 }
 
 class MpiColl : public sparcol::test::MpiTest, public ::testing::WithParamInterface<std::size_t> {};

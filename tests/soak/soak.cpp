@@ -47,14 +47,22 @@ int main(int argc, char** argv) {
   long rss_warm = -1;
   for (long it = 0; it < iterations; ++it) {
     const int kind = static_cast<int>(rng.below(3));
-    const std::size_t n = static_cast<std::size_t>(rng.below(std::uint64_t{1} << rng.below(max_log2 + 1)) + 1);
+    const std::size_t n =
+        static_cast<std::size_t>(rng.below(std::uint64_t{1} << rng.below(max_log2 + 1)) + 1);
     const double density = 0.001 + 0.999 * rng.uniform() * rng.uniform();  // mostly small
-    const std::size_t k = std::min<std::size_t>(n, std::max<std::size_t>(0, static_cast<std::size_t>(density * n)));
+    const std::size_t k =
+        std::min<std::size_t>(n, std::max<std::size_t>(0, static_cast<std::size_t>(density * n)));
     sparcol::test::CheckResult r;
     switch (kind) {
-      case 0: r = sparcol::test::check_ring_allreduce(*world, n, seed + it); break;
-      case 1: r = sparcol::test::check_rbgs_allreduce(*world, n, k, seed + it, rng.below(2) == 0); break;
-      default: r = sparcol::test::check_sparse_allgather(*world, n, k, seed + it); break;
+      case 0:
+        r = sparcol::test::check_ring_allreduce(*world, n, seed + it);
+        break;
+      case 1:
+        r = sparcol::test::check_rbgs_allreduce(*world, n, k, seed + it, rng.below(2) == 0);
+        break;
+      default:
+        r = sparcol::test::check_sparse_allgather(*world, n, k, seed + it);
+        break;
     }
     ++counts[kind];
     if (r.wrong != 0 && first.empty()) first = "iteration " + std::to_string(it) + ": " + r.first;
@@ -67,7 +75,8 @@ int main(int argc, char** argv) {
   }
   const long rss_end = status_kib("VmRSS"), hwm = status_kib("VmHWM");
   // Reduce over ranks: wrong elements (sum), memory growth and peak (max).
-  float stats[3] = {static_cast<float>(wrong), static_cast<float>(rss_end - rss_warm), static_cast<float>(hwm)};
+  float stats[3] = {static_cast<float>(wrong), static_cast<float>(rss_end - rss_warm),
+                    static_cast<float>(hwm)};
   std::vector<float> all(3 * static_cast<std::size_t>(world->size()), 0.0f);
   for (int i = 0; i < 3; ++i) all[3 * static_cast<std::size_t>(me) + static_cast<std::size_t>(i)] = stats[i];
   world->allreduce_sum(all.data(), all.size());
@@ -84,8 +93,8 @@ int main(int argc, char** argv) {
         "soak: %ld collectives (ring %llu, rbgs %llu, sparse %llu) on %d ranks, sizes up to 2^%d, seed %llu: "
         "%.0f wrong; RSS growth after warm-up %.0f KiB (max over ranks); peak RSS %.0f KiB -> %s\n",
         iterations, static_cast<unsigned long long>(counts[0]), static_cast<unsigned long long>(counts[1]),
-        static_cast<unsigned long long>(counts[2]), world->size(), max_log2, static_cast<unsigned long long>(seed),
-        total_wrong, max_growth, max_hwm, ok ? "PASS" : "FAIL");
+        static_cast<unsigned long long>(counts[2]), world->size(), max_log2,
+        static_cast<unsigned long long>(seed), total_wrong, max_growth, max_hwm, ok ? "PASS" : "FAIL");
   }
   world.reset();
   return ok ? 0 : 1;
