@@ -202,7 +202,8 @@ CheckResult check_sparse_allgather(comm::Backend& b, std::uint64_t n, std::size_
 
 std::vector<std::size_t> rbgs_ks(std::size_t n) {
   if (n > (std::size_t{1} << 20)) return {n / 2, n / 100};
-  return {0, n, n / 2, n / 100};
+  if (n == 0) return {0};
+  return {0, 1, n, n / 2, n / 100};  // 1: a block of one element (never wraps)
 }
 
 std::vector<std::size_t> sparse_ks(std::size_t n) {
