@@ -70,18 +70,23 @@ CheckResult check_ring_allreduce(comm::Backend& b, std::size_t count, std::uint6
   return res;
 }
 
+std::optional<std::uint64_t> rbgs_step_of_kind(std::size_t n, std::size_t k, std::uint64_t seed, bool wrap) {
+  if (wrap ? !(k >= 2 && k < n) : k > n) return std::nullopt;
+  const std::uint64_t limit = 64 * static_cast<std::uint64_t>(n) + 64;
+  for (std::uint64_t step = 0; step < limit; ++step)
+    if ((coll::rbgs_block(n, k, seed, step, 3).wrap_len() != 0) == wrap) return step;
+  return std::nullopt;
+}
+
 CheckResult check_rbgs_allreduce(comm::Backend& b, std::size_t n, std::size_t k, std::uint64_t seed,
                                  bool want_wrap) {
   CheckResult res;
   const int K = b.size(), me = b.rank();
   std::uint64_t step = 0;
-  // A block of one element never wraps; for k >= 2 a wrapping step turns up after about n / (k - 1)
-  // draws, and the search is bounded all the same.
-  want_wrap = want_wrap && k >= 2 && k < n;
   if (want_wrap) {
-    const std::uint64_t limit = 64 * static_cast<std::uint64_t>(n);
-    while (step < limit && coll::rbgs_block(n, k, seed, step, 3).wrap_len() == 0) ++step;
-    want_wrap = step < limit;
+    const auto wrapping = rbgs_step_of_kind(n, k, seed, true);
+    want_wrap = wrapping.has_value();
+    step = wrapping.value_or(0);
   }
   std::vector<float> data(n);
   for (std::size_t i = 0; i < n; ++i) data[i] = input_value(seed, me, i);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ float input_value(std::uint64_t seed, int rank, std::uint64_t i);
 
 CheckResult check_ring_allreduce(comm::Backend& b, std::size_t count, std::uint64_t seed);
 // Uses a step for which the block wraps around the end of the vector when `want_wrap` and 0 < k < n.
+// A step whose RBGS block (tensor 3) wraps around the end (wrap) or does not, or nullopt when no such
+// step exists (only 2 <= k < n can wrap, only k <= n can lie inside) or none turned up in a bounded
+// search (each draw succeeds with probability at least 1/n).
+std::optional<std::uint64_t> rbgs_step_of_kind(std::size_t n, std::size_t k, std::uint64_t seed, bool wrap);
 CheckResult check_rbgs_allreduce(comm::Backend& b, std::size_t n, std::size_t k, std::uint64_t seed,
                                  bool want_wrap);
 // Each rank contributes a seeded number of pairs in [0, max_k] (rank 1 always contributes none when

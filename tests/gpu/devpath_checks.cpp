@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "../common/coll_checks.hpp"
 #include "sparcol/coll/rbgs_allreduce.hpp"
 #include "sparcol/coll/ring_allreduce.hpp"
 #include "sparcol/coll/sign_allgather.hpp"
@@ -99,19 +100,17 @@ DevCheck check_rbgs_exec(comm::Backend& b, Exec& ex, std::size_t n, std::size_t 
                          std::uint64_t seed) {
   DevCheck c;
   const int me = b.rank();
-  std::uint64_t step = 0;
-  // Only a block of 2 <= k < n elements can wrap; the search for a step of the chosen kind is bounded
-  // all the same (each draw succeeds with probability at least 1/n).
-  const bool choose = k > 0 && k < n && (k >= 2 || !wrap);
-  const std::uint64_t limit = 64 * static_cast<std::uint64_t>(n);
-  while (choose && step < limit && (coll::rbgs_block(n, k, seed, step, 3).wrap_len() != 0) != wrap) ++step;
+  // k = 0 and k = n have one kind of block only; a one-element block never wraps.
+  const bool choose = k > 0 && k < n;
+  const auto chosen = choose ? rbgs_step_of_kind(n, k, seed, wrap) : std::nullopt;
+  const std::uint64_t step = chosen.value_or(0);
   const bool integer = b.mem_kind() == MemKind::kDevice;  // the block goes through ncclAllReduce
   Vec want = inputs(seed, me, n, integer);
   auto d = to_exec(ex, want, "rbgs input");
   coll::RbgsAllreduce(b.control(), n, k).run(want.data(), seed, step, 3);
   coll::RbgsAllreduce rbgs(b, n, k, &ex);
   const coll::RbgsBlock blk = rbgs.run(d.data(), seed, step, 3);
-  if (choose && (blk.wrap_len() != 0) != wrap) c.fail("rbgs: the block does not wrap as chosen");
+  if (chosen && (blk.wrap_len() != 0) != wrap) c.fail("rbgs: the block does not wrap as chosen");
   compare(c, "rbgs_allreduce (executor path)", me, from_exec(ex, d.data(), n), want);
   return c;
 }
