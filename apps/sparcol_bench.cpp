@@ -126,6 +126,7 @@ struct Config {
   double timeout_s = -1;       // < 0: the backend's default
   bool check_collectives = true;
   bool nan = false;
+  bool xref = true;      // time MPI_Allreduce of the whole vector beside every operation (x-allred)
   bool corrupt = false;  // SPARCOL_BENCH_CORRUPT=1: the last rank spoils one result element (tests the check)
   std::string csv, json, h5;
 
@@ -154,6 +155,7 @@ struct Config {
     add("--timeout", to);
     add("--no-check-collectives", check_collectives ? "0" : "1");
     add("--nan", nan ? "1" : "0");
+    add("--no-xref", xref ? "0" : "1");
     add("SPARCOL_BENCH_CORRUPT", corrupt ? "1" : "0");
     return out;
   }
@@ -316,12 +318,18 @@ Parsed parse(int argc, char** argv) {
                "Turn off the call-fingerprint check before each sparcol collective");
   app.add_flag("--nan", c.nan,
                "Rank 0 puts a NaN into each operation's input; the check expects it to propagate");
+  bool no_xref = false;
+  app.add_flag("--no-xref", no_xref,
+               "Do not time MPI_Allreduce of the whole vector beside rbgs, sparse-allgather and "
+               "mpi-allgatherv (x-allred shows N/A): halves sweeps on slow networks; dense-ring keeps it "
+               "(its baseline)");
   app.add_option("--csv", c.csv, "Also write the results as CSV to this file");
   app.add_option("--json", c.json, "Also write the results as JSON to this file");
   app.add_option("--h5", c.h5, "Also write the results to this HDF5 file (layout: docs/bench.md)");
   try {
     app.parse(argc, argv);
     c.check_collectives = !no_check_collectives;
+    c.xref = !no_xref;
     if (const char* env = std::getenv("SPARCOL_BENCH_CORRUPT"); env != nullptr && std::string(env) == "1")
       c.corrupt = true;
     auto non_negative = [](const char* flag, std::int64_t v) {
@@ -731,15 +739,14 @@ class SizeBench {
     packed0.set(packed_h);
     FullAllreduce full(*this);
     const auto t =
-        time_interleaved(b_, c_,
-                         {{reset, [&](std::uint64_t step) { rbgs.run(data.data(), seed_, step, 0); }},
+        timed_with_xref({{reset, [&](std::uint64_t step) { rbgs.run(data.data(), seed_, step, 0); }},
                           {[&](std::uint64_t) { packed.copy_from(packed0); },
-                           [&](std::uint64_t) { b_.allreduce_sum(packed.data(), k_); }},
-                          full.timed()});
+                           [&](std::uint64_t) { b_.allreduce_sum(packed.data(), k_); }}},
+                         full);
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
-    row.allreduce_us = t[2].stats.p50;
+    row.allreduce_us = xref_us(t, 2);
     if (c_.check) {
       std::vector<float> result = data.get();
       if (k_ > 0) spoil(result[last.start]);
@@ -797,13 +804,12 @@ class SizeBench {
     FullAllreduce full(*this);
     const std::span<const Index> is(idx.data(), k_);
     const std::span<const float> vs(val.data(), k_);
-    const auto t = time_interleaved(
-        b_, c_,
-        {{nothing(), [&](std::uint64_t step) { sag.run(is, vs, step); }}, plain.timed(), full.timed()});
+    const auto t =
+        timed_with_xref({{nothing(), [&](std::uint64_t step) { sag.run(is, vs, step); }}, plain.timed()}, full);
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
-    row.allreduce_us = t[2].stats.p50;
+    row.allreduce_us = xref_us(t, 2);
     Mem<float> sum(ex_, d_);
     row.sum_us = time_interleaved(b_, c_, {{nothing(), [&](std::uint64_t) { sag.sum_into(sum.data()); }}})[0]
                      .stats.p50;
@@ -835,10 +841,10 @@ class SizeBench {
     make_pairs();
     MpiGather plain(*this);
     FullAllreduce full(*this);
-    const auto t = time_interleaved(b_, c_, {plain.timed(), full.timed()});
+    const auto t = timed_with_xref({plain.timed()}, full);
     row.time = t[0].stats;
     row.base = row.time;
-    row.allreduce_us = t[1].stats.p50;
+    row.allreduce_us = xref_us(t, 1);
     // A ring all-gather's bytes per rank: every block but the right neighbour's passes through.
     row.sent_bytes = 8 * k_ * static_cast<std::uint64_t>(K_ - 1);
     if (c_.check) row.wrong = sum_over_ranks(b_, plain.check());
@@ -871,6 +877,17 @@ class SizeBench {
     const SizeBench& s_;
     Mem<float> pristine_, data_;
   };
+
+  // The operations timed interleaved, with the whole-vector all-reduce (x-allred) after them unless
+  // --no-xref.
+  std::vector<Timing> timed_with_xref(std::vector<Timed> ops, FullAllreduce& full) const {
+    if (c_.xref) ops.push_back(full.timed());
+    return time_interleaved(b_, c_, ops);
+  }
+  // x-allred's median, or NaN (shown as N/A) without it.
+  double xref_us(const std::vector<Timing>& t, std::size_t i) const {
+    return c_.xref ? t.at(i).stats.p50 : std::numeric_limits<double>::quiet_NaN();
+  }
 
   // The backend's all-gather-v (MPI_Allgatherv, or broadcasts with NCCL) of every rank's wire block:
   // k indices then k values, the bytes sparcol's all-gather moves.
@@ -1028,7 +1045,7 @@ class Output {
                 fmt("%.3f", r.busbw_gbs()).c_str(), r.sent_bytes,
                 mpi_op ? "-" : fmt("%.1f", r.base.p50).c_str(),
                 mpi_op ? "-" : fmt("%.3f", ratio(r.base.p50, r.time.p50)).c_str(),
-                fmt("%.2f", ratio(r.allreduce_us, r.time.p50)).c_str(),
+                std::isnan(r.allreduce_us) ? "N/A" : fmt("%.2f", ratio(r.allreduce_us, r.time.p50)).c_str(),
                 std::isnan(r.sum_us) ? "-" : fmt("%.1f", r.sum_us).c_str(),
                 r.wrong < 0 ? "N/A" : std::to_string(r.wrong).c_str());
     std::fflush(stdout);
@@ -1036,7 +1053,7 @@ class Output {
       csv_ << op_name(r.op) << ',' << r.bytes << ',' << r.count << ',' << r.k << ',' << num(r.density) << ','
            << r.ranks << ',' << num(r.time.p50) << ',' << num(r.time.min) << ',' << num(r.time.p99) << ','
            << num(r.base.p50) << ',' << num(r.base.min) << ',' << num(r.base.p99) << ','
-           << num(r.allreduce_us) << ',' << (std::isnan(r.sum_us) ? "" : num(r.sum_us)) << ','
+           << (std::isnan(r.allreduce_us) ? "" : num(r.allreduce_us)) << ',' << (std::isnan(r.sum_us) ? "" : num(r.sum_us)) << ','
            << num(r.algbw_gbs()) << ',' << num(r.busbw_gbs()) << ',' << r.sent_bytes << ',' << r.wrong
            << '\n';
       csv_.flush();

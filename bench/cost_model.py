@@ -39,15 +39,29 @@ least 256 KiB: below that the time is a few scheduling delays of ranks sharing 2
 token bucket's 256 KiB burst passes unthrottled. The fit is judged by each point's error at P <= 8
 and S >= 1 MiB (the target is 25%).
 
+Where the model applies. Each network is classed by what sets its times:
+  link  an emulated network (kind "emulated", or "cluster" for real runs with one link per rank)
+        whose fitted beta matches its rate: eta = beta * rate / 8 of the dense ops at most
+        ETA_LINK_MAX (1.25). The link's bandwidth sets the time, which is what an alpha-beta model
+        describes; the target is judged on these networks.
+  host  shared memory, the unthrottled TCP loopback, and emulated rates the machine cannot fill:
+        the cores and caches set the time (8 ranks on 2 cores, Open MPI switching algorithms and
+        buffers with the message size), and repeated runs of one point differ by up to tens of
+        percent. Their errors are reported with each point's run-to-run spread (max - min over
+        the repeats, relative to the median), but not judged against the target.
+The runs must be measured on a quiet machine: at load average 10-20 (other jobs on the 2 cores)
+every network looked host-bound (errors up to 130% at 1-10 Gbit/s); quiet, the same model fits
+1, 2.5 and 10 Gbit/s within a few percent.
+
 Projection to a real cluster (s = c = 1) with links of 10, 100 and 400 Gbit/s, P up to 1024:
-  beta  = eta * 8 / rate, where eta (protocol efficiency, >= 1) is fitted on the emulated networks
-          whose limit binds (below 5 Gbit/s: the unthrottled loopback TCP path carries about 6 Gbit/s
-          here): beta fitted there times the emulated rate, the median over the dense ops;
+  beta  = eta * 8 / rate, where eta (protocol efficiency, >= 1: TCP/IP headers and framing) is the
+          median over the link-bound networks' dense-op fits of beta times the emulated rate;
   alpha = per link class: 25 us (10 Gbit/s Ethernet, TCP), 5 us (100 Gbit/s) and 3 us (400 Gbit/s,
-          RDMA). The alpha fitted here (hundreds of us to ms per round) is not a link's latency: it
-          is ranks waiting to be scheduled on 2 shared cores, so the projection does not use it
-          unless asked (--alpha fitted: the median over ops on the emulated networks whose limit
-          does not bind, else on all emulated networks; or --alpha SECONDS for every link).
+          RDMA). The alpha fitted here (0 to hundreds of us per round) is not a link's latency: at
+          these sizes the bandwidth term dominates and what is left is ranks waiting to be scheduled
+          on 2 shared cores, so the projection does not use it unless asked (--alpha fitted: the
+          median of the positive fitted alphas on the emulated networks, else on all; or
+          --alpha SECONDS for every link).
 Time per step is the communication of one gradient of D parameters (--params, default 25.6M, the
 size of ResNet-50) at density RHO (--density, default 0.01) for the compressed ops. The crossover
 density rho* is where the sparse all-gather's time equals the dense ring all-reduce's: below it the
@@ -80,7 +94,7 @@ PROJ_RATES_GBITS = [10, 100, 400]
 # Per-round latency of each projected link class (a message's one-way software + wire latency):
 # 10 Gbit/s Ethernet with TCP about 25 us, 100 and 400 Gbit/s RDMA fabrics (InfiniBand, RoCE) a few us.
 PROJ_ALPHA_S = {10: 25e-6, 100: 5e-6, 400: 3e-6}
-BINDING_RATE_GBITS = 5.0
+ETA_LINK_MAX = 1.25  # a network is link-bound when its dense ops' beta * rate / 8 is at most this
 PROJ_RANKS = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 
 
@@ -236,6 +250,7 @@ def analyse(run_dirs):
         net["files"] = nfiles
         net["points"] = {key: float(np.median(v)) for key, v in pts.items()}
         net["repeats"] = {key: len(v) for key, v in pts.items()}
+        net["spread"] = {key: (max(v) - min(v)) / float(np.median(v)) for key, v in pts.items()}
         net["fits"] = {}
         for op in OPS:
             rows = [(key, t) for key, t in net["points"].items() if key[0] == op and key[1] >= 2]
@@ -253,7 +268,7 @@ def analyse(run_dirs):
                 s_bytes = payload(o, p, b, k)
                 errs.append({"p": p, "bytes": b, "k": k, "density": density_of(o, b, k), "payload": s_bytes,
                              "measured_s": tm, "predicted_s": pred, "error": pred / tm - 1.0,
-                             "repeats": net["repeats"][(o, p, b, k)],
+                             "repeats": net["repeats"][(o, p, b, k)], "spread": net["spread"][(o, p, b, k)],
                              "judged": p <= JUDGE_MAX_RANKS and s_bytes >= JUDGE_MIN_PAYLOAD})
             judged = [e for e in errs if e["judged"]]
             net["fits"][op] = {
@@ -262,18 +277,29 @@ def analyse(run_dirs):
                 "median_abs_error": float(np.median([abs(e["error"]) for e in judged])) if judged else float("nan"),
                 "judged": len(judged),
             }
+        classify(net)
         nets.append(net)
     return nets
 
 
+def classify(net):
+    """Sets net["eta"] (emulated and cluster networks: beta * rate / 8 of the dense ops, median) and
+    net["domain"]: "link" where the link's rate sets the times, else "host" (see the docstring)."""
+    net["eta"] = None
+    rate = net.get("rate_gbits")
+    if net.get("kind") in ("emulated", "cluster") and rate:
+        etas = [f["beta_s_per_byte"] * rate * 1e9 / 8.0 for op, f in net["fits"].items()
+                if op in ("dense-ring", "mpi-allreduce") and f["beta_s_per_byte"] > 0]
+        if etas:
+            net["eta"] = float(np.median(etas))
+    net["domain"] = "link" if net["eta"] is not None and net["eta"] <= ETA_LINK_MAX else "host"
+
+
 def projection_params(nets):
     """alpha and eta for the projection, from the fits; with where each came from."""
-    emulated = [n for n in nets if n.get("kind") == "emulated" and n.get("rate_gbits")]
-    # Only limits below what the loopback's TCP path carries unthrottled (about 6 Gbit/s on the 2-core
-    # test machine) bind; above, beta measures the CPU, not the rate, so eta is taken from those below,
-    # and alpha (a per-round latency, which the token bucket's queue inflates) from those above.
-    binding = [n for n in emulated if n["rate_gbits"] < BINDING_RATE_GBITS]
-    free = [n for n in emulated if n["rate_gbits"] >= BINDING_RATE_GBITS]
+    emulated = [n for n in nets if n.get("kind") in ("emulated", "cluster") and n.get("rate_gbits")]
+    # eta from the networks whose rate sets the times (on the others beta measures the host).
+    binding = [n for n in emulated if n["domain"] == "link"]
     etas = []
     for n in binding:
         rate_bytes = n["rate_gbits"] * 1e9 / 8.0
@@ -282,17 +308,17 @@ def projection_params(nets):
                 etas.append(f["beta_s_per_byte"] * rate_bytes)
     eta = float(np.median(etas)) if etas else 1.0
     alpha, alpha_from = 20e-6, "no fit: 20 us assumed"
-    for group, what in ((free, f"emulated networks at >= {BINDING_RATE_GBITS:g} Gbit/s (unthrottled TCP)"),
-                        (emulated, "all emulated networks"),
-                        ([n for n in nets if n.get("kind") == "shm"], "shared memory")):
+    for group, what in ((emulated, "emulated networks"),
+                        (nets, "all networks")):
         alphas = [f["alpha_s"] for n in group for f in n["fits"].values() if f["alpha_s"] > 0]
         if alphas:
             alpha = float(np.median(alphas))
             alpha_from = f"median of {len(alphas)} op fits on {what}"
             break
     src = {
-        "eta_from": (f"median of {len(etas)} dense-op fits on emulated networks below {BINDING_RATE_GBITS:g} Gbit/s"
-                     if etas else "no binding emulated network: eta = 1"),
+        "eta_from": (f"median of {len(etas)} dense-op fits on the link-bound networks "
+                     f"({', '.join(n['label'] for n in binding)})"
+                     if etas else "no link-bound network: eta = 1"),
         "alpha_from": alpha_from,
     }
     return alpha, eta, src
@@ -363,6 +389,31 @@ def fmt_bytes(b):
     return f"{b / MIB:g} MiB" if b >= MIB else f"{b / 1024:g} KiB"
 
 
+def target_summary(nets):
+    """The verdict on the 25% target: judged on the link-bound networks' points (P <= 8, S >= 1 MiB)."""
+    def worst(domain):
+        errs = [(abs(e["error"]), n["label"], op, e) for n in nets if n["domain"] == domain
+                for op, f in n["fits"].items() for e in f["points"] if e["judged"]]
+        return max(errs, key=lambda x: x[0]) if errs else None
+
+    link, host = worst("link"), worst("host")
+    out = {"link_max_error": link[0] if link else None, "host_max_error": host[0] if host else None,
+           "target": 0.25, "met": bool(link and link[0] <= 0.25)}
+    lines = []
+    if link:
+        lines.append(f"Largest error on the link-bound networks: **{100 * link[0]:.1f}%** ({link[1]}, {link[2]}, "
+                     f"P = {link[3]['p']}, payload {fmt_bytes(link[3]['payload'])}); target 25%: "
+                     f"**{'met' if out['met'] else 'not met'}**.")
+    else:
+        lines.append("No link-bound network among the inputs: the 25% target is not judged.")
+    if host:
+        lines.append(f"Largest error on the host-bound networks (reported, not judged): {100 * host[0]:.1f}% "
+                     f"({host[1]}, {host[2]}, P = {host[3]['p']}, payload {fmt_bytes(host[3]['payload'])}; "
+                     f"that point's runs spread {100 * host[3]['spread']:.0f}%).")
+    out["text"] = "\n".join(lines)
+    return out
+
+
 def write_markdown(path, nets, proj, alpha, eta, src, params_d, rho, crossings):
     L = []
     L.append("# Cost model: fit and projection\n")
@@ -376,24 +427,35 @@ def write_markdown(path, nets, proj, alpha, eta, src, params_d, rho, crossings):
             L.append(f"| {n['label']} | {op} | {f['alpha_s'] * 1e6:.2f} | {f['beta_s_per_byte'] * 1e9:.4f} | "
                      f"{f['fitted_on']} | {f['judged']} | {100 * f['max_abs_error']:.1f}% | "
                      f"{100 * f['median_abs_error']:.1f}% |")
-    worst = max((f["max_abs_error"] for n in nets for f in n["fits"].values() if f["judged"]), default=float("nan"))
-    L.append(f"\nJudged points: P <= 8 and payload S >= 1 MiB. Largest error over every collective and network: "
-             f"**{100 * worst:.1f}%** (target: 25%). Per network:\n")
+    L.append("\n## Error per network\n")
+    L.append("Points with P <= 8 and payload S >= 1 MiB. Domain: `link` where the emulated link's rate sets the "
+             "times (eta = fitted beta x rate / 8 of the dense ops <= " f"{ETA_LINK_MAX:g}" "), `host` where the cores "
+             "and caches do (see the docstring). Spread: a point's (max - min) / median over its repeated runs.\n")
+    L.append("| network | domain | eta | points | max error | median error | within 25% | median spread | max spread |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for n in nets:
-        errs = [abs(e["error"]) for f in n["fits"].values() for e in f["points"] if e["judged"]]
-        if errs:
-            within = sum(1 for e in errs if e <= 0.25)
-            L.append(f"- {n['label']}: {len(errs)} points, max {100 * max(errs):.1f}%, median {100 * np.median(errs):.1f}%, "
-                     f"{within} within 25%")
+        pts = [e for f in n["fits"].values() for e in f["points"] if e["judged"]]
+        if not pts:
+            continue
+        errs = [abs(e["error"]) for e in pts]
+        spreads = [e["spread"] for e in pts]
+        eta_s = f"{n['eta']:.3f}" if n.get("eta") is not None else "-"
+        L.append(f"| {n['label']} | {n['domain']} | {eta_s} | {len(errs)} | {100 * max(errs):.1f}% | "
+                 f"{100 * np.median(errs):.1f}% | {sum(1 for e in errs if e <= 0.25)} | {100 * np.median(spreads):.1f}% | "
+                 f"{100 * max(spreads):.1f}% |")
+    summary = target_summary(nets)
+    L.append("")
+    L.append(summary["text"])
     L.append("\n## Every point with P >= 2 (judged ones in bold)\n")
-    L.append("| network | op | P | vector | density | payload S | runs | measured | model | error |")
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("| network | op | P | vector | density | payload S | runs | spread | measured | model | error |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in nets:
         for op, f in n["fits"].items():
             for e in sorted(f["points"], key=lambda e: (e["p"], e["bytes"], e["density"])):
                 err = f"{100 * e['error']:+.1f}%"
                 L.append(f"| {n['label']} | {op} | {e['p']} | {fmt_bytes(e['bytes'])} | {e['density']:.3g} | "
-                         f"{fmt_bytes(e['payload'])} | {e['repeats']} | {fmt_time(e['measured_s'])} | "
+                         f"{fmt_bytes(e['payload'])} | {e['repeats']} | {100 * e['spread']:.0f}% | "
+                         f"{fmt_time(e['measured_s'])} | "
                          f"{fmt_time(e['predicted_s'])} | {'**' + err + '**' if e['judged'] else err} |")
     L.append("\n## Projection to a cluster (one link and core per rank)\n")
     L.append(f"Gradient of {params_d / 1e6:g}M float32 parameters ({fmt_bytes(4 * params_d)}), compressed ops at "
@@ -426,25 +488,38 @@ def plot(out_dir, nets, proj, params_d, rho):
     import matplotlib.pyplot as plt
 
     # Fit quality: predicted against measured, every point with P >= 2.
+    # Judged points (P <= 8, payload >= 1 MiB) filled, the rest (latency-bound, not judged) hollow;
+    # colour: network, marker: op.
+    from matplotlib.lines import Line2D
+
     fig, ax = plt.subplots(figsize=(6.5, 6))
     markers = dict(zip(OPS, "osD^v"))
     for i, n in enumerate(nets):
         for op, f in n["fits"].items():
-            m = np.array([e["measured_s"] for e in f["points"]])
-            pr = np.array([e["predicted_s"] for e in f["points"]])
-            ax.scatter(m, pr, marker=markers[op], color=f"C{i}", s=18, alpha=0.8,
-                       label=f"{n['label']} {op}")
+            for judged in (False, True):
+                pts = [e for e in f["points"] if e["judged"] == judged]
+                if not pts:
+                    continue
+                m = np.array([e["measured_s"] for e in pts])
+                pr = np.array([e["predicted_s"] for e in pts])
+                ax.scatter(m, pr, marker=markers[op], s=20 if judged else 14, alpha=0.85 if judged else 0.5,
+                           facecolors=f"C{i}" if judged else "none", edgecolors=f"C{i}", linewidths=0.8)
     lo = min((e["measured_s"] for n in nets for f in n["fits"].values() for e in f["points"]), default=1e-6)
     hi = max((e["measured_s"] for n in nets for f in n["fits"].values() for e in f["points"]), default=1.0)
     xs = np.array([lo / 2, hi * 2])
     ax.plot(xs, xs, "k-", lw=0.8)
-    ax.fill_between(xs, xs * 0.75, xs * 1.25, color="0.85", label="+-25%")
+    ax.fill_between(xs, xs * 0.75, xs * 1.25, color="0.85")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("measured time (s)")
     ax.set_ylabel("model (s)")
     ax.set_title("alpha-beta model against sparcol-bench (P = 2..8)")
-    ax.legend(fontsize=6, ncol=2)
+    handles = [Line2D([], [], ls="", marker="o", color=f"C{i}", label=f"{n['label']} ({n.get('domain', '?')})")
+               for i, n in enumerate(nets)]
+    handles += [Line2D([], [], ls="", marker=markers[op], color="0.3", label=op) for op in OPS]
+    handles += [Line2D([], [], ls="", marker="o", mfc="none", color="0.3", label="payload < 1 MiB (not judged)"),
+                Line2D([], [], lw=6, color="0.85", label="+-25%")]
+    ax.legend(handles=handles, fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "cost_model_fit.png"), dpi=120)
     plt.close(fig)
@@ -537,7 +612,8 @@ def main():
     write_markdown(os.path.join(args.out, "cost_model.md"), nets, proj, alpha, eta, src, args.params,
                    args.density, crossings)
     doc = {
-        "networks": [{k: v for k, v in n.items() if k not in ("points", "repeats")} for n in nets],
+        "networks": [{k: v for k, v in n.items() if k not in ("points", "repeats", "spread")} for n in nets],
+        "target": {k: v for k, v in target_summary(nets).items() if k != "text"},
         "projection": {"fitted_alpha_s": alpha, "eta": eta, "sources": src,
                        "params": args.params, "density": args.density, "rows": proj},
         "measured_crossovers": crossings,
@@ -551,6 +627,7 @@ def main():
             print(f"{n['label']:>8} {op:<17} alpha {f['alpha_s'] * 1e6:9.2f} us  beta {f['beta_s_per_byte'] * 1e9:8.4f} "
                   f"ns/B  max err {100 * f['max_abs_error']:5.1f}%  median {100 * f['median_abs_error']:5.1f}% "
                   f"({f['judged']} judged points)")
+    print(target_summary(nets)["text"].replace("**", ""))
     print(f"wrote {args.out}/cost_model.md")
     return 0
 

@@ -66,7 +66,18 @@ def load_bench(run_dir):
                         raw[key].append((float(t), float(ar)))
         except OSError as e:
             print(f"plot_scaling: skipping unreadable {path}: {e}", file=sys.stderr)
-    return {k: (float(np.median([t for t, _ in v])), float(np.median([a for _, a in v]))) for k, v in raw.items()}
+    def median_ref(v):
+        refs = [a for _, a in v if np.isfinite(a)]
+        return float(np.median(refs)) if refs else float("nan")
+
+    out = {k: (float(np.median([t for t, _ in v])), median_ref(v)) for k, v in raw.items()}
+    # Runs with --no-xref time no whole-vector all-reduce beside the op: the reference is then the
+    # mpi-allreduce row measured at the same P and size (in the dense runs).
+    for (op, p, b, dn), (t, ar) in list(out.items()):
+        if not np.isfinite(ar):
+            dense = out.get(("mpi-allreduce", p, b, 1.0))
+            out[(op, p, b, dn)] = (t, dense[0] if dense else float("nan"))
+    return out
 
 
 def step_times(path):
@@ -296,7 +307,8 @@ def main():
             for i, op in enumerate(["dense-ring"] + COMPRESSED):
                 for j, dn in enumerate(densities if op in COMPRESSED else [1.0]):
                     pts = sorted((p, v[1] / v[0]) for (o, p, b, d), v in bench.items()
-                                 if o == op and b == size and d == dn and p >= 2 and v[0] > 0)
+                                 if o == op and b == size and d == dn and p >= 2 and v[0] > 0
+                                 and np.isfinite(v[1]))
                     if not pts:
                         continue
                     style = ["-", "--", ":", "-."][j % 4]

@@ -29,8 +29,10 @@
 #   <net>/train-p<P>-<opt>-<comp>-r<R>.h5    training traces (--train)
 #   analysis/                                cost model tables and plots
 # The dense operations do not depend on the density, so they are timed once per (net, P, repeat).
-# sparcol-bench always times MPI_Allreduce of the whole vector as its x-allred reference, so every
-# run pays for one dense all-reduce per size: the slow networks use a smaller largest size.
+# The density runs pass --no-xref: their reference (MPI_Allreduce of the whole vector) is the
+# mpi-allreduce row of the dense run at the same P and size, which bench/plot_scaling.py uses.
+# A dense all-reduce of 64 MiB still takes seconds below 10 Gbit/s: those networks use a smaller
+# largest size (--slow-maxbytes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -162,7 +164,7 @@ for r in $(seq 1 "$repeats"); do
         --op dense-ring,mpi-allreduce --h5 "$out/$net/bench-p$p-dense-r$r.h5"
       for d in $densities; do
         measure "$net" "bench-p$p-d$d-r$r" mpirun -np "$p" --oversubscribe "$bin/sparcol-bench" "${sweep[@]}" \
-          --op rbgs,sparse-allgather,mpi-allgatherv --density "$d" --h5 "$out/$net/bench-p$p-d$d-r$r.h5"
+          --op rbgs,sparse-allgather,mpi-allgatherv --density "$d" --no-xref --h5 "$out/$net/bench-p$p-d$d-r$r.h5"
       done
       if [ "$train" -eq 1 ]; then
         for m in dmsgd:none gmc:topk gmc-plus:rbgs; do

@@ -173,12 +173,46 @@ def case_outputs(r):
                 r.expect(int(c["sent_bytes"]) == g["sent_bytes"][i], f"{op} sent_bytes differs")
 
 
+def case_no_xref(r):
+    # --no-xref: no whole-vector all-reduce beside rbgs and the gathers; x-allred is N/A and the files say
+    # "no value" (empty CSV cell, JSON null, NaN in HDF5); dense-ring and mpi-allreduce keep theirs.
+    h5, csv_path, json_path = (os.path.join(r.tmp, f) for f in ("x.h5", "x.csv", "x.json"))
+    p = r.mpi(*SWEEP, "--no-xref", "--h5", h5, "--csv", csv_path, "--json", json_path)
+    check_clean_sweep(r, p, r.np)
+    without = {"rbgs", "sparse-allgather", "mpi-allgatherv"}
+    for line in p.stdout.splitlines():
+        cols = line.split()
+        if line.startswith("#") or len(cols) != 13 or cols[3] not in OPS:
+            continue
+        if cols[3] in without:
+            r.expect(cols[10] == "N/A", f"{cols[3]} at {cols[0]} bytes: x-allred should be N/A, got {cols[10]}")
+        else:
+            r.expect(float(cols[10]) > 0, f"{cols[3]} at {cols[0]} bytes: x-allred should be a ratio")
+    with open(csv_path, newline="") as f:
+        for c in csv.DictReader(f):
+            r.expect((c["allreduce_us"] == "") == (c["op"] in without), f"CSV allreduce_us of {c['op']}: {c['allreduce_us']!r}")
+    with open(json_path) as f:
+        for row in json.load(f)["results"]:
+            r.expect((row["allreduce_us"] is None) == (row["op"] in without), f"JSON allreduce_us of {row['op']}")
+    import h5py
+    import math
+
+    with h5py.File(h5, "r") as f:
+        for op in OPS:
+            vals = list(f[op]["allreduce_us"][:])
+            r.expect(all(math.isnan(v) for v in vals) if op in without else all(v > 0 for v in vals),
+                     f"HDF5 {op}/allreduce_us = {vals}")
+    # All ranks must agree on the flag: one rank without it is refused before anything is timed.
+    p = r.mpmd(["-b", "8", "-e", "64", "--no-xref"], ["-b", "8", "-e", "64"])
+    check_error(r, p, EXIT_MISMATCH, "--no-xref")
+
+
 def case_help(r):
     p = r.mpi("--help")
     r.expect(p.returncode == 0, "--help exits 0")
     for flag in ("-b,--minbytes", "-e,--maxbytes", "-f,--stepfactor", "-n,--iters", "-w,--warmup_iters",
                  "-c,--check", "--op", "--density", "-k,--pairs", "--backend", "--ranks", "--seed", "--timeout",
-                 "--no-check-collectives", "--nan", "--csv", "--json", "--h5", "--version"):
+                 "--no-check-collectives", "--nan", "--no-xref", "--csv", "--json", "--h5", "--version"):
         r.expect(flag in p.stdout, f"--help should explain {flag}")
     r.expect(p.stdout.count("sparcol-bench: times") == 1, "only rank 0 prints the help")
 

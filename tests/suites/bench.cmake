@@ -17,7 +17,7 @@ if(TARGET sparcol-bench)
         --bench $<TARGET_FILE:sparcol-bench> --mpiexec ${MPIEXEC_EXECUTABLE}
         --workdir ${CMAKE_CURRENT_BINARY_DIR}/bench_runs)
     foreach(case IN ITEMS
-        sweep:1 sweep:2 sweep:4 nan:3 loopback:1 outputs:2 corrupt:2
+        sweep:1 sweep:2 sweep:4 nan:3 loopback:1 outputs:2 corrupt:2 no-xref:2
         help:1 version:1 unknown-flag:2 negative-size:2 non-numeric-size:2 density-zero:2
         density-above-one:2 k-above-d:2 unknown-op:2 mismatched-sizes:3 mismatched-density:2
         one-rank-rejects:2 unwritable-output:2 loopback-under-mpirun:2)
@@ -28,6 +28,14 @@ if(TARGET sparcol-bench)
       # Bad-input cases must end quickly on every rank: the timeout turns a hang into a failure.
       set_tests_properties(bench_${_name}_np${_np} PROPERTIES LABELS "bench;mpi" TIMEOUT 120
                            ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}" PROCESSORS 2)
+    endforeach()
+    # bench/cost_model.py on generated sparcol-bench files with a known alpha-beta law.
+    foreach(case IN ITEMS recover miss bad-input)
+      add_test(NAME cost_model_${case}
+               COMMAND ${SPARCOL_BENCH_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/bench/check_cost_model.py
+                       --script ${PROJECT_SOURCE_DIR}/bench/cost_model.py
+                       --workdir ${CMAKE_CURRENT_BINARY_DIR}/cost_model_runs ${case})
+      set_tests_properties(cost_model_${case} PROPERTIES LABELS "bench" TIMEOUT 300)
     endforeach()
   else()
     message(WARNING "python3 not found: the sparcol-bench program tests are not registered")
