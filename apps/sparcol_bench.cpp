@@ -740,9 +740,9 @@ class SizeBench {
     FullAllreduce full(*this);
     const auto t =
         timed_with_xref({{reset, [&](std::uint64_t step) { rbgs.run(data.data(), seed_, step, 0); }},
-                          {[&](std::uint64_t) { packed.copy_from(packed0); },
-                           [&](std::uint64_t) { b_.allreduce_sum(packed.data(), k_); }}},
-                         full);
+                         {[&](std::uint64_t) { packed.copy_from(packed0); },
+                          [&](std::uint64_t) { b_.allreduce_sum(packed.data(), k_); }}},
+                        full);
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
@@ -804,8 +804,8 @@ class SizeBench {
     FullAllreduce full(*this);
     const std::span<const Index> is(idx.data(), k_);
     const std::span<const float> vs(val.data(), k_);
-    const auto t =
-        timed_with_xref({{nothing(), [&](std::uint64_t step) { sag.run(is, vs, step); }}, plain.timed()}, full);
+    const auto t = timed_with_xref(
+        {{nothing(), [&](std::uint64_t step) { sag.run(is, vs, step); }}, plain.timed()}, full);
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
@@ -1053,9 +1053,9 @@ class Output {
       csv_ << op_name(r.op) << ',' << r.bytes << ',' << r.count << ',' << r.k << ',' << num(r.density) << ','
            << r.ranks << ',' << num(r.time.p50) << ',' << num(r.time.min) << ',' << num(r.time.p99) << ','
            << num(r.base.p50) << ',' << num(r.base.min) << ',' << num(r.base.p99) << ','
-           << (std::isnan(r.allreduce_us) ? "" : num(r.allreduce_us)) << ',' << (std::isnan(r.sum_us) ? "" : num(r.sum_us)) << ','
-           << num(r.algbw_gbs()) << ',' << num(r.busbw_gbs()) << ',' << r.sent_bytes << ',' << r.wrong
-           << '\n';
+           << (std::isnan(r.allreduce_us) ? "" : num(r.allreduce_us)) << ','
+           << (std::isnan(r.sum_us) ? "" : num(r.sum_us)) << ',' << num(r.algbw_gbs()) << ','
+           << num(r.busbw_gbs()) << ',' << r.sent_bytes << ',' << r.wrong << '\n';
       csv_.flush();
     }
     if (h5_) append_h5(r);
