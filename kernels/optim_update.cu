@@ -124,4 +124,29 @@ void apply_update(const Stream& s, float* d_x, const float* d_a, float eta, floa
   launch_elementwise(s, n, detail::ApplyUpdateOp{d_x, d_a, eta, wd});
 }
 
+void sparse_apply_update(const Stream& s, float* d_x, const float* d_a, const Index* d_idx, std::uint64_t count,
+                         float eta) {
+  if (count == 0) return;
+  dev(d_x, "sparse_apply_update: x");
+  dev(d_a, "sparse_apply_update: a");
+  dev(d_idx, "sparse_apply_update: indices");
+  launch_elementwise(s, count, detail::SparseApplyUpdateOp{d_x, d_a, d_idx, eta});
+}
+
+void gmc_accumulate_sparse(const Stream& s, float* d_u, const float* d_m, const Index* d_idx, std::uint64_t count,
+                           const GradientInput& g, float beta, std::uint64_t n, float* d_save) {
+  if (n == 0) return;
+  dev(d_u, "gmc_accumulate_sparse: u");
+  check_gradient(g, n, "gmc_accumulate_sparse");
+  // Pass 1 reads u before pass 2 rewrites it; the stream orders the three launches.
+  if (count > 0) {
+    dev(d_m, "gmc_accumulate_sparse: m");
+    dev(d_idx, "gmc_accumulate_sparse: indices");
+    dev(d_save, "gmc_accumulate_sparse: save");
+    launch_elementwise(s, count, detail::GmcSupportSaveOp{d_u, d_m, g, beta, d_idx, d_save});
+  }
+  launch_elementwise(s, n, detail::GmcAccumulateOp{d_u, nullptr, g, beta, Block{}, nullptr});
+  if (count > 0) launch_elementwise(s, count, detail::ScatterValuesOp{d_u, d_idx, d_save});
+}
+
 }  // namespace sparcol::device

@@ -2,6 +2,7 @@
 // SPARCOL_HAVE_CUDA: without CUDA there are no launchers, and no device executor can exist.
 #include "sparcol/device/dispatch.hpp"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -152,6 +153,23 @@ std::uint64_t first_bad_index(Exec& ex, const Index* idx, std::uint64_t count, s
   return first;
 }
 
+bool all_finite(Exec& ex, const float* v, std::uint64_t n) {
+  if (ex.on_device()) return std::isfinite(sum_squares(ex, v, n));
+  if (n == 0) return true;
+  require_host_pointer(v, "all_finite: v");
+  bool finite = true;
+  for (std::uint64_t i = 0; i < n; ++i) finite &= std::isfinite(v[i]);
+  return finite;
+}
+
+double norm_squares(Exec& ex, const float* v, std::uint64_t n) {
+  if (ex.on_device()) return sum_squares(ex, v, n);
+  if (n > 0) require_host_pointer(v, "norm_squares: v");
+  double sum = 0;
+  for (std::uint64_t i = 0; i < n; ++i) sum += static_cast<double>(v[i]) * v[i];
+  return sum;
+}
+
 std::uint64_t count_nonzero(Exec& ex, const float* v, std::uint64_t n) {
   std::uint64_t count = 0;
 #if SPARCOL_HAVE_CUDA
@@ -288,6 +306,13 @@ void gmc_accumulate(Exec& ex, float* u, const float* m, const GradientInput& g, 
   cpu::gmc_accumulate(u, m, g, beta, n, send, send_values);
 }
 
+void gmc_accumulate_sparse(Exec& ex, float* u, const float* m, const Index* idx, std::uint64_t count,
+                           const GradientInput& g, float beta, std::uint64_t n) {
+  auto* save = static_cast<float*>(ex.scratch(static_cast<std::size_t>(count) * sizeof(float)));
+  SPARCOL_ON_DEVICE(ex, device::gmc_accumulate_sparse(s, u, m, idx, count, g, beta, n, save));
+  cpu::gmc_accumulate_sparse(u, m, idx, count, g, beta, n, save);
+}
+
 void dgc_accumulate(Exec& ex, float* u, float* v, const GradientInput& g, float beta, bool nesterov,
                     bool mask_momentum, std::uint64_t n, const Block& send, float* send_values) {
   SPARCOL_ON_DEVICE(ex,
@@ -331,6 +356,11 @@ void dmsgd_apply(Exec& ex, float* m, float* x, const float* a, float beta, float
 void apply_update(Exec& ex, float* x, const float* a, float eta, float wd, std::uint64_t n) {
   SPARCOL_ON_DEVICE(ex, device::apply_update(s, x, a, eta, wd, n));
   cpu::apply_update(x, a, eta, wd, n);
+}
+
+void sparse_apply_update(Exec& ex, float* x, const float* a, const Index* idx, std::uint64_t count, float eta) {
+  SPARCOL_ON_DEVICE(ex, device::sparse_apply_update(s, x, a, idx, count, eta));
+  cpu::sparse_apply_update(x, a, idx, count, eta);
 }
 
 #undef SPARCOL_ON_DEVICE

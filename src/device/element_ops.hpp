@@ -244,11 +244,45 @@ struct GmcAccumulateOp {
     float u, m;
     GradIn g;
   };
-  SPARCOL_HD In load(std::uint64_t i) const { return {u[i], m[i], load_gradient(g, i)}; }
+  // m == nullptr: m is +0 everywhere (gmc_accumulate_sparse's dense pass).
+  SPARCOL_HD In load(std::uint64_t i) const { return {u[i], m != nullptr ? m[i] : 0.0f, load_gradient(g, i)}; }
   SPARCOL_HD void store(std::uint64_t i, In in) const {
     const float v = gmc_message(in.u, gradient_value(g, in.g), beta, in.m);
     u[i] = extract(v, send, send_values, i);
   }
+};
+
+// Over support positions j < count (distinct indices): the GMC message at element idx[j] with the
+// true m, saved for GmcRestoreOp (gmc_accumulate_sparse, pass 1).
+struct GmcSupportSaveOp {
+  const float* u;
+  const float* m;
+  GradientInput g;
+  float beta;
+  const Index* idx;
+  float* save;
+  struct In {
+    float u, m;
+    GradIn g;
+  };
+  SPARCOL_HD In load(std::uint64_t j) const {
+    const Index i = idx[j];
+    return {u[i], m[i], load_gradient(g, i)};
+  }
+  SPARCOL_HD void store(std::uint64_t j, In in) const { save[j] = gmc_message(in.u, gradient_value(g, in.g), beta, in.m); }
+};
+
+// Over support positions j < count (distinct indices): v[idx[j]] <- values[j].
+struct ScatterValuesOp {
+  float* v;
+  const Index* idx;
+  const float* values;
+  struct In {
+    Index i;
+    float value;
+  };
+  SPARCOL_HD In load(std::uint64_t j) const { return {idx[j], values[j]}; }
+  SPARCOL_HD void store(std::uint64_t, In in) const { v[in.i] = in.value; }
 };
 
 struct DgcAccumulateOp {
@@ -401,6 +435,25 @@ struct ApplyUpdateOp {
   SPARCOL_HD void store(std::uint64_t i, In in) const {
     x[i] = wd != 0.0f ? apply_update_wd(in.x, in.a, eta, wd) : apply_update(in.x, in.a, eta);
   }
+};
+
+// Over support positions j < count (distinct indices): apply_update at element idx[j] only. Where
+// a is +0 the dense update leaves x unchanged (x - eta * +0 is x for every x and every eta >= 0), so
+// this is the dense update, bit for bit, when a is +0 outside the support.
+struct SparseApplyUpdateOp {
+  float* x;
+  const float* a;
+  const Index* idx;
+  float eta;
+  struct In {
+    Index i;
+    float x, a;
+  };
+  SPARCOL_HD In load(std::uint64_t j) const {
+    const Index i = idx[j];
+    return {i, x[i], a[i]};
+  }
+  SPARCOL_HD void store(std::uint64_t, In in) const { x[in.i] = apply_update(in.x, in.a, eta); }
 };
 
 // ---------------------------------------------------------------------------------------------

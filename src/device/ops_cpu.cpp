@@ -373,6 +373,21 @@ void gmc_accumulate(float* u, const float* m, const GradientInput& g, float beta
   run(n, detail::GmcAccumulateOp{u, m, g, beta, send, send_values});
 }
 
+void gmc_accumulate_sparse(float* u, const float* m, const Index* idx, std::uint64_t count, const GradientInput& g,
+                           float beta, std::uint64_t n, float* save) {
+  if (n == 0) return;
+  host(u, "gmc_accumulate_sparse: u");
+  check_gradient(g, n, "gmc_accumulate_sparse");
+  if (count > 0) {
+    host(m, "gmc_accumulate_sparse: m");
+    host(idx, "gmc_accumulate_sparse: indices");
+    host(save, "gmc_accumulate_sparse: save");
+    run(count, detail::GmcSupportSaveOp{u, m, g, beta, idx, save});
+  }
+  run(n, detail::GmcAccumulateOp{u, nullptr, g, beta, Block{}, nullptr});
+  if (count > 0) run(count, detail::ScatterValuesOp{u, idx, save});
+}
+
 void dgc_accumulate(float* u, float* v, const GradientInput& g, float beta, bool nesterov, bool mask_momentum,
                     std::uint64_t n, const Block& send, float* send_values) {
   check_send(send, n, send_values, "dgc_accumulate");
@@ -441,6 +456,14 @@ void apply_update(float* x, const float* a, float eta, float wd, std::uint64_t n
   host(x, "apply_update: x");
   host(a, "apply_update: a");
   run(n, detail::ApplyUpdateOp{x, a, eta, wd});
+}
+
+void sparse_apply_update(float* x, const float* a, const Index* idx, std::uint64_t count, float eta) {
+  if (count == 0) return;
+  host(x, "sparse_apply_update: x");
+  host(a, "sparse_apply_update: a");
+  host(idx, "sparse_apply_update: indices");
+  run(count, detail::SparseApplyUpdateOp{x, a, idx, eta});
 }
 
 }  // namespace sparcol::device::cpu

@@ -4,60 +4,70 @@
 // alpha = 0 is EF-SGDM; without compression it is DMSGD with local momentum.
 #include "methods.hpp"
 #include "sparcol/coll/dense.hpp"
+#include "sparcol/core/error.hpp"
 
 namespace sparcol::optim::detail {
 
 namespace {
 
+namespace ops = device::dispatch;
+
 class DefA final : public Optimizer {
  public:
-  DefA(comm::Backend& b, const Layout& l, const OptimConfig& c) : Optimizer(b, l, c, c.exchange), e_(n_), m_(n_) {
+  DefA(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e)
+      : Optimizer(b, l, c, c.exchange, e), e_(make_buffer("error")), m_(make_buffer("momentum")) {
     alpha_ = c.alpha >= 0 ? c.alpha : 0.3;
   }
 
   std::span<const float> gradient_point(std::span<const float> x, double) override {
     if (alpha_ == 0.0) return x;
-    z_.resize(n_);
-    const auto a = static_cast<float>(alpha_);
-    for (std::uint64_t i = 0; i < n_; ++i) z_[i] = x[i] - a * e_[i];
-    return z_;
+    if (z_.size() != n_) z_ = make_buffer("gradient point");
+    ops::detached_point(exec_, z_.data(), x.data(), e_.data(), static_cast<float>(alpha_), n_);
+    exec_.synchronize();
+    return z_.span();
   }
 
-  // The DEF code evaluates x - mean_k e_k (one dense all-reduce of e; evaluation time only).
+  // The DEF code evaluates x - mean_k e_k (one dense all-reduce of e; evaluation time only): the sum
+  // of e, divided by K (rounded once), subtracted.
   void evaluation_model(std::span<const float> x, std::span<float> out, bool virtual_model) override {
     if (!virtual_model) {
       Optimizer::evaluation_model(x, out, false);
       return;
     }
-    std::copy(e_.begin(), e_.end(), out.begin());
+    SPARCOL_CHECK_ARG(x.size() == n_ && out.size() == n_, backend_.rank(),
+                      "def-a: evaluation_model with vectors of " + std::to_string(x.size()) + " and " +
+                          std::to_string(out.size()) + " elements, expected " + std::to_string(n_));
+    exec_.copy(out.data(), e_.data(), n_ * sizeof(float));
+    exec_.synchronize();
     coll::dense_allreduce_sum(backend_, out.data(), n_);
-    const auto k = static_cast<float>(backend_.size());
-    for (std::uint64_t i = 0; i < n_; ++i) out[i] = x[i] - out[i] / k;
+    if (n_ == 0) return;
+    // out <- x - 1 * (sum / K), through the aggregate buffer (its support is then unknown).
+    ops::rbgs_unpack(exec_, out.data(), device::Block{n_, 0, n_}, static_cast<float>(backend_.size()), agg_.data(),
+                     true);
+    agg_.forget_support();
+    ops::detached_point(exec_, out.data(), x.data(), agg_.data(), 1.0f, n_);
+    exec_.synchronize();
   }
 
-  std::vector<StateBuffer> state() override { return {{"error", e_}, {"momentum", m_}}; }
+  std::vector<StateBuffer> state() override { return {{"error", e_.span()}, {"momentum", m_.span()}}; }
 
  protected:
   CommStats do_step(std::span<float> x, std::span<const float> g, std::uint64_t, double lr) override {
-    const auto beta = static_cast<float>(config_.momentum);
-    const auto eta = static_cast<float>(lr);
-    for (std::uint64_t i = 0; i < n_; ++i) {
-      m_[i] = beta * m_[i] + g[i];
-      e_[i] += eta * m_[i];  // p_k
-    }
-    const CommStats st = ex_.finish(e_, agg_);  // e_ <- p_k - C(p_k)
-    for (std::uint64_t i = 0; i < n_; ++i) x[i] -= agg_[i];
+    ops::ef_accumulate(exec_, e_.data(), m_.data(), gradient(g, x, lr), static_cast<float>(config_.momentum),
+                       static_cast<float>(lr), n_, device::Block{}, nullptr);  // e_ holds p_k
+    const CommStats st = ex_.finish(e_.span(), agg_);                          // e_ <- p_k - C(p_k)
+    apply_error_feedback_update(exec_, x, agg_, lr, config_);
     return st;
   }
 
  private:
-  std::vector<float> e_, m_;
+  device::Buffer<float> e_, m_;
 };
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_def_a(comm::Backend& b, const Layout& l, const OptimConfig& c) {
-  return std::make_unique<DefA>(b, l, c);
+std::unique_ptr<Optimizer> make_def_a(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e) {
+  return std::make_unique<DefA>(b, l, c, e);
 }
 
 }  // namespace sparcol::optim::detail

@@ -13,14 +13,21 @@ namespace sparcol::optim::detail {
 
 namespace {
 
+namespace ops = device::dispatch;
+
 class Dgc final : public Optimizer {
  public:
-  Dgc(comm::Backend& b, const Layout& l, const OptimConfig& c, bool mfm)
-      : Optimizer(b, l, c, c.exchange), mfm_(mfm), target_density_(c.exchange.compressor.density), u_(n_), v_(n_) {
-    if (config_.clip_norm > 0 || config_.nesterov) g_.resize(n_);
+  Dgc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool mfm)
+      : Optimizer(b, l, c, c.exchange, e),
+        mfm_(mfm),
+        target_density_(c.exchange.compressor.density),
+        u_(make_buffer("momentum")),
+        v_(make_buffer("velocity")) {
+    if (config_.clip_norm > 0 && config_.weight_decay != 0 && !config_.wd_outside)
+      geff_ = make_buffer("gradient with weight decay");
   }
 
-  std::vector<StateBuffer> state() override { return {{"momentum", u_}, {"velocity", v_}}; }
+  std::vector<StateBuffer> state() override { return {{"momentum", u_.span()}, {"velocity", v_.span()}}; }
 
  protected:
   void before_step(double epoch) override {
@@ -36,35 +43,28 @@ class Dgc final : public Optimizer {
   CommStats do_step(std::span<float> x, std::span<const float> g, std::uint64_t, double lr) override {
     const auto beta = static_cast<float>(config_.momentum);
     const auto eta = static_cast<float>(lr);
-    std::span<const float> gg = g;
+    device::GradientInput gi = gradient(g, x, lr);
     if (config_.clip_norm > 0) {
-      // Local clipping to G / sqrt(K): every worker uses the global threshold scaled by K^(-1/2).
-      double norm2 = 0;
-      for (float v : g) norm2 += static_cast<double>(v) * v;
+      // Local clipping to G / sqrt(K) of the gradient after weight decay: every worker uses the
+      // global threshold scaled by K^(-1/2).
+      const float* gw = g.data();
+      if (gi.wd != 0.0f) {
+        // g + wd * z, materialised for its norm: x - c*d with c = -wd is exactly g + wd*z.
+        ops::detached_point(exec_, geff_.data(), g.data(), gi.z, -gi.wd, n_);
+        gw = geff_.data();
+      }
+      const double norm = std::sqrt(ops::norm_squares(exec_, gw, n_));
       const double limit = config_.clip_norm / std::sqrt(static_cast<double>(backend_.size()));
-      const double norm = std::sqrt(norm2);
-      const float scale = norm > limit ? static_cast<float>(limit / norm) : 1.0f;
-      for (std::uint64_t i = 0; i < n_; ++i) g_[i] = g[i] * scale;
-      gg = g_;
+      gi.scale = norm > limit ? static_cast<float>(limit / norm) : 1.0f;
     }
-    if (config_.nesterov) {
-      for (std::uint64_t i = 0; i < n_; ++i) {
-        u_[i] = beta * (u_[i] + gg[i]);
-        v_[i] += u_[i] + gg[i];
-      }
+    ops::dgc_accumulate(exec_, u_.data(), v_.data(), gi, beta, config_.nesterov, false, n_, device::Block{}, nullptr);
+    const CommStats st = ex_.finish(v_.span(), agg_);  // v_ <- v_ (1 - M)
+    if (mfm_) ex_.zero_sent(u_.span());
+    const float wd = wd_outside();
+    if (wd != 0.0f) {
+      ops::apply_update(exec_, x.data(), agg_.data(), eta, wd, n_);
     } else {
-      for (std::uint64_t i = 0; i < n_; ++i) {
-        u_[i] = beta * u_[i] + gg[i];
-        v_[i] += u_[i];
-      }
-    }
-    const CommStats st = ex_.finish(v_, agg_);  // v_ <- v_ (1 - M)
-    if (mfm_) ex_.zero_sent(u_);
-    if (config_.wd_outside && config_.weight_decay != 0) {
-      const auto wd = static_cast<float>(config_.weight_decay);
-      for (std::uint64_t i = 0; i < n_; ++i) x[i] -= eta * (agg_[i] + wd * x[i]);
-    } else {
-      for (std::uint64_t i = 0; i < n_; ++i) x[i] -= eta * agg_[i];
+      apply_aggregate(exec_, x.data(), agg_, eta);
     }
     return st;
   }
@@ -72,13 +72,13 @@ class Dgc final : public Optimizer {
  private:
   bool mfm_;
   double target_density_;
-  std::vector<float> u_, v_, g_;
+  device::Buffer<float> u_, v_, geff_;
 };
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_dgc(comm::Backend& b, const Layout& l, const OptimConfig& c, bool mfm) {
-  return std::make_unique<Dgc>(b, l, c, mfm);
+std::unique_ptr<Optimizer> make_dgc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool mfm) {
+  return std::make_unique<Dgc>(b, l, c, e, mfm);
 }
 
 }  // namespace sparcol::optim::detail

@@ -6,13 +6,21 @@
 #include <string>
 
 #include "sparcol/coll/agree.hpp"
+#include "sparcol/coll/rbgs_allreduce.hpp"
+#include "sparcol/compress/topk.hpp"
 #include "sparcol/core/error.hpp"
 
 namespace sparcol::optim {
 
+namespace ops = device::dispatch;
+
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+bool has_kernel(const std::string& name) {
+  return name == "none" || name == "topk" || name == "topk-sampled" || name == "rbgs";
+}
 }  // namespace
 
 void CommStats::add(const CommStats& o) {
@@ -28,20 +36,65 @@ void CommStats::add(const CommStats& o) {
   time_comm_s += o.time_comm_s;
 }
 
-Exchange::Exchange(comm::Backend& backend, const Layout& layout, ExchangeConfig config)
-    : backend_(backend), config_(std::move(config)) {
+Aggregate::Aggregate(device::Exec& exec, std::uint64_t n, const char* what) : values_(exec, n, what) {
+  dense_ = exec.on_device();
+}
+
+void apply_aggregate(device::Exec& exec, float* x, const Aggregate& agg, float eta) {
+  if (agg.dense()) {
+    ops::apply_update(exec, x, agg.data(), eta, 0.0f, agg.size());
+  } else {
+    ops::sparse_apply_update(exec, x, agg.data(), agg.support().data(), agg.support().size(), eta);
+  }
+}
+
+std::string unsupported_on_device(const Layout& layout, const ExchangeConfig& config) {
+  const std::string& name = config.compressor.name;
+  if (!has_kernel(name))
+    return "compressor '" + name + "' has no GPU kernel (on a device executor: none, rbgs, topk, topk-sampled)";
+  if (name == "none") return {};
+  if (config.layerwise) return "layer-wise compression runs on the host executor only (use flat compression)";
+  for (const auto& t : layout.tensors) {
+    if (t.size == 0) continue;
+    if (t.size < config.min_compress_size || (config.compress_only_matrices && t.dims <= 1))
+      return "tensor '" + t.name + "' would be all-reduced densely (min_compress_size / compress_only_matrices), " +
+             "which runs on the host executor only: on a device executor every tensor is compressed";
+  }
+  return {};
+}
+
+Exchange::Exchange(comm::Backend& backend, const Layout& layout, ExchangeConfig config, device::Exec& exec)
+    : backend_(backend), config_(std::move(config)), exec_(exec) {
+  const int me = backend_.rank();
   layout.validate();
   compressor_ = compress::make_compressor(config_.compressor);
   kind_ = compressor_->aggregation();
+  const std::string& name = config_.compressor.name;
+  path_ = name == "none"           ? Path::kDense
+          : name == "topk"         ? Path::kTopk
+          : name == "topk-sampled" ? Path::kTopkSampled
+          : name == "rbgs"         ? Path::kBlock
+                                   : Path::kHost;
+  track_ = !exec_.on_device();
   // Threshold compressors select a data-dependent number of pairs; the others exactly k per group.
-  variable_count_ = config_.compressor.name == "topk-sampled" || config_.compressor.name == "sidco";
+  variable_count_ = name == "topk-sampled" || name == "sidco";
   n_ = layout.total();
-  SPARCOL_CHECK_ARG(n_ <= kMaxElements, backend_.rank(),
+  SPARCOL_CHECK_ARG(n_ <= kMaxElements, me,
                     "exchange: " + std::to_string(n_) + " parameters exceed the 2^32-1 supported by uint32 indices");
+  SPARCOL_CHECK_ARG(backend_.accepts(exec_.kind()), me,
+                    "backend " + backend_.name() + " does not move " + (exec_.on_device() ? "device" : "host") +
+                        " memory");
+  if (exec_.on_device()) {
+    const std::string why = unsupported_on_device(layout, config_);
+    SPARCOL_CHECK_ARG(why.empty(), me, "exchange on a device executor: " + why);
+  }
   build_groups(layout);
   set_density(config_.compressor.density);
+  device::Exec* coll_exec = exec_.on_device() ? &exec_ : nullptr;
   if (kind_ == compress::Aggregation::kSparse) {
-    sparse_ = std::make_unique<coll::SparseAllgather>(backend_, n_, total_k());
+    sparse_ = std::make_unique<coll::SparseAllgather>(backend_, n_, total_k(),
+                                                      coll::SparseAllgather::Algorithm::kAuto, coll_exec);
+    if (track_) marks_.assign((n_ + 63) / 64, 0);
   }
   if (kind_ == compress::Aggregation::kSign) {
     for (const auto& g : groups_) signs_.push_back(std::make_unique<coll::SignAllgather>(backend_, g.n));
@@ -83,6 +136,11 @@ void Exchange::build_groups(const Layout& layout) {
     }
   }
   if (!config_.layerwise && flat.n > 0) groups_.push_back(std::move(flat));
+  for (auto& g : groups_) g.id += config_.stream;
+  std::uint64_t widest = 0;
+  for (const auto& g : groups_)
+    if (g.segments.size() > 1) widest = std::max(widest, g.n);
+  if (widest > 0) gather_.assign(exec_, widest, "exchange gather");
 }
 
 void Exchange::set_density(double rho) {
@@ -106,8 +164,27 @@ void Exchange::set_density(double rho) {
   }
   std::uint64_t packed = dense_count_;
   if (kind_ == compress::Aggregation::kShared) packed += total_k();
-  packed_.resize(packed);
-  if (packed > 0) ring_ = std::make_unique<coll::RingAllreduce>(backend_, packed);
+  if (packed_.size() != packed) packed_.assign(exec_, packed, "exchange packed values");
+  ring_.reset();
+  if (packed > 0) {
+    ring_ = std::make_unique<coll::RingAllreduce>(backend_, packed, coll::RingAllreduce::kDefaultPieceBytes,
+                                                  coll::RingAllreduce::Algorithm::kAuto,
+                                                  exec_.on_device() ? &exec_ : nullptr);
+  }
+  if (kind_ == compress::Aggregation::kSparse) reserve_pairs(total_k());
+}
+
+void Exchange::reserve_pairs(std::uint64_t pairs) {
+  if (pair_idx_.size() >= pairs) return;
+  // Keeps the pairs already written (a host compressor's groups are appended one by one).
+  device::Buffer<Index> idx(exec_, pairs, "exchange pair indices");
+  device::Buffer<float> val(exec_, pairs, "exchange pair values");
+  if (pairs_ > 0) {
+    exec_.copy(idx.data(), pair_idx_.data(), pairs_ * sizeof(Index));
+    exec_.copy(val.data(), pair_val_.data(), pairs_ * sizeof(float));
+  }
+  pair_idx_ = std::move(idx);
+  pair_val_ = std::move(val);
 }
 
 std::uint64_t Exchange::total_k() const {
@@ -124,24 +201,23 @@ std::uint64_t Exchange::to_global(const Group& g, std::uint64_t local) const {
   throw Error(ErrorCode::kInternal, backend_.rank(), "exchange: local index beyond its group");
 }
 
-std::span<float> Exchange::group_view(Group& g, std::span<float> v, bool gather) {
-  if (g.segments.size() == 1) return v.subspan(g.segments[0].offset, g.segments[0].size);
-  gather_.resize(g.n);
+float* Exchange::group_view(Group& g, std::span<float> v, bool gather) {
+  if (g.segments.size() == 1) return v.data() + g.segments[0].offset;
   if (gather) {
     std::size_t pos = 0;
     for (const auto& s : g.segments) {
-      std::copy_n(v.begin() + static_cast<std::ptrdiff_t>(s.offset), s.size, gather_.begin() + static_cast<std::ptrdiff_t>(pos));
+      exec_.copy(gather_.data() + pos, v.data() + s.offset, s.size * sizeof(float));
       pos += s.size;
     }
   }
-  return {gather_.data(), g.n};
+  return gather_.data();
 }
 
-void Exchange::scatter_group(const Group& g, std::span<const float> from, std::span<float> v) const {
-  if (g.segments.size() == 1 && from.data() == v.data() + g.segments[0].offset) return;  // already in place
+void Exchange::scatter_group(const Group& g, const float* from, std::span<float> v) {
+  if (g.segments.size() == 1 && from == v.data() + g.segments[0].offset) return;  // already in place
   std::size_t pos = 0;
   for (const auto& s : g.segments) {
-    std::copy_n(from.begin() + static_cast<std::ptrdiff_t>(pos), s.size, v.begin() + static_cast<std::ptrdiff_t>(s.offset));
+    exec_.copy(v.data() + s.offset, from + pos, s.size * sizeof(float));
     pos += s.size;
   }
 }
@@ -162,7 +238,99 @@ Verdict Exchange::begin(std::uint64_t step, bool local_nonfinite) {
   return verdict;
 }
 
-CommStats Exchange::finish(std::span<float> v, std::span<float> agg) {
+// Compresses one group's view in place (v <- v - C(v)) and stages what it sends: sparse pairs at
+// `pairs` in pair_idx_/pair_val_ (group-local indices), shared values at packed_pos in packed_.
+// Returns the number of pairs written.
+std::uint64_t Exchange::compress_group(Group& g, float* view, std::uint64_t pairs, std::uint64_t& packed_pos) {
+  switch (path_) {
+    case Path::kDense:
+      return 0;  // no compressed groups
+    case Path::kTopk:
+    case Path::kTopkSampled: {
+      std::uint64_t count = g.k;
+      Index* idx = pair_idx_.data() + pairs;
+      float* val = pair_val_.data() + pairs;
+      bool exact = true;
+      if (path_ == Path::kTopkSampled) {
+        const compress::DgcSamplePlan p = compress::dgc_sample_plan(g.n, g.k, config_.compressor.sample_ratio);
+        if (g.k < g.n && p.stride > 1) {
+          const device::SamplePlan plan{p.stride, compress::dgc_sample_offset(p.stride, config_.seed, step_, g.id),
+                                        p.top_samples};
+          count = ops::topk_sampled(exec_, view, g.n, g.k, plan, idx, val).count;
+          exact = false;
+        }
+        // Otherwise the "sample" would be all of v: the exact top-k, as the compressor does.
+      }
+      if (exact) ops::topk(exec_, view, g.n, g.k, idx, val);
+      ops::scatter_zero(exec_, view, g.n, idx, count);  // sent coordinates become exactly 0
+      return count;
+    }
+    case Path::kBlock: {
+      const coll::RbgsBlock b = coll::rbgs_block(g.n, g.k, config_.seed, step_, g.id);
+      g.block = device::Block{b.n, b.start, b.length};
+      ops::rbgs_extract(exec_, view, g.block, packed_.data() + packed_pos);
+      packed_pos += g.k;
+      return 0;
+    }
+    case Path::kHost: {
+      // Host memory only (checked when the Exchange was built).
+      std::span<float> v(view, g.n);
+      compress::Context ctx{config_.seed, step_, g.id, static_cast<std::uint32_t>(backend_.rank()), g.k};
+      compressor_->compress(v, ctx, g.msg);
+      compress::subtract_decompressed(g.msg, v);
+      if (kind_ == compress::Aggregation::kShared) {
+        std::copy(g.msg.values.begin(), g.msg.values.end(), packed_.data() + packed_pos);
+        packed_pos += g.msg.values.size();
+      }
+      if (kind_ != compress::Aggregation::kSparse) return 0;
+      const std::uint64_t count = g.msg.indices.size();
+      reserve_pairs(pairs + count);
+      std::copy(g.msg.indices.begin(), g.msg.indices.end(), pair_idx_.data() + pairs);
+      std::copy(g.msg.values.begin(), g.msg.values.end(), pair_val_.data() + pairs);
+      return count;
+    }
+  }
+  return 0;
+}
+
+void Exchange::clear(Aggregate& agg) const {
+  if (agg.dense_) {
+    exec_.zero(agg.data(), agg.size() * sizeof(float));
+  } else {
+    ops::scatter_zero(exec_, agg.data(), agg.size(), agg.support_.data(), agg.support_.size());
+  }
+  agg.support_.clear();
+}
+
+// The tracked sparse mean (host executor): agg is +0 at every gathered index; the pairs are added
+// in rank order, and within a rank in the order it sent them, starting from +0 (as
+// SparseAllgather::accumulate_into does), then every distinct index is divided by K once.
+void Exchange::sum_pairs_tracked(Aggregate& agg, float divisor, std::uint64_t& nnz) {
+  float* out = agg.data();
+  auto& support = agg.support_;
+  for (int r = 0; r < sparse_->ranks(); ++r) {
+    const auto idx = sparse_->indices(r);
+    const auto val = sparse_->values(r);
+    for (std::size_t j = 0; j < idx.size(); ++j) {
+      const Index i = idx[j];
+      std::uint64_t& word = marks_[i >> 6];
+      const std::uint64_t bit = std::uint64_t{1} << (i & 63);
+      if ((word & bit) == 0) {
+        word |= bit;
+        support.push_back(i);
+      }
+      out[i] += val[j];
+    }
+  }
+  nnz = 0;
+  for (Index i : support) {
+    out[i] /= divisor;
+    nnz += out[i] != 0.0f;
+    marks_[i >> 6] = 0;  // every bit of the word belongs to the support: clearing it whole is exact
+  }
+}
+
+CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
   const int me = backend_.rank();
   const auto K = static_cast<std::uint64_t>(backend_.size());
   SPARCOL_CHECK(begun_, ErrorCode::kInternal, me, "exchange: finish() without a successful begin()");
@@ -174,23 +342,39 @@ CommStats Exchange::finish(std::span<float> v, std::span<float> agg) {
   const auto t0 = Clock::now();
 
   // 1-2. Compress each group and keep the compression error in v.
-  std::size_t packed_pos = 0;
+  std::uint64_t packed_pos = 0;
+  pairs_ = 0;
   for (auto& g : groups_) {
-    auto view = group_view(g, v, /*gather=*/true);
-    compress::Context ctx{config_.seed, step_, g.id, static_cast<std::uint32_t>(me), g.k};
-    compressor_->compress(view, ctx, g.msg);
-    compress::subtract_decompressed(g.msg, view);
+    float* view = group_view(g, v, /*gather=*/true);
+    const std::uint64_t count = compress_group(g, view, pairs_, packed_pos);
+    g.pair_begin = pairs_;
+    g.pair_count = count;
+    if (count > 0 && (g.segments.size() > 1 || g.segments[0].offset != 0)) {
+      // Group-local indices to global ones (host memory: groups that need it run on the host only).
+      Index* idx = pair_idx_.data() + pairs_;
+      for (std::uint64_t j = 0; j < count; ++j) idx[j] = static_cast<Index>(to_global(g, idx[j]));
+    }
+    pairs_ += count;
     scatter_group(g, view, v);
-    st.elements_up += g.msg.wire_elements();
-    st.bytes_up += g.msg.wire_bytes();
-    if (kind_ == compress::Aggregation::kShared) {
-      std::copy(g.msg.values.begin(), g.msg.values.end(), packed_.begin() + static_cast<std::ptrdiff_t>(packed_pos));
-      packed_pos += g.msg.values.size();
+    switch (path_) {
+      case Path::kTopk:
+      case Path::kTopkSampled:
+        st.elements_up += 2.0 * static_cast<double>(count);
+        st.bytes_up += kPairBytes * count;
+        break;
+      case Path::kBlock:
+        st.elements_up += static_cast<double>(g.k);
+        st.bytes_up += 4 * g.k;
+        break;
+      default:
+        st.elements_up += g.msg.wire_elements();
+        st.bytes_up += g.msg.wire_bytes();
+        break;
     }
   }
   for (const auto& s : dense_) {
-    std::copy_n(v.begin() + static_cast<std::ptrdiff_t>(s.offset), s.size, packed_.begin() + static_cast<std::ptrdiff_t>(packed_pos));
-    std::fill_n(v.begin() + static_cast<std::ptrdiff_t>(s.offset), s.size, 0.0f);
+    exec_.copy(packed_.data() + packed_pos, v.data() + s.offset, s.size * sizeof(float));
+    exec_.zero(v.data() + s.offset, s.size * sizeof(float));
     packed_pos += s.size;
   }
   st.elements_up += static_cast<double>(dense_count_);
@@ -198,11 +382,16 @@ CommStats Exchange::finish(std::span<float> v, std::span<float> agg) {
   st.time_compress_s = seconds_since(t0);
   const auto t1 = Clock::now();
 
-  // 3. Aggregate.
+  // 3. Aggregate into agg, which is +0 everywhere once cleared.
+  clear(agg);
+  const bool tracked = track_ && dense_.empty() && kind_ != compress::Aggregation::kDense &&
+                       kind_ != compress::Aggregation::kSign;
+  agg.dense_ = !tracked;
+  float* out = agg.data();
   const float kf = static_cast<float>(K);
-  auto divide_dense_into_agg = [&](std::size_t from) {
+  auto divide_dense_into_agg = [&](std::uint64_t from) {
     for (const auto& s : dense_) {
-      for (std::uint64_t i = 0; i < s.size; ++i) agg[s.offset + i] = packed_[from + i] / kf;
+      ops::rbgs_unpack(exec_, packed_.data() + from, device::Block{s.size, 0, s.size}, kf, out + s.offset, true);
       from += s.size;
     }
   };
@@ -211,7 +400,6 @@ CommStats Exchange::finish(std::span<float> v, std::span<float> agg) {
     st.bytes_sent += ring_->bytes_sent_per_run();
     st.bytes_recv += ring_->bytes_sent_per_run();
   }
-  std::fill(agg.begin(), agg.end(), 0.0f);
   switch (kind_) {
     case compress::Aggregation::kDense: {
       divide_dense_into_agg(0);
@@ -220,19 +408,25 @@ CommStats Exchange::finish(std::span<float> v, std::span<float> agg) {
       break;
     }
     case compress::Aggregation::kShared: {
-      std::size_t pos = 0;
+      std::uint64_t pos = 0;
       for (auto& g : groups_) {
-        const auto& m = g.msg;
-        if (m.is_block) {
-          const auto first = m.block.first_len();
-          for (std::uint64_t i = 0; i < m.block.length; ++i) {
-            const std::uint64_t local = i < first ? m.block.start + i : i - first;
-            agg[to_global(g, local)] = packed_[pos + i] / kf;
-          }
+        const std::uint64_t count = path_ == Path::kBlock ? g.k : g.msg.values.size();
+        const float* packed = packed_.data() + pos;
+        if (path_ == Path::kBlock && g.segments.size() == 1) {
+          const std::uint64_t offset = g.segments[0].offset;
+          ops::rbgs_unpack(exec_, packed, g.block, kf, out + offset, /*zero_outside=*/false);
+          if (tracked)
+            for (std::uint64_t p = 0; p < count; ++p) agg.support_.push_back(static_cast<Index>(offset + g.block.element(p)));
         } else {
-          for (std::size_t i = 0; i < m.indices.size(); ++i) agg[to_global(g, m.indices[i])] = packed_[pos + i] / kf;
+          // Host memory: a block across several segments, or the shared indices of randk-shared.
+          for (std::uint64_t p = 0; p < count; ++p) {
+            const std::uint64_t local = path_ == Path::kBlock ? g.block.element(p) : g.msg.indices[p];
+            const std::uint64_t i = to_global(g, local);
+            out[i] = packed[p] / kf;
+            if (tracked) agg.support_.push_back(static_cast<Index>(i));
+          }
         }
-        pos += m.values.size();
+        pos += count;
       }
       divide_dense_into_agg(pos);
       st.elements_up_all = static_cast<double>(K) * st.elements_up;
@@ -240,33 +434,25 @@ CommStats Exchange::finish(std::span<float> v, std::span<float> agg) {
       break;
     }
     case compress::Aggregation::kSparse: {
-      pair_idx_.clear();
-      pair_val_.clear();
-      for (const auto& g : groups_) {
-        for (std::size_t i = 0; i < g.msg.indices.size(); ++i) {
-          pair_idx_.push_back(static_cast<Index>(to_global(g, g.msg.indices[i])));
-          pair_val_.push_back(g.msg.values[i]);
-        }
-      }
       std::vector<std::size_t> counts(K, total_k());
       if (variable_count_) {
         std::vector<std::uint64_t> all(K);
-        const std::uint64_t mine = pair_idx_.size();
-        coll::allgather_small(backend_, &mine, sizeof mine, all.data(), comm::kTagFingerprint);
+        const std::uint64_t mine = pairs_;
+        coll::allgather_small(backend_.control(), &mine, sizeof mine, all.data(), comm::kTagFingerprint);
         for (std::size_t r = 0; r < K; ++r) counts[r] = all[r];
       }
-      sparse_->run_agreed(pair_idx_, pair_val_, counts);
+      sparse_->run_agreed(std::span<const Index>(pair_idx_.data(), pairs_),
+                          std::span<const float>(pair_val_.data(), pairs_), counts);
       st.bytes_sent += sparse_->last_bytes_sent();
       st.bytes_recv += sparse_->last_bytes_recv();
-      sparse_->accumulate_into(agg.data());
       std::uint64_t nnz = 0;
-      for (const auto& g : groups_) {
-        for (const auto& s : g.segments) {
-          for (std::uint64_t i = s.offset; i < s.offset + s.size; ++i) {
-            agg[i] /= kf;
-            nnz += agg[i] != 0.0f;
-          }
-        }
+      if (track_) {
+        // Host memory (dense segments, if any, are written below and make the aggregate dense).
+        sum_pairs_tracked(agg, kf, nnz);
+        if (!tracked) agg.support_.clear();
+      } else {
+        sparse_->sum_into(out, kf);  // the whole vector: 0 where no pair points
+        nnz = ops::count_nonzero(exec_, out, n_);
       }
       divide_dense_into_agg(0);
       std::uint64_t pairs_all = 0;
@@ -276,6 +462,7 @@ CommStats Exchange::finish(std::span<float> v, std::span<float> agg) {
       break;
     }
     case compress::Aggregation::kSign: {
+      // Host memory only (sign has no device path).
       double down = 0;
       std::uint64_t down_bytes = 0;
       for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
@@ -284,13 +471,13 @@ CommStats Exchange::finish(std::span<float> v, std::span<float> agg) {
         sag.run_agreed(g.msg.bits, g.msg.scale);
         st.bytes_sent += sag.last_bytes_sent();
         st.bytes_recv += sag.last_bytes_recv();
-        auto view = group_view(g, agg, /*gather=*/false);
+        float* view = group_view(g, agg.values(), /*gather=*/false);
         if (config_.compressor.sign_majority) {
-          sag.majority_into(view);
+          sag.majority_into({view, g.n});
         } else {
-          sag.mean_into(view);
+          sag.mean_into({view, g.n});
         }
-        scatter_group(g, view, agg);
+        scatter_group(g, view, agg.values());
         down += static_cast<double>(K) * g.msg.wire_elements();
         down_bytes += K * g.msg.wire_bytes();
       }
@@ -304,26 +491,39 @@ CommStats Exchange::finish(std::span<float> v, std::span<float> agg) {
   // Bytes down: 4 per element (sign messages counted above, their bits pack 32 to a word).
   if (kind_ != compress::Aggregation::kSign) st.bytes_down = static_cast<std::uint64_t>(st.elements_down) * 4;
   st.dense_elements = static_cast<double>((K + 1) * n_);
+  exec_.synchronize();
   st.time_comm_s = seconds_since(t1);
   return st;
 }
 
-void Exchange::zero_sent(std::span<float> u) const {
+void Exchange::zero_sent(std::span<float> u) {
   if (kind_ == compress::Aggregation::kDense) {
     // Compressor "none": the identity sends every coordinate (DGC with masking degenerates to DSGD).
-    std::fill(u.begin(), u.end(), 0.0f);
+    exec_.zero(u.data(), u.size() * sizeof(float));
     return;
   }
-  for (const auto& g : groups_) {
-    compress::for_each_support_range(g.msg, [&](std::uint64_t b, std::uint64_t e) {
-      if (g.segments.size() == 1) {
-        std::fill(u.begin() + static_cast<std::ptrdiff_t>(g.segments[0].offset + b),
-                  u.begin() + static_cast<std::ptrdiff_t>(g.segments[0].offset + e), 0.0f);
-      } else {
-        for (std::uint64_t i = b; i < e; ++i) u[to_global(g, i)] = 0.0f;
-      }
-    });
+  for (auto& g : groups_) {
+    switch (path_) {
+      case Path::kTopk:
+      case Path::kTopkSampled:
+        ops::scatter_zero(exec_, u.data(), n_, pair_idx_.data() + g.pair_begin, g.pair_count);
+        break;
+      case Path::kBlock:
+        if (g.segments.size() == 1) {
+          auto* scratch = static_cast<float*>(exec_.scratch(g.k * sizeof(float)));
+          ops::rbgs_extract(exec_, u.data() + g.segments[0].offset, g.block, scratch);
+        } else {
+          for (std::uint64_t p = 0; p < g.block.length; ++p) u[to_global(g, g.block.element(p))] = 0.0f;
+        }
+        break;
+      default:
+        compress::for_each_support_range(g.msg, [&](std::uint64_t b, std::uint64_t e) {
+          for (std::uint64_t i = b; i < e; ++i) u[to_global(g, i)] = 0.0f;
+        });
+        break;
+    }
   }
+  exec_.synchronize();
 }
 
 }  // namespace sparcol::optim

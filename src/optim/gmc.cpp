@@ -4,51 +4,62 @@
 //   v_k = u_k + g_k + beta*m;  s_k = S(v_k);  u_k <- v_k - s_k
 //   a_t = mean_k s_k (rank order, divided by K once);  x <- x - eta_t*a_t;  m <- a_t
 // Without compression u = 0 and this is DMSGD with global momentum, exactly.
-#include <utility>
-
+//
+// m is the Exchange's aggregate itself: with top-k or RBGS it has at most K*k non-zeros, so on the
+// host the message pass reads m only there (gmc_accumulate_sparse) and x moves only there
+// (apply_aggregate). Passes over d per step: the message (u, g read, u written), the compressor's.
 #include "methods.hpp"
 
 namespace sparcol::optim::detail {
 
 namespace {
 
+namespace ops = device::dispatch;
+
 class Gmc final : public Optimizer {
  public:
-  Gmc(comm::Backend& b, const Layout& l, const OptimConfig& c, bool plus)
-      : Optimizer(b, l, c, c.exchange), plus_(plus), u_(n_), m_(n_) {
+  Gmc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool plus)
+      : Optimizer(b, l, c, c.exchange, e), plus_(plus), u_(make_buffer("residual")) {
     alpha_ = plus ? (c.alpha >= 0 ? c.alpha : 0.5) : 0.0;
   }
 
   std::span<const float> gradient_point(std::span<const float> x, double lr) override {
     if (!plus_ || alpha_ == 0.0) return x;
-    z_.resize(n_);
-    const auto c = static_cast<float>(alpha_ * lr);
-    for (std::uint64_t i = 0; i < n_; ++i) z_[i] = x[i] - c * u_[i];
-    return z_;
+    if (z_.size() != n_) z_ = make_buffer("gradient point");
+    ops::detached_point(exec_, z_.data(), x.data(), u_.data(), static_cast<float>(alpha_ * lr), n_);
+    exec_.synchronize();
+    return z_.span();
   }
 
-  std::vector<StateBuffer> state() override { return {{"residual", u_}, {"global_momentum", m_}}; }
+  std::vector<StateBuffer> state() override {
+    agg_.forget_support();  // the caller may overwrite m
+    return {{"residual", u_.span()}, {"global_momentum", agg_.values()}};
+  }
 
  protected:
   CommStats do_step(std::span<float> x, std::span<const float> g, std::uint64_t, double lr) override {
     const auto beta = static_cast<float>(config_.momentum);
-    const auto eta = static_cast<float>(lr);
-    for (std::uint64_t i = 0; i < n_; ++i) u_[i] += g[i] + beta * m_[i];  // u_ now holds v_k
-    const CommStats st = ex_.finish(u_, agg_);                          // u_ <- v_k - S(v_k)
-    std::swap(m_, agg_);                                                // m <- a_t
-    for (std::uint64_t i = 0; i < n_; ++i) x[i] -= eta * m_[i];
+    const device::GradientInput gi = gradient(g, x, lr);
+    const Aggregate& m = agg_;  // a_{t-1}
+    if (m.dense()) {
+      ops::gmc_accumulate(exec_, u_.data(), m.data(), gi, beta, n_, device::Block{}, nullptr);  // u holds v_k
+    } else {
+      ops::gmc_accumulate_sparse(exec_, u_.data(), m.data(), m.support().data(), m.support().size(), gi, beta, n_);
+    }
+    const CommStats st = ex_.finish(u_.span(), agg_);  // u <- v_k - S(v_k); m <- a_t
+    apply_aggregate(exec_, x.data(), agg_, static_cast<float>(lr));
     return st;
   }
 
  private:
   bool plus_;
-  std::vector<float> u_, m_;
+  device::Buffer<float> u_;
 };
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_gmc(comm::Backend& b, const Layout& l, const OptimConfig& c, bool plus) {
-  return std::make_unique<Gmc>(b, l, c, plus);
+std::unique_ptr<Optimizer> make_gmc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool plus) {
+  return std::make_unique<Gmc>(b, l, c, e, plus);
 }
 
 }  // namespace sparcol::optim::detail

@@ -7,12 +7,26 @@
 
 namespace sparcol::optim::detail {
 
-std::unique_ptr<Optimizer> make_dmsgd(comm::Backend& b, const Layout& l, const OptimConfig& c, bool local);
-std::unique_ptr<Optimizer> make_ef_sgd(comm::Backend& b, const Layout& l, const OptimConfig& c, bool momentum);
-std::unique_ptr<Optimizer> make_dgc(comm::Backend& b, const Layout& l, const OptimConfig& c, bool mfm);
-std::unique_ptr<Optimizer> make_gmc(comm::Backend& b, const Layout& l, const OptimConfig& c, bool plus);
-std::unique_ptr<Optimizer> make_def_a(comm::Backend& b, const Layout& l, const OptimConfig& c);
-std::unique_ptr<Optimizer> make_cser(comm::Backend& b, const Layout& l, const OptimConfig& c);
+using device::Exec;
+
+std::unique_ptr<Optimizer> make_dmsgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool local);
+std::unique_ptr<Optimizer> make_ef_sgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e,
+                                       bool momentum);
+std::unique_ptr<Optimizer> make_dgc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool mfm);
+std::unique_ptr<Optimizer> make_gmc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool plus);
+std::unique_ptr<Optimizer> make_def_a(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
+std::unique_ptr<Optimizer> make_cser(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
+
+// The error-feedback family's update: x <- x - a (the aggregate is in parameter units), or with
+// wd_outside x <- x - (a + eta*wd*x).
+inline void apply_error_feedback_update(Exec& ex, std::span<float> x, const Aggregate& a, double lr,
+                                        const OptimConfig& c) {
+  if (c.wd_outside) {
+    device::dispatch::apply_update(ex, x.data(), a.data(), 1.0f, static_cast<float>(lr * c.weight_decay), x.size());
+  } else {
+    apply_aggregate(ex, x.data(), a, 1.0f);
+  }
+}
 
 // Exchange configuration that sends everything densely (DMSGD, and CSER's verdict-only exchange).
 ExchangeConfig dense_exchange(const ExchangeConfig& base);

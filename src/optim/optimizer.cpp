@@ -5,10 +5,11 @@
 #include <string>
 
 #include "methods.hpp"
-#include "sparcol/coll/dense.hpp"
 #include "sparcol/core/error.hpp"
 
 namespace sparcol::optim {
+
+namespace ops = device::dispatch;
 
 namespace detail {
 ExchangeConfig dense_exchange(const ExchangeConfig& base) {
@@ -21,19 +22,35 @@ ExchangeConfig dense_exchange(const ExchangeConfig& base) {
 }
 }  // namespace detail
 
-Optimizer::Optimizer(comm::Backend& backend, const Layout& layout, OptimConfig config, ExchangeConfig exchange)
+Optimizer::Optimizer(comm::Backend& backend, const Layout& layout, OptimConfig config, ExchangeConfig exchange,
+                     device::Exec& exec)
     : backend_(backend),
       config_(std::move(config)),
       n_(layout.total()),
-      ex_(backend, layout, std::move(exchange)),
-      agg_(n_) {}
+      exec_(exec),
+      ex_(backend, layout, std::move(exchange), exec),
+      agg_(exec, n_) {}
 
 Optimizer::~Optimizer() = default;
 
 std::span<const float> Optimizer::gradient_point(std::span<const float> x, double /*lr*/) { return x; }
 
 void Optimizer::evaluation_model(std::span<const float> x, std::span<float> out, bool /*virtual_model*/) {
-  std::copy(x.begin(), x.end(), out.begin());
+  SPARCOL_CHECK_ARG(x.size() == n_ && out.size() == n_, backend_.rank(),
+                    config_.method + ": evaluation_model with vectors of " + std::to_string(x.size()) + " and " +
+                        std::to_string(out.size()) + " elements, expected " + std::to_string(n_));
+  exec_.copy(out.data(), x.data(), n_ * sizeof(float));
+  exec_.synchronize();
+}
+
+device::GradientInput Optimizer::gradient(std::span<const float> g, std::span<const float> x, double lr) {
+  device::GradientInput gi{g.data(), x.data(), 0.0f, 1.0f};
+  if (config_.weight_decay != 0.0 && !config_.wd_outside) {
+    // Coupled L2 at the point the gradient was taken (ALGORITHMS.md 0.1).
+    gi.z = gradient_point(x, lr).data();
+    gi.wd = static_cast<float>(config_.weight_decay);
+  }
+  return gi;
 }
 
 StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr, double epoch) {
@@ -43,8 +60,7 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
                         std::to_string(g.size()) + " gradient entries, expected " + std::to_string(n_));
   SPARCOL_CHECK_ARG(std::isfinite(lr) && lr >= 0, me,
                     config_.method + ": learning rate must be finite and >= 0, got " + std::to_string(lr));
-  bool finite = true;
-  for (float v : g) finite &= std::isfinite(v);
+  const bool finite = ops::all_finite(exec_, g.data(), n_);
 
   before_step(epoch);
   const Verdict verdict = ex_.begin(t, !finite);
@@ -62,18 +78,8 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
     stats.bad_ranks = verdict.bad_ranks;
     return stats;
   }
-
-  std::span<const float> geff = g;
-  const double wd = config_.weight_decay;
-  if (wd != 0.0 && !config_.wd_outside) {
-    // Coupled L2 at the point the gradient was taken (ALGORITHMS.md 0.1).
-    const auto z = gradient_point(x, lr);
-    geff_.resize(n_);
-    const auto wdf = static_cast<float>(wd);
-    for (std::uint64_t i = 0; i < n_; ++i) geff_[i] = g[i] + wdf * z[i];
-    geff = geff_;
-  }
-  stats.comm = do_step(x, geff, t, lr);
+  stats.comm = do_step(x, g, t, lr);
+  exec_.synchronize();
   return stats;
 }
 
@@ -85,7 +91,37 @@ const std::vector<std::string>& method_names() {
 
 bool method_is_dense(const std::string& method) { return method == "dmsgd" || method == "dmsgd-local"; }
 
+bool method_has_wd_outside(const std::string& method) {
+  return method != "gmc" && method != "gmc-plus" && method != "cser";
+}
+
+std::string unsupported_reason(const Layout& layout, const OptimConfig& config, MemKind kind) {
+  if (kind != MemKind::kDevice) return {};
+  if (method_is_dense(config.method)) return {};  // the dense methods ignore the compressor and the groups
+  if (config.method == "cser") {
+    if (config.cser_c1.name != "zero") {
+      ExchangeConfig c1 = config.exchange;
+      c1.compressor = config.cser_c1;
+      const std::string why = unsupported_on_device(layout, c1);
+      if (!why.empty()) return "CSER's C1: " + why;
+    }
+    ExchangeConfig c2 = config.exchange;
+    c2.compressor = config.cser_c2;
+    const std::string why = unsupported_on_device(layout, c2);
+    return why.empty() ? why : "CSER's C2: " + why;
+  }
+  return unsupported_on_device(layout, config.exchange);
+}
+
 std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout, const OptimConfig& config) {
+  auto exec = std::make_unique<device::Exec>(device::Exec::host());
+  auto opt = make_optimizer(backend, layout, config, *exec);
+  opt->owned_exec_ = std::move(exec);
+  return opt;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout, const OptimConfig& config,
+                                          device::Exec& exec) {
   const int me = backend.rank();
   const auto& names = method_names();
   if (std::find(names.begin(), names.end(), config.method) == names.end()) {
@@ -103,13 +139,24 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
   SPARCOL_CHECK_ARG(config.warmup_epochs >= 0, me, "warm-up epochs must be >= 0");
   SPARCOL_CHECK_ARG(config.cser_period >= 1, me,
                     "CSER period H must be >= 1, got " + std::to_string(config.cser_period));
+  if (config.wd_outside) {
+    SPARCOL_CHECK_ARG(method_has_wd_outside(config.method), me,
+                      config.method +
+                          " does not define weight decay outside compression (wd_outside): its update is not "
+                          "x - eta * aggregate (gmc, gmc-plus: global momentum; cser: split model)");
+    SPARCOL_CHECK_ARG(config.weight_decay > 0, me, "wd_outside needs a weight decay > 0");
+  }
+  layout.validate();
+  const std::string why = unsupported_reason(layout, config, exec.kind());
+  SPARCOL_CHECK_ARG(why.empty(), me, config.method + " on a device executor: " + why);
   const auto& m = config.method;
-  if (m == "dmsgd" || m == "dmsgd-local") return detail::make_dmsgd(backend, layout, config, m == "dmsgd-local");
-  if (m == "ef-sgd" || m == "ef-sgdm") return detail::make_ef_sgd(backend, layout, config, m == "ef-sgdm");
-  if (m == "dgc" || m == "dgc-mfm") return detail::make_dgc(backend, layout, config, m == "dgc-mfm");
-  if (m == "gmc" || m == "gmc-plus") return detail::make_gmc(backend, layout, config, m == "gmc-plus");
-  if (m == "def-a") return detail::make_def_a(backend, layout, config);
-  return detail::make_cser(backend, layout, config);
+  if (m == "dmsgd" || m == "dmsgd-local")
+    return detail::make_dmsgd(backend, layout, config, exec, m == "dmsgd-local");
+  if (m == "ef-sgd" || m == "ef-sgdm") return detail::make_ef_sgd(backend, layout, config, exec, m == "ef-sgdm");
+  if (m == "dgc" || m == "dgc-mfm") return detail::make_dgc(backend, layout, config, exec, m == "dgc-mfm");
+  if (m == "gmc" || m == "gmc-plus") return detail::make_gmc(backend, layout, config, exec, m == "gmc-plus");
+  if (m == "def-a") return detail::make_def_a(backend, layout, config, exec);
+  return detail::make_cser(backend, layout, config, exec);
 }
 
 }  // namespace sparcol::optim

@@ -7,5 +7,4 @@ target_sources(sparcol_core PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/dgc.cpp
   ${CMAKE_CURRENT_LIST_DIR}/gmc.cpp
   ${CMAKE_CURRENT_LIST_DIR}/def_a.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/cser.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/fused.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/cser.cpp)

@@ -124,6 +124,13 @@ void rbgs_unpack(Exec& ex, const float* packed, const Block& b, float divisor, f
 
 // sum_j v_j^2 in double, in the fixed order of elementwise.hpp. Waits.
 double sum_squares(Exec& ex, const float* v, std::uint64_t n);
+// Whether every v_j is finite. Host: one read pass; device: the squared norm is finite (each term
+// is at most 2^256, far from double's limit). Waits.
+bool all_finite(Exec& ex, const float* v, std::uint64_t n);
+// sum_j v_j^2 in double for DGC's clipping norm: in index order on the host (what the CPU optimizer
+// has always computed), in the fixed tile order of sum_squares on the device. The one documented
+// place where host and device may differ, in the last bit of the clipping factor. Waits.
+double norm_squares(Exec& ex, const float* v, std::uint64_t n);
 void sign_pack(Exec& ex, const float* v, std::uint64_t n, std::uint32_t* words, float* scale);
 void sign_decode_mean(Exec& ex, const std::uint32_t* words, const float* scales, int ranks, std::uint64_t n,
                       float* out);
@@ -142,6 +149,9 @@ void detached_point(Exec& ex, float* z, const float* x, const float* d, float c,
 void offset_point(Exec& ex, float* z, const float* x, const float* r, std::uint64_t n);
 void gmc_accumulate(Exec& ex, float* u, const float* m, const GradientInput& g, float beta, std::uint64_t n,
                     const Block& send, float* send_values);
+// gmc_accumulate (no send block) when m is +0 outside the `count` distinct indices idx (ops.hpp).
+void gmc_accumulate_sparse(Exec& ex, float* u, const float* m, const Index* idx, std::uint64_t count,
+                           const GradientInput& g, float beta, std::uint64_t n);
 void dgc_accumulate(Exec& ex, float* u, float* v, const GradientInput& g, float beta, bool nesterov,
                     bool mask_momentum, std::uint64_t n, const Block& send, float* send_values);
 void ef_accumulate(Exec& ex, float* e, float* m, const GradientInput& g, float beta, float eta,
@@ -154,6 +164,7 @@ void cser_apply(Exec& ex, float* x, float* r, const float* a, const float* delta
 void dmsgd_local(Exec& ex, float* m, float* v, const GradientInput& g, float beta, std::uint64_t n);
 void dmsgd_apply(Exec& ex, float* m, float* x, const float* a, float beta, float eta, std::uint64_t n);
 void apply_update(Exec& ex, float* x, const float* a, float eta, float wd, std::uint64_t n);
+void sparse_apply_update(Exec& ex, float* x, const float* a, const Index* idx, std::uint64_t count, float eta);
 
 }  // namespace dispatch
 

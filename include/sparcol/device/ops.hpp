@@ -175,6 +175,11 @@ void offset_point(const Stream& s, float* d_z, const float* d_x, const float* d_
 // GMC / GMC+ (5.2 steps 2-4): u <- u + (g' + beta * m), the message v_k, in u.
 void gmc_accumulate(const Stream& s, float* d_u, const float* d_m, const GradientInput& g, float beta,
                     std::uint64_t n, const Block& send, float* d_send);
+// The same when m is +0 outside the `count` distinct indices d_idx (m is a sparse aggregate): a dense
+// pass with m = +0 and the exact message at the indices (saved before, written after it), bit for
+// bit gmc_accumulate without a send block. d_save: scratch for `count` floats.
+void gmc_accumulate_sparse(const Stream& s, float* d_u, const float* d_m, const Index* d_idx, std::uint64_t count,
+                           const GradientInput& g, float beta, std::uint64_t n, float* d_save);
 // DGC (4, step 3): u <- beta*u + g', v <- v + u (Nesterov: u <- beta*(u + g'), v <- v + u + g').
 // The message is v. mask_momentum (dgc-mfm) also zeroes u on the extracted block.
 void dgc_accumulate(const Stream& s, float* d_u, float* d_v, const GradientInput& g, float beta,
@@ -203,6 +208,10 @@ void dmsgd_apply(const Stream& s, float* d_m, float* d_x, const float* d_a, floa
 // x <- x - eta*a, or with wd != 0 (DGC's weight decay outside compression) x <- x - eta*(a + wd*x).
 // eta = 1 is the EF family's x - a, eta = -1 CSER's reset x + a.
 void apply_update(const Stream& s, float* d_x, const float* d_a, float eta, float wd, std::uint64_t n);
+// apply_update (wd = 0) at the `count` distinct indices d_idx only: the dense update, bit for bit,
+// when a is +0 elsewhere and eta >= 0.
+void sparse_apply_update(const Stream& s, float* d_x, const float* d_a, const Index* d_idx, std::uint64_t count,
+                         float eta);
 
 #endif  // SPARCOL_HAVE_CUDA
 
@@ -236,6 +245,8 @@ void detached_point(float* z, const float* x, const float* d, float c, std::uint
 void offset_point(float* z, const float* x, const float* r, std::uint64_t n);
 void gmc_accumulate(float* u, const float* m, const GradientInput& g, float beta, std::uint64_t n,
                     const Block& send, float* send_values);
+void gmc_accumulate_sparse(float* u, const float* m, const Index* idx, std::uint64_t count, const GradientInput& g,
+                           float beta, std::uint64_t n, float* save);
 void dgc_accumulate(float* u, float* v, const GradientInput& g, float beta, bool nesterov, bool mask_momentum,
                     std::uint64_t n, const Block& send, float* send_values);
 void ef_accumulate(float* e, float* m, const GradientInput& g, float beta, float eta, std::uint64_t n,
@@ -247,6 +258,7 @@ void cser_apply(float* x, float* r, const float* a, const float* delta, std::uin
 void dmsgd_local(float* m, float* v, const GradientInput& g, float beta, std::uint64_t n);
 void dmsgd_apply(float* m, float* x, const float* a, float beta, float eta, std::uint64_t n);
 void apply_update(float* x, const float* a, float eta, float wd, std::uint64_t n);
+void sparse_apply_update(float* x, const float* a, const Index* idx, std::uint64_t count, float eta);
 
 }  // namespace cpu
 

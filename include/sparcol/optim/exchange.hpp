@@ -13,11 +13,22 @@
 // ring all-reduce of everything (none). Tensors excluded from compression (smaller than
 // min_compress_size, or with dims <= 1 when compress_only_matrices) are ring all-reduced densely.
 //
+// Executors (device/dispatch.hpp): v and the aggregate live in the executor's memory, and every
+// step is made of the dispatch functions (the CPU twins on the host executor, the kernels on a
+// device executor), so the same code runs on both and gives the same bits. Compressors with a kernel
+// (none, topk, topk-sampled, rbgs) run on both; randk, randk-shared, sidco and sign run on the host
+// executor only (their host compressors), and layer-wise groups and tensors excluded from compression
+// need the host executor too. Everything else is refused when the Exchange is built
+// (unsupported_on_device() says why).
+//
 // Two phases, because the NaN policy must be decided before any optimizer state changes:
 //   begin(step, nonfinite) — one small all-gather: the call fingerprint (mismatch detection) plus
 //     every rank's "my gradient is not finite" flag. Returns the verdict; all ranks see the same.
 //   finish(v, agg) — everything else; must follow a begin() whose verdict was not `skip`.
 // Every rank calls both, in the same order, with the same layout and configuration.
+// No allocation in steady state: buffers are sized when the Exchange is built and when the density
+// changes (DGC warm-up); a threshold compressor (sidco) may grow the pair buffer the first times it
+// sends more than before.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +42,7 @@
 #include "sparcol/coll/sparse_allgather.hpp"
 #include "sparcol/comm/backend.hpp"
 #include "sparcol/compress/compressor.hpp"
+#include "sparcol/device/dispatch.hpp"
 #include "sparcol/optim/layout.hpp"
 
 namespace sparcol::optim {
@@ -41,6 +53,8 @@ struct ExchangeConfig {
   std::uint64_t min_compress_size = 0;    // tensors with fewer elements are all-reduced densely
   bool compress_only_matrices = false;    // tensors with dims <= 1 are all-reduced densely (DGC code)
   std::uint64_t seed = 0;                 // shared by all ranks: RBGS blocks, shared random-k, sampling
+  std::uint32_t stream = 0;               // added to every group id: two exchanges of one optimizer
+                                          // (CSER's C1 and C2) draw independent blocks and samples
 };
 
 // Communication of one step (or, summed, of a run), per rank. "up"/"down" follow the parameter-server
@@ -67,18 +81,54 @@ struct Verdict {
   std::vector<int> bad_ranks;  // which ranks flagged it (ascending)
 };
 
+// The mean of one step's messages: a dense vector of n floats in an executor's memory that is +0
+// outside its support. The aggregate of top-k or RBGS has at most K*k non-zeros, so on the host
+// executor the Exchange records where it wrote (support(), at most K*k distinct indices, in host
+// memory) and clears only those positions the next time; an optimizer then updates only those
+// elements (apply_aggregate). dense() means the support is not tracked: the compressor is dense or
+// sign, some tensors are all-reduced densely, the executor is a device (there every pass runs at
+// memory bandwidth and the support would cost a sort), or somebody else wrote the values
+// (forget_support()). Reading values() is always correct.
+class Aggregate {
+ public:
+  Aggregate() = default;
+  Aggregate(device::Exec& exec, std::uint64_t n, const char* what = "aggregate");
+
+  float* data() const { return values_.data(); }
+  std::span<float> values() const { return values_.span(); }
+  std::uint64_t size() const { return values_.size(); }
+  bool dense() const { return dense_; }
+  std::span<const Index> support() const { return {support_.data(), support_.size()}; }
+  // The values were changed outside the Exchange (a checkpoint restore): the support is unknown.
+  void forget_support() { dense_ = true; }
+
+ private:
+  friend class Exchange;
+  device::Buffer<float> values_;
+  std::vector<Index> support_;  // distinct, in the order first written (host executor only)
+  bool dense_ = false;          // a new aggregate is all zeros: its (empty) support is known
+};
+
+// x <- x - eta * agg (eta >= 0), touching only agg's support when it is known: bit for bit the dense
+// update, because x - eta * (+0) is x.
+void apply_aggregate(device::Exec& exec, float* x, const Aggregate& agg, float eta);
+
 class Exchange {
  public:
-  Exchange(comm::Backend& backend, const Layout& layout, ExchangeConfig config);
+  // exec: where v and the aggregates live; must outlive the Exchange. Error(kInvalidArgument) for a
+  // configuration the executor cannot run (see the file comment) or a backend that does not move
+  // its memory.
+  Exchange(comm::Backend& backend, const Layout& layout, ExchangeConfig config, device::Exec& exec);
   ~Exchange();
 
   Verdict begin(std::uint64_t step, bool local_nonfinite);
-  CommStats finish(std::span<float> v, std::span<float> agg);
+  // v: the message (n floats, exec memory), left holding its residual; agg: receives the mean.
+  CommStats finish(std::span<float> v, Aggregate& agg);
 
   // u <- 0 on every coordinate the last finish() sent from a compressed group (momentum factor
   // masking). Tensors excluded from compression are not masked (they keep plain momentum, as in the
   // DGC code); with the compressor "none" every coordinate counts as sent.
-  void zero_sent(std::span<float> u) const;
+  void zero_sent(std::span<float> u);
 
   // Changes the density of every compressed group (DGC warm-up); all ranks must do the same.
   void set_density(double rho);
@@ -88,8 +138,11 @@ class Exchange {
   compress::Aggregation aggregation() const { return kind_; }
   std::uint64_t size() const { return n_; }
   int groups() const { return static_cast<int>(groups_.size()); }
+  device::Exec& exec() const { return exec_; }
 
  private:
+  // How a group is compressed: a kernel family of device/ops.hpp, or the host compressor.
+  enum class Path { kDense, kTopk, kTopkSampled, kBlock, kHost };
   struct Segment {
     std::uint64_t offset, size;
   };
@@ -98,19 +151,29 @@ class Exchange {
     std::uint64_t n = 0;
     std::uint64_t k = 0;
     std::uint32_t id = 0;
-    compress::Message msg;
+    device::Block block;            // kBlock: the block of the last finish()
+    std::uint64_t pair_begin = 0;   // sparse: this group's pairs in pair_idx_/pair_val_
+    std::uint64_t pair_count = 0;
+    compress::Message msg;          // kHost: the host compressor's message
   };
 
   void build_groups(const Layout& layout);
   std::uint64_t to_global(const Group& g, std::uint64_t local) const;
-  std::span<float> group_view(Group& g, std::span<float> v, bool gather);
-  void scatter_group(const Group& g, std::span<const float> from, std::span<float> v) const;
+  float* group_view(Group& g, std::span<float> v, bool gather);
+  void scatter_group(const Group& g, const float* from, std::span<float> v);
   std::uint64_t total_k() const;
+  void reserve_pairs(std::uint64_t pairs);
+  std::uint64_t compress_group(Group& g, float* view, std::uint64_t pairs, std::uint64_t& packed_pos);
+  void sum_pairs_tracked(Aggregate& agg, float divisor, std::uint64_t& nnz);
+  void clear(Aggregate& agg) const;
 
   comm::Backend& backend_;
   ExchangeConfig config_;
+  device::Exec& exec_;
   std::unique_ptr<compress::Compressor> compressor_;
   compress::Aggregation kind_;
+  Path path_ = Path::kHost;
+  bool track_ = false;             // host executor: aggregates keep their support
   bool variable_count_ = false;
   std::uint64_t n_ = 0;
   std::vector<Group> groups_;
@@ -119,13 +182,20 @@ class Exchange {
   std::uint64_t step_ = 0;
   bool begun_ = false;
 
-  std::vector<float> gather_;      // a multi-segment group gathered contiguously
-  std::vector<float> packed_;      // shared-support values + dense values, all-reduced together
-  std::vector<Index> pair_idx_;    // all sparse pairs of this rank, global indices
-  std::vector<float> pair_val_;
+  device::Buffer<float> gather_;   // a multi-segment group gathered contiguously
+  device::Buffer<float> packed_;   // shared-support values + dense values, all-reduced together
+  device::Buffer<Index> pair_idx_; // all sparse pairs of this rank, global indices
+  device::Buffer<float> pair_val_;
+  std::uint64_t pairs_ = 0;        // pairs of the last finish()
+  std::vector<std::uint64_t> marks_;  // one bit per element: the tracked sum's "seen" set (all 0 between calls)
   std::unique_ptr<coll::RingAllreduce> ring_;         // over packed_ (size fixed per density)
   std::unique_ptr<coll::SparseAllgather> sparse_;
   std::vector<std::unique_ptr<coll::SignAllgather>> signs_;
 };
+
+// Why `exec_kind` cannot run this exchange configuration on `layout` (empty when it can): the
+// device executor runs the compressors none, topk, topk-sampled and rbgs on flat groups in which
+// every tensor is compressed.
+std::string unsupported_on_device(const Layout& layout, const ExchangeConfig& config);
 
 }  // namespace sparcol::optim

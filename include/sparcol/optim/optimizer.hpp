@@ -16,7 +16,21 @@
 //
 // Common rules (ALGORITHMS.md 0.1): state starts at zero; heavy-ball momentum without dampening;
 // weight decay is coupled L2 added to the local gradient first, g <- g + wd * z with z the point the
-// gradient was taken at (DGC can instead apply it to the update outside compression).
+// gradient was taken at (or, with wd_outside, applied to the update outside compression; see below).
+//
+// Executors: every method is written once, against the device dispatch layer (device/dispatch.hpp):
+// its state lives in an executor's memory and each step is made of the fused updates of
+// device/ops.hpp and the Exchange. make_optimizer without an executor uses host memory (the CPU
+// twins); with Exec::device() the same code runs the kernels on the GPU, and x, g and the spans of
+// gradient_point, state and evaluation_model are device memory. What a device executor cannot run
+// (unsupported_reason) is refused when the optimizer is built. Steady-state steps allocate nothing.
+//
+// Weight decay outside compression (wd_outside, the DGC code's form): the update becomes
+// x <- x - eta*(a + wd*x) for the methods whose update is x - eta*a (dmsgd, dmsgd-local, dgc,
+// dgc-mfm) and x <- x - (a + eta*wd*x) for the error-feedback family whose aggregate is already in
+// parameter units (ef-sgd, ef-sgdm, def-a). GMC and GMC+ (their global momentum is the model's
+// displacement, m = (x_{t-1} - x_t)/eta) and CSER (its model is split into xh + r) do not define it:
+// make_optimizer refuses it there.
 //
 // Non-finite gradients: step() checks g; the verdict travels with the step's fingerprint exchange,
 // so every rank learns in the same step whether any rank's gradient was NaN/Inf. Policy kSkip: all
@@ -32,6 +46,7 @@
 
 #include "sparcol/comm/backend.hpp"
 #include "sparcol/compress/compressor.hpp"
+#include "sparcol/device/dispatch.hpp"
 #include "sparcol/optim/exchange.hpp"
 #include "sparcol/optim/layout.hpp"
 
@@ -51,7 +66,7 @@ struct OptimConfig {
   double clip_norm = 0.0;       // global L2 threshold G; each worker clips g to G / sqrt(K); 0 = off
   bool nesterov = false;        // DGC code's Nesterov momentum-correction variant
   int warmup_epochs = 0;        // exponential density warm-up over this many epochs; 0 = off
-  bool wd_outside = false;      // weight decay on the update, outside compression (DGC code)
+  bool wd_outside = false;      // weight decay on the update, outside compression (see above)
 
   // CSER (ALGORITHMS.md 8); c1 may be named "zero" (nothing sent, step 2 purely local)
   compress::CompressorConfig cser_c1{"topk", 0.001};
@@ -73,13 +88,23 @@ struct StateBuffer {
   std::span<float> data;
 };
 
+class Optimizer;
+std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout, const OptimConfig& config);
+
 class Optimizer {
+  // Declared first, destroyed last: the host executor of an optimizer built without one.
+  std::unique_ptr<device::Exec> owned_exec_;
+  friend std::unique_ptr<Optimizer> make_optimizer(comm::Backend&, const Layout&, const OptimConfig&);
+
  public:
   virtual ~Optimizer();
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
 
   const std::string& method() const { return config_.method; }
+  // Where x, g, the state and the buffers this optimizer returns live.
+  device::Exec& exec() const { return exec_; }
+  MemKind mem_kind() const { return exec_.kind(); }
   const OptimConfig& config() const { return config_; }
   double alpha() const { return alpha_; }
   std::uint64_t size() const { return n_; }
@@ -96,7 +121,8 @@ class Optimizer {
   // collective: every rank must call it). out.size() == x.size().
   virtual void evaluation_model(std::span<const float> x, std::span<float> out, bool virtual_model);
 
-  // Named state buffers (momentum, residuals, errors) for checkpoints.
+  // Named state buffers (momentum, residuals, errors) for checkpoints, in the executor's memory. The
+  // caller may write them (a restore) until the next step.
   virtual std::vector<StateBuffer> state() = 0;
 
   std::uint64_t skipped_steps() const { return skipped_; }
@@ -105,20 +131,30 @@ class Optimizer {
   double current_density() const { return ex_.density(); }
 
  protected:
-  Optimizer(comm::Backend& backend, const Layout& layout, OptimConfig config, ExchangeConfig exchange);
-  // The update proper, after the NaN verdict; g includes coupled weight decay.
+  Optimizer(comm::Backend& backend, const Layout& layout, OptimConfig config, ExchangeConfig exchange,
+            device::Exec& exec);
+  // The update proper, after the NaN verdict. g is the raw gradient; gradient(g, x, lr) adds the
+  // coupled weight decay at the gradient point (the fused updates apply it element by element).
   virtual CommStats do_step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr) = 0;
   // Hook before the verdict (DGC warm-up changes the density here).
   virtual void before_step(double /*epoch*/) {}
+
+  // The gradient a fused update consumes: g plus coupled weight decay wd * z at the gradient point
+  // (unless wd_outside), z = gradient_point(x, lr).
+  device::GradientInput gradient(std::span<const float> g, std::span<const float> x, double lr);
+  // A state or scratch vector of n floats in the executor's memory, zero-filled.
+  device::Buffer<float> make_buffer(const char* what) { return device::Buffer<float>(exec_, n_, what); }
+  // The weight decay applied outside compression this step (0 unless wd_outside).
+  float wd_outside() const { return config_.wd_outside ? static_cast<float>(config_.weight_decay) : 0.0f; }
 
   comm::Backend& backend_;
   OptimConfig config_;
   std::uint64_t n_;
   double alpha_ = 0.0;
+  device::Exec& exec_;
   Exchange ex_;
-  std::vector<float> agg_;   // the aggregate of the step (mean of the compressed messages)
-  std::vector<float> z_;     // gradient point buffer (methods that detach)
-  std::vector<float> geff_;  // gradient plus weight decay
+  Aggregate agg_;                // the aggregate of the step (mean of the compressed messages)
+  device::Buffer<float> z_;      // gradient point buffer (methods that detach)
 
  private:
   std::uint64_t skipped_ = 0;
@@ -126,8 +162,19 @@ class Optimizer {
 
 // Builds the optimizer named by config.method; throws Error(kInvalidArgument) for unknown names or
 // parameters out of range (momentum outside [0, 1), alpha outside [0, 1], negative weight decay,
-// density outside (0, 1], unknown compressor).
+// density outside (0, 1], unknown compressor, wd_outside where the method does not define it or
+// without weight decay), and for what the executor cannot run (unsupported_reason). Without an
+// executor: host memory (an executor the optimizer owns). exec must outlive the optimizer.
 std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout, const OptimConfig& config);
+std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout, const OptimConfig& config,
+                                          device::Exec& exec);
+
+// Empty when an executor of memory `kind` runs (layout, config); otherwise why not, e.g.
+// "compressor 'sign' has no GPU kernel (...)". The host runs everything.
+std::string unsupported_reason(const Layout& layout, const OptimConfig& config, MemKind kind);
+
+// Whether the method defines weight decay outside compression (wd_outside).
+bool method_has_wd_outside(const std::string& method);
 
 // The method names make_optimizer accepts, in documentation order.
 const std::vector<std::string>& method_names();
