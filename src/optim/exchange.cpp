@@ -75,7 +75,7 @@ Exchange::Exchange(comm::Backend& backend, const Layout& layout, ExchangeConfig 
           : name == "topk-sampled" ? Path::kTopkSampled
           : name == "rbgs"         ? Path::kBlock
                                    : Path::kHost;
-  track_ = !exec_.on_device();
+  track_ = !exec_.on_device() && config_.track_support;
   // Threshold compressors select a data-dependent number of pairs; the others exactly k per group.
   variable_count_ = name == "topk-sampled" || name == "sidco";
   n_ = layout.total();

@@ -24,7 +24,6 @@
 #include "sparcol/core/rng.hpp"
 #include "sparcol/device/device.hpp"
 #include "sparcol/device/dispatch.hpp"
-#include "sparcol/optim/fused.hpp"
 #include "sparcol/optim/optimizer.hpp"
 
 using sparcol::ErrorCode;
@@ -109,10 +108,11 @@ std::vector<float> gradient(std::uint64_t seed, int rank, std::uint64_t t, const
   return g;
 }
 
-// FusedOptimizer on backend b with executor ex against the CPU optimizer on b.control(), for a few
-// methods and compressors: model and state bitwise when `exact`, else within a relative 1e-5
-// (NCCL's own all-reduce sums in another order for more than two ranks).
-void check_fused(Backend& b, Exec& ex, bool exact) {
+// The optimizer on backend b with executor ex against the same optimizer on host memory over
+// b.control() with every pass dense (track_support off), for a few methods and compressors: model
+// and state bitwise when `exact`, else within a relative 1e-5 (NCCL's own all-reduce sums in another
+// order for more than two ranks).
+void check_optimizer(Backend& b, Exec& ex, bool exact) {
   using sparcol::optim::OptimConfig;
   const std::uint64_t n = 100003;
   const auto layout = sparcol::optim::Layout::flat(n);
@@ -141,7 +141,9 @@ void check_fused(Backend& b, Exec& ex, bool exact) {
     std::vector<float> want = x0;
     std::map<std::string, std::vector<float>> want_state;
     {
-      auto opt = sparcol::optim::make_optimizer(b.control(), layout, cfg);
+      OptimConfig dense = cfg;
+      dense.exchange.track_support = false;
+      auto opt = sparcol::optim::make_optimizer(b.control(), layout, dense);
       for (int t = 0; t < steps; ++t) {
         const auto z = opt->gradient_point(want, 0.1);
         const auto g = gradient(shared_seed(), b.rank(), static_cast<std::uint64_t>(t),
@@ -150,17 +152,17 @@ void check_fused(Backend& b, Exec& ex, bool exact) {
       }
       for (auto& st : opt->state()) want_state[st.name] = std::vector<float>(st.data.begin(), st.data.end());
     }
-    // The fused optimizer on the executor's memory.
+    // The optimizer on the executor's memory.
     sparcol::device::Buffer<float> x(ex, n, "x"), g(ex, n, "g");
     ex.upload(x.data(), x0.data(), n * sizeof(float));
-    sparcol::optim::FusedOptimizer opt(b, layout, cfg, ex);
+    auto opt = sparcol::optim::make_optimizer(b, layout, cfg, ex);
     std::vector<float> host(n);
     for (int t = 0; t < steps; ++t) {
-      const auto z = opt.gradient_point(x.span(), 0.1);
+      const auto z = opt->gradient_point(x.span(), 0.1);
       ex.download(host.data(), z.data(), n * sizeof(float));
       const auto gh = gradient(shared_seed(), b.rank(), static_cast<std::uint64_t>(t), host);
       ex.upload(g.data(), gh.data(), n * sizeof(float));
-      opt.step(x.span(), g.span(), static_cast<std::uint64_t>(t), 0.1);
+      opt->step(x.span(), g.span(), static_cast<std::uint64_t>(t), 0.1);
     }
     auto compare = [&](const std::string& what, const float* d, const std::vector<float>& ref) {
       std::vector<float> got(ref.size());
@@ -171,37 +173,37 @@ void check_fused(Backend& b, Exec& ex, bool exact) {
                               : std::abs(got[i] - ref[i]) <= 1e-5f * (1.0f + std::abs(ref[i]));
         if (!ok && bad++ == 0) first = i;
       }
-      EXPECT_EQ(bad, 0u) << what << ": " << bad << " elements differ, first at " << first << ": fused "
-                         << got[first] << ", CPU " << ref[first] << seed_note();
+      EXPECT_EQ(bad, 0u) << what << ": " << bad << " elements differ, first at " << first << ": executor "
+                         << got[first] << ", host " << ref[first] << seed_note();
     };
     compare("x", x.data(), want);
-    for (auto& st : opt.state()) compare(st.name, st.data.data(), want_state.at(st.name));
+    for (auto& st : opt->state()) compare(st.name, st.data.data(), want_state.at(st.name));
   }
 }
 
 class GpuCommMpi : public MpiTest {};
 
-TEST_F(GpuCommMpi, FusedOptimizerOnHostMemoryOverMpi) {
+TEST_F(GpuCommMpi, OptimizerOnHostMemoryOverMpi) {
   Exec ex = Exec::host();
-  check_fused(sparcol::test::world(), ex, true);
+  check_optimizer(sparcol::test::world(), ex, true);
 }
 
-TEST_F(GpuCommMpi, FusedOptimizerOnDeviceOverMpiStaging) {
+TEST_F(GpuCommMpi, OptimizerOnDeviceOverMpiStaging) {
   const GpuVerdict v = gpu_verdict(false);
   if (!v.ok) GTEST_SKIP() << v.why;
   sparcol::device::set_device(sparcol::comm::local_rank() % sparcol::device::device_count());
   Exec ex = Exec::device();
-  check_fused(sparcol::test::world(), ex, true);
+  check_optimizer(sparcol::test::world(), ex, true);
 }
 
-TEST_F(GpuCommMpi, FusedOptimizerOnDeviceOverNccl) {
+TEST_F(GpuCommMpi, OptimizerOnDeviceOverNccl) {
   if (!SPARCOL_HAVE_NCCL) GTEST_SKIP() << "this build has no NCCL";
   const GpuVerdict v = gpu_verdict(true);
   if (!v.ok) GTEST_SKIP() << v.why;
   auto b = sparcol::comm::make_backend("nccl");
   b->set_timeout(std::chrono::seconds(60));
   Exec ex = Exec::device(b->stream_handle());
-  check_fused(*b, ex, b->size() <= 2);
+  check_optimizer(*b, ex, b->size() <= 2);
 }
 
 TEST_F(GpuCommMpi, ExecutorPathOnHostMemoryOverMpi) {

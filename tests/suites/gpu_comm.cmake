@@ -3,8 +3,9 @@
 #
 # sparcol_devpath_tests (every build, no GPU, label coll): the NCCL point-to-point rules on a
 # host-memory emulation (tests/gpu/emulated_nccl), every collective over it, the collectives'
-# executor path on host memory (the CPU twins) against their host path, and the fused optimizers on
-# host memory against the CPU optimizers (tests/gpu/test_fused.cpp), bitwise.
+# executor path on host memory (the CPU twins) against their host path, and the optimizers on their
+# executors (tests/gpu/test_optim_exec.cpp: tracked sparse aggregates against every pass dense,
+# the NCCL emulation, a device executor against the host), bitwise.
 # sparcol_gpu_comm_tests (under mpirun, labels gpu and mpi): the executor path over MpiBackend, and
 # device buffers over MpiBackend (staging) and NcclBackend; the device cases skip without a GPU
 # (NCCL also without a GPU per rank) and say why. Without a GPU, make_backend("nccl") must fail
@@ -14,7 +15,7 @@ add_library(sparcol_devpath_checks STATIC ${CMAKE_CURRENT_LIST_DIR}/../gpu/devpa
 target_link_libraries(sparcol_devpath_checks PUBLIC sparcol_core sparcol_test_common PRIVATE sparcol_warnings)
 
 add_executable(sparcol_devpath_tests ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_devpath.cpp
-                                     ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_fused.cpp)
+                                     ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_optim_exec.cpp)
 target_link_libraries(sparcol_devpath_tests PRIVATE sparcol_devpath_checks sparcol_test_common sparcol_mpi
                       GTest::gtest_main sparcol_warnings)
 gtest_discover_tests(sparcol_devpath_tests PROPERTIES LABELS coll TIMEOUT 600)

@@ -1,7 +1,7 @@
 // One code path for host and device memory: an executor (Exec) says where work runs, and the
 // dispatch functions call the CPU twin (host memory) or the kernel's launcher (device memory).
 //
-// The collectives' device path and the fused optimizers (optim/fused.hpp) are written once against
+// The collectives' device path and the optimizers (optim/optimizer.hpp) are written once against
 // this header. Run with Exec::host() they use the twins on host memory, which is how their logic is
 // tested on machines without a GPU; run with Exec::device() the same code queues the kernels on a
 // stream. The twins equal the kernels bit for bit (ops.hpp), so both runs give the same bits.

@@ -55,6 +55,8 @@ struct ExchangeConfig {
   std::uint64_t seed = 0;                 // shared by all ranks: RBGS blocks, shared random-k, sampling
   std::uint32_t stream = 0;               // added to every group id: two exchanges of one optimizer
                                           // (CSER's C1 and C2) draw independent blocks and samples
+  bool track_support = true;              // host: sparse aggregates keep their support (Aggregate);
+                                          // false: always dense (the same bits; tests, benchmarks)
 };
 
 // Communication of one step (or, summed, of a run), per rank. "up"/"down" follow the parameter-server
