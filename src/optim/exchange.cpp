@@ -70,12 +70,16 @@ Exchange::Exchange(comm::Backend& backend, const Layout& layout, ExchangeConfig 
   compressor_ = compress::make_compressor(config_.compressor);
   kind_ = compressor_->aggregation();
   const std::string& name = config_.compressor.name;
-  path_ = name == "none"           ? Path::kDense
-          : name == "topk"         ? Path::kTopk
-          : name == "topk-sampled" ? Path::kTopkSampled
-          : name == "rbgs"         ? Path::kBlock
-                                   : Path::kHost;
-  track_ = !exec_.on_device() && config_.track_support;
+  // On the host, top-k and sampled top-k run the host compressors (compress/topk.hpp: a cache-blocked
+  // radix select several times faster on a CPU than the kernels' algorithm); their result is the
+  // kernels' (and twins') bit for bit: the same set, ties to the smaller index, ascending.
+  const bool dev = exec_.on_device();
+  path_ = name == "none"                  ? Path::kDense
+          : name == "rbgs"                ? Path::kBlock
+          : dev && name == "topk"         ? Path::kTopk
+          : dev && name == "topk-sampled" ? Path::kTopkSampled
+                                          : Path::kHost;
+  track_ = !dev && config_.track_support;
   // Threshold compressors select a data-dependent number of pairs; the others exactly k per group.
   variable_count_ = name == "topk-sampled" || name == "sidco";
   n_ = layout.total();
@@ -434,9 +438,11 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
       break;
     }
     case compress::Aggregation::kSparse: {
-      std::vector<std::size_t> counts(K, total_k());
+      auto& counts = counts_;
+      counts.assign(K, total_k());  // capacity kept: no allocation after the first step
       if (variable_count_) {
-        std::vector<std::uint64_t> all(K);
+        auto& all = all_counts_;
+        all.resize(K);
         const std::uint64_t mine = pairs_;
         coll::allgather_small(backend_.control(), &mine, sizeof mine, all.data(), comm::kTagFingerprint);
         for (std::size_t r = 0; r < K; ++r) counts[r] = all[r];

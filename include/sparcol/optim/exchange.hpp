@@ -15,10 +15,12 @@
 //
 // Executors (device/dispatch.hpp): v and the aggregate live in the executor's memory, and every
 // step is made of the dispatch functions (the CPU twins on the host executor, the kernels on a
-// device executor), so the same code runs on both and gives the same bits. Compressors with a kernel
-// (none, topk, topk-sampled, rbgs) run on both; randk, randk-shared, sidco and sign run on the host
-// executor only (their host compressors), and layer-wise groups and tensors excluded from compression
-// need the host executor too. Everything else is refused when the Exchange is built
+// device executor), so the same code runs on both and gives the same bits. Compression on the host
+// executor is the host compressor (compress/), on a device executor the kernel of the same contract
+// (device/ops.hpp: top-k and sampled top-k select bitwise what the compressors select; RBGS is the
+// block gather of both): compressors with a kernel (none, topk, topk-sampled, rbgs) run on both;
+// randk, randk-shared, sidco and sign run on the host executor only, and layer-wise groups and
+// tensors excluded from compression need the host executor too. Everything else is refused when the Exchange is built
 // (unsupported_on_device() says why).
 //
 // Two phases, because the NaN policy must be decided before any optimizer state changes:
@@ -189,6 +191,8 @@ class Exchange {
   device::Buffer<Index> pair_idx_; // all sparse pairs of this rank, global indices
   device::Buffer<float> pair_val_;
   std::uint64_t pairs_ = 0;        // pairs of the last finish()
+  std::vector<std::size_t> counts_;         // pairs per rank of the last sparse gather
+  std::vector<std::uint64_t> all_counts_;
   std::vector<std::uint64_t> marks_;  // one bit per element: the tracked sum's "seen" set (all 0 between calls)
   std::unique_ptr<coll::RingAllreduce> ring_;         // over packed_ (size fixed per density)
   std::unique_ptr<coll::SparseAllgather> sparse_;
