@@ -94,8 +94,11 @@ struct Wire {
 static_assert(sizeof(Wire) == 72);
 }  // namespace
 
-Agreement::Agreement(comm::Backend& data_backend, CallSignature sig, RankLocal local, bool need_locals)
-    : backend_(data_backend.control()), sig_(sig) {
+Agreement::Agreement(comm::Backend& data_backend, CallSignature sig, RankLocal local, bool need_locals,
+                     AgreeScratch* scratch)
+    : backend_(data_backend.control()), sig_(sig), s_(scratch != nullptr ? *scratch : own_) {
+  s_.reqs.clear();
+  s_.locals.clear();
   // The call counter and the switch belong to the backend the collective runs on; the fingerprints
   // travel over its control backend (itself, except for a device backend such as NCCL, whose
   // point-to-point rules would not let a collective send data before the fingerprints complete).
@@ -115,24 +118,24 @@ Agreement::Agreement(comm::Backend& data_backend, CallSignature sig, RankLocal l
                sig_.sequence,
                local.count,
                local.flags};
-  mine_.resize(sizeof(Wire));
-  std::memcpy(mine_.data(), &w, sizeof(Wire));
-  all_.resize(static_cast<std::size_t>(n) * sizeof(Wire));
+  s_.mine.resize(sizeof(Wire));
+  std::memcpy(s_.mine.data(), &w, sizeof(Wire));
+  s_.all.resize(static_cast<std::size_t>(n) * sizeof(Wire));
   const int r = backend.rank();
   if (n > kSmallDirectMaxRanks) {
-    allgather_small(backend, mine_.data(), sizeof(Wire), all_.data(), comm::kTagFingerprint);
+    allgather_small(backend, s_.mine.data(), sizeof(Wire), s_.all.data(), comm::kTagFingerprint);
     return;
   }
   // The one-round exchange of allgather_small, left pending until finish().
-  std::memcpy(all_.data() + static_cast<std::size_t>(r) * sizeof(Wire), mine_.data(), sizeof(Wire));
-  reqs_.reserve(2 * static_cast<std::size_t>(n - 1));
+  std::memcpy(s_.all.data() + static_cast<std::size_t>(r) * sizeof(Wire), s_.mine.data(), sizeof(Wire));
+  s_.reqs.reserve(2 * static_cast<std::size_t>(n - 1));
   for (int i = 1; i < n; ++i) {
     const int from = (r - i + n) % n;
-    reqs_.push_back(backend.irecv(all_.data() + static_cast<std::size_t>(from) * sizeof(Wire), sizeof(Wire),
+    s_.reqs.push_back(backend.irecv(s_.all.data() + static_cast<std::size_t>(from) * sizeof(Wire), sizeof(Wire),
                                   from, comm::kTagFingerprint));
   }
   for (int i = 1; i < n; ++i)
-    reqs_.push_back(backend.isend(mine_.data(), sizeof(Wire), (r + i) % n, comm::kTagFingerprint));
+    s_.reqs.push_back(backend.isend(s_.mine.data(), sizeof(Wire), (r + i) % n, comm::kTagFingerprint));
 }
 
 // Pending requests (an exception between the constructor and finish()) are cancelled by their own
@@ -146,15 +149,15 @@ int Agreement::data_tag() const {
 const std::vector<RankLocal>& Agreement::finish() {
   SPARCOL_CHECK(!finished_, ErrorCode::kInternal, backend_.rank(), "Agreement::finish() called twice");
   finished_ = true;
-  if (!exchanged_) return locals_;
-  backend_.wait_all(reqs_);
-  reqs_.clear();
+  if (!exchanged_) return s_.locals;
+  backend_.wait_all(s_.reqs);
+  s_.reqs.clear();
   const int n = backend_.size();
-  locals_.resize(static_cast<std::size_t>(n));
+  s_.locals.resize(static_cast<std::size_t>(n));
   for (int r = 0; r < n; ++r) {
     Wire w{};
-    std::memcpy(&w, all_.data() + static_cast<std::size_t>(r) * sizeof(Wire), sizeof(Wire));
-    locals_[static_cast<std::size_t>(r)] = RankLocal{w.local_count, w.local_flags};
+    std::memcpy(&w, s_.all.data() + static_cast<std::size_t>(r) * sizeof(Wire), sizeof(Wire));
+    s_.locals[static_cast<std::size_t>(r)] = RankLocal{w.local_count, w.local_flags};
     if (!check_) continue;
     CallSignature theirs{static_cast<CollOp>(w.op), w.count, w.k, w.seed, w.step, w.tensor, w.sequence};
     if (!(theirs == sig_)) {
@@ -163,11 +166,17 @@ const std::vector<RankLocal>& Agreement::finish() {
                       sig_.describe() + " but rank " + std::to_string(r) + " calls " + theirs.describe());
     }
   }
-  return locals_;
+  return s_.locals;
 }
 
 std::vector<RankLocal> agree(comm::Backend& backend, CallSignature sig, RankLocal local, bool need_locals) {
   Agreement a(backend, sig, local, need_locals);
+  return a.finish();
+}
+
+const std::vector<RankLocal>& agree(comm::Backend& backend, CallSignature sig, RankLocal local, bool need_locals,
+                                    AgreeScratch& scratch) {
+  Agreement a(backend, sig, local, need_locals, &scratch);
   return a.finish();
 }
 

@@ -227,11 +227,11 @@ void Exchange::scatter_group(const Group& g, const float* from, std::span<float>
 }
 
 Verdict Exchange::begin(std::uint64_t step, bool local_nonfinite) {
-  const auto locals = coll::agree(
+  const auto& locals = coll::agree(
       backend_,
       coll::CallSignature{coll::CollOp::kExchange, n_, total_k(), config_.seed, step,
                           static_cast<std::uint64_t>(groups_.size()), 0},
-      coll::RankLocal{0, local_nonfinite ? coll::kFlagNonFinite : 0}, /*need_locals=*/true);
+      coll::RankLocal{0, local_nonfinite ? coll::kFlagNonFinite : 0}, /*need_locals=*/true, agree_);
   Verdict verdict;
   for (std::size_t r = 0; r < locals.size(); ++r) {
     if (locals[r].flags & coll::kFlagNonFinite) verdict.bad_ranks.push_back(static_cast<int>(r));

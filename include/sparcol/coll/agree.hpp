@@ -68,6 +68,17 @@ inline constexpr std::uint64_t kFlagNonFinite = 1;
 std::vector<RankLocal> agree(comm::Backend& backend, CallSignature sig, RankLocal local = {},
                              bool need_locals = false);
 
+// The buffers of one agreement, kept by a caller that agrees once per step (the optimizers'
+// Exchange) so that steady-state steps allocate nothing.
+struct AgreeScratch {
+  std::vector<std::byte> mine, all;  // this rank's wire record, and every rank's
+  std::vector<comm::Request> reqs;
+  std::vector<RankLocal> locals;
+};
+// agree() on the caller's scratch; the result lives in scratch.locals.
+const std::vector<RankLocal>& agree(comm::Backend& backend, CallSignature sig, RankLocal local, bool need_locals,
+                                    AgreeScratch& scratch);
+
 // agree() in two halves, so that a collective can send its first data messages in the same round as
 // the fingerprints instead of waiting a whole round for them (one wait for the peers instead of two):
 //   Agreement a(backend, sig, local, need_locals);  // posts the fingerprint exchange, returns at once
@@ -81,7 +92,8 @@ std::vector<RankLocal> agree(comm::Backend& backend, CallSignature sig, RankLoca
 // The object refers to its own buffers while requests are pending: it cannot be copied or moved.
 class Agreement {
  public:
-  Agreement(comm::Backend& backend, CallSignature sig, RankLocal local = {}, bool need_locals = false);
+  Agreement(comm::Backend& backend, CallSignature sig, RankLocal local = {}, bool need_locals = false,
+            AgreeScratch* scratch = nullptr);
   Agreement(const Agreement&) = delete;
   Agreement& operator=(const Agreement&) = delete;
   ~Agreement();
@@ -104,9 +116,8 @@ class Agreement {
   bool check_ = false;
   bool exchanged_ = false;
   bool finished_ = false;
-  std::vector<std::byte> mine_, all_;  // this rank's wire record, and every rank's
-  std::vector<comm::Request> reqs_;
-  std::vector<RankLocal> locals_;
+  AgreeScratch own_;  // used when the caller gives no scratch
+  AgreeScratch& s_;
 };
 
 }  // namespace sparcol::coll

@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "sparcol/coll/agree.hpp"
 #include "sparcol/coll/ring_allreduce.hpp"
 #include "sparcol/coll/sign_allgather.hpp"
 #include "sparcol/coll/sparse_allgather.hpp"
@@ -191,6 +192,7 @@ class Exchange {
   device::Buffer<Index> pair_idx_; // all sparse pairs of this rank, global indices
   device::Buffer<float> pair_val_;
   std::uint64_t pairs_ = 0;        // pairs of the last finish()
+  coll::AgreeScratch agree_;               // the step's fingerprint exchange
   std::vector<std::size_t> counts_;         // pairs per rank of the last sparse gather
   std::vector<std::uint64_t> all_counts_;
   std::vector<std::uint64_t> marks_;  // one bit per element: the tracked sum's "seen" set (all 0 between calls)
