@@ -1,8 +1,15 @@
 // Optimizers on LoopbackBackend: hand-worked steps, degeneration without compression, the
 // identities of ALGORITHMS.md 3 and 5.4, error-feedback conservation, accounting, NaN policy.
+//
+// Every executor: run() below builds the optimizer on the executor SPARCOL_TEST_EXECUTOR names:
+// `host` (default), `host-dense` (ExchangeConfig::track_support off: every pass dense) or `device`
+// (a CUDA device executor; vectors are uploaded and downloaded around each call; a configuration a
+// device cannot run, see unsupported_reason, runs on the host). CTest registers the suite once per
+// executor (tests/suites/optim.cmake); without a GPU the device run is reported as skipped.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -13,6 +20,8 @@
 #include "sparcol/comm/loopback.hpp"
 #include "sparcol/core/error.hpp"
 #include "sparcol/core/rng.hpp"
+#include "sparcol/device/device.hpp"
+#include "sparcol/device/dispatch.hpp"
 #include "sparcol/optim/optimizer.hpp"
 #include "sparcol/optim/schedule.hpp"
 
@@ -23,6 +32,30 @@ using sparcol::optim::OptimConfig;
 using Vec = std::vector<float>;
 
 namespace {
+
+enum class ExecMode { kHost, kHostDense, kDevice };
+
+ExecMode exec_mode() {
+  const char* e = std::getenv("SPARCOL_TEST_EXECUTOR");
+  const std::string m = e != nullptr ? e : "host";
+  if (m == "host") return ExecMode::kHost;
+  if (m == "host-dense") return ExecMode::kHostDense;
+  if (m == "device") return ExecMode::kDevice;
+  ADD_FAILURE() << "SPARCOL_TEST_EXECUTOR must be host, host-dense or device, got '" << m << "'";
+  return ExecMode::kHost;
+}
+
+// The device run needs a GPU: skipped without one, a failure with SPARCOL_REQUIRE_GPU=1.
+class ExecutorEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (exec_mode() != ExecMode::kDevice || sparcol::device::has_gpu()) return;
+    const char* req = std::getenv("SPARCOL_REQUIRE_GPU");
+    if (req != nullptr && std::string(req) == "1") FAIL() << "SPARCOL_REQUIRE_GPU=1 but " << sparcol::device::no_gpu_reason();
+    GTEST_SKIP() << "no CUDA device: " << sparcol::device::no_gpu_reason();
+  }
+};
+const auto* const kExecutorEnvironment = ::testing::AddGlobalTestEnvironment(new ExecutorEnvironment);
 
 OptimConfig config(const std::string& method, const std::string& compressor, double density) {
   OptimConfig c;
@@ -46,28 +79,40 @@ struct RunResult {
   std::vector<std::uint64_t> skipped;             // per rank
 };
 
-RunResult run(const OptimConfig& cfg, int K, const Layout& layout, int steps, const GradFn& grad,
-              double lr = 0.5, int omit_step = -1) {
+RunResult run(OptimConfig cfg, int K, const Layout& layout, int steps, const GradFn& grad, double lr = 0.5,
+              int omit_step = -1) {
   RunResult res;
   res.x.resize(static_cast<std::size_t>(K));
   res.state.resize(static_cast<std::size_t>(K));
   res.points.resize(static_cast<std::size_t>(K));
   res.skipped.resize(static_cast<std::size_t>(K));
   const std::uint64_t d = layout.total();
+  const ExecMode mode = exec_mode();
+  if (mode == ExecMode::kHostDense) cfg.exchange.track_support = false;
+  const bool device =
+      mode == ExecMode::kDevice && sparcol::optim::unsupported_reason(layout, cfg, sparcol::MemKind::kDevice).empty();
   LoopbackWorld::spawn(K, [&](Backend& b) {
-    auto opt = sparcol::optim::make_optimizer(b, layout, cfg);
-    Vec x(d, 0.0f);
+    auto ex = device ? sparcol::device::Exec::device() : sparcol::device::Exec::host();
+    auto opt = sparcol::optim::make_optimizer(b, layout, cfg, ex);
+    sparcol::device::Buffer<float> x(ex, d, "x"), g(ex, d, "g");  // zero-filled
+    auto download = [&](const float* p, std::uint64_t n) {
+      Vec h(n);
+      ex.download(h.data(), p, n * sizeof(float));
+      return h;
+    };
     const auto r = static_cast<std::size_t>(b.rank());
     for (int t = 0; t < steps; ++t) {
       if (t == omit_step) continue;
-      auto z = opt->gradient_point(x, lr);
-      res.points[r].emplace_back(z.begin(), z.end());
-      Vec g = grad(b.rank(), static_cast<std::uint64_t>(t), z);
-      auto st = opt->step(x, g, static_cast<std::uint64_t>(t), lr);
+      auto zs = opt->gradient_point(x.span(), lr);
+      const Vec z = download(zs.data(), zs.size());
+      res.points[r].push_back(z);
+      Vec gh = grad(b.rank(), static_cast<std::uint64_t>(t), z);
+      ex.upload(g.data(), gh.data(), d * sizeof(float));
+      auto st = opt->step(x.span(), g.span(), static_cast<std::uint64_t>(t), lr);
       if (b.rank() == 0) res.comm.push_back(st.comm);
     }
-    res.x[r] = x;
-    for (auto& s : opt->state()) res.state[r][s.name] = Vec(s.data.begin(), s.data.end());
+    res.x[r] = download(x.data(), d);
+    for (auto& s : opt->state()) res.state[r][s.name] = download(s.data.data(), s.data.size());
     res.skipped[r] = opt->skipped_steps();
   });
   return res;
