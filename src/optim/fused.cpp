@@ -33,7 +33,6 @@ namespace sparcol::optim {
 
 namespace {
 
-using device::Block;
 using device::Buffer;
 using device::Exec;
 namespace ops = device::dispatch;
@@ -100,7 +99,7 @@ class FusedExchange {
   // The step's block for a fused update to extract (kBlock), or no block.
   Block block(std::uint64_t t) const {
     if (kind_ != Kind::kBlock || n_ == 0) return Block{};
-    const coll::RbgsBlock b = coll::rbgs_block(n_, k_, seed_, t, 0);
+    const sparcol::Block b = sparcol::rbgs_block(n_, k_, seed_, t, 0);
     return Block{b.n, b.start, b.length};
   }
   float* send() { return send_.data(); }
