@@ -716,11 +716,11 @@ class SizeBench {
     pristine.set(pristine_h);
     data.copy_from(pristine);
     sparcol::coll::RbgsAllreduce rbgs(b_, d_, k_, ex_);
-    sparcol::coll::RbgsBlock last{d_, 0, 0};
-    auto block = [&](std::uint64_t step) { return sparcol::coll::rbgs_block(d_, k_, seed_, step, 0); };
+    sparcol::Block last{d_, 0, 0};
+    auto block = [&](std::uint64_t step) { return sparcol::rbgs_block(d_, k_, seed_, step, 0); };
     // Restores what the previous run changed (its block) and rewrites the next run's block, its input,
     // as the baseline's reset rewrites its buffer; with --nan rank 0 puts a NaN inside that block.
-    auto restore = [&](const sparcol::coll::RbgsBlock& blk) {
+    auto restore = [&](const sparcol::Block& blk) {
       data.copy_from(pristine, blk.start, blk.first_len());
       data.copy_from(pristine, 0, blk.wrap_len());
     };
@@ -734,7 +734,7 @@ class SizeBench {
       }
     };
     std::vector<float> packed_h(k_);
-    sparcol::coll::rbgs_pack(pristine_h.data(), block(0), packed_h.data());
+    sparcol::rbgs_pack(pristine_h.data(), block(0), packed_h.data());
     Mem<float> packed0(ex_, k_), packed(ex_, k_);
     packed0.set(packed_h);
     FullAllreduce full(*this);

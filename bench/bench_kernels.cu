@@ -272,8 +272,8 @@ void bench_size(const Options& o, const dev::Stream& s, Timer& timer, U64 n) {
        {std::pair{B.a.data(), 1}, {B.b.data(), 2}, {B.c.data(), 3}, {B.g.data(), 4}, {B.x.data(), 5}})
     fill(s, p, n, static_cast<U64>(seed) * n);
   fill(s, B.scales.data(), K, 6);
-  const dev::Block none{};
-  const dev::Block blk{n, n - k / 2, k};  // wraps around the end
+  const sparcol::Block none{};
+  const sparcol::Block blk{n, n - k / 2, k};  // wraps around the end
   const dev::GradientInput grad{B.g.data()};
   s.synchronize();
 

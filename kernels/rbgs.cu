@@ -1,9 +1,10 @@
 // RBGS block gather/scatter with wrap-around (ALGORITHMS.md 1.3).
 //
-// The block is {start, ..., start + length - 1} mod n (Block in elementwise.hpp; coll::rbgs_block
-// draws start from the shared counter RNG). Packed position p holds element element(p): the first
-// first_len() positions are start.., the rest wrap to 0... Each launch is one elementwise pass over
-// the packed positions (pack, extract, unpack) or over all n elements (unpack with zero fill).
+// The block is {start, ..., start + length - 1} mod n (sparcol::Block in core/payload.hpp;
+// sparcol::rbgs_block draws start from the shared counter RNG). Packed position p holds element
+// element(p): the first first_len() positions are start.., the rest wrap to 0... Each launch is one
+// elementwise pass over the packed positions (pack, extract, unpack) or over all n elements (unpack
+// with zero fill).
 // Bytes: pack 8 per block element; extract 12; unpack 8 (with fill: 4 per element plus 4 per block
 // element). Preconditions: b.length <= b.n, b.start < b.n unless length is 0.
 #include "launch.cuh"

@@ -22,7 +22,7 @@ if [ $# -eq 0 ]; then
   cmake --install "$build_dir" --prefix "$scratch/prefix" >/dev/null
   if cmake -S tests/consumer -B "$scratch/build" -DCMAKE_PREFIX_PATH="$scratch/prefix" >"$scratch/configure.log" 2>&1 &&
      cmake --build "$scratch/build" -j 2 >"$scratch/build.log" 2>&1 &&
-     "$scratch/build/sparcol_consumer"; then
+     (cd "$scratch/build" && ./sparcol_consumer); then
     echo "consumer test: passed"
   else
     cat "$scratch"/*.log || true

@@ -1,24 +1,11 @@
 #include "sparcol/coll/rbgs_allreduce.hpp"
 
-#include <algorithm>
 #include <string>
 
 #include "sparcol/coll/agree.hpp"
 #include "sparcol/core/error.hpp"
 
 namespace sparcol::coll {
-
-void rbgs_pack(const float* v, const RbgsBlock& b, float* packed) {
-  const auto first = static_cast<std::ptrdiff_t>(b.first_len());
-  std::copy(v + b.start, v + b.start + first, packed);
-  std::copy(v, v + b.wrap_len(), packed + first);
-}
-
-void rbgs_unpack(const float* packed, const RbgsBlock& b, float* v) {
-  const auto first = static_cast<std::ptrdiff_t>(b.first_len());
-  std::copy(packed, packed + first, v + b.start);
-  std::copy(packed + first, packed + b.length, v);
-}
 
 RbgsAllreduce::RbgsAllreduce(comm::Backend& backend, std::size_t n, std::size_t k, device::Exec* exec)
     : backend_(backend),
@@ -36,10 +23,10 @@ RbgsAllreduce::RbgsAllreduce(comm::Backend& backend, std::size_t n, std::size_t 
                         std::to_string(n) + ")");
 }
 
-RbgsBlock RbgsAllreduce::run(float* data, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor) {
+Block RbgsAllreduce::run(float* data, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor) {
   // The fingerprint exchange is finished inside the all-reduce's first round (RingAllreduce::run_with).
   Agreement pending(backend_, CallSignature{CollOp::kRbgsAllreduce, n_, k_, seed, step, tensor, 0});
-  const RbgsBlock b = rbgs_block(n_, k_, seed, step, tensor);
+  const Block b = rbgs_block(n_, k_, seed, step, tensor);
   if (b.wrap_len() == 0) {
     // A contiguous block (all but a fraction of about k/n of the steps) is reduced where it lies:
     // packing it would only copy k floats out and back.
@@ -47,10 +34,9 @@ RbgsBlock RbgsAllreduce::run(float* data, std::uint64_t seed, std::uint64_t step
     return b;
   }
   if (exec_ != nullptr) {
-    const device::Block db{b.n, b.start, b.length};
-    device::dispatch::rbgs_pack(*exec_, data, db, d_packed_.data());
+    device::dispatch::rbgs_pack(*exec_, data, b, d_packed_.data());
     ring_.run_with(d_packed_.data(), pending);  // waits for the pack before anything is sent
-    device::dispatch::rbgs_unpack(*exec_, d_packed_.data(), db, 1.0f, data, /*zero_outside=*/false);
+    device::dispatch::rbgs_unpack(*exec_, d_packed_.data(), b, 1.0f, data, /*zero_outside=*/false);
     exec_->synchronize();
     return b;
   }

@@ -1,4 +1,4 @@
-target_sources(sparcol_core PRIVATE
+target_sources(sparcol_coll PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/agree.cpp
   ${CMAKE_CURRENT_LIST_DIR}/dense.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ring_allreduce.cpp

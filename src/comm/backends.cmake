@@ -1,4 +1,4 @@
-# Backends beyond sparcol_core, included by src/CMakeLists.txt once sparcol_mpi exists.
+# Backends beyond loopback, included by src/CMakeLists.txt once sparcol_mpi exists.
 #
 # make_backend.cpp (comm::make_backend, the one place that knows what was compiled in) goes into
 # sparcol_mpi, which then links sparcol_nccl when NCCL was found.
@@ -14,8 +14,8 @@ if(SPARCOL_HAVE_NCCL)
       IMPORTED_LOCATION ${NCCL_LIBRARY} INTERFACE_INCLUDE_DIRECTORIES ${NCCL_INCLUDE_DIR})
   endif()
   add_library(sparcol_nccl ${CMAKE_CURRENT_LIST_DIR}/nccl_backend.cpp)
-  target_link_libraries(sparcol_nccl PUBLIC sparcol_core
-                        PRIVATE sparcol::nccl_library CUDA::cudart $<BUILD_INTERFACE:sparcol_warnings>)
+  target_link_libraries(sparcol_nccl PUBLIC sparcol_comm
+                        PRIVATE sparcol_device sparcol::nccl_library CUDA::cudart $<BUILD_INTERFACE:sparcol_warnings>)
   # cuda_check.hpp is internal to src/device.
   target_include_directories(sparcol_nccl PRIVATE ${PROJECT_SOURCE_DIR}/src/device)
   target_link_libraries(sparcol_mpi PUBLIC sparcol_nccl)

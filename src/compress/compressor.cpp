@@ -26,7 +26,7 @@ void Message::reset(Aggregation new_kind, std::uint64_t new_n) {
   indices.clear();
   values.clear();
   is_block = false;
-  block = coll::RbgsBlock{};
+  block = sparcol::Block{};
   bits.clear();
   scale = 0.0f;
   value_scale = 1.0f;
@@ -128,7 +128,7 @@ void decompress(const Message& m, std::span<float> out) {
     case Aggregation::kShared:
       if (m.is_block) {
         std::fill(out.begin(), out.end(), 0.0f);
-        coll::rbgs_unpack(m.values.data(), m.block, out.data());
+        sparcol::rbgs_unpack(m.values.data(), m.block, out.data());
         return;
       }
       [[fallthrough]];

@@ -1,7 +1,6 @@
 #include "sparcol/compress/random_block.hpp"
 
 #include "common.hpp"
-#include "sparcol/coll/rbgs_allreduce.hpp"
 
 namespace sparcol::compress {
 
@@ -11,9 +10,9 @@ void RbgsCompressor::compress(std::span<const float> v, const Context& ctx, Mess
   const std::uint64_t k = detail::resolve_k(ctx.k, target_k(n), n, "rbgs");
   out.reset(Aggregation::kShared, n);
   out.is_block = true;
-  out.block = coll::rbgs_block(n, k, ctx.seed, ctx.step, ctx.tensor);
+  out.block = rbgs_block(n, k, ctx.seed, ctx.step, ctx.tensor);
   out.values.resize(k);
-  coll::rbgs_pack(v.data(), out.block, out.values.data());
+  rbgs_pack(v.data(), out.block, out.values.data());
 }
 
 }  // namespace sparcol::compress

@@ -1,4 +1,4 @@
-target_sources(sparcol_core PRIVATE
+target_sources(sparcol_compress PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/compressor.cpp
   ${CMAKE_CURRENT_LIST_DIR}/none.cpp
   ${CMAKE_CURRENT_LIST_DIR}/topk.cpp

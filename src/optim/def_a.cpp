@@ -42,7 +42,7 @@ class DefA final : public Optimizer {
     coll::dense_allreduce_sum(backend_, out.data(), n_);
     if (n_ == 0) return;
     // out <- x - 1 * (sum / K), through the aggregate buffer (its support is then unknown).
-    ops::rbgs_unpack(exec_, out.data(), device::Block{n_, 0, n_}, static_cast<float>(backend_.size()), agg_.data(),
+    ops::rbgs_unpack(exec_, out.data(), sparcol::Block{n_, 0, n_}, static_cast<float>(backend_.size()), agg_.data(),
                      true);
     agg_.forget_support();
     ops::detached_point(exec_, out.data(), x.data(), agg_.data(), 1.0f, n_);
@@ -54,7 +54,7 @@ class DefA final : public Optimizer {
  protected:
   CommStats do_step(std::span<float> x, std::span<const float> g, std::uint64_t, double lr) override {
     ops::ef_accumulate(exec_, e_.data(), m_.data(), gradient(g, x, lr), static_cast<float>(config_.momentum),
-                       static_cast<float>(lr), n_, device::Block{}, nullptr);  // e_ holds p_k
+                       static_cast<float>(lr), n_, sparcol::Block{}, nullptr);  // e_ holds p_k
     const CommStats st = ex_.finish(e_.span(), agg_);                          // e_ <- p_k - C(p_k)
     apply_error_feedback_update(exec_, x, agg_, lr, config_);
     return st;

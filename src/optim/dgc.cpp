@@ -57,7 +57,7 @@ class Dgc final : public Optimizer {
       const double limit = config_.clip_norm / std::sqrt(static_cast<double>(backend_.size()));
       gi.scale = norm > limit ? static_cast<float>(limit / norm) : 1.0f;
     }
-    ops::dgc_accumulate(exec_, u_.data(), v_.data(), gi, beta, config_.nesterov, false, n_, device::Block{}, nullptr);
+    ops::dgc_accumulate(exec_, u_.data(), v_.data(), gi, beta, config_.nesterov, false, n_, sparcol::Block{}, nullptr);
     const CommStats st = ex_.finish(v_.span(), agg_);  // v_ <- v_ (1 - M)
     if (mfm_) ex_.zero_sent(u_.span());
     const float wd = wd_outside();

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "sparcol/coll/agree.hpp"
-#include "sparcol/coll/rbgs_allreduce.hpp"
+#include "sparcol/core/payload.hpp"
 #include "sparcol/compress/topk.hpp"
 #include "sparcol/core/error.hpp"
 
@@ -270,8 +270,7 @@ std::uint64_t Exchange::compress_group(Group& g, float* view, std::uint64_t pair
       return count;
     }
     case Path::kBlock: {
-      const coll::RbgsBlock b = coll::rbgs_block(g.n, g.k, config_.seed, step_, g.id);
-      g.block = device::Block{b.n, b.start, b.length};
+      g.block = sparcol::rbgs_block(g.n, g.k, config_.seed, step_, g.id);
       ops::rbgs_extract(exec_, view, g.block, packed_.data() + packed_pos);
       packed_pos += g.k;
       return 0;
@@ -395,7 +394,7 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
   const float kf = static_cast<float>(K);
   auto divide_dense_into_agg = [&](std::uint64_t from) {
     for (const auto& s : dense_) {
-      ops::rbgs_unpack(exec_, packed_.data() + from, device::Block{s.size, 0, s.size}, kf, out + s.offset, true);
+      ops::rbgs_unpack(exec_, packed_.data() + from, sparcol::Block{s.size, 0, s.size}, kf, out + s.offset, true);
       from += s.size;
     }
   };

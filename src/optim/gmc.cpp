@@ -42,7 +42,7 @@ class Gmc final : public Optimizer {
     const device::GradientInput gi = gradient(g, x, lr);
     const Aggregate& m = agg_;  // a_{t-1}
     if (m.dense()) {
-      ops::gmc_accumulate(exec_, u_.data(), m.data(), gi, beta, n_, device::Block{}, nullptr);  // u holds v_k
+      ops::gmc_accumulate(exec_, u_.data(), m.data(), gi, beta, n_, sparcol::Block{}, nullptr);  // u holds v_k
     } else {
       ops::gmc_accumulate_sparse(exec_, u_.data(), m.data(), m.support().data(), m.support().size(), gi, beta, n_);
     }

@@ -1,4 +1,4 @@
-target_sources(sparcol_core PRIVATE
+target_sources(sparcol_optim PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/layout_schedule.cpp
   ${CMAKE_CURRENT_LIST_DIR}/exchange.cpp
   ${CMAKE_CURRENT_LIST_DIR}/optimizer.cpp

@@ -158,10 +158,10 @@ TEST(TunedRbgs, ContiguousAndWrappingBlocksAreSummedAndNothingElseChanges) {
         if (k > n) continue;
         // Steps with a contiguous block and with a wrapping one (the latter exist only for k > 1).
         std::uint64_t contiguous = 0, wrapping = 0;
-        while (sparcol::coll::rbgs_block(n, k, seed(), contiguous, 0).wrap_len() != 0) ++contiguous;
+        while (sparcol::rbgs_block(n, k, seed(), contiguous, 0).wrap_len() != 0) ++contiguous;
         bool have_wrap = false;
         for (std::uint64_t s = 0; s < 10000 && !have_wrap; ++s) {
-          if (sparcol::coll::rbgs_block(n, k, seed(), s, 0).wrap_len() != 0) {
+          if (sparcol::rbgs_block(n, k, seed(), s, 0).wrap_len() != 0) {
             wrapping = s;
             have_wrap = true;
           }

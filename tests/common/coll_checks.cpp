@@ -74,7 +74,7 @@ std::optional<std::uint64_t> rbgs_step_of_kind(std::size_t n, std::size_t k, std
   if (wrap ? !(k >= 2 && k < n) : k > n) return std::nullopt;
   const std::uint64_t limit = 64 * static_cast<std::uint64_t>(n) + 64;
   for (std::uint64_t step = 0; step < limit; ++step)
-    if ((coll::rbgs_block(n, k, seed, step, 3).wrap_len() != 0) == wrap) return step;
+    if ((sparcol::rbgs_block(n, k, seed, step, 3).wrap_len() != 0) == wrap) return step;
   return std::nullopt;
 }
 
@@ -91,17 +91,17 @@ CheckResult check_rbgs_allreduce(comm::Backend& b, std::size_t n, std::size_t k,
   std::vector<float> data(n);
   for (std::size_t i = 0; i < n; ++i) data[i] = input_value(seed, me, i);
   coll::RbgsAllreduce rbgs(b, n, k);
-  const coll::RbgsBlock blk = rbgs.run(data.data(), seed, step, 3);
+  const sparcol::Block blk = rbgs.run(data.data(), seed, step, 3);
   if (blk.length != k) res.fail("rbgs: block length " + std::to_string(blk.length) + " != k");
   if (want_wrap && blk.wrap_len() == 0) res.fail("rbgs: block was expected to wrap");
   // The plain reference: MPI_Allreduce of the same packed block.
   std::vector<float> packed(k);
   std::vector<float> mine(n);
   for (std::size_t i = 0; i < n; ++i) mine[i] = input_value(seed, me, i);
-  coll::rbgs_pack(mine.data(), blk, packed.data());
+  sparcol::rbgs_pack(mine.data(), blk, packed.data());
   b.allreduce_sum(packed.data(), k);
   std::vector<float> plain = mine;
-  coll::rbgs_unpack(packed.data(), blk, plain.data());
+  sparcol::rbgs_unpack(packed.data(), blk, plain.data());
   std::uint64_t in_block = 0;
   for (std::size_t i = 0; i < n; ++i) {
     float want = mine[i];
@@ -118,7 +118,7 @@ CheckResult check_rbgs_allreduce(comm::Backend& b, std::size_t n, std::size_t k,
     res.fail("rbgs: block covers " + std::to_string(in_block) +
              " positions, expected k = " + std::to_string(k));
   std::vector<float> block_only(k);
-  coll::rbgs_pack(data.data(), blk, block_only.data());
+  sparcol::rbgs_pack(data.data(), blk, block_only.data());
   check_identical(b, block_only.data(), k, "rbgs_allreduce", res);
   return res;
 }

@@ -109,7 +109,7 @@ DevCheck check_rbgs_exec(comm::Backend& b, Exec& ex, std::size_t n, std::size_t 
   auto d = to_exec(ex, want, "rbgs input");
   coll::RbgsAllreduce(b.control(), n, k).run(want.data(), seed, step, 3);
   coll::RbgsAllreduce rbgs(b, n, k, &ex);
-  const coll::RbgsBlock blk = rbgs.run(d.data(), seed, step, 3);
+  const sparcol::Block blk = rbgs.run(d.data(), seed, step, 3);
   if (chosen && (blk.wrap_len() != 0) != wrap) c.fail("rbgs: the block does not wrap as chosen");
   compare(c, "rbgs_allreduce (executor path)", me, from_exec(ex, d.data(), n), want);
   return c;

@@ -180,13 +180,13 @@ TEST(KernelArgs, HostPointersAreRejectedBeforeAnyLaunch) {
   expect_error(ErrorCode::kInvalidArgument, "topk: v: expected a device pointer",
                [&] { dev::topk(s, h.data(), 64, 8, idx.data(), out.data(), nullptr, 0); });
   expect_error(ErrorCode::kInvalidArgument, "rbgs_pack: v: expected a device pointer", [&] {
-    dev::rbgs_pack(s, h.data(), dev::Block{64, 60, 8}, out.data());
+    dev::rbgs_pack(s, h.data(), sparcol::Block{64, 60, 8}, out.data());
   });
   // Arguments that are wrong whatever the memory: reported as such.
   expect_error(ErrorCode::kInvalidArgument, "exceeds the vector length",
                [&] { dev::topk(s, h.data(), 64, 65, idx.data(), out.data(), nullptr, 0); });
   expect_error(ErrorCode::kInvalidArgument, "does not fit", [&] {
-    dev::rbgs_pack(s, h.data(), dev::Block{64, 64, 8}, out.data());
+    dev::rbgs_pack(s, h.data(), sparcol::Block{64, 64, 8}, out.data());
   });
   expect_error(ErrorCode::kInvalidArgument, "stride > 1", [&] {
     dev::topk_sampled(s, h.data(), 64, 8, {1, 0, 1}, idx.data(), out.data(), nullptr, nullptr, 0);
@@ -403,8 +403,8 @@ TEST(Kernels, RbgsAndCopyEqualTwin) {
     }
     for (U64 k : {U64{1}, n / 3 + 1, n}) {
       for (U64 step = 0; step < 3; ++step) {
-        const auto rb = sparcol::coll::rbgs_block(n, k, seed, step, 1);
-        const dev::Block b{rb.n, rb.start, rb.length};
+        const auto rb = sparcol::rbgs_block(n, k, seed, step, 1);
+        const sparcol::Block b{rb.n, rb.start, rb.length};
         const std::string what =
             "n " + std::to_string(n) + " k " + std::to_string(k) + " start " + std::to_string(b.start);
         Vec packed(k), ve = v;
@@ -619,8 +619,8 @@ TEST(Kernels, FusedUpdatesEqualTwin) {
   for (U64 n : sizes()) {
     if (n == 0) continue;
     for (U64 k : {U64{0}, n / 10 + 1}) {
-      const auto rb = sparcol::coll::rbgs_block(n, k, seed, n, 0);
-      const dev::Block blk = k == 0 ? dev::Block{} : dev::Block{rb.n, rb.start, rb.length};
+      const auto rb = sparcol::rbgs_block(n, k, seed, n, 0);
+      const sparcol::Block blk = k == 0 ? sparcol::Block{} : sparcol::Block{rb.n, rb.start, rb.length};
       for (auto [wd, scale] : {std::pair{0.0f, 1.0f}, {0.01f, 1.0f}, {0.01f, 0.25f}}) {
         const std::string what = "n " + std::to_string(n) + " block " + std::to_string(k) + " wd " +
                                  std::to_string(wd) + " scale " + std::to_string(scale);
@@ -718,7 +718,7 @@ TEST(Kernels, FusedUpdateHuge) {
   SEEDED(seed);
   dev::Stream s;
   // The block starts past 2^31, so positions and wrap-around exercise 64-bit indexing.
-  const dev::Block blk{n, n - k / 2, k};
+  const sparcol::Block blk{n, n - k / 2, k};
   Vec u = make(Data::kSpread, n, seed), m = make(Data::kSpread, n, seed + 1),
       g = make(Data::kSpread, n, seed + 2);
   Vec send(k);

@@ -2,7 +2,7 @@
 # its output files (tests/bench/check_bench.py), and the collective algorithm options added while
 # tuning the collectives for it (tests/bench/test_tuned_collectives.cpp, loopback).
 add_executable(sparcol_tuned_coll_tests bench/test_tuned_collectives.cpp)
-target_link_libraries(sparcol_tuned_coll_tests PRIVATE sparcol_core GTest::gtest_main sparcol_warnings)
+target_link_libraries(sparcol_tuned_coll_tests PRIVATE sparcol GTest::gtest_main sparcol_warnings)
 gtest_discover_tests(sparcol_tuned_coll_tests PROPERTIES LABELS "coll;bench" TIMEOUT 300)
 
 if(TARGET sparcol-bench)

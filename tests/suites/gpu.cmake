@@ -4,7 +4,7 @@
 # build only with CUDA; without a GPU they skip and say why. Both are plain C++ calling the launchers
 # of sparcol_cuda, so nvcc is not needed here.
 add_executable(sparcol_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_device.cpp)
-target_link_libraries(sparcol_gpu_tests PRIVATE sparcol_core GTest::gtest_main sparcol_warnings)
+target_link_libraries(sparcol_gpu_tests PRIVATE sparcol GTest::gtest_main sparcol_warnings)
 if(SPARCOL_HAVE_CUDA)
   target_sources(sparcol_gpu_tests PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_kernels.cpp)
   target_link_libraries(sparcol_gpu_tests PRIVATE sparcol_cuda)

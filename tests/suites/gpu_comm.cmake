@@ -12,7 +12,7 @@
 # clearly on every rank.
 add_library(sparcol_devpath_checks STATIC ${CMAKE_CURRENT_LIST_DIR}/../gpu/devpath_checks.cpp
                                           ${CMAKE_CURRENT_LIST_DIR}/../gpu/emulated_nccl.cpp)
-target_link_libraries(sparcol_devpath_checks PUBLIC sparcol_core sparcol_test_common PRIVATE sparcol_warnings)
+target_link_libraries(sparcol_devpath_checks PUBLIC sparcol sparcol_test_common PRIVATE sparcol_warnings)
 
 add_executable(sparcol_devpath_tests ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_devpath.cpp
                                      ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_optim_exec.cpp)

@@ -1,6 +1,6 @@
 # Optimizers on the loopback backend (threads as ranks).
 add_executable(sparcol_optim_tests coll/test_optim.cpp)
-target_link_libraries(sparcol_optim_tests PRIVATE sparcol_core GTest::gtest_main sparcol_warnings)
+target_link_libraries(sparcol_optim_tests PRIVATE sparcol GTest::gtest_main sparcol_warnings)
 gtest_discover_tests(sparcol_optim_tests PROPERTIES LABELS coll TIMEOUT 300)
 # The same tests on the other executors (tests/coll/test_optim.cpp, run()): every pass dense, and a
 # CUDA device (reported as skipped without one; a failure with SPARCOL_REQUIRE_GPU=1).
@@ -12,5 +12,5 @@ gtest_discover_tests(sparcol_optim_tests TEST_SUFFIX .device
 
 # No allocation inside the step loop (its own binary: it replaces the global operator new).
 add_executable(sparcol_optim_alloc_tests ${CMAKE_CURRENT_LIST_DIR}/../unit/test_optim_alloc.cpp)
-target_link_libraries(sparcol_optim_alloc_tests PRIVATE sparcol_core GTest::gtest_main sparcol_warnings)
+target_link_libraries(sparcol_optim_alloc_tests PRIVATE sparcol GTest::gtest_main sparcol_warnings)
 gtest_discover_tests(sparcol_optim_alloc_tests PROPERTIES LABELS unit TIMEOUT 120)

@@ -719,7 +719,7 @@ TEST(Rbgs, BlockPackedInWrapOrder) {
     const Message m = run(*c, v, ctx);
     EXPECT_EQ(m.kind, Aggregation::kShared);
     EXPECT_TRUE(m.is_block);
-    const auto b = sparcol::coll::rbgs_block(n, 9, seed, step, 1);  // rank plays no part
+    const auto b = sparcol::rbgs_block(n, 9, seed, step, 1);  // rank plays no part
     EXPECT_EQ(m.block.start, b.start);
     EXPECT_EQ(m.block.length, 9u);
     ASSERT_EQ(m.values.size(), 9u);

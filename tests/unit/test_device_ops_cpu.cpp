@@ -163,8 +163,8 @@ TEST(DeviceElementwise, BlockMatchesRbgsBlock) {
   for (std::uint64_t n : std::initializer_list<std::uint64_t>{1, 2, 7, 100, 1001}) {
     for (std::uint64_t k : std::initializer_list<std::uint64_t>{0, 1, n / 3, n}) {
       for (std::uint64_t step = 0; step < 20; ++step) {
-        const auto rb = sparcol::coll::rbgs_block(n, k, seed, step, 3);
-        const dev::Block b{rb.n, rb.start, rb.length};
+        const auto rb = sparcol::rbgs_block(n, k, seed, step, 3);
+        const sparcol::Block b{rb.n, rb.start, rb.length};
         ASSERT_EQ(b.first_len(), rb.first_len());
         ASSERT_EQ(b.wrap_len(), rb.wrap_len());
         for (std::uint64_t i = 0; i < n; ++i) {
@@ -196,11 +196,11 @@ TEST(DeviceOpsCpu, RbgsPackUnpackExtractWithWrap) {
   for (std::uint64_t n : std::initializer_list<std::uint64_t>{1, 5, 64, 1003}) {
     for (std::uint64_t k : std::initializer_list<std::uint64_t>{1, n / 2 + 1, n}) {
       for (std::uint64_t step = 0; step < 8; ++step) {
-        const auto rb = sparcol::coll::rbgs_block(n, k, seed, step, 0);
-        const dev::Block b{rb.n, rb.start, rb.length};
+        const auto rb = sparcol::rbgs_block(n, k, seed, step, 0);
+        const sparcol::Block b{rb.n, rb.start, rb.length};
         const Vec v = make(Data::kSpecial, n, seed + step);
         Vec want(k), got(k);
-        sparcol::coll::rbgs_pack(v.data(), rb, want.data());
+        sparcol::rbgs_pack(v.data(), rb, want.data());
         cpu::rbgs_pack(v.data(), b, got.data());
         ASSERT_TRUE(same_bits(want, got, "pack"));
 
@@ -212,7 +212,7 @@ TEST(DeviceOpsCpu, RbgsPackUnpackExtractWithWrap) {
 
         // Unpack: in place only on the block, or the block's mean with zeros elsewhere.
         Vec out = make(Data::kGaussian, n, seed ^ 77), ref = out;
-        sparcol::coll::rbgs_unpack(want.data(), rb, ref.data());
+        sparcol::rbgs_unpack(want.data(), rb, ref.data());
         cpu::rbgs_unpack(want.data(), b, 1.0f, out.data(), false);
         ASSERT_TRUE(same_bits(ref, out, "unpack"));
         Vec mean(n, 123.0f);
@@ -229,13 +229,13 @@ TEST(DeviceOpsCpu, RbgsPackUnpackExtractWithWrap) {
 TEST(DeviceOpsCpu, RbgsRejectsBlocksThatDoNotFit) {
   Vec v(10), p(10);
   expect_error(sparcol::ErrorCode::kInvalidArgument, "does not fit", [&] {
-    cpu::rbgs_pack(v.data(), dev::Block{10, 10, 3}, p.data());
+    cpu::rbgs_pack(v.data(), sparcol::Block{10, 10, 3}, p.data());
   });
   expect_error(sparcol::ErrorCode::kInvalidArgument, "does not fit", [&] {
-    cpu::gmc_accumulate(v.data(), v.data(), {v.data()}, 0.5f, 10, dev::Block{9, 0, 3}, p.data());
+    cpu::gmc_accumulate(v.data(), v.data(), {v.data()}, 0.5f, 10, sparcol::Block{9, 0, 3}, p.data());
   });
   expect_error(sparcol::ErrorCode::kInvalidArgument, "null pointer", [&] {
-    cpu::rbgs_pack(nullptr, dev::Block{10, 0, 3}, p.data());
+    cpu::rbgs_pack(nullptr, sparcol::Block{10, 0, 3}, p.data());
   });
 }
 
@@ -607,8 +607,8 @@ struct TwinExchange {
     if (comp.name == "rbgs") return sparcol::compress::k_floor(comp.density, n);
     return sparcol::compress::k_round(comp.density, n);
   }
-  dev::Block block(std::uint64_t t) const {
-    const auto b = sparcol::coll::rbgs_block(n, k(), seed, t, 0);
+  sparcol::Block block(std::uint64_t t) const {
+    const auto b = sparcol::rbgs_block(n, k(), seed, t, 0);
     return {b.n, b.start, b.length};
   }
   // Mean of per-rank packed blocks (ring all-reduce: for K <= 2 any order gives the same sum).
@@ -709,7 +709,7 @@ Outcome run_twins(const OptimConfig& cfg, int K, std::uint64_t n, int steps, con
       }
       auto& send = sends[static_cast<std::size_t>(r)];
       send.assign(block ? ex.k() : 0, 0.0f);
-      const dev::Block b = block ? ex.block(t) : dev::Block{};
+      const sparcol::Block b = block ? ex.block(t) : sparcol::Block{};
       if (method == "gmc" || method == "gmc-plus") {
         cpu::gmc_accumulate(rk.u.data(), rk.m.data(), gi, beta, n, b, send.data());
         msgs.push_back(&rk.u);
@@ -732,7 +732,7 @@ Outcome run_twins(const OptimConfig& cfg, int K, std::uint64_t n, int steps, con
         const std::string& c1 = cfg.cser_c1.name;
         if (c1 == "zero" || c1 == "rbgs") {
           TwinExchange e1{cfg.cser_c1, n, cfg.exchange.seed, K};
-          const dev::Block b1 = c1 == "rbgs" ? e1.block(t) : dev::Block{};
+          const sparcol::Block b1 = c1 == "rbgs" ? e1.block(t) : sparcol::Block{};
           send.assign(b1.length, 0.0f);
           cpu::cser_accumulate(rk.m.data(), rk.r.data(), gi, beta, eta, n, b1, send.data());
         } else {

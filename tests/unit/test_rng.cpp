@@ -25,10 +25,10 @@ TEST(Philox, KnownAnswer) {
 TEST(Rbgs, BlockIsDeterministicAndCoversAllStarts) {
   std::set<std::uint64_t> starts;
   for (std::uint64_t step = 0; step < 2000; ++step) {
-    const auto b = sparcol::coll::rbgs_block(17, 5, 42, step, 0);
+    const auto b = sparcol::rbgs_block(17, 5, 42, step, 0);
     EXPECT_LT(b.start, 17u);
     EXPECT_EQ(b.length, 5u);
-    const auto again = sparcol::coll::rbgs_block(17, 5, 42, step, 0);
+    const auto again = sparcol::rbgs_block(17, 5, 42, step, 0);
     EXPECT_EQ(b.start, again.start);
     starts.insert(b.start);
   }
@@ -36,14 +36,14 @@ TEST(Rbgs, BlockIsDeterministicAndCoversAllStarts) {
 }
 
 TEST(Rbgs, WrapAroundPackUnpack) {
-  const sparcol::coll::RbgsBlock b{10, 7, 5};  // positions 7, 8, 9, 0, 1
+  const sparcol::Block b{10, 7, 5};  // positions 7, 8, 9, 0, 1
   EXPECT_EQ(b.first_len(), 3u);
   EXPECT_EQ(b.wrap_len(), 2u);
   std::vector<float> v{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, packed(5);
-  sparcol::coll::rbgs_pack(v.data(), b, packed.data());
+  sparcol::rbgs_pack(v.data(), b, packed.data());
   EXPECT_EQ(packed, (std::vector<float>{7, 8, 9, 0, 1}));
   for (auto& p : packed) p *= 10;
-  sparcol::coll::rbgs_unpack(packed.data(), b, v.data());
+  sparcol::rbgs_unpack(packed.data(), b, v.data());
   EXPECT_EQ(v, (std::vector<float>{0, 10, 2, 3, 4, 5, 6, 70, 80, 90}));
   for (std::uint64_t i = 0; i < 10; ++i) EXPECT_EQ(b.contains(i), i >= 7 || i <= 1) << i;
 }

@@ -20,34 +20,12 @@
 
 #include "sparcol/coll/ring_allreduce.hpp"
 #include "sparcol/comm/backend.hpp"
-#include "sparcol/core/rng.hpp"
+#include "sparcol/core/payload.hpp"
 
 namespace sparcol::coll {
 
-// A block [start, start + length) mod n. first_len() elements from start, then wrap_len() from 0.
-struct RbgsBlock {
-  std::uint64_t n = 0;
-  std::uint64_t start = 0;
-  std::uint64_t length = 0;
-
-  SPARCOL_HD std::uint64_t first_len() const { return n - start < length ? n - start : length; }
-  SPARCOL_HD std::uint64_t wrap_len() const { return length - first_len(); }
-  SPARCOL_HD bool contains(std::uint64_t i) const {
-    return i >= start ? i - start < length : i + (n - start) < length;
-  }
-};
-
-// The block every rank uses for (seed, step, tensor); k <= n required (k = 0 gives an empty block).
-SPARCOL_HD inline RbgsBlock rbgs_block(std::uint64_t n, std::uint64_t k, std::uint64_t seed,
-                                       std::uint64_t step, std::uint32_t tensor) {
-  RbgsBlock b{n, 0, k};
-  if (n > 0) b.start = uniform_below(counter_u64(seed, step, tensor, kStreamRbgsStart), n);
-  return b;
-}
-
-// Copies the block of `v` into `packed` (k floats, wrap order) and back.
-void rbgs_pack(const float* v, const RbgsBlock& b, float* packed);
-void rbgs_unpack(const float* packed, const RbgsBlock& b, float* v);
+// The block type, its draw from (seed, step, tensor) and its host packing are payload types of
+// core (sparcol::Block, sparcol::rbgs_block, sparcol::rbgs_pack / rbgs_unpack in core/payload.hpp).
 
 class RbgsAllreduce {
  public:
@@ -55,7 +33,7 @@ class RbgsAllreduce {
   RbgsAllreduce(comm::Backend& backend, std::size_t n, std::size_t k, device::Exec* exec = nullptr);
 
   // data[block] <- sum over ranks of data[block]; returns the block used.
-  RbgsBlock run(float* data, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor = 0);
+  Block run(float* data, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor = 0);
 
   // For callers that already packed their block (the optimizers): packed (k floats) <- sum over ranks.
   void run_packed(float* packed, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor = 0);

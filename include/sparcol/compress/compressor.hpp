@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "sparcol/coll/rbgs_allreduce.hpp"
+#include "sparcol/core/payload.hpp"
 #include "sparcol/core/types.hpp"
 
 namespace sparcol::compress {
@@ -39,7 +39,7 @@ struct Message {
   std::vector<float> values;
   // kShared with rbgs: the block (indices may then stay empty: the block implies them).
   bool is_block = false;
-  coll::RbgsBlock block;
+  Block block;
   // kSign: bit j of word j/32 is 1 where v_j >= 0 (sign(0) := +1); scale = ||v||_1 / n.
   std::vector<std::uint32_t> bits;
   float scale = 0.0f;

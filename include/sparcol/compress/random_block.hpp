@@ -1,9 +1,9 @@
 // "rbgs": random block-wise gradient sparsification (ALGORITHMS.md 1.3).
 //
 // Every rank keeps the same contiguous block of k = k_floor(density, n) coordinates (ctx.k if set),
-// starting at s = coll::rbgs_block(n, k, seed, step, tensor).start and wrapping past the end to 0.
+// starting at s = sparcol::rbgs_block(n, k, seed, step, tensor).start and wrapping past the end to 0.
 // Message: kind kShared, is_block = true, block set, values = v on the block in wrap order
-// (coll::rbgs_pack), indices empty (the block implies them). Wire: k values, 4k bytes.
+// (sparcol::rbgs_pack), indices empty (the block implies them). Wire: k values, 4k bytes.
 #pragma once
 
 #include <cstdint>

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "sparcol/core/payload.hpp"
 #include "sparcol/core/types.hpp"
 
 namespace sparcol::device {
@@ -102,32 +103,6 @@ SPARCOL_HD inline float key_magnitude(std::uint32_t key) {
 SPARCOL_HD inline std::uint32_t sign_bit(float v) {
   return v >= 0.0f ? 1u : 0u;
 }
-
-// ---------------------------------------------------------------------------------------------
-// RBGS block: positions {start, ..., start + length - 1} mod n (ALGORITHMS.md 1.3). The same block
-// as coll::RbgsBlock (coll::rbgs_block draws start); kernels see only core and device, so the
-// layout is repeated here. length = 0 is "no block" (the fused updates then extract nothing).
-// ---------------------------------------------------------------------------------------------
-struct Block {
-  std::uint64_t n = 0;
-  std::uint64_t start = 0;
-  std::uint64_t length = 0;
-
-  SPARCOL_HD std::uint64_t first_len() const { return n - start < length ? n - start : length; }
-  SPARCOL_HD std::uint64_t wrap_len() const { return length - first_len(); }
-  SPARCOL_HD bool contains(std::uint64_t i) const {
-    return i >= start ? i - start < length : i + (n - start) < length;
-  }
-  // Position of element i in the packed block (wrap order); i must be in the block.
-  SPARCOL_HD std::uint64_t position(std::uint64_t i) const {
-    return i >= start ? i - start : i + (n - start);
-  }
-  // Element at packed position p < length.
-  SPARCOL_HD std::uint64_t element(std::uint64_t p) const {
-    const std::uint64_t first = first_len();
-    return p < first ? start + p : p - first;
-  }
-};
 
 // ---------------------------------------------------------------------------------------------
 // Optimizer updates (ALGORITHMS.md 2-8), one element at a time, in the operation order of the

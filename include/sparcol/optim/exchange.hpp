@@ -156,7 +156,7 @@ class Exchange {
     std::uint64_t n = 0;
     std::uint64_t k = 0;
     std::uint32_t id = 0;
-    device::Block block;            // kBlock: the block of the last finish()
+    sparcol::Block block;            // kBlock: the block of the last finish()
     std::uint64_t pair_begin = 0;   // sparse: this group's pairs in pair_idx_/pair_val_
     std::uint64_t pair_count = 0;
     compress::Message msg;          // kHost: the host compressor's message
