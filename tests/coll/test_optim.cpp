@@ -310,13 +310,15 @@ TEST(OptimExchange, ErrorFeedbackConservation) {
         ec.compressor.density = 0.05;
         ec.layerwise = layerwise;
         ec.seed = 4;
-        sparcol::optim::Exchange ex(b, layout, ec);
-        Vec v = random_grad(b.rank(), 1, d, 8), agg(d);
+        auto exec = sparcol::device::Exec::host();
+        sparcol::optim::Exchange ex(b, layout, ec, exec);
+        Vec v = random_grad(b.rank(), 1, d, 8);
+        sparcol::optim::Aggregate agg(exec, d);
         before[b.rank()] = v;
         ASSERT_FALSE(ex.begin(3, false).skip);
         ex.finish(v, agg);
         after[b.rank()] = v;
-        aggs[b.rank()] = agg;
+        aggs[b.rank()] = Vec(agg.values().begin(), agg.values().end());
       });
       for (std::uint64_t i = 0; i < d; ++i) {
         double mean_before = 0, mean_after = 0;
@@ -374,11 +376,14 @@ TEST(OptimExchange, ExcludedSmallTensorsAreDenseAndExact) {
     ec.compressor.name = "topk";
     ec.compressor.density = 0.02;
     ec.compress_only_matrices = true;
-    sparcol::optim::Exchange ex(b, layout, ec);
-    Vec v(153), agg(153);
+    auto exec = sparcol::device::Exec::host();
+    sparcol::optim::Exchange ex(b, layout, ec, exec);
+    Vec v(153);
+    sparcol::optim::Aggregate aggregate(exec, 153);
+    const auto agg = aggregate.values();
     for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((b.rank() + 1) * (i % 7));
     ASSERT_FALSE(ex.begin(0, false).skip);
-    ex.finish(v, agg);
+    ex.finish(v, aggregate);
     for (std::size_t i = 100; i < 103; ++i) {
       EXPECT_FLOAT_EQ(agg[i], 2.0f * static_cast<float>(i % 7))
           << "dense bias entry " << i;  // mean of 1,2,3 x
