@@ -13,7 +13,6 @@
 #include <iostream>
 #include <limits>
 #include <numeric>
-#include <sstream>
 #include <thread>
 
 #include "sparcol/compress/compressor.hpp"
@@ -24,6 +23,7 @@
 #include "sparcol/train/batch_iterator.hpp"
 #include "sparcol/train/checkpoint.hpp"
 #include "sparcol/train/model.hpp"
+#include "sparcol/train/options.hpp"
 #include "sparcol/train/partition.hpp"
 #include "sparcol/train/trace.hpp"
 
@@ -76,16 +76,6 @@ std::string format_duration(double s) {
     std::snprintf(buf, sizeof buf, "%llds", total);
   }
   return buf;
-}
-
-bool contains(const std::vector<std::string>& v, const std::string& s) {
-  return std::find(v.begin(), v.end(), s) != v.end();
-}
-
-std::string join(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
-  return out;
 }
 
 // The programs' warning line, written at once so that ranks' lines do not interleave.
@@ -150,146 +140,7 @@ void truncate(Dataset& d, std::uint64_t count) {
 bool is_dense(const TrainConfig& c) {
   return optim::method_is_dense(c.optimizer);
 }
-bool is_dgc(const TrainConfig& c) {
-  return c.optimizer == "dgc" || c.optimizer == "dgc-mfm";
-}
-double cser_d1(const TrainConfig& c) {
-  return c.cser_density1 > 0 ? c.cser_density1 : c.density / 2;
-}
-double cser_d2(const TrainConfig& c) {
-  return c.cser_density2 > 0 ? c.cser_density2 : std::min(1.0, 2 * c.density);
-}
-
 }  // namespace
-
-// ---------------------------------------------------------------------------------------------
-// Configuration
-// ---------------------------------------------------------------------------------------------
-const std::vector<std::string>& preset_names() {
-  static const std::vector<std::string> names{"gmc-paper"};
-  return names;
-}
-
-void apply_preset(TrainConfig& c, const std::string& preset,
-                  const std::function<bool(const std::string& flag)>& given) {
-  SPARCOL_CHECK_ARG(contains(preset_names(), preset), -1,
-                    "--preset: unknown preset '" + preset + "' (valid: " + join(preset_names()) + ")");
-  // ALGORITHMS.md 12.1: momentum 0.9, weight decay 1e-4, cosine annealing without restarts or
-  // warm-up, total batch 128 over 8 workers, k/d = 0.25% [P], eta_0 = 0.1 [P].
-  if (!given("--momentum")) c.momentum = 0.9;
-  if (!given("--weight-decay")) c.weight_decay = 1e-4;
-  if (!given("--schedule")) c.schedule = "cosine";
-  if (!given("--warmup-epochs")) c.warmup_epochs = 0;
-  if (!given("--batch")) c.batch = 16;
-  if (!given("--density")) c.density = 0.0025;
-  if (!given("--lr")) c.lr = 0.1;
-}
-
-void validate_config(const TrainConfig& c, int world_size, int rank) {
-  auto need = [&](bool ok, const std::string& what) { SPARCOL_CHECK_ARG(ok, rank, what); };
-  auto finite = [](double v) { return std::isfinite(v); };
-  need(world_size >= 1, "world size must be >= 1");
-  need(contains(model_names(), c.model),
-       "--model: unknown model '" + c.model + "' (valid: " + join(model_names()) + ")");
-  need(c.model != "synthetic" || c.params >= 1, "--model synthetic needs --params N (N >= 1)");
-  need(c.model == "synthetic" || c.params == 0, "--params applies to --model synthetic only");
-  need(c.params < (std::uint64_t{1} << 32), "--params must be below 2^32, got " + std::to_string(c.params));
-  need(c.norm == "gn" || c.norm == "bn" || c.norm == "groupnorm" || c.norm == "batchnorm",
-       "--norm: unknown normalisation '" + c.norm + "' (valid: gn, bn)");
-  need(c.partition == "iid" || c.partition == "dirichlet" || c.partition == "shards",
-       "--partition: unknown partition '" + c.partition + "' (valid: iid, dirichlet, shards)");
-  need(c.dirichlet_alpha > 0 && finite(c.dirichlet_alpha),
-       "--dirichlet-alpha must be > 0, got " + num(c.dirichlet_alpha));
-  need(c.dirichlet_group >= 0, "--dirichlet-group must be >= 0");
-  need(contains(optim::method_names(), c.optimizer),
-       "--optimizer: unknown method '" + c.optimizer + "' (valid: " + join(optim::method_names()) + ")");
-  need(contains(compress::compressor_names(), c.compressor),
-       "--compressor: unknown compressor '" + c.compressor +
-           "' (valid: " + join(compress::compressor_names()) + ")");
-  need(c.density > 0 && c.density <= 1, "--density must be in (0, 1], got " + num(c.density));
-  need(c.alpha < 0 || c.alpha <= 1, "--alpha must be in [0, 1], got " + num(c.alpha));
-  need(c.momentum >= 0 && c.momentum < 1, "--momentum must be in [0, 1), got " + num(c.momentum));
-  need(c.weight_decay >= 0 && finite(c.weight_decay),
-       "--weight-decay must be >= 0, got " + num(c.weight_decay));
-  need(c.nan_policy == "skip" || c.nan_policy == "stop",
-       "--nan-policy: unknown policy '" + c.nan_policy + "' (valid: skip, stop)");
-  need(c.clip_norm >= 0 && finite(c.clip_norm), "--clip-norm must be >= 0");
-  need(c.warmup_epochs >= 0, "--warmup-epochs must be >= 0");
-  need(c.cser_period >= 1, "--cser-period must be >= 1");
-  need(c.cser_density1 <= 0 || c.cser_density1 <= 1, "--cser-density1 must be in (0, 1]");
-  need(c.cser_density2 <= 0 || c.cser_density2 <= 1, "--cser-density2 must be in (0, 1]");
-  need(c.lr > 0 && finite(c.lr), "--lr must be > 0, got " + num(c.lr));
-  need(c.schedule == "constant" || c.schedule == "step" || c.schedule == "cosine",
-       "--schedule: unknown schedule '" + c.schedule + "' (valid: constant, step, cosine)");
-  need(c.schedule != "step" || !c.milestones.empty(), "--schedule step needs --milestones (epochs)");
-  for (double m : c.milestones)
-    need(m > 0 && finite(m), "--milestones must be positive epochs, got " + num(m));
-  need(c.gamma > 0 && finite(c.gamma), "--gamma must be > 0");
-  need(c.epochs > 0 && c.epochs <= 1e6, "--epochs must be in (0, 1e6], got " + num(c.epochs));
-  need(c.batch >= 1 && c.batch <= (1u << 20), "--batch must be in [1, 2^20], got " + std::to_string(c.batch));
-  need(c.eval_every >= -1, "--eval-every must be >= 0 (or -1 for once per epoch)");
-  need(c.eval_batch >= 1, "--eval-batch must be >= 1");
-  need(!c.eval_virtual || c.optimizer == "def-a", "--eval-virtual applies to --optimizer def-a only");
-  need(c.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1");
-  need(c.checkpoint_every == 0 || !c.checkpoint_dir.empty(), "--checkpoint-every needs --checkpoint DIR");
-  need(!c.resume || !c.checkpoint_dir.empty() || !c.resume_from.empty(),
-       "--resume needs a checkpoint: --resume DIR, or --checkpoint DIR to resume from its latest");
-  need(c.step_delay_ms >= 0 && c.step_delay_ms <= 1e6, "--step-delay must be in [0, 1e6] ms");
-}
-
-std::string canonical_config(const TrainConfig& c, int world_size, std::uint32_t crc) {
-  std::ostringstream o;
-  auto kv = [&](const char* k, const std::string& v) { o << k << '=' << v << '\n'; };
-  const bool dense = is_dense(c);
-  kv("world_size", std::to_string(world_size));
-  kv("model", c.model);
-  if (c.model == "synthetic") kv("params", std::to_string(c.params));
-  if (c.model == "resnet20") kv("norm", (c.norm == "bn" || c.norm == "batchnorm") ? "bn" : "gn");
-  kv("data", c.model == "synthetic" ? "synthetic" : "fashion-mnist");
-  kv("data_crc", std::to_string(crc));
-  kv("train_samples", std::to_string(c.train_samples));
-  kv("test_samples", std::to_string(c.test_samples));
-  kv("partition", c.partition);
-  if (c.partition == "dirichlet") {
-    kv("dirichlet_alpha", num(c.dirichlet_alpha));
-    kv("dirichlet_group", std::to_string(c.dirichlet_group));
-  }
-  kv("augment", c.augment ? "1" : "0");
-  kv("optimizer", c.optimizer);
-  kv("compressor", dense ? "none" : c.compressor);
-  if (!dense) {
-    kv("density", num(c.density));
-    kv("layerwise", c.layerwise ? "1" : "0");
-    kv("min_compress_size", std::to_string(c.min_compress_size));
-  }
-  kv("alpha", num(c.alpha));
-  kv("momentum", num(c.momentum));
-  kv("weight_decay", num(c.weight_decay));
-  kv("nan_policy", c.nan_policy);
-  if (is_dgc(c)) {
-    kv("clip_norm", num(c.clip_norm));
-    kv("warmup_epochs", std::to_string(c.warmup_epochs));
-    kv("nesterov", c.nesterov ? "1" : "0");
-    kv("wd_outside", c.wd_outside ? "1" : "0");
-  }
-  if (c.optimizer == "cser") {
-    kv("cser_period", std::to_string(c.cser_period));
-    kv("cser_density1", num(cser_d1(c)));
-    kv("cser_density2", num(cser_d2(c)));
-  }
-  kv("lr", num(c.lr));
-  kv("schedule", c.schedule);
-  if (c.schedule == "step") {
-    std::string m;
-    for (double v : c.milestones) m += (m.empty() ? "" : ",") + num(v);
-    kv("milestones", m);
-    kv("gamma", num(c.gamma));
-  }
-  kv("epochs", num(c.epochs));
-  kv("batch", std::to_string(c.batch));
-  kv("seed", std::to_string(c.seed));
-  return o.str();
-}
 
 DataSplit load_training_data(const TrainConfig& c, int rank) {
   DataSplit d;
@@ -441,8 +292,8 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   oc.warmup_epochs = config_.warmup_epochs;
   oc.nesterov = config_.nesterov;
   oc.wd_outside = config_.wd_outside;
-  oc.cser_c1 = {config_.compressor, cser_d1(config_)};
-  oc.cser_c2 = {config_.compressor, cser_d2(config_)};
+  oc.cser_c1 = {config_.compressor, cser_density1(config_)};
+  oc.cser_c2 = {config_.compressor, cser_density2(config_)};
   oc.cser_period = config_.cser_period;
   oc.nan_policy = config_.nan_policy == "stop" ? optim::NanPolicy::kStop : optim::NanPolicy::kSkip;
   s.opt = optim::make_optimizer(backend_, layout, oc);
