@@ -246,7 +246,7 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
   auto need = [&](bool ok, const std::string& what) { SPARCOL_CHECK_ARG(ok, rank, what); };
   auto finite = [](double v) { return std::isfinite(v); };
   need(world_size >= 1, "world size must be >= 1");
-  // The names first: who reads an option depends on them.
+  // The names first (who reads an option depends on them), then the values, then who reads them.
   need(contains(model_names(), c.model),
        "--model: unknown model '" + c.model + "' (valid: " + join(model_names()) + ")");
   need(c.partition == "iid" || c.partition == "dirichlet" || c.partition == "shards",
@@ -255,8 +255,6 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
        "--optimizer: unknown method '" + c.optimizer + "' (valid: " + join(optim::method_names()) + ")");
   need(c.schedule == "constant" || c.schedule == "step" || c.schedule == "cosine",
        "--schedule: unknown schedule '" + c.schedule + "' (valid: constant, step, cosine)");
-  if (given) check_options_read(c, given, rank);
-
   need(c.model != "synthetic" || c.params >= 1, "--model synthetic needs --params N (N >= 1)");
   need(c.model == "synthetic" || c.params == 0, "--params applies to --model synthetic only");
   need(c.params < (std::uint64_t{1} << 32), "--params must be below 2^32, got " + std::to_string(c.params));
@@ -273,7 +271,6 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
   need(c.momentum >= 0 && c.momentum < 1, "--momentum must be in [0, 1), got " + num(c.momentum));
   need(c.weight_decay >= 0 && finite(c.weight_decay),
        "--weight-decay must be >= 0, got " + num(c.weight_decay));
-  need(!c.wd_outside || c.weight_decay > 0, "--wd-outside needs a non-zero --weight-decay");
   need(c.nan_policy == "skip" || c.nan_policy == "stop",
        "--nan-policy: unknown policy '" + c.nan_policy + "' (valid: skip, stop)");
   need(c.clip_norm >= 0 && finite(c.clip_norm), "--clip-norm must be >= 0");
@@ -296,6 +293,8 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
   need(!c.resume || !c.checkpoint_dir.empty() || !c.resume_from.empty(),
        "--resume needs a checkpoint: --resume DIR, or --checkpoint DIR to resume from its latest");
   need(c.step_delay_ms >= 0 && c.step_delay_ms <= 1e6, "--step-delay must be in [0, 1e6] ms");
+  if (given) check_options_read(c, given, rank);
+  need(!c.wd_outside || c.weight_decay > 0, "--wd-outside needs a non-zero --weight-decay");
 }
 
 // ---------------------------------------------------------------------------------------------
