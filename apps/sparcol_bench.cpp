@@ -126,8 +126,10 @@ struct Config {
   double timeout_s = -1;       // < 0: the backend's default
   bool check_collectives = true;
   bool nan = false;
-  bool xref = true;      // time MPI_Allreduce of the whole vector beside every operation (x-allred)
+  bool xref = true;  // time MPI_Allreduce of the whole vector beside every operation (x-allred)
+#ifdef SPARCOL_BENCH_TEST_HOOKS
   bool corrupt = false;  // SPARCOL_BENCH_CORRUPT=1: the last rank spoils one result element (tests the check)
+#endif
   std::string csv, json, h5;
 
   // Everything ranks must agree on, as "key=value" lines (output file names are rank 0's business).
@@ -156,7 +158,9 @@ struct Config {
     add("--no-check-collectives", check_collectives ? "0" : "1");
     add("--nan", nan ? "1" : "0");
     add("--no-xref", xref ? "0" : "1");
+#ifdef SPARCOL_BENCH_TEST_HOOKS
     add("SPARCOL_BENCH_CORRUPT", corrupt ? "1" : "0");
+#endif
     return out;
   }
 };
@@ -330,8 +334,10 @@ Parsed parse(int argc, char** argv) {
     app.parse(argc, argv);
     c.check_collectives = !no_check_collectives;
     c.xref = !no_xref;
+#ifdef SPARCOL_BENCH_TEST_HOOKS
     if (const char* env = std::getenv("SPARCOL_BENCH_CORRUPT"); env != nullptr && std::string(env) == "1")
       c.corrupt = true;
+#endif
     auto non_negative = [](const char* flag, std::int64_t v) {
       if (v < 0)
         throw Error(ErrorCode::kInvalidArgument, -1,
@@ -853,10 +859,15 @@ class SizeBench {
 
  private:
   // SPARCOL_BENCH_CORRUPT=1: the last rank changes one element of a result before it is checked, so
-  // that a test can see the check count it and the exit status report it.
+  // that a test can see the check count it and the exit status report it. Only in the test build of
+  // the bench (sparcol-bench-test-hooks, SPARCOL_BENCH_TEST_HOOKS); a no-op in the program itself.
+#ifdef SPARCOL_BENCH_TEST_HOOKS
   void spoil(float& x) const {
     if (c_.corrupt && me_ == K_ - 1) x += 1.0f;
   }
+#else
+  void spoil(float& /*x*/) const {}
+#endif
 
   static Timed::Fn nothing() {
     return [](std::uint64_t) {};
