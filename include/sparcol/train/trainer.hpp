@@ -158,12 +158,22 @@ class Trainer {
 
  private:
   struct State;
-  void gather_rows();
+  // The run (trainer.cpp)
+  void begin_run();
+  void train_step(std::uint64_t t);
+  void after_step(std::uint64_t completed);
+  TrainSummary end_run(std::uint64_t first_step);
+  // Evaluation (trainer_eval.cpp), the trace (trainer_trace.cpp), checkpoints (trainer_checkpoint.cpp)
   void evaluate(std::uint64_t completed);
-  void write_trace();
+  void gather_rows();
   void open_trace();
+  void write_trace();
   void checkpoint(std::uint64_t completed);
+  // What rank 0 prints (trainer_progress.cpp)
+  void print_header();
   void print_progress(std::uint64_t completed);
+  void report_skip(std::uint64_t completed, const std::vector<int>& bad_ranks);
+  void print_summary(const TrainSummary& summary);
 
   comm::Backend& backend_;
   TrainConfig config_;
