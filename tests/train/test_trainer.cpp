@@ -20,7 +20,9 @@
 #include "sparcol/core/error.hpp"
 #include "sparcol/core/rng.hpp"
 #include "sparcol/io/h5.hpp"
+#include "sparcol/optim/optimizer.hpp"
 #include "sparcol/train/checkpoint.hpp"
+#include "sparcol/train/model.hpp"
 #include "sparcol/train/options.hpp"
 #include "sparcol/train/trace.hpp"
 #include "sparcol/train/trainer.hpp"
@@ -768,6 +770,38 @@ TEST(Config, CanonicalTextHoldsExactlyTheOptionsTheRunReads) {
   EXPECT_NE(std::find(syn.begin(), syn.end(), "params"), syn.end());
   for (const char* key : {"norm", "augment", "dirichlet_alpha", "milestones", "gamma"}) {
     EXPECT_EQ(std::find(syn.begin(), syn.end(), key), syn.end()) << key;
+  }
+}
+
+TEST(Config, TheOptionTableNamesOnlyKnownChoices) {
+  const std::vector<std::string> partitions{"iid", "dirichlet", "shards"},
+      schedules{"constant", "step", "cosine"};
+  for (const auto& o : train::train_options()) {
+    const std::vector<std::string>* known = nullptr;
+    const auto models = train::model_names();
+    switch (o.read_by) {
+      case train::ReadBy::kAll:
+        EXPECT_TRUE(o.readers.empty()) << o.flag;
+        continue;
+      case train::ReadBy::kMethod:
+        known = &sparcol::optim::method_names();
+        break;
+      case train::ReadBy::kModel:
+        known = &models;
+        break;
+      case train::ReadBy::kPartition:
+        known = &partitions;
+        break;
+      case train::ReadBy::kSchedule:
+        known = &schedules;
+        break;
+    }
+    EXPECT_FALSE(o.readers.empty()) << o.flag;
+    for (const auto& r : o.readers) {
+      EXPECT_NE(std::find(known->begin(), known->end(), r), known->end()) << o.flag << " names '" << r << "'";
+    }
+    EXPECT_EQ(train::find_train_option(o.flag), &o);
+    EXPECT_EQ(o.key.empty(), !o.value) << o.flag;
   }
 }
 
