@@ -54,6 +54,31 @@ struct ToyConfig {
   bool quiet = false;
 };
 
+// The method options and the methods that read them. Each drives --help, and a flag given when none of
+// the chosen methods reads it is an error naming the flag and the methods (exit 2), as in
+// sparcol-train (docs/train.md, "Who reads which option").
+struct MethodOption {
+  const char* flag;
+  std::vector<std::string> readers;
+};
+const std::vector<MethodOption>& method_options() {
+  static const std::vector<std::string> compressing{"ef-sgd", "ef-sgdm",  "dgc",   "dgc-mfm",
+                                                    "gmc",    "gmc-plus", "def-a", "cser"};
+  static const std::vector<MethodOption> table{
+      {"--compressor", compressing},
+      {"--k", compressing},
+      {"--alpha", {"gmc-plus", "def-a"}},
+      {"--beta", {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser"}},
+  };
+  return table;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
 struct Problem {
   int d;
   std::vector<float> a, w0;
@@ -299,8 +324,7 @@ int main(int argc, char** argv) {
   app.add_option("--k", ks, "elements sent per worker, comma-separated for a sweep (default: the setting's)");
   app.add_option("--beta", c.beta, "momentum coefficient, in [0, 1)")->capture_default_str();
   app.add_option("--lr", c.lr, "learning rate, > 0")->capture_default_str();
-  app.add_option("--alpha", c.alpha,
-                 "detach coefficient for gmc-plus and def-a, in [0, 1] (default 0.5 / 0.3)");
+  app.add_option("--alpha", c.alpha, "detach coefficient, in [0, 1] (default: gmc-plus 0.5, def-a 0.3)");
   app.add_option("--iterations", c.iterations, "iterations per run")
       ->check(CLI::Range(1LL, 100000000LL))
       ->capture_default_str();
@@ -317,6 +341,10 @@ int main(int argc, char** argv) {
                  "'-<method>-k<k>' is inserted when there are several runs)");
   app.add_option("--csv", c.csv, "also write the summary table as CSV");
   app.add_flag("--quiet", c.quiet, "print nothing but errors");
+  for (const auto& o : method_options()) {
+    auto* opt = app.get_option(o.flag);
+    opt->description(opt->get_description() + " [only --method " + join(o.readers) + "]");
+  }
   if (auto st = sparcol::app::parse(app, argc, argv, rank)) return *st;
 
   // Validation: every rank sees the same flags, so every rank reaches the same verdict.
@@ -375,6 +403,15 @@ int main(int argc, char** argv) {
                       "--alpha must be in [0, 1], got " + std::to_string(c.alpha));
     SPARCOL_CHECK_ARG(c.simulate == 0 || world == 1, rank,
                       "--simulate runs all workers in one process: start it without mpirun (or with -np 1)");
+    // Values first, then whether the chosen methods read the flags given.
+    for (const auto& o : method_options()) {
+      const bool read = std::any_of(c.methods.begin(), c.methods.end(), [&](const std::string& m) {
+        return std::find(o.readers.begin(), o.readers.end(), m) != o.readers.end();
+      });
+      SPARCOL_CHECK_ARG(read || app.count(o.flag) == 0, rank,
+                        std::string(o.flag) + " applies to --method " + join(o.readers) +
+                            " only (this run: --method " + join(c.methods) + ")");
+    }
     K = c.simulate > 0 ? c.simulate : world;
     // Dense methods (dmsgd, dmsgd-local) send everything: one run with k = d, whatever --k says.
     for (const auto& m : c.methods)

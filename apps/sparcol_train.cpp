@@ -20,6 +20,7 @@
 #include "sparcol/optim/optimizer.hpp"
 #include "sparcol/train/checkpoint.hpp"
 #include "sparcol/train/model.hpp"
+#include "sparcol/train/options.hpp"
 #include "sparcol/train/trainer.hpp"
 
 namespace {
@@ -79,13 +80,11 @@ int main(int argc, char** argv) {
   // Optimizer
   app.add_option("--optimizer", c.optimizer, "method: " + join(sparcol::optim::method_names()))
       ->capture_default_str();
-  app.add_option("--compressor", c.compressor,
-                 "compressor: " + join(sparcol::compress::compressor_names()) + " (dmsgd, dmsgd-local: none)")
+  app.add_option("--compressor", c.compressor, "compressor: " + join(sparcol::compress::compressor_names()))
       ->capture_default_str();
   app.add_option("--density", c.density, "fraction of the gradient each rank sends, in (0, 1]")
       ->capture_default_str();
-  app.add_option("--alpha", c.alpha,
-                 "detach coefficient of gmc-plus and def-a, in [0, 1] (default 0.5 / 0.3)");
+  app.add_option("--alpha", c.alpha, "detach coefficient, in [0, 1] (default: gmc-plus 0.5, def-a 0.3)");
   app.add_option("--momentum", c.momentum, "momentum beta, in [0, 1)")->capture_default_str();
   app.add_option("--weight-decay", c.weight_decay, "coupled L2 weight decay")->capture_default_str();
   app.add_flag("--layerwise", c.layerwise, "compress each tensor separately (k_l = ceil(density * n_l))");
@@ -95,16 +94,15 @@ int main(int argc, char** argv) {
       ->check(sparcol::app::non_negative());
   app.add_option("--nan-policy", c.nan_policy, "non-finite gradient: skip the step on every rank, or stop")
       ->capture_default_str();
-  app.add_option("--clip-norm", c.clip_norm,
-                 "dgc: clip local gradients to this global norm / sqrt(K); 0 = off")
+  app.add_option("--clip-norm", c.clip_norm, "clip local gradients to this global norm / sqrt(K); 0 = off")
       ->capture_default_str();
-  app.add_option("--warmup-epochs", c.warmup_epochs, "dgc: exponential density warm-up over this many epochs")
+  app.add_option("--warmup-epochs", c.warmup_epochs, "exponential density warm-up over this many epochs")
       ->capture_default_str();
-  app.add_flag("--nesterov", c.nesterov, "dgc: Nesterov momentum correction");
-  app.add_flag("--wd-outside", c.wd_outside, "dgc: apply weight decay to the update, outside compression");
-  app.add_option("--cser-period", c.cser_period, "cser: error reset period H")->capture_default_str();
-  app.add_option("--cser-density1", c.cser_density1, "cser: density of C1 (default: density / 2)");
-  app.add_option("--cser-density2", c.cser_density2, "cser: density of C2 (default: 2 * density)");
+  app.add_flag("--nesterov", c.nesterov, "Nesterov momentum correction");
+  app.add_flag("--wd-outside", c.wd_outside, "apply --weight-decay to the update, outside compression");
+  app.add_option("--cser-period", c.cser_period, "error reset period H")->capture_default_str();
+  app.add_option("--cser-density1", c.cser_density1, "density of C1 (default: density / 2)");
+  app.add_option("--cser-density2", c.cser_density2, "density of C2 (default: 2 * density)");
 
   // Schedule
   app.add_option("--lr", c.lr, "initial learning rate")->capture_default_str();
@@ -131,7 +129,7 @@ int main(int argc, char** argv) {
   app.add_option("--eval-batch", c.eval_batch, "evaluation batch size")
       ->capture_default_str()
       ->check(sparcol::app::non_negative());
-  app.add_flag("--eval-virtual", c.eval_virtual, "def-a: evaluate the virtual model x - mean_k e_k");
+  app.add_flag("--eval-virtual", c.eval_virtual, "evaluate the virtual model x - mean_k e_k");
   app.add_option("--seed", c.seed, "seed of initialisation, partition, batches and shared random choices")
       ->capture_default_str()
       ->check(sparcol::app::non_negative());
@@ -157,6 +155,12 @@ int main(int argc, char** argv) {
       "seconds a blocking wait may take before the run fails (default: 300 or SPARCOL_TIMEOUT_S; 0 = none)");
   app.add_option("--step-delay", c.step_delay_ms,
                  "sleep this many milliseconds after every step (throttling)");
+  // --help says who reads each option, from the same table that validation uses.
+  for (const auto& o : sparcol::train::train_options()) {
+    if (o.read_by == sparcol::train::ReadBy::kAll) continue;
+    auto* opt = app.get_option(o.flag);
+    opt->description(opt->get_description() + " [only " + sparcol::train::readers_text(o) + "]");
+  }
   if (auto st = sparcol::app::parse(app, argc, argv, rank)) return *st;
 
   auto backend = sparcol::comm::MpiBackend::world();
@@ -164,16 +168,15 @@ int main(int argc, char** argv) {
 
   // Validation: flags, data, checkpoint and outputs, each rank on its own; then agreement.
   const int status = sparcol::app::guarded(rank, false, [&]() -> int {
-    if (!preset.empty()) {
-      sparcol::train::apply_preset(c, preset, [&](const std::string& flag) { return app.count(flag) > 0; });
-    }
+    const auto given = [&](const std::string& flag) { return app.count(flag) > 0; };
+    if (!preset.empty()) sparcol::train::apply_preset(c, preset, given);
     if (app.count("--timeout") > 0) {
       SPARCOL_CHECK_ARG(timeout_s >= 0 && timeout_s <= 1e7, rank, "--timeout must be in [0, 1e7] seconds");
       backend->set_timeout(std::chrono::milliseconds(static_cast<long long>(timeout_s * 1000.0)));
     }
     c.resume = resume_opt->count() > 0;
     if (!resume.empty()) c.resume_from = resume.front();
-    sparcol::train::validate_config(c, world, rank);
+    sparcol::train::validate_config(c, world, rank, given);
     std::string checkpoint;
     if (c.resume) {
       checkpoint =

@@ -24,11 +24,23 @@ if(TARGET sparcol-bench)
       string(REPLACE ":" ";" _parts ${case})
       list(GET _parts 0 _name)
       list(GET _parts 1 _np)
-      add_test(NAME bench_${_name}_np${_np} COMMAND ${_bench_driver} --np ${_np} ${_name})
+      if(_name STREQUAL "corrupt")
+        # SPARCOL_BENCH_CORRUPT exists only in the bench's test build (apps/sparcol-bench.cmake).
+        add_test(NAME bench_${_name}_np${_np}
+                 COMMAND ${SPARCOL_BENCH_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/bench/check_bench.py
+                         --bench $<TARGET_FILE:sparcol-bench-test-hooks> --mpiexec ${MPIEXEC_EXECUTABLE}
+                         --workdir ${CMAKE_CURRENT_BINARY_DIR}/bench_runs --np ${_np} ${_name})
+      else()
+        add_test(NAME bench_${_name}_np${_np} COMMAND ${_bench_driver} --np ${_np} ${_name})
+      endif()
       # Bad-input cases must end quickly on every rank: the timeout turns a hang into a failure.
       set_tests_properties(bench_${_name}_np${_np} PROPERTIES LABELS "bench;mpi" TIMEOUT 120
                            ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}" PROCESSORS 2)
     endforeach()
+    # The released program has no test hooks: with SPARCOL_BENCH_CORRUPT=1 it still checks clean.
+    add_test(NAME bench_corrupt_hook_absent_np2 COMMAND ${_bench_driver} --np 2 sweep)
+    set_tests_properties(bench_corrupt_hook_absent_np2 PROPERTIES LABELS "bench;mpi" TIMEOUT 120
+                         ENVIRONMENT "${SPARCOL_MPI_TEST_ENV};SPARCOL_BENCH_CORRUPT=1" PROCESSORS 2)
     # bench/cost_model.py on generated sparcol-bench files with a known alpha-beta law.
     foreach(case IN ITEMS recover miss bad-input)
       add_test(NAME cost_model_${case}

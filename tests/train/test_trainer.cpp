@@ -20,7 +20,10 @@
 #include "sparcol/core/error.hpp"
 #include "sparcol/core/rng.hpp"
 #include "sparcol/io/h5.hpp"
+#include "sparcol/optim/optimizer.hpp"
 #include "sparcol/train/checkpoint.hpp"
+#include "sparcol/train/model.hpp"
+#include "sparcol/train/options.hpp"
 #include "sparcol/train/trace.hpp"
 #include "sparcol/train/trainer.hpp"
 
@@ -532,6 +535,38 @@ TEST(Trace, ResumeDropsRowsPastTheCheckpointAndRestoresADamagedTrace) {
 // ---------------------------------------------------------------------------------------------
 // Rejections
 // ---------------------------------------------------------------------------------------------
+TEST(Resume, RefusesAChangedOptionThatTheRunReads) {
+  const std::uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  TempDir tmp;
+  const auto data = tiny_data(seed);
+  auto c = base_config(seed);
+  c.optimizer = "gmc-plus";
+  c.checkpoint_dir = tmp / "ck";
+  c.max_steps = 3;
+  run_world(2, c, data);
+  const std::string ckpt = tmp / "ck/ckpt-3";
+  auto other = c;
+  other.alpha = 0.25;
+  expect_throws_code([&] { run_world(2, other, data, ckpt); }, ErrorCode::kInvalidArgument,
+                     "another configuration (alpha: 0.5 vs 0.25");
+  other.alpha = 0.5;  // the default, now given: the same configuration
+  other.max_steps = 4;
+  EXPECT_EQ(run_world(2, other, data, ckpt).summary[0].steps, 4u);
+
+  // dmsgd records --wd-outside (it reads it), so turning it off is refused on resume.
+  c.optimizer = "dmsgd";
+  c.compressor = "none";
+  c.weight_decay = 1e-3;
+  c.wd_outside = true;
+  c.checkpoint_dir = tmp / "ck2";
+  run_world(2, c, data);
+  other = c;
+  other.wd_outside = false;
+  expect_throws_code([&] { run_world(2, other, data, tmp / "ck2/ckpt-3"); }, ErrorCode::kInvalidArgument,
+                     "another configuration (wd_outside: 1 vs 0");
+}
+
 TEST(Resume, RejectsAnotherConfigurationWorldSizeOrCorruptFile) {
   const std::uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
@@ -670,6 +705,179 @@ TEST(Config, CanonicalTextNamesWhatChangesTheTrajectory) {
   EXPECT_EQ(train::config_difference(train::canonical_config(a, 4, 7), train::canonical_config(b, 4, 7)),
             "density: 0.01 vs 0.02");
   EXPECT_NE(train::canonical_config(a, 4, 7), train::canonical_config(a, 4, 8));  // other data
+}
+
+// The keys of a canonical text, in order.
+std::vector<std::string> config_keys(const std::string& text) {
+  std::vector<std::string> keys;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const auto eq = text.find('=', at), nl = text.find('\n', at);
+    keys.push_back(text.substr(at, eq - at));
+    at = nl + 1;
+  }
+  return keys;
+}
+
+// Written out by hand from docs/train.md and the methods' code, independently of the table.
+TEST(Config, CanonicalTextHoldsExactlyTheOptionsTheRunReads) {
+  const std::vector<std::string> head{"world_size",   "data_crc",  "model",   "train_samples",
+                                      "test_samples", "partition", "augment", "optimizer"};
+  const std::vector<std::string> compressed{"compressor", "density", "layerwise", "min_compress_size"};
+  const std::vector<std::string> tail{"lr", "schedule", "epochs", "batch", "seed"};
+  struct Case {
+    const char* method;
+    std::vector<std::string> keys;  // between "optimizer" and "lr"
+  };
+  auto with = [&](std::vector<std::string> first, const std::vector<std::string>& rest) {
+    first.insert(first.end(), rest.begin(), rest.end());
+    return first;
+  };
+  const std::vector<Case> cases{
+      {"dmsgd", {"momentum", "weight_decay", "wd_outside", "nan_policy"}},
+      {"dmsgd-local", {"momentum", "weight_decay", "wd_outside", "nan_policy"}},
+      {"ef-sgd", with(compressed, {"weight_decay", "wd_outside", "nan_policy"})},
+      {"ef-sgdm", with(compressed, {"momentum", "weight_decay", "wd_outside", "nan_policy"})},
+      {"dgc", with(compressed, {"momentum", "weight_decay", "wd_outside", "nan_policy", "clip_norm",
+                                "warmup_epochs", "nesterov"})},
+      {"dgc-mfm", with(compressed, {"momentum", "weight_decay", "wd_outside", "nan_policy", "clip_norm",
+                                    "warmup_epochs", "nesterov"})},
+      {"gmc", with(compressed, {"momentum", "weight_decay", "nan_policy"})},
+      {"gmc-plus", with(compressed, {"alpha", "momentum", "weight_decay", "nan_policy"})},
+      {"def-a", with(compressed, {"alpha", "momentum", "weight_decay", "wd_outside", "nan_policy"})},
+      {"cser", with(compressed, {"momentum", "weight_decay", "nan_policy", "cser_period", "cser_density1",
+                                 "cser_density2"})},
+  };
+  for (const auto& k : cases) {
+    train::TrainConfig c;
+    c.optimizer = k.method;
+    EXPECT_EQ(config_keys(train::canonical_config(c, 2, 7)), with(with(head, k.keys), tail)) << k.method;
+  }
+  // Models, partitions and schedules add their own options.
+  train::TrainConfig c;
+  c.model = "resnet20";
+  c.partition = "dirichlet";
+  c.schedule = "step";
+  c.milestones = {1, 2};
+  const auto keys = config_keys(train::canonical_config(c, 2, 7));
+  for (const char* key : {"norm", "dirichlet_alpha", "dirichlet_group", "milestones", "gamma"}) {
+    EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end()) << key;
+  }
+  c = {};
+  c.model = "synthetic";
+  c.params = 100;
+  const auto syn = config_keys(train::canonical_config(c, 2, 7));
+  EXPECT_NE(std::find(syn.begin(), syn.end(), "params"), syn.end());
+  for (const char* key : {"norm", "augment", "dirichlet_alpha", "milestones", "gamma"}) {
+    EXPECT_EQ(std::find(syn.begin(), syn.end(), key), syn.end()) << key;
+  }
+}
+
+TEST(Config, TheOptionTableNamesOnlyKnownChoices) {
+  const std::vector<std::string> partitions{"iid", "dirichlet", "shards"},
+      schedules{"constant", "step", "cosine"};
+  for (const auto& o : train::train_options()) {
+    const std::vector<std::string>* known = nullptr;
+    const auto models = train::model_names();
+    switch (o.read_by) {
+      case train::ReadBy::kAll:
+        EXPECT_TRUE(o.readers.empty()) << o.flag;
+        continue;
+      case train::ReadBy::kMethod:
+        known = &sparcol::optim::method_names();
+        break;
+      case train::ReadBy::kModel:
+        known = &models;
+        break;
+      case train::ReadBy::kPartition:
+        known = &partitions;
+        break;
+      case train::ReadBy::kSchedule:
+        known = &schedules;
+        break;
+    }
+    EXPECT_FALSE(o.readers.empty()) << o.flag;
+    for (const auto& r : o.readers) {
+      EXPECT_NE(std::find(known->begin(), known->end(), r), known->end()) << o.flag << " names '" << r << "'";
+    }
+    EXPECT_EQ(train::find_train_option(o.flag), &o);
+    EXPECT_EQ(o.key.empty(), !o.value) << o.flag;
+  }
+}
+
+TEST(Config, DefaultsAreRecordedResolved) {
+  train::TrainConfig a;
+  a.optimizer = "gmc-plus";
+  auto b = a;
+  b.alpha = 0.5;  // gmc-plus's default, given explicitly: the same run
+  EXPECT_EQ(train::canonical_config(a, 2, 7), train::canonical_config(b, 2, 7));
+  b.alpha = 0.4;
+  EXPECT_EQ(train::config_difference(train::canonical_config(a, 2, 7), train::canonical_config(b, 2, 7)),
+            "alpha: 0.5 vs 0.4");
+  a.optimizer = b.optimizer = "cser";
+  b.alpha = -1;
+  b.cser_density1 = 0.005;  // density / 2
+  EXPECT_EQ(train::canonical_config(a, 2, 7), train::canonical_config(b, 2, 7));
+  // What a method does not read is not recorded: an unread option cannot make two runs differ.
+  a.optimizer = b.optimizer = "dmsgd";
+  b.density = 0.5;
+  b.compressor = "rbgs";
+  EXPECT_EQ(train::canonical_config(a, 2, 7), train::canonical_config(b, 2, 7));
+}
+
+TEST(Config, AnOptionGivenThatTheRunDoesNotReadIsRefused) {
+  struct Case {
+    std::function<void(train::TrainConfig&)> set;
+    const char* flag;
+    const char* text;  // "" = accepted
+  };
+  const std::vector<Case> cases{
+      {[](auto& c) { c.optimizer = "gmc"; }, "--alpha",
+       "--alpha applies to --optimizer gmc-plus, def-a only (this run: --optimizer gmc)"},
+      {[](auto& c) { c.optimizer = "def-a"; }, "--alpha", ""},
+      {[](auto& c) { c.optimizer = "gmc"; }, "--wd-outside",
+       "--wd-outside applies to --optimizer dmsgd, dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, def-a only "
+       "(this run: --optimizer gmc)"},
+      {[](auto& c) { c.optimizer = "gmc-plus"; }, "--wd-outside", "(this run: --optimizer gmc-plus)"},
+      {[](auto& c) { c.optimizer = "cser"; }, "--wd-outside", "(this run: --optimizer cser)"},
+      {[](auto& c) { c.optimizer = "ef-sgd"; }, "--wd-outside", ""},
+      {[](auto& c) { c.optimizer = "dmsgd"; }, "--compressor", "(this run: --optimizer dmsgd)"},
+      {[](auto& c) { c.optimizer = "dmsgd-local"; }, "--density", "(this run: --optimizer dmsgd-local)"},
+      {[](auto& c) { c.optimizer = "ef-sgd"; }, "--momentum", "(this run: --optimizer ef-sgd)"},
+      {[](auto& c) { c.optimizer = "dgc-mfm"; }, "--clip-norm", ""},
+      {[](auto& c) { c.optimizer = "gmc"; }, "--nesterov",
+       "--nesterov applies to --optimizer dgc, dgc-mfm only"},
+      {[](auto& c) { c.optimizer = "dgc"; }, "--cser-period",
+       "--cser-period applies to --optimizer cser only"},
+      {[](auto& c) { c.model = "cnn"; }, "--norm",
+       "--norm applies to --model resnet20 only (this run: --model cnn)"},
+      {[](auto& c) { c.model = "synthetic"; }, "--data", "--data applies to --model mlp, cnn, resnet20 only"},
+      {[](auto& c) { c.partition = "shards"; }, "--dirichlet-alpha", "(this run: --partition shards)"},
+      {[](auto& c) { c.schedule = "cosine"; }, "--gamma", "--gamma applies to --schedule step only"},
+      {[](auto& c) { c.schedule = "step"; }, "--gamma", ""},
+  };
+  for (const auto& k : cases) {
+    train::TrainConfig c;
+    k.set(c);
+    const auto given = [&](const std::string& flag) { return flag == k.flag; };
+    if (std::string(k.text).empty()) {
+      EXPECT_NO_THROW(train::check_options_read(c, given, 0)) << k.flag;
+    } else {
+      expect_throws_code([&] { train::check_options_read(c, given, 0); }, ErrorCode::kInvalidArgument,
+                         k.text);
+    }
+  }
+  // A preset's value for an option the method does not read is not applied, so it never trips the check.
+  train::TrainConfig c;
+  c.optimizer = "dmsgd";
+  train::apply_preset(c, "gmc-paper", [](const std::string&) { return false; });
+  EXPECT_EQ(c.density, train::TrainConfig{}.density);
+  EXPECT_EQ(c.weight_decay, 1e-4);
+  EXPECT_NO_THROW(train::validate_config(c, 2, 0, [](const std::string&) { return false; }));
+  c.weight_decay = 0;
+  c.wd_outside = true;
+  expect_throws_code([&] { train::validate_config(c, 2, 0); }, ErrorCode::kInvalidArgument,
+                     "--wd-outside needs a non-zero --weight-decay");
 }
 
 }  // namespace

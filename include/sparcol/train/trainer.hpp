@@ -60,7 +60,7 @@ struct TrainConfig {
   double clip_norm = 0.0;           // DGC
   int warmup_epochs = 0;            // DGC density warm-up
   bool nesterov = false;            // DGC
-  bool wd_outside = false;          // DGC
+  bool wd_outside = false;          // weight decay on the update (not for gmc, gmc-plus, cser)
   int cser_period = 4;              // CSER H
   double cser_density1 = -1.0;      // CSER C1 density; < 0: density / 2
   double cser_density2 = -1.0;      // CSER C2 density; < 0: min(1, 2 * density)
@@ -95,16 +95,18 @@ struct TrainConfig {
   double step_delay_ms = 0.0;  // sleep after every step (throttles a run)
 };
 
-// Presets: named protocols. apply_preset sets every setting of the preset for which given(flag) is
-// false (flags given explicitly win). "gmc-paper" (ALGORITHMS.md 12.1): momentum 0.9, weight decay
+// Presets: named protocols. apply_preset sets every setting of the preset that the configuration
+// reads (options.hpp) and for which given(flag) is false (flags given explicitly win). "gmc-paper" (ALGORITHMS.md 12.1): momentum 0.9, weight decay
 // 1e-4, cosine schedule without warm-up, batch 16 per worker, density 0.0025, lr 0.1.
 const std::vector<std::string>& preset_names();
 void apply_preset(TrainConfig& config, const std::string& preset,
                   const std::function<bool(const std::string& flag)>& given);
 
 // Checks the values that need neither data nor communication; throws kInvalidArgument naming the
-// flag (--lr, --density, ...).
-void validate_config(const TrainConfig& config, int world_size, int rank);
+// flag (--lr, --density, ...). With given (a program's "was this flag on the command line"), an
+// option given that the configuration does not read is an error too (options.hpp).
+void validate_config(const TrainConfig& config, int world_size, int rank,
+                     const std::function<bool(const std::string& flag)>& given = {});
 
 // The data set the configuration names: Fashion-MNIST from data_dir (normalised with the fixed
 // Fashion-MNIST constants) or the synthetic task, cut to the first train_samples / test_samples.
@@ -156,12 +158,22 @@ class Trainer {
 
  private:
   struct State;
-  void gather_rows();
+  // The run (trainer.cpp)
+  void begin_run();
+  void train_step(std::uint64_t t);
+  void after_step(std::uint64_t completed);
+  TrainSummary end_run(std::uint64_t first_step);
+  // Evaluation (trainer_eval.cpp), the trace (trainer_trace.cpp), checkpoints (trainer_checkpoint.cpp)
   void evaluate(std::uint64_t completed);
-  void write_trace();
+  void gather_rows();
   void open_trace();
+  void write_trace();
   void checkpoint(std::uint64_t completed);
+  // What rank 0 prints (trainer_progress.cpp)
+  void print_header();
   void print_progress(std::uint64_t completed);
+  void report_skip(std::uint64_t completed, const std::vector<int>& bad_ranks);
+  void print_summary(const TrainSummary& summary);
 
   comm::Backend& backend_;
   TrainConfig config_;
@@ -174,7 +186,8 @@ class Trainer {
 };
 
 // The canonical "key=value" lines of everything that determines a run's trajectory (checkpoints and
-// traces store it; a resume must match it). Exposed for tests.
+// traces store it; a resume must match it): world_size, data_crc, then the options of the table in
+// options.hpp that change parameters and that this configuration reads, with defaults resolved.
 std::string canonical_config(const TrainConfig& config, int world_size, std::uint32_t data_crc);
 
 }  // namespace sparcol::train
