@@ -9,14 +9,18 @@ ctest=$1
 build=$2
 shift 2
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The inner CTest runs from a directory of its own that includes the build's tests, so that its logs
+# (Testing/) do not overwrite those of the CTest run this test is part of.
+proj=$(mktemp -d)
+trap 'rm -rf "$log" "$proj"' EXIT
+echo "subdirs(\"$(cd "$build" && pwd)\")" >"$proj/CTestTestfile.cmake"
 
 # verdict unset|set NAME: runs one test by exact name under CTest, without SPARCOL_REQUIRE_GPU or with
 # it set to 1; prints CTest's verdict: Passed, Skipped, Failed or Missing.
 verdict() {
   local env_args=(-u SPARCOL_REQUIRE_GPU)
   [ "$1" = set ] && env_args=(SPARCOL_REQUIRE_GPU=1)
-  env "${env_args[@]}" "$ctest" --test-dir "$build" -R "^$2\$" --output-on-failure >"$log" 2>&1
+  (cd "$proj" && env "${env_args[@]}" "$ctest" -R "^$2\$" --output-on-failure) >"$log" 2>&1
   if grep -q "No tests were found" "$log"; then echo Missing
   elif grep -qE "Test +#[0-9]+: .*\*\*\*Skipped" "$log"; then echo Skipped
   elif grep -qE "Test +#[0-9]+: .* Passed" "$log"; then echo Passed

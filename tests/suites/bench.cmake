@@ -29,7 +29,8 @@ if(TARGET sparcol-bench)
       set_tests_properties(bench_${_name}_np${_np} PROPERTIES LABELS "bench;mpi" TIMEOUT 120
                            ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}" PROCESSORS 2)
     endforeach()
-    # bench/cost_model.py on generated sparcol-bench files with a known alpha-beta law.
+    # bench/cost_model.py on sparcol-bench files simulated round by round on networks of known latency
+    # and link rate (tests/bench/check_cost_model.py; the simulation does not use the model's formulas).
     foreach(case IN ITEMS recover miss bad-input)
       add_test(NAME cost_model_${case}
                COMMAND ${SPARCOL_BENCH_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/bench/check_cost_model.py
