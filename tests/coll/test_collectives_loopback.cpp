@@ -82,6 +82,36 @@ INSTANTIATE_TEST_SUITE_P(
       return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" + std::to_string(std::get<1>(p.param));
     });
 
+// The sign all-gather, mean and majority vote against an oracle from the inputs' formula: the same
+// sweep, with 2^24 on 1 and 3 ranks only (its host decoders and oracle cost n K per rank, and the
+// ranks share the process: 8 ranks at 2^24 take minutes on 2 cores).
+class LoopbackSign : public LoopbackColl {};
+
+TEST_P(LoopbackSign, SignAllgather) {
+  const int ranks = std::get<0>(GetParam());
+  const std::size_t count = std::get<1>(GetParam());
+  const auto res =
+      run_all(ranks, [&](Backend& b) { return sparcol::test::check_sign_allgather(b, count, kSeed); });
+  EXPECT_EQ(res.wrong, 0u) << res.first << seed_note();
+}
+
+INSTANTIATE_TEST_SUITE_P(Sweep, LoopbackSign,
+                         ::testing::Combine(::testing::Range(1, 9),
+                                            ::testing::ValuesIn(sparcol::test::sized(
+                                                {0, 1, 7, 13, 1009, 65537, std::size_t{1} << 20}))),
+                         [](const auto& p) {
+                           return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" +
+                                  std::to_string(std::get<1>(p.param));
+                         });
+
+INSTANTIATE_TEST_SUITE_P(
+    Large, LoopbackSign,
+    ::testing::Combine(::testing::Values(1, 3),
+                       ::testing::ValuesIn(sparcol::test::sized({std::size_t{1} << 24}))),
+    [](const auto& p) {
+      return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" + std::to_string(std::get<1>(p.param));
+    });
+
 // ---- Failure behaviour -------------------------------------------------------------------------
 
 TEST(LoopbackMismatch, DifferentCountsAreNamed) {

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <random>
 
+#include "../gpu/gpu_skip.hpp"
 #include "sparcol/coll/sign_allgather.hpp"
 #include "sparcol/comm/loopback.hpp"
 #include "sparcol/core/error.hpp"
@@ -49,10 +50,7 @@ ExecMode exec_mode() {
 class ExecutorEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
-    if (exec_mode() != ExecMode::kDevice || sparcol::device::has_gpu()) return;
-    const char* req = std::getenv("SPARCOL_REQUIRE_GPU");
-    if (req != nullptr && std::string(req) == "1") FAIL() << "SPARCOL_REQUIRE_GPU=1 but " << sparcol::device::no_gpu_reason();
-    GTEST_SKIP() << "no CUDA device: " << sparcol::device::no_gpu_reason();
+    if (exec_mode() == ExecMode::kDevice) SPARCOL_SKIP_WITHOUT_GPU();
   }
 };
 const auto* const kExecutorEnvironment = ::testing::AddGlobalTestEnvironment(new ExecutorEnvironment);

@@ -7,6 +7,7 @@
 
 #include "sparcol/coll/rbgs_allreduce.hpp"
 #include "sparcol/coll/ring_allreduce.hpp"
+#include "sparcol/coll/sign_allgather.hpp"
 #include "sparcol/coll/sparse_allgather.hpp"
 #include "sparcol/core/rng.hpp"
 
@@ -202,6 +203,94 @@ CheckResult check_sparse_allgather(comm::Backend& b, std::uint64_t n, std::size_
     off += bytes[static_cast<std::size_t>(r)];
   }
   check_identical(b, sum.data(), n, "sparse_allgather sum", res);
+  return res;
+}
+
+namespace {
+// The inputs of rank r in check_sign_allgather: the sign of element j, and the scale (a multiple of
+// 1/4 in [0.25, 4], so that sums over at most a few hundred ranks are exact in float).
+bool sign_bit(std::uint64_t seed, int rank, std::uint64_t j) {
+  return input_value(seed, rank, j) >= 0.0f;
+}
+float sign_scale(std::uint64_t seed, int rank) {
+  return 0.25f * static_cast<float>(1 + (seed + 7 * static_cast<std::uint64_t>(rank)) % 16);
+}
+}  // namespace
+
+CheckResult check_sign_allgather(comm::Backend& b, std::uint64_t n, std::uint64_t seed) {
+  CheckResult res;
+  const int K = b.size(), me = b.rank();
+  const std::uint64_t words = (n + 31) / 32;
+  // Every rank's packed bits by the formula (the padding bits of the last word are zero).
+  std::vector<std::vector<std::uint32_t>> want(static_cast<std::size_t>(K),
+                                               std::vector<std::uint32_t>(words, 0u));
+  for (int r = 0; r < K; ++r)
+    for (std::uint64_t j = 0; j < n; ++j)
+      if (sign_bit(seed, r, j)) want[static_cast<std::size_t>(r)][j >> 5] |= 1u << (j & 31);
+  const std::vector<std::uint32_t>& mine = want[static_cast<std::size_t>(me)];
+  coll::SignAllgather sag(b, n);
+  sag.run(mine, sign_scale(seed, me), 5);
+  if (sag.words() != words) res.fail("sign_allgather: " + std::to_string(sag.words()) + " words per rank");
+
+  // The gathered blocks against the formula, and against the plain allgatherv of the same words.
+  std::vector<std::uint32_t> plain(words * static_cast<std::uint64_t>(K));
+  std::vector<std::size_t> bytes(static_cast<std::size_t>(K), words * sizeof(std::uint32_t));
+  b.allgatherv(mine.data(), plain.data(), bytes);
+  for (int r = 0; r < K; ++r) {
+    const auto got = sag.bits(r);
+    const std::string of = " of rank " + std::to_string(r) + " on rank " + std::to_string(me);
+    if (sag.scale(r) != sign_scale(seed, r))
+      res.fail("sign_allgather: scale " + std::to_string(sag.scale(r)) + of + ", expected " +
+               std::to_string(sign_scale(seed, r)));
+    if (got.size() != words) {
+      res.fail("sign_allgather: " + std::to_string(got.size()) + " words" + of);
+      continue;
+    }
+    if (words == 0) continue;
+    if (std::memcmp(got.data(), want[static_cast<std::size_t>(r)].data(), words * sizeof(std::uint32_t)) != 0)
+      res.fail("sign_allgather: bits" + of + " differ from the formula");
+    if (std::memcmp(got.data(), plain.data() + words * static_cast<std::uint64_t>(r),
+                    words * sizeof(std::uint32_t)) != 0)
+      res.fail("sign_allgather: bits" + of + " differ from the plain allgatherv");
+  }
+
+  // The oracle, from the formula: mean_j = sum_r scale_r s_rj / K; majority_j = +-(sum_r scale_r) / K
+  // with the sign of sum_r s_rj (a tie counts as +).
+  std::vector<float> mean(n), majority(n);
+  sag.mean_into(mean);
+  sag.majority_into(majority);
+  double scale_sum = 0.0;
+  for (int r = 0; r < K; ++r) scale_sum += sign_scale(seed, r);
+  const auto mean_scale = static_cast<float>(scale_sum / K);
+  // In blocks of elements, ranks outer: the same sums, in an order that keeps 2^24 x 8 ranks quick.
+  constexpr std::uint64_t kBlock = 4096;
+  std::vector<double> sum(kBlock);
+  std::vector<int> positive(kBlock);
+  for (std::uint64_t j0 = 0; j0 < n; j0 += kBlock) {
+    const std::uint64_t len = std::min(kBlock, n - j0);
+    std::fill(sum.begin(), sum.end(), 0.0);
+    std::fill(positive.begin(), positive.end(), 0);
+    for (int r = 0; r < K; ++r) {
+      const std::uint32_t* w = want[static_cast<std::size_t>(r)].data();
+      const double scale = sign_scale(seed, r);
+      for (std::uint64_t i = 0; i < len; ++i) {
+        const std::uint64_t j = j0 + i;
+        const bool up = ((w[j >> 5] >> (j & 31)) & 1u) != 0;
+        sum[i] += up ? scale : -scale;
+        positive[i] += up ? 1 : 0;
+      }
+    }
+    for (std::uint64_t i = 0; i < len; ++i) {
+      const std::uint64_t j = j0 + i;
+      const auto want_mean = static_cast<float>(sum[i] / K);
+      const float want_majority = 2 * positive[i] >= K ? mean_scale : -mean_scale;
+      if (mean[j] != want_mean) res.fail(where("sign_allgather mean", me, j, mean[j], want_mean));
+      if (majority[j] != want_majority)
+        res.fail(where("sign_allgather majority", me, j, majority[j], want_majority));
+    }
+  }
+  check_identical(b, mean.data(), n, "sign_allgather mean", res);
+  check_identical(b, majority.data(), n, "sign_allgather majority", res);
   return res;
 }
 

@@ -44,6 +44,13 @@ CheckResult check_rbgs_allreduce(comm::Backend& b, std::size_t n, std::size_t k,
 // size > 1), with indices drawn from a small range so duplicates across and within ranks occur.
 CheckResult check_sparse_allgather(comm::Backend& b, std::uint64_t n, std::size_t max_k, std::uint64_t seed);
 
+// Sign all-gather (coll/sign_allgather.hpp): rank r's bits are the signs of input_value(seed, r, j)
+// (bit set for >= 0, sign(0) := +1) and its scale a formula in (seed, r). Checks the gathered bits and
+// scales against the formula and against the backend's plain allgatherv, and both decoders, mean and
+// majority vote, against an oracle computed here from the formula inputs in double (exact: the sums
+// are of multiples of 1/4, and a float quotient rounded once from double is the float quotient).
+CheckResult check_sign_allgather(comm::Backend& b, std::uint64_t n, std::uint64_t seed);
+
 // The k values swept for a vector of n elements: k = 0, k = n, a wrapping half block and 1%; above
 // 2^20 elements only the half and 1% blocks (the rest is covered at smaller sizes, and CI has 2 cores).
 std::vector<std::size_t> rbgs_ks(std::size_t n);

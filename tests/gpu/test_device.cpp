@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "gpu_skip.hpp"
+#include "sparcol/config.hpp"
 #include "sparcol/core/error.hpp"
 #include "sparcol/device/device.hpp"
 
@@ -28,15 +30,24 @@ void expect_error(ErrorCode code, const std::string& text, F&& f) {
 
 }  // namespace
 
+// The count, has_gpu() and the reason tell one story: no device iff a reason is given, and a build
+// without CUDA has no device and says so. Every ordinal below the count is usable, the count itself
+// is not (the out-of-range test below checks the error).
 TEST(Device, CountAndReasonAgree) {
   const int n = dev::device_count();
-  EXPECT_GE(n, 0);
+  const std::string reason = dev::no_gpu_reason();
+  EXPECT_EQ(n == 0, !reason.empty()) << "device_count() " << n << ", no_gpu_reason() '" << reason << "'";
   EXPECT_EQ(dev::has_gpu(), n > 0);
-  if (n == 0) {
-    EXPECT_FALSE(dev::no_gpu_reason().empty());
-  } else {
-    EXPECT_TRUE(dev::no_gpu_reason().empty());
+  EXPECT_EQ(dev::device_count(), n);  // discovery gives the same answer every time
+  if (!SPARCOL_HAVE_CUDA) {
+    EXPECT_EQ(n, 0);
+    EXPECT_EQ(reason, "built without CUDA");
   }
+  for (int i = 0; i < n; ++i) {
+    dev::set_device(i);
+    EXPECT_EQ(dev::current_device(), i);
+  }
+  if (n > 0) dev::set_device(0);
 }
 
 TEST(Device, OrdinalOutOfRangeIsAnArgumentError) {
@@ -50,7 +61,7 @@ TEST(Device, OrdinalOutOfRangeIsAnArgumentError) {
 }
 
 TEST(Device, WithoutGpuEveryRequestFailsClearly) {
-  if (dev::has_gpu()) GTEST_SKIP() << "a CUDA device is present: this test covers machines without one";
+  SPARCOL_SKIP_WITH_GPU();
   expect_error(ErrorCode::kCuda, "no CUDA device", [] { dev::DeviceBuffer<float> b(16, "gradient"); });
   expect_error(ErrorCode::kCuda, "gradient", [] { dev::DeviceBuffer<float> b(16, "gradient"); });
   expect_error(ErrorCode::kCuda, "no CUDA device", [] { dev::PinnedBuffer<float> b(16); });
@@ -79,7 +90,7 @@ TEST(Device, PointerChecksNameTheArgument) {
 }
 
 TEST(Device, BuffersStreamsAndPointerKindsOnGpu) {
-  if (!dev::has_gpu()) GTEST_SKIP() << "no CUDA device: " << dev::no_gpu_reason();
+  SPARCOL_SKIP_WITHOUT_GPU();
   dev::set_device(0);
   EXPECT_EQ(dev::current_device(), 0);
   const dev::MemoryInfo info = dev::memory_info();
@@ -115,7 +126,7 @@ TEST(Device, BuffersStreamsAndPointerKindsOnGpu) {
 }
 
 TEST(Device, AllocationsBeyondTheDeviceFailWithoutCrashing) {
-  if (!dev::has_gpu()) GTEST_SKIP() << "no CUDA device: " << dev::no_gpu_reason();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const dev::MemoryInfo info = dev::memory_info();
   expect_error(ErrorCode::kInvalidArgument, "more than the device's",
                [&] { dev::DeviceBuffer<char> b(info.total_bytes + 1, "huge"); });

@@ -21,6 +21,7 @@
 #include "../common/coll_checks.hpp"
 #include "devpath_checks.hpp"
 #include "emulated_nccl.hpp"
+#include "gpu_skip.hpp"
 #include "sparcol/coll/agree.hpp"
 #include "sparcol/coll/ring_allreduce.hpp"
 #include "sparcol/coll/sparse_allgather.hpp"
@@ -373,8 +374,7 @@ TEST(Exec, HostExecutorAndBuffers) {
 }
 
 TEST(Exec, DeviceExecutorWithoutGpuIsACudaError) {
-  if (sparcol::device::has_gpu())
-    GTEST_SKIP() << "a CUDA device is present: this test covers machines without one";
+  SPARCOL_SKIP_WITH_GPU();
   expect_error(ErrorCode::kCuda, "no CUDA device", [] { (void)Exec::device(); });
   expect_error(ErrorCode::kCuda, "no CUDA device", [] { (void)Exec::for_memory(sparcol::MemKind::kDevice); });
 }

@@ -18,6 +18,7 @@
 #include "../common/coll_checks.hpp"
 #include "../mpi/mpi_test.hpp"
 #include "devpath_checks.hpp"
+#include "gpu_skip.hpp"
 #include "sparcol/comm/make_backend.hpp"
 #include "sparcol/config.hpp"
 #include "sparcol/core/error.hpp"
@@ -76,9 +77,11 @@ void run_all_checks(Backend& b, Exec& ex) {
 }
 
 // Whether every rank can use a GPU of its own (NCCL) or at all (staging); the same verdict on every
-// rank, with the reason.
+// rank, with the reason. `capacity`: every rank has a GPU, but a node has fewer than ranks (a
+// capacity skip, tests/gpu/gpu_skip.hpp).
 struct GpuVerdict {
   bool ok = true;
+  bool capacity = false;
   std::string why;
 };
 
@@ -93,11 +96,19 @@ GpuVerdict gpu_verdict(bool own_device) {
     why = "NCCL needs a GPU per rank: local rank " + std::to_string(local) + " on a node with " +
           std::to_string(count) + " GPU(s)";
   }
-  float bad = why.empty() ? 0.0f : 1.0f;
-  w.allreduce_sum(&bad, 1);
-  if (bad == 0.0f) return {};
-  return {false, why.empty() ? "another rank has no usable GPU" : why};
+  float bad[2] = {why.empty() ? 0.0f : 1.0f, count == 0 ? 1.0f : 0.0f};
+  w.allreduce_sum(bad, 2);
+  if (bad[0] == 0.0f) return {};
+  return {false, bad[1] == 0.0f, why.empty() ? "another rank has no usable GPU" : why};
 }
+
+// Skips (or fails, under SPARCOL_REQUIRE_GPU=1) unless the verdict allows the device case.
+#define SKIP_UNLESS_USABLE(verdict)                               \
+  do {                                                            \
+    const GpuVerdict v_ = (verdict);                              \
+    if (!v_.ok && v_.capacity) SPARCOL_GPU_CAPACITY_SKIP(v_.why); \
+    if (!v_.ok) SPARCOL_GPU_SKIP(v_.why);                         \
+  } while (0)
 
 // A gradient that depends on the point it is taken at, per (seed, rank, step).
 std::vector<float> gradient(std::uint64_t seed, int rank, std::uint64_t t, const std::vector<float>& z) {
@@ -189,17 +200,15 @@ TEST_F(GpuCommMpi, OptimizerOnHostMemoryOverMpi) {
 }
 
 TEST_F(GpuCommMpi, OptimizerOnDeviceOverMpiStaging) {
-  const GpuVerdict v = gpu_verdict(false);
-  if (!v.ok) GTEST_SKIP() << v.why;
+  SKIP_UNLESS_USABLE(gpu_verdict(false));
   sparcol::device::set_device(sparcol::comm::local_rank() % sparcol::device::device_count());
   Exec ex = Exec::device();
   check_optimizer(sparcol::test::world(), ex, true);
 }
 
 TEST_F(GpuCommMpi, OptimizerOnDeviceOverNccl) {
-  if (!SPARCOL_HAVE_NCCL) GTEST_SKIP() << "this build has no NCCL";
-  const GpuVerdict v = gpu_verdict(true);
-  if (!v.ok) GTEST_SKIP() << v.why;
+  if (!SPARCOL_HAVE_NCCL) SPARCOL_GPU_SKIP("this build has no NCCL");
+  SKIP_UNLESS_USABLE(gpu_verdict(true));
   auto b = sparcol::comm::make_backend("nccl");
   b->set_timeout(std::chrono::seconds(60));
   Exec ex = Exec::device(b->stream_handle());
@@ -212,8 +221,7 @@ TEST_F(GpuCommMpi, ExecutorPathOnHostMemoryOverMpi) {
 }
 
 TEST_F(GpuCommMpi, DeviceBuffersOverMpiStaging) {
-  const GpuVerdict v = gpu_verdict(false);
-  if (!v.ok) GTEST_SKIP() << v.why;
+  SKIP_UNLESS_USABLE(gpu_verdict(false));
   sparcol::device::set_device(sparcol::comm::local_rank() % sparcol::device::device_count());
   Exec ex = Exec::device();
   auto& w = sparcol::test::world();
@@ -222,9 +230,8 @@ TEST_F(GpuCommMpi, DeviceBuffersOverMpiStaging) {
 }
 
 TEST_F(GpuCommMpi, DeviceBuffersOverNccl) {
-  if (!SPARCOL_HAVE_NCCL) GTEST_SKIP() << "this build has no NCCL";
-  const GpuVerdict v = gpu_verdict(true);
-  if (!v.ok) GTEST_SKIP() << v.why;
+  if (!SPARCOL_HAVE_NCCL) SPARCOL_GPU_SKIP("this build has no NCCL");
+  SKIP_UNLESS_USABLE(gpu_verdict(true));
   auto b = sparcol::comm::make_backend("nccl");
   b->set_timeout(std::chrono::seconds(60));
   EXPECT_EQ(b->name(), "nccl");
@@ -256,8 +263,7 @@ TEST_F(GpuCommMpi, DeviceBuffersOverNccl) {
 }
 
 TEST_F(GpuCommMpi, NcclWithoutAUsableDeviceIsAClearErrorOnEveryRank) {
-  if (sparcol::device::has_gpu())
-    GTEST_SKIP() << "a CUDA device is present: this test covers machines without one";
+  SPARCOL_SKIP_WITH_GPU();
   try {
     auto b = sparcol::comm::make_backend("nccl");
     ADD_FAILURE() << "make_backend(\"nccl\") succeeded without a GPU";

@@ -23,6 +23,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "gpu_skip.hpp"
 #include "sparcol/coll/rbgs_allreduce.hpp"
 #include "sparcol/compress/topk.hpp"
 #include "sparcol/core/error.hpp"
@@ -45,11 +46,6 @@ constexpr U64 kOdd = 1000003;
 constexpr U64 kBig = U64{1} << 24;
 // More than 2^31 elements (and below 2^32 - 1, the top-k limit): run when the device has room.
 constexpr U64 kHuge = (U64{1} << 31) + 11;
-
-#define REQUIRE_GPU()                                                                \
-  do {                                                                               \
-    if (!dev::has_gpu()) GTEST_SKIP() << "no CUDA device: " << dev::no_gpu_reason(); \
-  } while (0)
 
 U64 fresh_seed() {
   if (const char* s = std::getenv("SPARCOL_TEST_SEED")) return std::strtoull(s, nullptr, 10);
@@ -209,7 +205,7 @@ TEST(KernelArgs, ScratchQueriesNeedAGpu) {
 }
 
 TEST(KernelArgs, CpuTwinsRejectDevicePointers) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   dev::DeviceBuffer<float> d(64);
   Vec h(64);
   expect_error(ErrorCode::kInvalidArgument, "copy: src: expected a host pointer",
@@ -241,7 +237,7 @@ void check_topk(const dev::Stream& s, const Vec& v, U64 k, const std::string& wh
 }  // namespace
 
 TEST(Kernels, TopkEqualsTwin) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const U64 seed = fresh_seed();
   SEEDED(seed);
   dev::Stream s;
@@ -257,7 +253,7 @@ TEST(Kernels, TopkEqualsTwin) {
 }
 
 TEST(Kernels, TopkTieCutAndAllEqual) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   dev::Stream s;
   // Every element ties: the first k indices win; the cut lands inside a later tile.
   Vec same_value(kOdd, -1.5f);
@@ -271,9 +267,10 @@ TEST(Kernels, TopkTieCutAndAllEqual) {
 }
 
 TEST(Kernels, TopkHuge) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const U64 n = kHuge, k = n / 100;
-  if (!fits(n * 4 + k * 8 + n / 1000)) GTEST_SKIP() << "the device lacks memory for " << n << " elements";
+  if (!fits(n * 4 + k * 8 + n / 1000))
+    SPARCOL_GPU_CAPACITY_SKIP("the device lacks memory for " + std::to_string(n) + " elements");
   const U64 seed = fresh_seed();
   SEEDED(seed);
   dev::Stream s;
@@ -315,7 +312,7 @@ void check_sampled(const dev::Stream& s, const Vec& v, U64 k, U64 seed, U64 step
 }  // namespace
 
 TEST(Kernels, SampledTopkEqualsTwin) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const U64 seed = fresh_seed();
   SEEDED(seed);
   dev::Stream s;
@@ -354,7 +351,7 @@ TEST(Kernels, SampledTopkEqualsTwin) {
 }
 
 TEST(Kernels, ScatterZeroEqualsTwin) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const U64 seed = fresh_seed();
   SEEDED(seed);
   dev::Stream s;
@@ -383,7 +380,7 @@ TEST(Kernels, ScatterZeroEqualsTwin) {
 // ---------------------------------------------------------------------------------------------
 
 TEST(Kernels, RbgsAndCopyEqualTwin) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const U64 seed = fresh_seed();
   SEEDED(seed);
   dev::Stream s;
@@ -440,7 +437,7 @@ TEST(Kernels, RbgsAndCopyEqualTwin) {
 // ---------------------------------------------------------------------------------------------
 
 TEST(Kernels, SignPackAndReductionsEqualTwin) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const U64 seed = fresh_seed();
   SEEDED(seed);
   dev::Stream s;
@@ -476,9 +473,10 @@ TEST(Kernels, SignPackAndReductionsEqualTwin) {
 }
 
 TEST(Kernels, SignPackHuge) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const U64 n = kHuge;
-  if (!fits(n * 4 + n / 8 + n / 1000)) GTEST_SKIP() << "the device lacks memory for " << n << " elements";
+  if (!fits(n * 4 + n / 8 + n / 1000))
+    SPARCOL_GPU_CAPACITY_SKIP("the device lacks memory for " + std::to_string(n) + " elements");
   const U64 seed = fresh_seed();
   SEEDED(seed);
   dev::Stream s;
@@ -499,7 +497,7 @@ TEST(Kernels, SignPackHuge) {
 }
 
 TEST(Kernels, SignDecodeEqualsTwin) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const U64 seed = fresh_seed();
   SEEDED(seed);
   dev::Stream s;
@@ -532,7 +530,7 @@ TEST(Kernels, SignDecodeEqualsTwin) {
 // ---------------------------------------------------------------------------------------------
 
 TEST(Kernels, SparseSumEqualsTwin) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const U64 seed = fresh_seed();
   SEEDED(seed);
   dev::Stream s;
@@ -611,7 +609,7 @@ struct Fused {
 }  // namespace
 
 TEST(Kernels, FusedUpdatesEqualTwin) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const U64 seed = fresh_seed();
   SEEDED(seed);
   dev::Stream s;
@@ -711,9 +709,10 @@ TEST(Kernels, FusedUpdatesEqualTwin) {
 }
 
 TEST(Kernels, FusedUpdateHuge) {
-  REQUIRE_GPU();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const U64 n = kHuge, k = n / 64;
-  if (!fits(3 * n * 4 + k * 4)) GTEST_SKIP() << "the device lacks memory for 3 x " << n << " elements";
+  if (!fits(3 * n * 4 + k * 4))
+    SPARCOL_GPU_CAPACITY_SKIP("the device lacks memory for 3 x " + std::to_string(n) + " elements");
   const U64 seed = fresh_seed();
   SEEDED(seed);
   dev::Stream s;

@@ -20,6 +20,7 @@
 
 #include "../common/coll_checks.hpp"
 #include "emulated_nccl.hpp"
+#include "gpu_skip.hpp"
 #include "sparcol/comm/loopback.hpp"
 #include "sparcol/core/error.hpp"
 #include "sparcol/core/rng.hpp"
@@ -310,7 +311,7 @@ TEST(OptimizerExecutors, SameOnTheNcclEmulation) {
 }
 
 TEST(OptimizerExecutors, DeviceExecutorReproducesTheHostBitwise) {
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device: " << sparcol::device::no_gpu_reason();
+  SPARCOL_SKIP_WITHOUT_GPU();
   const Grad grad{kSeed};
   const std::uint64_t n = 2003;
   for (int K : {1, 2, 3}) {

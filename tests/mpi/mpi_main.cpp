@@ -4,7 +4,8 @@
 // gtest's own argument parsing on some MPIs, so main does it). Only rank 0 prints gtest's usual
 // output; other ranks print their failures prefixed with their rank. A test fails on rank 0 if it
 // failed on any rank (see MpiTest::TearDown), so the exit status of rank 0 tells the whole story,
-// and mpirun returns non-zero if any rank did.
+// and mpirun returns non-zero if any rank did: 1 for a failure, 77 when a case skipped and none
+// failed.
 #include <gtest/gtest.h>
 
 #include <iostream>
@@ -28,6 +29,9 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
   int rank_;
 };
 
+// The exit status of a run in which a case skipped and none failed (CTest's SKIP_RETURN_CODE).
+constexpr int kSkipped = 77;
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -40,9 +44,13 @@ int main(int argc, char** argv) {
     listeners.Append(new RankFailurePrinter(rank));
   }
   int rc = RUN_ALL_TESTS();
-  // Any rank's failure makes every rank's exit status non-zero.
-  float failed = rc != 0 ? 1.0f : 0.0f;
-  sparcol::test::world().allreduce_sum(&failed, 1);
+  // Any rank's failure makes every rank's exit status non-zero. Without a failure, a skipped case
+  // (on any rank) makes it 77, which CTest reports as skipped (SKIP_RETURN_CODE): a run that skipped
+  // something did not pass.
+  float flags[2] = {rc != 0 ? 1.0f : 0.0f,
+                    ::testing::UnitTest::GetInstance()->skipped_test_count() > 0 ? 1.0f : 0.0f};
+  sparcol::test::world().allreduce_sum(flags, 2);
   sparcol::test::reset_world();
-  return failed != 0.0f ? 1 : 0;
+  if (flags[0] != 0.0f) return 1;
+  return flags[1] != 0.0f ? kSkipped : 0;
 }

@@ -54,6 +54,20 @@ INSTANTIATE_TEST_SUITE_P(Sizes, MpiColl,
                              {0, 1, 7, 13, 1009, 65537, std::size_t{1} << 20, std::size_t{1} << 24})),
                          [](const auto& p) { return "n" + std::to_string(p.param); });
 
+// The sign all-gather, mean and majority vote against an oracle from the inputs' formula, up to 2^20
+// elements (its host decoders and oracle cost n K per rank; 2^24 runs on LoopbackBackend).
+class MpiSign : public sparcol::test::MpiTest, public ::testing::WithParamInterface<std::size_t> {};
+
+TEST_P(MpiSign, SignAllgather) {
+  const auto res = sparcol::test::check_sign_allgather(world(), GetParam(), shared_seed());
+  EXPECT_EQ(res.wrong, 0u) << res.first << seed_note();
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, MpiSign,
+                         ::testing::ValuesIn(sparcol::test::sized({0, 1, 7, 13, 1009, 65537,
+                                                                   std::size_t{1} << 20})),
+                         [](const auto& p) { return "n" + std::to_string(p.param); });
+
 class MpiMismatch : public sparcol::test::MpiTest {};
 
 TEST_F(MpiMismatch, DifferentSizesAreNamedOnEveryRank) {

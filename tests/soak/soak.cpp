@@ -1,5 +1,6 @@
-// Soak test: back-to-back collectives of random kind, size and density under mpirun, each checked
-// exactly (tests/common/coll_checks), watching the resident memory for growth.
+// Soak test: back-to-back collectives of random kind (ring, RBGS, sparse and sign all-gather), size and
+// density under mpirun, each checked exactly (tests/common/coll_checks), watching the resident memory for
+// growth.
 //
 // Usage: mpirun -np 4 sparcol_soak [iterations=10000] [max_log2_size=18]
 // Prints per-phase progress and a summary on rank 0: collectives run, wrong elements (0 expected),
@@ -57,11 +58,11 @@ int main(int argc, char** argv) {
   world->broadcast(&seed, sizeof seed, 0);
   sparcol::CounterRng rng(seed, sparcol::kStreamUser, 0);  // same sequence on every rank
 
-  std::uint64_t wrong = 0, counts[3] = {0, 0, 0};
+  std::uint64_t wrong = 0, counts[4] = {0, 0, 0, 0};
   std::string first;
   long rss_warm = -1;
   for (long it = 0; it < iterations; ++it) {
-    const int kind = static_cast<int>(rng.below(3));
+    const int kind = static_cast<int>(rng.below(4));
     const std::size_t n =
         static_cast<std::size_t>(rng.below(std::uint64_t{1} << rng.below(max_log2 + 1)) + 1);
     const double density = 0.001 + 0.999 * rng.uniform() * rng.uniform();  // mostly small
@@ -75,8 +76,11 @@ int main(int argc, char** argv) {
       case 1:
         r = sparcol::test::check_rbgs_allreduce(*world, n, k, seed + it, rng.below(2) == 0);
         break;
-      default:
+      case 2:
         r = sparcol::test::check_sparse_allgather(*world, n, k, seed + it);
+        break;
+      default:
+        r = sparcol::test::check_sign_allgather(*world, n, seed + it);
         break;
     }
     ++counts[kind];
@@ -107,11 +111,13 @@ int main(int argc, char** argv) {
     std::printf("soak: built with AddressSanitizer: memory growth reported, not judged (its quarantine)\n");
   if (me == 0) {
     std::printf(
-        "soak: %ld collectives (ring %llu, rbgs %llu, sparse %llu) on %d ranks, sizes up to 2^%d, seed %llu: "
+        "soak: %ld collectives (ring %llu, rbgs %llu, sparse %llu, sign %llu) on %d ranks, sizes up to 2^%d, "
+        "seed %llu: "
         "%.0f wrong; RSS growth after warm-up %.0f KiB (max over ranks); peak RSS %.0f KiB -> %s\n",
         iterations, static_cast<unsigned long long>(counts[0]), static_cast<unsigned long long>(counts[1]),
-        static_cast<unsigned long long>(counts[2]), world->size(), max_log2,
-        static_cast<unsigned long long>(seed), total_wrong, max_growth, max_hwm, ok ? "PASS" : "FAIL");
+        static_cast<unsigned long long>(counts[2]), static_cast<unsigned long long>(counts[3]), world->size(),
+        max_log2, static_cast<unsigned long long>(seed), total_wrong, max_growth, max_hwm,
+        ok ? "PASS" : "FAIL");
   }
   world.reset();
   return ok ? 0 : 1;

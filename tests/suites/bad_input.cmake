@@ -5,6 +5,11 @@ find_program(SPARCOL_TEST_PYTHON python3 PATHS /usr/bin NO_DEFAULT_PATH)
 if(NOT SPARCOL_TEST_PYTHON)
   find_program(SPARCOL_TEST_PYTHON python3)
 endif()
+if(NOT SPARCOL_TEST_PYTHON)
+  message(WARNING "python3 was not found: the bad-input suite (tests/apps/bad_input.py, one test per row of "
+                  "tests/apps/bad_input.table) is NOT registered, so ctest will not check how the programs "
+                  "handle bad input. Install python3 and configure again.")
+endif()
 set(_bad_table ${CMAKE_CURRENT_LIST_DIR}/../apps/bad_input.table)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_bad_table})
 

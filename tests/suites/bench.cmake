@@ -41,7 +41,8 @@ if(TARGET sparcol-bench)
     add_test(NAME bench_corrupt_hook_absent_np2 COMMAND ${_bench_driver} --np 2 sweep)
     set_tests_properties(bench_corrupt_hook_absent_np2 PROPERTIES LABELS "bench;mpi" TIMEOUT 120
                          ENVIRONMENT "${SPARCOL_MPI_TEST_ENV};SPARCOL_BENCH_CORRUPT=1" PROCESSORS 2)
-    # bench/cost_model.py on generated sparcol-bench files with a known alpha-beta law.
+    # bench/cost_model.py on sparcol-bench files simulated round by round on networks of known latency
+    # and link rate (tests/bench/check_cost_model.py; the simulation does not use the model's formulas).
     foreach(case IN ITEMS recover miss bad-input)
       add_test(NAME cost_model_${case}
                COMMAND ${SPARCOL_BENCH_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/bench/check_cost_model.py

@@ -18,15 +18,26 @@ add_executable(sparcol_devpath_tests ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_devpa
                                      ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_optim_exec.cpp)
 target_link_libraries(sparcol_devpath_tests PRIVATE sparcol_devpath_checks sparcol_test_common sparcol_mpi
                       GTest::gtest_main sparcol_warnings)
-gtest_discover_tests(sparcol_devpath_tests PROPERTIES LABELS coll TIMEOUT 600)
+gtest_discover_tests(sparcol_devpath_tests PROPERTIES LABELS coll TIMEOUT 600
+                     SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
 
 add_executable(sparcol_gpu_comm_tests ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_gpu_comm_mpi.cpp)
 target_link_libraries(sparcol_gpu_comm_tests PRIVATE sparcol_mpi_test_main sparcol_devpath_checks
                       sparcol_test_common sparcol_warnings)
-sparcol_add_mpi_test(sparcol_gpu_comm_tests RANKS 1 2 3 TIMEOUT 600)
-foreach(np 1 2 3)
-  set_tests_properties(sparcol_gpu_comm_tests_np${np} PROPERTIES LABELS "gpu;mpi")
-endforeach()
+sparcol_add_mpi_test(sparcol_gpu_comm_tests RANKS 1 2 3 TIMEOUT 600 LABELS gpu mpi)
+
+# Fail closed, through CTest (tests/gpu/fail_closed.sh; here because gpu.cmake is read before this
+# file): without a GPU, a gtest case, an MPI case and
+# a script test are each reported as skipped, and as failed with SPARCOL_REQUIRE_GPU=1. With a GPU
+# present the script has nothing to prove and reports itself skipped.
+set(_fail_closed Device.BuffersStreamsAndPointerKindsOnGpu sparcol_gpu_comm_tests_np1.GpuCommMpi.DeviceBuffersOverMpiStaging)
+if(SPARCOL_HAVE_CUDA AND SPARCOL_BUILD_BENCH)
+  list(APPEND _fail_closed bench_kernels_runs)
+endif()
+add_test(NAME gpu_tests_fail_closed
+         COMMAND ${CMAKE_CURRENT_LIST_DIR}/../gpu/fail_closed.sh ${CMAKE_CTEST_COMMAND} ${CMAKE_BINARY_DIR} ${_fail_closed})
+set_tests_properties(gpu_tests_fail_closed PROPERTIES LABELS gpu TIMEOUT 300 SKIP_RETURN_CODE 77 PROCESSORS 2)
+
 
 # sparcol-bench's --device and --backend nccl (docs/bench.md): a run that succeeds on a GPU machine
 # and fails clearly without one (tests/gpu/bench_device.sh), and the flag combinations that are errors
@@ -52,5 +63,6 @@ if(TARGET sparcol-bench)
                    --op nccl-allreduce)
   set_tests_properties(bench_device_cuda_mpi_np2 bench_device_cuda_nccl_np1 bench_device_nccl_needs_cuda
                        bench_device_loopback_is_host_only bench_device_unknown bench_device_op_of_another_library
-                       PROPERTIES LABELS "gpu;bench;mpi" TIMEOUT 300 ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}" PROCESSORS 2)
+                       PROPERTIES LABELS "gpu;bench;mpi" TIMEOUT 300 ENVIRONMENT "${SPARCOL_MPI_TEST_ENV}" PROCESSORS 2
+                       SKIP_RETURN_CODE 77)
 endif()

@@ -8,9 +8,4 @@ if(TARGET sparcol_train)
     ${CMAKE_CURRENT_LIST_DIR}/../unit/test_train_gradcheck.cpp)
   target_link_libraries(sparcol_train_tests PRIVATE sparcol_train ZLIB::ZLIB GTest::gtest_main sparcol_warnings)
   gtest_discover_tests(sparcol_train_tests PROPERTIES LABELS unit TIMEOUT 120)
-
-  # Sanity run and timings on the full Fashion-MNIST (minutes): built on request, never run by ctest.
-  #   cmake --build <dir> --target sparcol_train_sanity && <dir>/bin/sparcol_train_sanity --help
-  add_executable(sparcol_train_sanity EXCLUDE_FROM_ALL ${CMAKE_CURRENT_LIST_DIR}/../unit/test_train_sanity.cpp)
-  target_link_libraries(sparcol_train_sanity PRIVATE sparcol_train sparcol_warnings)
 endif()

@@ -1,4 +1,5 @@
-// Sanity run for the native trainer's data and models (not a ctest test: it takes minutes).
+// Timing and sanity run for the native trainer's data and models: a benchmark, not a test (it takes
+// minutes and asserts nothing; bench/train_sanity.cmake; docs/models.md).
 //
 //   sparcol_train_sanity [--data DIR] [--models mlp,cnn] [--epochs E] [--batch B] [--lr X]
 //                        [--momentum B] [--wd X] [--augment] [--cosine] [--time-only] [--time-iters N]
