@@ -5,7 +5,7 @@
 # unfused result even for a CPU with FMA; a control TU with -ffp-contract=fast fuses it.
 add_library(sparcol_fp_probe STATIC ${CMAKE_CURRENT_LIST_DIR}/../unit/fp_contract_probe.cpp
                                     ${CMAKE_CURRENT_LIST_DIR}/../unit/fp_contract_control.cpp)
-target_link_libraries(sparcol_fp_probe PRIVATE sparcol_core sparcol_warnings)
+target_link_libraries(sparcol_fp_probe PRIVATE sparcol_device sparcol_warnings)
 set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/../unit/fp_contract_control.cpp PROPERTIES
                             COMPILE_OPTIONS -ffp-contract=fast)
 add_executable(sparcol_fp_contract_tests ${CMAKE_CURRENT_LIST_DIR}/../unit/test_fp_contract.cpp)
