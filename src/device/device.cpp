@@ -31,7 +31,7 @@ struct Discovery {
   std::string reason;
 };
 
-Discovery discover() {
+Discovery probe() {
   int n = 0;
   const cudaError_t err = cudaGetDeviceCount(&n);
   if (err != cudaSuccess) {
@@ -42,10 +42,17 @@ Discovery discover() {
   return {n, ""};
 }
 
+// Asked once per process (the driver does not gain or lose devices while it runs), and returned by
+// reference: the pointer checks of every update call it, and copying the reason would allocate.
+const Discovery& discover() {
+  static const Discovery d = probe();
+  return d;
+}
+
 // Every GPU request starts here: a clear error when there is no GPU, before any CUDA call that
 // would fail with a less helpful message.
 void require_gpu(const char* what) {
-  const Discovery d = discover();
+  const Discovery& d = discover();
   SPARCOL_CHECK(d.count > 0, ErrorCode::kCuda, -1, std::string(what) + ": no CUDA device (" + d.reason + ")");
 }
 
@@ -62,7 +69,7 @@ std::string no_gpu_reason() {
 }
 
 void set_device(int ordinal) {
-  const Discovery d = discover();
+  const Discovery& d = discover();
   SPARCOL_CHECK_ARG(ordinal >= 0 && ordinal < d.count, -1,
                     "device " + std::to_string(ordinal) + " does not exist: this machine has " +
                         std::to_string(d.count) + " CUDA device(s)" +

@@ -602,13 +602,14 @@ struct TwinExchange {
   sparcol::compress::CompressorConfig comp;
   std::uint64_t n, seed;
   int K;
+  std::uint32_t stream = 0;  // ExchangeConfig::stream: CSER's C2 draws from 2^31
 
   std::uint64_t k() const {
     if (comp.name == "rbgs") return sparcol::compress::k_floor(comp.density, n);
     return sparcol::compress::k_round(comp.density, n);
   }
   sparcol::Block block(std::uint64_t t) const {
-    const auto b = sparcol::rbgs_block(n, k(), seed, t, 0);
+    const auto b = sparcol::rbgs_block(n, k(), seed, t, stream);
     return {b.n, b.start, b.length};
   }
   // Mean of per-rank packed blocks (ring all-reduce: for K <= 2 any order gives the same sum).
@@ -629,7 +630,7 @@ struct TwinExchange {
       std::uint64_t count = k();
       if (comp.name == "topk-sampled") {
         const auto p = sparcol::compress::dgc_sample_plan(n, k(), comp.sample_ratio);
-        const dev::SamplePlan plan{p.stride, sparcol::compress::dgc_sample_offset(p.stride, seed, t, 0),
+        const dev::SamplePlan plan{p.stride, sparcol::compress::dgc_sample_offset(p.stride, seed, t, stream),
                                    p.top_samples};
         dev::SampledTopkResult res;
         cpu::topk_sampled(v.data(), n, k(), plan, idx.data(), val.data(), &res);
@@ -759,7 +760,7 @@ Outcome run_twins(const OptimConfig& cfg, int K, std::uint64_t n, int steps, con
         }
       }
       if ((t + 1) % static_cast<std::uint64_t>(cfg.cser_period) == 0) {
-        TwinExchange e2{cfg.cser_c2, n, cfg.exchange.seed, K};
+        TwinExchange e2{cfg.cser_c2, n, cfg.exchange.seed, K, 1u << 31};
         std::vector<Vec*> rs;
         for (auto& rk : ranks) rs.push_back(&rk.r);
         if (cfg.cser_c2.name == "rbgs") {
