@@ -62,8 +62,8 @@ void BM_Step(benchmark::State& state, const char* method, const char* compressor
 }  // namespace
 
 BENCHMARK(BM_Memcpy)->Unit(benchmark::kMillisecond)->UseRealTime();
-#define SPARCOL_STEP(name, method, comp)                                                                    \
-  BENCHMARK_CAPTURE(BM_Step, name, method, comp, true)->Unit(benchmark::kMillisecond)->UseRealTime();       \
+#define SPARCOL_STEP(name, method, comp)                                                              \
+  BENCHMARK_CAPTURE(BM_Step, name, method, comp, true)->Unit(benchmark::kMillisecond)->UseRealTime(); \
   BENCHMARK_CAPTURE(BM_Step, name##_dense, method, comp, false)->Unit(benchmark::kMillisecond)->UseRealTime()
 SPARCOL_STEP(gmc_topk, "gmc", "topk");
 SPARCOL_STEP(gmc_plus_rbgs, "gmc-plus", "rbgs");

@@ -124,8 +124,8 @@ void apply_update(const Stream& s, float* d_x, const float* d_a, float eta, floa
   launch_elementwise(s, n, detail::ApplyUpdateOp{d_x, d_a, eta, wd});
 }
 
-void sparse_apply_update(const Stream& s, float* d_x, const float* d_a, const Index* d_idx, std::uint64_t count,
-                         float eta) {
+void sparse_apply_update(const Stream& s, float* d_x, const float* d_a, const Index* d_idx,
+                         std::uint64_t count, float eta) {
   if (count == 0) return;
   dev(d_x, "sparse_apply_update: x");
   dev(d_a, "sparse_apply_update: a");
@@ -133,8 +133,9 @@ void sparse_apply_update(const Stream& s, float* d_x, const float* d_a, const In
   launch_elementwise(s, count, detail::SparseApplyUpdateOp{d_x, d_a, d_idx, eta});
 }
 
-void gmc_accumulate_sparse(const Stream& s, float* d_u, const float* d_m, const Index* d_idx, std::uint64_t count,
-                           const GradientInput& g, float beta, std::uint64_t n, float* d_save) {
+void gmc_accumulate_sparse(const Stream& s, float* d_u, const float* d_m, const Index* d_idx,
+                           std::uint64_t count, const GradientInput& g, float beta, std::uint64_t n,
+                           float* d_save) {
   if (n == 0) return;
   dev(d_u, "gmc_accumulate_sparse: u");
   check_gradient(g, n, "gmc_accumulate_sparse");

@@ -131,8 +131,8 @@ Agreement::Agreement(comm::Backend& data_backend, CallSignature sig, RankLocal l
   s_.reqs.reserve(2 * static_cast<std::size_t>(n - 1));
   for (int i = 1; i < n; ++i) {
     const int from = (r - i + n) % n;
-    s_.reqs.push_back(backend.irecv(s_.all.data() + static_cast<std::size_t>(from) * sizeof(Wire), sizeof(Wire),
-                                  from, comm::kTagFingerprint));
+    s_.reqs.push_back(backend.irecv(s_.all.data() + static_cast<std::size_t>(from) * sizeof(Wire),
+                                    sizeof(Wire), from, comm::kTagFingerprint));
   }
   for (int i = 1; i < n; ++i)
     s_.reqs.push_back(backend.isend(s_.mine.data(), sizeof(Wire), (r + i) % n, comm::kTagFingerprint));
@@ -174,8 +174,8 @@ std::vector<RankLocal> agree(comm::Backend& backend, CallSignature sig, RankLoca
   return a.finish();
 }
 
-const std::vector<RankLocal>& agree(comm::Backend& backend, CallSignature sig, RankLocal local, bool need_locals,
-                                    AgreeScratch& scratch) {
+const std::vector<RankLocal>& agree(comm::Backend& backend, CallSignature sig, RankLocal local,
+                                    bool need_locals, AgreeScratch& scratch) {
   Agreement a(backend, sig, local, need_locals, &scratch);
   return a.finish();
 }

@@ -364,7 +364,8 @@ void apply_update(Exec& ex, float* x, const float* a, float eta, float wd, std::
   cpu::apply_update(x, a, eta, wd, n);
 }
 
-void sparse_apply_update(Exec& ex, float* x, const float* a, const Index* idx, std::uint64_t count, float eta) {
+void sparse_apply_update(Exec& ex, float* x, const float* a, const Index* idx, std::uint64_t count,
+                         float eta) {
   SPARCOL_ON_DEVICE(ex, device::sparse_apply_update(s, x, a, idx, count, eta));
   cpu::sparse_apply_update(x, a, idx, count, eta);
 }

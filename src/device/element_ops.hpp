@@ -245,7 +245,9 @@ struct GmcAccumulateOp {
     GradIn g;
   };
   // m == nullptr: m is +0 everywhere (gmc_accumulate_sparse's dense pass).
-  SPARCOL_HD In load(std::uint64_t i) const { return {u[i], m != nullptr ? m[i] : 0.0f, load_gradient(g, i)}; }
+  SPARCOL_HD In load(std::uint64_t i) const {
+    return {u[i], m != nullptr ? m[i] : 0.0f, load_gradient(g, i)};
+  }
   SPARCOL_HD void store(std::uint64_t i, In in) const {
     const float v = gmc_message(in.u, gradient_value(g, in.g), beta, in.m);
     u[i] = extract(v, send, send_values, i);
@@ -269,7 +271,9 @@ struct GmcSupportSaveOp {
     const Index i = idx[j];
     return {u[i], m[i], load_gradient(g, i)};
   }
-  SPARCOL_HD void store(std::uint64_t j, In in) const { save[j] = gmc_message(in.u, gradient_value(g, in.g), beta, in.m); }
+  SPARCOL_HD void store(std::uint64_t j, In in) const {
+    save[j] = gmc_message(in.u, gradient_value(g, in.g), beta, in.m);
+  }
 };
 
 // Over support positions j < count (distinct indices): v[idx[j]] <- values[j].

@@ -28,7 +28,9 @@ void run(std::uint64_t count, const Op& op) {
 // clipping. The functors' per-element branches on those cases keep GCC from vectorizing run(), so
 // these loops call the same per-element formulas (elementwise.hpp) without them: the same bits at
 // memory speed. (Distinct, non-overlapping vectors, as every update requires.)
-bool plain(const GradientInput& g, const Block& send) { return send.length == 0 && g.wd == 0.0f && g.scale == 1.0f; }
+bool plain(const GradientInput& g, const Block& send) {
+  return send.length == 0 && g.wd == 0.0f && g.scale == 1.0f;
+}
 
 // Host pointer checks apply only when the call touches memory (a null pointer with n = 0 is fine).
 void host(const void* p, const char* what) {
@@ -393,8 +395,8 @@ void gmc_accumulate(float* u, const float* m, const GradientInput& g, float beta
   run(n, detail::GmcAccumulateOp{u, m, g, beta, send, send_values});
 }
 
-void gmc_accumulate_sparse(float* u, const float* m, const Index* idx, std::uint64_t count, const GradientInput& g,
-                           float beta, std::uint64_t n, float* save) {
+void gmc_accumulate_sparse(float* u, const float* m, const Index* idx, std::uint64_t count,
+                           const GradientInput& g, float beta, std::uint64_t n, float* save) {
   if (n == 0) return;
   host(u, "gmc_accumulate_sparse: u");
   check_gradient(g, n, "gmc_accumulate_sparse");

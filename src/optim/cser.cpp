@@ -28,8 +28,10 @@ ExchangeConfig with_compressor(const ExchangeConfig& base, const compress::Compr
 class Cser final : public Optimizer {
  public:
   Cser(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e)
-      : Optimizer(b, l, c,
-                  c.cser_c1.name == "zero" ? dense_exchange(c.exchange) : with_compressor(c.exchange, c.cser_c1), e),
+      : Optimizer(
+            b, l, c,
+            c.cser_c1.name == "zero" ? dense_exchange(c.exchange) : with_compressor(c.exchange, c.cser_c1),
+            e),
         c1_zero_(c.cser_c1.name == "zero"),
         reset_(b, l, with_compressor(c.exchange, c.cser_c2, kResetStream), e),
         r_(make_buffer("local residual")),
@@ -43,7 +45,9 @@ class Cser final : public Optimizer {
     return z_.span();
   }
 
-  std::vector<StateBuffer> state() override { return {{"local_residual", r_.span()}, {"momentum", m_.span()}}; }
+  std::vector<StateBuffer> state() override {
+    return {{"local_residual", r_.span()}, {"momentum", m_.span()}};
+  }
 
  protected:
   CommStats do_step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr) override {
@@ -60,10 +64,11 @@ class Cser final : public Optimizer {
     if ((t + 1) % H == 0) {
       // Error reset. The step's NaN verdict was taken already; this begin() only agrees on the call.
       reset_.begin(t, false);
-      st.add(reset_.finish(r_.span(), agg_));                                // r_ <- r_k - c2_k
-      ops::apply_update(exec_, x.data(), agg_.data(), -1.0f, 0.0f, n_);     // x + mean c2
+      st.add(reset_.finish(r_.span(), agg_));                            // r_ <- r_k - c2_k
+      ops::apply_update(exec_, x.data(), agg_.data(), -1.0f, 0.0f, n_);  // x + mean c2
     }
-    st.dense_elements = static_cast<double>(static_cast<std::uint64_t>(backend_.size() + 1) * n_);  // once per step
+    st.dense_elements =
+        static_cast<double>(static_cast<std::uint64_t>(backend_.size() + 1) * n_);  // once per step
     return st;
   }
 

@@ -42,8 +42,8 @@ class DefA final : public Optimizer {
     coll::dense_allreduce_sum(backend_, out.data(), n_);
     if (n_ == 0) return;
     // out <- x - 1 * (sum / K), through the aggregate buffer (its support is then unknown).
-    ops::rbgs_unpack(exec_, out.data(), sparcol::Block{n_, 0, n_}, static_cast<float>(backend_.size()), agg_.data(),
-                     true);
+    ops::rbgs_unpack(exec_, out.data(), sparcol::Block{n_, 0, n_}, static_cast<float>(backend_.size()),
+                     agg_.data(), true);
     agg_.forget_support();
     ops::detached_point(exec_, out.data(), x.data(), agg_.data(), 1.0f, n_);
     exec_.synchronize();
@@ -55,7 +55,7 @@ class DefA final : public Optimizer {
   CommStats do_step(std::span<float> x, std::span<const float> g, std::uint64_t, double lr) override {
     ops::ef_accumulate(exec_, e_.data(), m_.data(), gradient(g, x, lr), static_cast<float>(config_.momentum),
                        static_cast<float>(lr), n_, sparcol::Block{}, nullptr);  // e_ holds p_k
-    const CommStats st = ex_.finish(e_.span(), agg_);                          // e_ <- p_k - C(p_k)
+    const CommStats st = ex_.finish(e_.span(), agg_);                           // e_ <- p_k - C(p_k)
     apply_error_feedback_update(exec_, x, agg_, lr, config_);
     return st;
   }

@@ -57,7 +57,8 @@ class Dgc final : public Optimizer {
       const double limit = config_.clip_norm / std::sqrt(static_cast<double>(backend_.size()));
       gi.scale = norm > limit ? static_cast<float>(limit / norm) : 1.0f;
     }
-    ops::dgc_accumulate(exec_, u_.data(), v_.data(), gi, beta, config_.nesterov, false, n_, sparcol::Block{}, nullptr);
+    ops::dgc_accumulate(exec_, u_.data(), v_.data(), gi, beta, config_.nesterov, false, n_, sparcol::Block{},
+                        nullptr);
     const CommStats st = ex_.finish(v_.span(), agg_);  // v_ <- v_ (1 - M)
     if (mfm_) ex_.zero_sent(u_.span());
     const float wd = wd_outside();
@@ -77,7 +78,8 @@ class Dgc final : public Optimizer {
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_dgc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool mfm) {
+std::unique_ptr<Optimizer> make_dgc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e,
+                                    bool mfm) {
   return std::make_unique<Dgc>(b, l, c, e, mfm);
 }
 

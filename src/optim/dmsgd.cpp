@@ -43,8 +43,8 @@ class Dmsgd final : public Optimizer {
       ops::dmsgd_apply(exec_, m_.data(), x.data(), agg_.data(), beta, eta, n_);
     } else {
       // m <- beta*m + a (v_, free now, takes the unused eta*m), then x <- x - eta*(m + wd*x).
-      ops::cser_momentum(exec_, m_.data(), v_.data(), device::GradientInput{agg_.data(), nullptr, 0.0f, 1.0f}, beta,
-                         1.0f, n_);
+      ops::cser_momentum(exec_, m_.data(), v_.data(), device::GradientInput{agg_.data(), nullptr, 0.0f, 1.0f},
+                         beta, 1.0f, n_);
       ops::apply_update(exec_, x.data(), m_.data(), eta, wd, n_);
     }
     return st;
@@ -58,7 +58,8 @@ class Dmsgd final : public Optimizer {
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_dmsgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool local) {
+std::unique_ptr<Optimizer> make_dmsgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e,
+                                      bool local) {
   return std::make_unique<Dmsgd>(b, l, c, e, local);
 }
 

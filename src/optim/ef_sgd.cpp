@@ -28,7 +28,7 @@ class EfSgd final : public Optimizer {
     const auto beta = static_cast<float>(config_.momentum);
     ops::ef_accumulate(exec_, e_.data(), momentum_ ? m_.data() : nullptr, gradient(g, x, lr), beta,
                        static_cast<float>(lr), n_, sparcol::Block{}, nullptr);  // e_ holds p_k
-    const CommStats st = ex_.finish(e_.span(), agg_);                          // e_ <- p_k - C(p_k)
+    const CommStats st = ex_.finish(e_.span(), agg_);                           // e_ <- p_k - C(p_k)
     apply_error_feedback_update(exec_, x, agg_, lr, config_);
     return st;
   }

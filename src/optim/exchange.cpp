@@ -6,9 +6,9 @@
 #include <string>
 
 #include "sparcol/coll/agree.hpp"
-#include "sparcol/core/payload.hpp"
 #include "sparcol/compress/topk.hpp"
 #include "sparcol/core/error.hpp"
+#include "sparcol/core/payload.hpp"
 
 namespace sparcol::optim {
 
@@ -16,7 +16,9 @@ namespace ops = device::dispatch;
 
 namespace {
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 bool has_kernel(const std::string& name) {
   return name == "none" || name == "topk" || name == "topk-sampled" || name == "rbgs";
@@ -51,13 +53,15 @@ void apply_aggregate(device::Exec& exec, float* x, const Aggregate& agg, float e
 std::string unsupported_on_device(const Layout& layout, const ExchangeConfig& config) {
   const std::string& name = config.compressor.name;
   if (!has_kernel(name))
-    return "compressor '" + name + "' has no GPU kernel (on a device executor: none, rbgs, topk, topk-sampled)";
+    return "compressor '" + name +
+           "' has no GPU kernel (on a device executor: none, rbgs, topk, topk-sampled)";
   if (name == "none") return {};
   if (config.layerwise) return "layer-wise compression runs on the host executor only (use flat compression)";
   for (const auto& t : layout.tensors) {
     if (t.size == 0) continue;
     if (t.size < config.min_compress_size || (config.compress_only_matrices && t.dims <= 1))
-      return "tensor '" + t.name + "' would be all-reduced densely (min_compress_size / compress_only_matrices), " +
+      return "tensor '" + t.name +
+             "' would be all-reduced densely (min_compress_size / compress_only_matrices), " +
              "which runs on the host executor only: on a device executor every tensor is compressed";
   }
   return {};
@@ -83,11 +87,12 @@ Exchange::Exchange(comm::Backend& backend, const Layout& layout, ExchangeConfig 
   // Threshold compressors select a data-dependent number of pairs; the others exactly k per group.
   variable_count_ = name == "topk-sampled" || name == "sidco";
   n_ = layout.total();
-  SPARCOL_CHECK_ARG(n_ <= kMaxElements, me,
-                    "exchange: " + std::to_string(n_) + " parameters exceed the 2^32-1 supported by uint32 indices");
-  SPARCOL_CHECK_ARG(backend_.accepts(exec_.kind()), me,
-                    "backend " + backend_.name() + " does not move " + (exec_.on_device() ? "device" : "host") +
-                        " memory");
+  SPARCOL_CHECK_ARG(
+      n_ <= kMaxElements, me,
+      "exchange: " + std::to_string(n_) + " parameters exceed the 2^32-1 supported by uint32 indices");
+  SPARCOL_CHECK_ARG(
+      backend_.accepts(exec_.kind()), me,
+      "backend " + backend_.name() + " does not move " + (exec_.on_device() ? "device" : "host") + " memory");
   if (exec_.on_device()) {
     const std::string why = unsupported_on_device(layout, config_);
     SPARCOL_CHECK_ARG(why.empty(), me, "exchange on a device executor: " + why);
@@ -113,8 +118,8 @@ void Exchange::build_groups(const Layout& layout) {
   for (std::size_t i = 0; i < layout.tensors.size(); ++i) {
     const TensorSpec& t = layout.tensors[i];
     if (t.size == 0) continue;
-    const bool dense = all_dense || t.size < config_.min_compress_size ||
-                       (config_.compress_only_matrices && t.dims <= 1);
+    const bool dense =
+        all_dense || t.size < config_.min_compress_size || (config_.compress_only_matrices && t.dims <= 1);
     if (dense) {
       if (!dense_.empty() && dense_.back().offset + dense_.back().size == t.offset) {
         dense_.back().size += t.size;
@@ -160,8 +165,9 @@ void Exchange::set_density(double rho) {
       g.k = g.n;
     } else if (config_.layerwise) {
       // ALGORITHMS.md 0.1: k_l = max(1, ceil(rho * n_l)).
-      g.k = std::min<std::uint64_t>(g.n, std::max<std::uint64_t>(1, static_cast<std::uint64_t>(
-                                                                        std::ceil(rho * static_cast<double>(g.n)))));
+      g.k = std::min<std::uint64_t>(
+          g.n,
+          std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(rho * static_cast<double>(g.n)))));
     } else {
       g.k = compressor_->target_k(g.n);
     }
@@ -227,11 +233,11 @@ void Exchange::scatter_group(const Group& g, const float* from, std::span<float>
 }
 
 Verdict Exchange::begin(std::uint64_t step, bool local_nonfinite) {
-  const auto& locals = coll::agree(
-      backend_,
-      coll::CallSignature{coll::CollOp::kExchange, n_, total_k(), config_.seed, step,
-                          static_cast<std::uint64_t>(groups_.size()), 0},
-      coll::RankLocal{0, local_nonfinite ? coll::kFlagNonFinite : 0}, /*need_locals=*/true, agree_);
+  const auto& locals = coll::agree(backend_,
+                                   coll::CallSignature{coll::CollOp::kExchange, n_, total_k(), config_.seed,
+                                                       step, static_cast<std::uint64_t>(groups_.size()), 0},
+                                   coll::RankLocal{0, local_nonfinite ? coll::kFlagNonFinite : 0},
+                                   /*need_locals=*/true, agree_);
   Verdict verdict;
   for (std::size_t r = 0; r < locals.size(); ++r) {
     if (locals[r].flags & coll::kFlagNonFinite) verdict.bad_ranks.push_back(static_cast<int>(r));
@@ -245,7 +251,8 @@ Verdict Exchange::begin(std::uint64_t step, bool local_nonfinite) {
 // Compresses one group's view in place (v <- v - C(v)) and stages what it sends: sparse pairs at
 // `pairs` in pair_idx_/pair_val_ (group-local indices), shared values at packed_pos in packed_.
 // Returns the number of pairs written.
-std::uint64_t Exchange::compress_group(Group& g, float* view, std::uint64_t pairs, std::uint64_t& packed_pos) {
+std::uint64_t Exchange::compress_group(Group& g, float* view, std::uint64_t pairs,
+                                       std::uint64_t& packed_pos) {
   switch (path_) {
     case Path::kDense:
       return 0;  // no compressed groups
@@ -256,10 +263,11 @@ std::uint64_t Exchange::compress_group(Group& g, float* view, std::uint64_t pair
       float* val = pair_val_.data() + pairs;
       bool exact = true;
       if (path_ == Path::kTopkSampled) {
-        const compress::DgcSamplePlan p = compress::dgc_sample_plan(g.n, g.k, config_.compressor.sample_ratio);
+        const compress::DgcSamplePlan p =
+            compress::dgc_sample_plan(g.n, g.k, config_.compressor.sample_ratio);
         if (g.k < g.n && p.stride > 1) {
-          const device::SamplePlan plan{p.stride, compress::dgc_sample_offset(p.stride, config_.seed, step_, g.id),
-                                        p.top_samples};
+          const device::SamplePlan plan{
+              p.stride, compress::dgc_sample_offset(p.stride, config_.seed, step_, g.id), p.top_samples};
           count = ops::topk_sampled(exec_, view, g.n, g.k, plan, idx, val).count;
           exact = false;
         }
@@ -339,8 +347,8 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
   SPARCOL_CHECK(begun_, ErrorCode::kInternal, me, "exchange: finish() without a successful begin()");
   begun_ = false;
   SPARCOL_CHECK_ARG(v.size() == n_ && agg.size() == n_, me,
-                    "exchange: vectors of " + std::to_string(v.size()) + " and " + std::to_string(agg.size()) +
-                        " elements for a layout of " + std::to_string(n_));
+                    "exchange: vectors of " + std::to_string(v.size()) + " and " +
+                        std::to_string(agg.size()) + " elements for a layout of " + std::to_string(n_));
   CommStats st;
   const auto t0 = Clock::now();
 
@@ -394,7 +402,8 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
   const float kf = static_cast<float>(K);
   auto divide_dense_into_agg = [&](std::uint64_t from) {
     for (const auto& s : dense_) {
-      ops::rbgs_unpack(exec_, packed_.data() + from, sparcol::Block{s.size, 0, s.size}, kf, out + s.offset, true);
+      ops::rbgs_unpack(exec_, packed_.data() + from, sparcol::Block{s.size, 0, s.size}, kf, out + s.offset,
+                       true);
       from += s.size;
     }
   };
@@ -419,7 +428,8 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
           const std::uint64_t offset = g.segments[0].offset;
           ops::rbgs_unpack(exec_, packed, g.block, kf, out + offset, /*zero_outside=*/false);
           if (tracked)
-            for (std::uint64_t p = 0; p < count; ++p) agg.support_.push_back(static_cast<Index>(offset + g.block.element(p)));
+            for (std::uint64_t p = 0; p < count; ++p)
+              agg.support_.push_back(static_cast<Index>(offset + g.block.element(p)));
         } else {
           // Host memory: a block across several segments, or the shared indices of randk-shared.
           for (std::uint64_t p = 0; p < count; ++p) {

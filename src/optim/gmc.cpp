@@ -42,9 +42,11 @@ class Gmc final : public Optimizer {
     const device::GradientInput gi = gradient(g, x, lr);
     const Aggregate& m = agg_;  // a_{t-1}
     if (m.dense()) {
-      ops::gmc_accumulate(exec_, u_.data(), m.data(), gi, beta, n_, sparcol::Block{}, nullptr);  // u holds v_k
+      ops::gmc_accumulate(exec_, u_.data(), m.data(), gi, beta, n_, sparcol::Block{},
+                          nullptr);  // u holds v_k
     } else {
-      ops::gmc_accumulate_sparse(exec_, u_.data(), m.data(), m.support().data(), m.support().size(), gi, beta, n_);
+      ops::gmc_accumulate_sparse(exec_, u_.data(), m.data(), m.support().data(), m.support().size(), gi, beta,
+                                 n_);
     }
     const CommStats st = ex_.finish(u_.span(), agg_);  // u <- v_k - S(v_k); m <- a_t
     apply_aggregate(exec_, x.data(), agg_, static_cast<float>(lr));
@@ -58,7 +60,8 @@ class Gmc final : public Optimizer {
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_gmc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool plus) {
+std::unique_ptr<Optimizer> make_gmc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e,
+                                    bool plus) {
   return std::make_unique<Gmc>(b, l, c, e, plus);
 }
 

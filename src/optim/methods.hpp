@@ -9,11 +9,14 @@ namespace sparcol::optim::detail {
 
 using device::Exec;
 
-std::unique_ptr<Optimizer> make_dmsgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool local);
+std::unique_ptr<Optimizer> make_dmsgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e,
+                                      bool local);
 std::unique_ptr<Optimizer> make_ef_sgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e,
                                        bool momentum);
-std::unique_ptr<Optimizer> make_dgc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool mfm);
-std::unique_ptr<Optimizer> make_gmc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e, bool plus);
+std::unique_ptr<Optimizer> make_dgc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e,
+                                    bool mfm);
+std::unique_ptr<Optimizer> make_gmc(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e,
+                                    bool plus);
 std::unique_ptr<Optimizer> make_def_a(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 std::unique_ptr<Optimizer> make_cser(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 
@@ -22,7 +25,8 @@ std::unique_ptr<Optimizer> make_cser(comm::Backend& b, const Layout& l, const Op
 inline void apply_error_feedback_update(Exec& ex, std::span<float> x, const Aggregate& a, double lr,
                                         const OptimConfig& c) {
   if (c.wd_outside) {
-    device::dispatch::apply_update(ex, x.data(), a.data(), 1.0f, static_cast<float>(lr * c.weight_decay), x.size());
+    device::dispatch::apply_update(ex, x.data(), a.data(), 1.0f, static_cast<float>(lr * c.weight_decay),
+                                   x.size());
   } else {
     apply_aggregate(ex, x.data(), a, 1.0f);
   }

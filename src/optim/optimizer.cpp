@@ -22,8 +22,8 @@ ExchangeConfig dense_exchange(const ExchangeConfig& base) {
 }
 }  // namespace detail
 
-Optimizer::Optimizer(comm::Backend& backend, const Layout& layout, OptimConfig config, ExchangeConfig exchange,
-                     device::Exec& exec)
+Optimizer::Optimizer(comm::Backend& backend, const Layout& layout, OptimConfig config,
+                     ExchangeConfig exchange, device::Exec& exec)
     : backend_(backend),
       config_(std::move(config)),
       n_(layout.total()),
@@ -33,12 +33,14 @@ Optimizer::Optimizer(comm::Backend& backend, const Layout& layout, OptimConfig c
 
 Optimizer::~Optimizer() = default;
 
-std::span<const float> Optimizer::gradient_point(std::span<const float> x, double /*lr*/) { return x; }
+std::span<const float> Optimizer::gradient_point(std::span<const float> x, double /*lr*/) {
+  return x;
+}
 
 void Optimizer::evaluation_model(std::span<const float> x, std::span<float> out, bool /*virtual_model*/) {
   SPARCOL_CHECK_ARG(x.size() == n_ && out.size() == n_, backend_.rank(),
-                    config_.method + ": evaluation_model with vectors of " + std::to_string(x.size()) + " and " +
-                        std::to_string(out.size()) + " elements, expected " + std::to_string(n_));
+                    config_.method + ": evaluation_model with vectors of " + std::to_string(x.size()) +
+                        " and " + std::to_string(out.size()) + " elements, expected " + std::to_string(n_));
   exec_.copy(out.data(), x.data(), n_ * sizeof(float));
   exec_.synchronize();
 }
@@ -53,7 +55,8 @@ device::GradientInput Optimizer::gradient(std::span<const float> g, std::span<co
   return gi;
 }
 
-StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr, double epoch) {
+StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr,
+                          double epoch) {
   const int me = backend_.rank();
   SPARCOL_CHECK_ARG(x.size() == n_ && g.size() == n_, me,
                     config_.method + ": step with " + std::to_string(x.size()) + " parameters and " +
@@ -70,8 +73,8 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
     for (int r : verdict.bad_ranks) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
     if (config_.nan_policy == NanPolicy::kStop) {
       throw Error(ErrorCode::kNumerical, me,
-                  config_.method + ": non-finite gradient (NaN or Inf) at step " + std::to_string(t) + " on rank(s) " +
-                      ranks + "; stopping (nan policy 'stop')");
+                  config_.method + ": non-finite gradient (NaN or Inf) at step " + std::to_string(t) +
+                      " on rank(s) " + ranks + "; stopping (nan policy 'stop')");
     }
     ++skipped_;
     stats.skipped = true;
@@ -84,12 +87,14 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
 }
 
 const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names{"dmsgd", "dmsgd-local", "ef-sgd", "ef-sgdm", "dgc",
-                                              "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser"};
+  static const std::vector<std::string> names{"dmsgd",   "dmsgd-local", "ef-sgd",   "ef-sgdm", "dgc",
+                                              "dgc-mfm", "gmc",         "gmc-plus", "def-a",   "cser"};
   return names;
 }
 
-bool method_is_dense(const std::string& method) { return method == "dmsgd" || method == "dmsgd-local"; }
+bool method_is_dense(const std::string& method) {
+  return method == "dmsgd" || method == "dmsgd-local";
+}
 
 bool method_has_wd_outside(const std::string& method) {
   return method != "gmc" && method != "gmc-plus" && method != "cser";
@@ -113,21 +118,23 @@ std::string unsupported_reason(const Layout& layout, const OptimConfig& config, 
   return unsupported_on_device(layout, config.exchange);
 }
 
-std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout, const OptimConfig& config) {
+std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout,
+                                          const OptimConfig& config) {
   auto exec = std::make_unique<device::Exec>(device::Exec::host());
   auto opt = make_optimizer(backend, layout, config, *exec);
   opt->owned_exec_ = std::move(exec);
   return opt;
 }
 
-std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout, const OptimConfig& config,
-                                          device::Exec& exec) {
+std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout,
+                                          const OptimConfig& config, device::Exec& exec) {
   const int me = backend.rank();
   const auto& names = method_names();
   if (std::find(names.begin(), names.end(), config.method) == names.end()) {
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-    throw Error(ErrorCode::kInvalidArgument, me, "unknown method '" + config.method + "' (valid: " + list + ")");
+    throw Error(ErrorCode::kInvalidArgument, me,
+                "unknown method '" + config.method + "' (valid: " + list + ")");
   }
   SPARCOL_CHECK_ARG(config.momentum >= 0 && config.momentum < 1, me,
                     "momentum must be in [0, 1), got " + std::to_string(config.momentum));
@@ -135,7 +142,8 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
                     "weight decay must be finite and >= 0, got " + std::to_string(config.weight_decay));
   SPARCOL_CHECK_ARG(config.alpha < 0 || config.alpha <= 1, me,
                     "alpha must be in [0, 1], got " + std::to_string(config.alpha));
-  SPARCOL_CHECK_ARG(config.clip_norm >= 0, me, "clip norm must be >= 0, got " + std::to_string(config.clip_norm));
+  SPARCOL_CHECK_ARG(config.clip_norm >= 0, me,
+                    "clip norm must be >= 0, got " + std::to_string(config.clip_norm));
   SPARCOL_CHECK_ARG(config.warmup_epochs >= 0, me, "warm-up epochs must be >= 0");
   SPARCOL_CHECK_ARG(config.cser_period >= 1, me,
                     "CSER period H must be >= 1, got " + std::to_string(config.cser_period));
@@ -152,7 +160,8 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
   const auto& m = config.method;
   if (m == "dmsgd" || m == "dmsgd-local")
     return detail::make_dmsgd(backend, layout, config, exec, m == "dmsgd-local");
-  if (m == "ef-sgd" || m == "ef-sgdm") return detail::make_ef_sgd(backend, layout, config, exec, m == "ef-sgdm");
+  if (m == "ef-sgd" || m == "ef-sgdm")
+    return detail::make_ef_sgd(backend, layout, config, exec, m == "ef-sgdm");
   if (m == "dgc" || m == "dgc-mfm") return detail::make_dgc(backend, layout, config, exec, m == "dgc-mfm");
   if (m == "gmc" || m == "gmc-plus") return detail::make_gmc(backend, layout, config, exec, m == "gmc-plus");
   if (m == "def-a") return detail::make_def_a(backend, layout, config, exec);

@@ -47,7 +47,6 @@ ExecMode exec_mode() {
   return ExecMode::kHost;
 }
 
-
 OptimConfig config(const std::string& method, const std::string& compressor, double density) {
   OptimConfig c;
   c.method = method;
@@ -80,8 +79,8 @@ RunResult run(OptimConfig cfg, int K, const Layout& layout, int steps, const Gra
   const std::uint64_t d = layout.total();
   const ExecMode mode = exec_mode();
   if (mode == ExecMode::kHostDense) cfg.exchange.track_support = false;
-  const bool device =
-      mode == ExecMode::kDevice && sparcol::optim::unsupported_reason(layout, cfg, sparcol::MemKind::kDevice).empty();
+  const bool device = mode == ExecMode::kDevice &&
+                      sparcol::optim::unsupported_reason(layout, cfg, sparcol::MemKind::kDevice).empty();
   LoopbackWorld::spawn(K, [&](Backend& b) {
     auto ex = device ? sparcol::device::Exec::device() : sparcol::device::Exec::host();
     auto opt = sparcol::optim::make_optimizer(b, layout, cfg, ex);

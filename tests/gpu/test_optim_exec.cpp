@@ -87,7 +87,8 @@ Outcome run(Mode mode, OptimConfig cfg, const Layout& layout, int K, int steps, 
   if (mode == Mode::kHostDense) cfg.exchange.track_support = false;
   auto body = [&](Backend& b) {
     const auto r = static_cast<std::size_t>(b.rank());
-    sparcol::device::Exec ex = mode == Mode::kDevice ? sparcol::device::Exec::device() : sparcol::device::Exec::host();
+    sparcol::device::Exec ex =
+        mode == Mode::kDevice ? sparcol::device::Exec::device() : sparcol::device::Exec::host();
     auto opt = sparcol::optim::make_optimizer(b, layout, cfg, ex);
     sparcol::device::Buffer<float> d_x(ex, n, "x"), d_g(ex, n, "g"), d_eval(ex, n, "eval");
     Vec x = initial_x(n);
@@ -270,7 +271,9 @@ Layout three_tensors(std::uint64_t n) {
 
 }  // namespace
 
-bool have_gpu() { return sparcol::device::has_gpu(); }
+bool have_gpu() {
+  return sparcol::device::has_gpu();
+}
 
 TEST(OptimizerExecutors, SparseAggregatesGiveTheDenseUpdateBitwise) {
   // The tracked support (GMC's sparse momentum pass, the sparse model update) against every pass
@@ -354,7 +357,8 @@ TEST(OptimizerExecutors, WhatADeviceCannotRunIsNamed) {
     EXPECT_NE(why.find(text), std::string::npos) << why;
     EXPECT_EQ(unsupported_reason(layout, cfg, MemKind::kHost), "");  // the host runs everything
     // The host executor builds it.
-    sparcol::comm::LoopbackWorld::spawn(1, [&](Backend& b) { (void)sparcol::optim::make_optimizer(b, layout, cfg); });
+    sparcol::comm::LoopbackWorld::spawn(
+        1, [&](Backend& b) { (void)sparcol::optim::make_optimizer(b, layout, cfg); });
   };
   expect_reason(make_cfg("gmc", "sign", 1.0), Layout::flat(10), "compressor 'sign' has no GPU kernel");
   expect_reason(make_cfg("dgc", "randk", 0.1), Layout::flat(10), "compressor 'randk'");

@@ -22,8 +22,12 @@ void* operator new(std::size_t bytes) {
   if (void* p = std::malloc(bytes == 0 ? 1 : bytes)) return p;
   throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 namespace {
 
@@ -35,10 +39,12 @@ struct Case {
 
 TEST(OptimizerSteps, AllocateNothingInSteadyState) {
   const std::vector<Case> cases = {
-      {"dmsgd", "none"},        {"dmsgd-local", "none"}, {"ef-sgd", "topk"},     {"ef-sgdm", "topk"},
-      {"dgc", "topk-sampled"},  {"dgc-mfm", "topk"},     {"gmc", "topk"},        {"gmc-plus", "rbgs"},
-      {"def-a", "rbgs"},        {"def-a", "topk"},       {"cser", "topk"},       {"gmc", "sign"},
-      {"gmc", "randk"},         {"gmc", "randk-shared"}, {"gmc-plus", "topk", true}, {"gmc", "rbgs", true},
+      {"dmsgd", "none"},     {"dmsgd-local", "none"}, {"ef-sgd", "topk"},
+      {"ef-sgdm", "topk"},   {"dgc", "topk-sampled"}, {"dgc-mfm", "topk"},
+      {"gmc", "topk"},       {"gmc-plus", "rbgs"},    {"def-a", "rbgs"},
+      {"def-a", "topk"},     {"cser", "topk"},        {"gmc", "sign"},
+      {"gmc", "randk"},      {"gmc", "randk-shared"}, {"gmc-plus", "topk", true},
+      {"gmc", "rbgs", true},
   };
   const std::uint64_t n = 10000;
   sparcol::optim::Layout layout;
@@ -58,7 +64,8 @@ TEST(OptimizerSteps, AllocateNothingInSteadyState) {
       auto opt = sparcol::optim::make_optimizer(b, layout, cfg);
       std::vector<float> x(n, 0.5f), g(n);
       for (std::uint64_t t = 0; t < 12; ++t) {
-        for (std::uint64_t i = 0; i < n; ++i) g[i] = static_cast<float>((i * 7919 + t * 104729) % 1000) - 500.0f;
+        for (std::uint64_t i = 0; i < n; ++i)
+          g[i] = static_cast<float>((i * 7919 + t * 104729) % 1000) - 500.0f;
         const auto z = opt->gradient_point(x, 0.1);
         (void)z;
         g_allocations = 0;

@@ -76,8 +76,8 @@ struct AgreeScratch {
   std::vector<RankLocal> locals;
 };
 // agree() on the caller's scratch; the result lives in scratch.locals.
-const std::vector<RankLocal>& agree(comm::Backend& backend, CallSignature sig, RankLocal local, bool need_locals,
-                                    AgreeScratch& scratch);
+const std::vector<RankLocal>& agree(comm::Backend& backend, CallSignature sig, RankLocal local,
+                                    bool need_locals, AgreeScratch& scratch);
 
 // agree() in two halves, so that a collective can send its first data messages in the same round as
 // the fingerprints instead of waiting a whole round for them (one wait for the peers instead of two):

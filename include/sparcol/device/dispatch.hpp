@@ -164,7 +164,8 @@ void cser_apply(Exec& ex, float* x, float* r, const float* a, const float* delta
 void dmsgd_local(Exec& ex, float* m, float* v, const GradientInput& g, float beta, std::uint64_t n);
 void dmsgd_apply(Exec& ex, float* m, float* x, const float* a, float beta, float eta, std::uint64_t n);
 void apply_update(Exec& ex, float* x, const float* a, float eta, float wd, std::uint64_t n);
-void sparse_apply_update(Exec& ex, float* x, const float* a, const Index* idx, std::uint64_t count, float eta);
+void sparse_apply_update(Exec& ex, float* x, const float* a, const Index* idx, std::uint64_t count,
+                         float eta);
 
 }  // namespace dispatch
 

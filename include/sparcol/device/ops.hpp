@@ -178,8 +178,9 @@ void gmc_accumulate(const Stream& s, float* d_u, const float* d_m, const Gradien
 // The same when m is +0 outside the `count` distinct indices d_idx (m is a sparse aggregate): a dense
 // pass with m = +0 and the exact message at the indices (saved before, written after it), bit for
 // bit gmc_accumulate without a send block. d_save: scratch for `count` floats.
-void gmc_accumulate_sparse(const Stream& s, float* d_u, const float* d_m, const Index* d_idx, std::uint64_t count,
-                           const GradientInput& g, float beta, std::uint64_t n, float* d_save);
+void gmc_accumulate_sparse(const Stream& s, float* d_u, const float* d_m, const Index* d_idx,
+                           std::uint64_t count, const GradientInput& g, float beta, std::uint64_t n,
+                           float* d_save);
 // DGC (4, step 3): u <- beta*u + g', v <- v + u (Nesterov: u <- beta*(u + g'), v <- v + u + g').
 // The message is v. mask_momentum (dgc-mfm) also zeroes u on the extracted block.
 void dgc_accumulate(const Stream& s, float* d_u, float* d_v, const GradientInput& g, float beta,
@@ -210,8 +211,8 @@ void dmsgd_apply(const Stream& s, float* d_m, float* d_x, const float* d_a, floa
 void apply_update(const Stream& s, float* d_x, const float* d_a, float eta, float wd, std::uint64_t n);
 // apply_update (wd = 0) at the `count` distinct indices d_idx only: the dense update, bit for bit,
 // when a is +0 elsewhere and eta >= 0.
-void sparse_apply_update(const Stream& s, float* d_x, const float* d_a, const Index* d_idx, std::uint64_t count,
-                         float eta);
+void sparse_apply_update(const Stream& s, float* d_x, const float* d_a, const Index* d_idx,
+                         std::uint64_t count, float eta);
 
 #endif  // SPARCOL_HAVE_CUDA
 
@@ -245,8 +246,8 @@ void detached_point(float* z, const float* x, const float* d, float c, std::uint
 void offset_point(float* z, const float* x, const float* r, std::uint64_t n);
 void gmc_accumulate(float* u, const float* m, const GradientInput& g, float beta, std::uint64_t n,
                     const Block& send, float* send_values);
-void gmc_accumulate_sparse(float* u, const float* m, const Index* idx, std::uint64_t count, const GradientInput& g,
-                           float beta, std::uint64_t n, float* save);
+void gmc_accumulate_sparse(float* u, const float* m, const Index* idx, std::uint64_t count,
+                           const GradientInput& g, float beta, std::uint64_t n, float* save);
 void dgc_accumulate(float* u, float* v, const GradientInput& g, float beta, bool nesterov, bool mask_momentum,
                     std::uint64_t n, const Block& send, float* send_values);
 void ef_accumulate(float* e, float* m, const GradientInput& g, float beta, float eta, std::uint64_t n,

@@ -20,8 +20,8 @@
 // (device/ops.hpp: top-k and sampled top-k select bitwise what the compressors select; RBGS is the
 // block gather of both): compressors with a kernel (none, topk, topk-sampled, rbgs) run on both;
 // randk, randk-shared, sidco and sign run on the host executor only, and layer-wise groups and
-// tensors excluded from compression need the host executor too. Everything else is refused when the Exchange is built
-// (unsupported_on_device() says why).
+// tensors excluded from compression need the host executor too. Everything else is refused when the Exchange
+// is built (unsupported_on_device() says why).
 //
 // Two phases, because the NaN policy must be decided before any optimizer state changes:
 //   begin(step, nonfinite) — one small all-gather: the call fingerprint (mismatch detection) plus
@@ -52,30 +52,30 @@ namespace sparcol::optim {
 
 struct ExchangeConfig {
   compress::CompressorConfig compressor;
-  bool layerwise = false;                 // one compressor call per tensor (k_l = max(1, ceil(rho*n_l)))
-  std::uint64_t min_compress_size = 0;    // tensors with fewer elements are all-reduced densely
-  bool compress_only_matrices = false;    // tensors with dims <= 1 are all-reduced densely (DGC code)
-  std::uint64_t seed = 0;                 // shared by all ranks: RBGS blocks, shared random-k, sampling
-  std::uint32_t stream = 0;               // added to every group id: two exchanges of one optimizer
-                                          // (CSER's C1 and C2) draw independent blocks and samples
-  bool track_support = true;              // host: sparse aggregates keep their support (Aggregate);
-                                          // false: always dense (the same bits; tests, benchmarks)
+  bool layerwise = false;               // one compressor call per tensor (k_l = max(1, ceil(rho*n_l)))
+  std::uint64_t min_compress_size = 0;  // tensors with fewer elements are all-reduced densely
+  bool compress_only_matrices = false;  // tensors with dims <= 1 are all-reduced densely (DGC code)
+  std::uint64_t seed = 0;               // shared by all ranks: RBGS blocks, shared random-k, sampling
+  std::uint32_t stream = 0;             // added to every group id: two exchanges of one optimizer
+                                        // (CSER's C1 and C2) draw independent blocks and samples
+  bool track_support = true;            // host: sparse aggregates keep their support (Aggregate);
+                                        // false: always dense (the same bits; tests, benchmarks)
 };
 
 // Communication of one step (or, summed, of a run), per rank. "up"/"down" follow the parameter-server
 // model of the GMC paper's RCC (spec 9): up = this worker's message, down = what a server would
 // broadcast back. bytes_sent/bytes_recv are what this rank actually moved in the all-reduce form.
 struct CommStats {
-  double elements_up = 0;        // this rank's message: values + indices (sign: n/32 + 1)
-  double elements_up_all = 0;    // the same summed over all ranks (what the server receives)
-  double elements_down = 0;      // top-k: 2*nnz(aggregate); rbgs: k; dense: d; sign: K messages
+  double elements_up = 0;      // this rank's message: values + indices (sign: n/32 + 1)
+  double elements_up_all = 0;  // the same summed over all ranks (what the server receives)
+  double elements_down = 0;    // top-k: 2*nnz(aggregate); rbgs: k; dense: d; sign: K messages
   std::uint64_t bytes_up = 0;
   std::uint64_t bytes_down = 0;
   std::uint64_t bytes_sent = 0;  // payload bytes this rank sent in the collectives (no fingerprints)
   std::uint64_t bytes_recv = 0;
-  double dense_elements = 0;     // (K+1)*d: the RCC denominator of this step
-  double time_compress_s = 0;    // compression and residual update
-  double time_comm_s = 0;        // agreement, collectives and decompression
+  double dense_elements = 0;   // (K+1)*d: the RCC denominator of this step
+  double time_compress_s = 0;  // compression and residual update
+  double time_comm_s = 0;      // agreement, collectives and decompression
 
   double rcc() const { return dense_elements > 0 ? (elements_up_all + elements_down) / dense_elements : 0.0; }
   void add(const CommStats& o);
@@ -156,10 +156,10 @@ class Exchange {
     std::uint64_t n = 0;
     std::uint64_t k = 0;
     std::uint32_t id = 0;
-    sparcol::Block block;            // kBlock: the block of the last finish()
-    std::uint64_t pair_begin = 0;   // sparse: this group's pairs in pair_idx_/pair_val_
+    sparcol::Block block;          // kBlock: the block of the last finish()
+    std::uint64_t pair_begin = 0;  // sparse: this group's pairs in pair_idx_/pair_val_
     std::uint64_t pair_count = 0;
-    compress::Message msg;          // kHost: the host compressor's message
+    compress::Message msg;  // kHost: the host compressor's message
   };
 
   void build_groups(const Layout& layout);
@@ -178,25 +178,26 @@ class Exchange {
   std::unique_ptr<compress::Compressor> compressor_;
   compress::Aggregation kind_;
   Path path_ = Path::kHost;
-  bool track_ = false;             // host executor: aggregates keep their support
+  bool track_ = false;  // host executor: aggregates keep their support
   bool variable_count_ = false;
   std::uint64_t n_ = 0;
   std::vector<Group> groups_;
-  std::vector<Segment> dense_;     // segments all-reduced densely
+  std::vector<Segment> dense_;  // segments all-reduced densely
   std::uint64_t dense_count_ = 0;
   std::uint64_t step_ = 0;
   bool begun_ = false;
 
-  device::Buffer<float> gather_;   // a multi-segment group gathered contiguously
-  device::Buffer<float> packed_;   // shared-support values + dense values, all-reduced together
-  device::Buffer<Index> pair_idx_; // all sparse pairs of this rank, global indices
+  device::Buffer<float> gather_;    // a multi-segment group gathered contiguously
+  device::Buffer<float> packed_;    // shared-support values + dense values, all-reduced together
+  device::Buffer<Index> pair_idx_;  // all sparse pairs of this rank, global indices
   device::Buffer<float> pair_val_;
-  std::uint64_t pairs_ = 0;        // pairs of the last finish()
-  coll::AgreeScratch agree_;               // the step's fingerprint exchange
-  std::vector<std::size_t> counts_;         // pairs per rank of the last sparse gather
+  std::uint64_t pairs_ = 0;          // pairs of the last finish()
+  coll::AgreeScratch agree_;         // the step's fingerprint exchange
+  std::vector<std::size_t> counts_;  // pairs per rank of the last sparse gather
   std::vector<std::uint64_t> all_counts_;
-  std::vector<std::uint64_t> marks_;  // one bit per element: the tracked sum's "seen" set (all 0 between calls)
-  std::unique_ptr<coll::RingAllreduce> ring_;         // over packed_ (size fixed per density)
+  std::vector<std::uint64_t>
+      marks_;  // one bit per element: the tracked sum's "seen" set (all 0 between calls)
+  std::unique_ptr<coll::RingAllreduce> ring_;  // over packed_ (size fixed per density)
   std::unique_ptr<coll::SparseAllgather> sparse_;
   std::vector<std::unique_ptr<coll::SignAllgather>> signs_;
 };

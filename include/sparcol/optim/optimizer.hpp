@@ -56,29 +56,29 @@ enum class NanPolicy { kSkip, kStop };
 
 struct OptimConfig {
   std::string method = "gmc";
-  double momentum = 0.9;        // beta, in [0, 1)
+  double momentum = 0.9;  // beta, in [0, 1)
   double weight_decay = 0.0;
-  double alpha = -1.0;          // detach coefficient in [0, 1]; < 0: the method's default
-                                // (gmc-plus 0.5, def-a 0.3; ALGORITHMS.md 6, 7)
-  ExchangeConfig exchange;      // compressor, density, layer-wise, exclusions, shared seed
+  double alpha = -1.0;      // detach coefficient in [0, 1]; < 0: the method's default
+                            // (gmc-plus 0.5, def-a 0.3; ALGORITHMS.md 6, 7)
+  ExchangeConfig exchange;  // compressor, density, layer-wise, exclusions, shared seed
 
   // DGC (ALGORITHMS.md 4)
-  double clip_norm = 0.0;       // global L2 threshold G; each worker clips g to G / sqrt(K); 0 = off
-  bool nesterov = false;        // DGC code's Nesterov momentum-correction variant
-  int warmup_epochs = 0;        // exponential density warm-up over this many epochs; 0 = off
-  bool wd_outside = false;      // weight decay on the update, outside compression (see above)
+  double clip_norm = 0.0;   // global L2 threshold G; each worker clips g to G / sqrt(K); 0 = off
+  bool nesterov = false;    // DGC code's Nesterov momentum-correction variant
+  int warmup_epochs = 0;    // exponential density warm-up over this many epochs; 0 = off
+  bool wd_outside = false;  // weight decay on the update, outside compression (see above)
 
   // CSER (ALGORITHMS.md 8); c1 may be named "zero" (nothing sent, step 2 purely local)
   compress::CompressorConfig cser_c1{"topk", 0.001};
   compress::CompressorConfig cser_c2{"topk", 0.005};
-  int cser_period = 4;          // H
+  int cser_period = 4;  // H
 
   NanPolicy nan_policy = NanPolicy::kSkip;
 };
 
 struct StepStats {
   bool skipped = false;
-  std::vector<int> bad_ranks;   // ranks whose gradient was not finite (when skipped)
+  std::vector<int> bad_ranks;  // ranks whose gradient was not finite (when skipped)
   CommStats comm;
 };
 
@@ -89,7 +89,8 @@ struct StateBuffer {
 };
 
 class Optimizer;
-std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout, const OptimConfig& config);
+std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout,
+                                          const OptimConfig& config);
 
 class Optimizer {
   // Declared first, destroyed last: the host executor of an optimizer built without one.
@@ -115,7 +116,8 @@ class Optimizer {
   virtual std::span<const float> gradient_point(std::span<const float> x, double lr);
 
   // One iteration. g is this rank's gradient at gradient_point(x, lr); epoch drives DGC warm-up.
-  StepStats step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr, double epoch = 0.0);
+  StepStats step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr,
+                 double epoch = 0.0);
 
   // The model to report: x, or for def-a with virtual_model the DEF code's x - mean_k e_k (a
   // collective: every rank must call it). out.size() == x.size().
@@ -153,8 +155,8 @@ class Optimizer {
   double alpha_ = 0.0;
   device::Exec& exec_;
   Exchange ex_;
-  Aggregate agg_;                // the aggregate of the step (mean of the compressed messages)
-  device::Buffer<float> z_;      // gradient point buffer (methods that detach)
+  Aggregate agg_;            // the aggregate of the step (mean of the compressed messages)
+  device::Buffer<float> z_;  // gradient point buffer (methods that detach)
 
  private:
   std::uint64_t skipped_ = 0;
@@ -165,9 +167,10 @@ class Optimizer {
 // density outside (0, 1], unknown compressor, wd_outside where the method does not define it or
 // without weight decay), and for what the executor cannot run (unsupported_reason). Without an
 // executor: host memory (an executor the optimizer owns). exec must outlive the optimizer.
-std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout, const OptimConfig& config);
-std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout, const OptimConfig& config,
-                                          device::Exec& exec);
+std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout,
+                                          const OptimConfig& config);
+std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout,
+                                          const OptimConfig& config, device::Exec& exec);
 
 // Empty when an executor of memory `kind` runs (layout, config); otherwise why not, e.g.
 // "compressor 'sign' has no GPU kernel (...)". The host runs everything.

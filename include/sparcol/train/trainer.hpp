@@ -96,8 +96,9 @@ struct TrainConfig {
 };
 
 // Presets: named protocols. apply_preset sets every setting of the preset that the configuration
-// reads (options.hpp) and for which given(flag) is false (flags given explicitly win). "gmc-paper" (ALGORITHMS.md 12.1): momentum 0.9, weight decay
-// 1e-4, cosine schedule without warm-up, batch 16 per worker, density 0.0025, lr 0.1.
+// reads (options.hpp) and for which given(flag) is false (flags given explicitly win). "gmc-paper"
+// (ALGORITHMS.md 12.1): momentum 0.9, weight decay 1e-4, cosine schedule without warm-up, batch 16 per
+// worker, density 0.0025, lr 0.1.
 const std::vector<std::string>& preset_names();
 void apply_preset(TrainConfig& config, const std::string& preset,
                   const std::function<bool(const std::string& flag)>& given);
