@@ -849,7 +849,7 @@ TEST(Sidco, LaplaceDataSelectsAboutRatio) {
   // At n = 2^20 that is a standard deviation of 1.0% to 1.2% at ratio 0.01 and 3.2% to 3.7% at 0.001
   // (an upper bound: over 30 seeds the measured spread was about 3/4 of it, as the stages' errors
   // partly cancel). Accept 5 of these: a fresh seed fails a case with probability below 1e-6.
-  auto sigma_ln_count = [n](double ratio, int stages, double first) {
+  auto sigma_ln_count = [&](double ratio, int stages, double first) {
     std::vector<double> p;
     if (stages == 1 || ratio >= first) {
       p.push_back(ratio);
