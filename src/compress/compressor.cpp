@@ -13,6 +13,7 @@
 #include "sparcol/compress/sign.hpp"
 #include "sparcol/compress/topk.hpp"
 #include "sparcol/core/error.hpp"
+#include "sparcol/core/prefetch.hpp"
 
 namespace sparcol::compress {
 
@@ -160,7 +161,12 @@ void subtract_decompressed(const Message& m, std::span<float> v) {
       [[fallthrough]];
     case Aggregation::kSparse:
       if (m.value_scale == 1.0f) {
-        for (const Index i : m.indices) v[i] = 0.0f;
+        const std::size_t count = m.indices.size();
+        const std::size_t ahead = count > kPrefetchDistance ? count - kPrefetchDistance : 0;
+        for (std::size_t j = 0; j < count; ++j) {
+          if (j < ahead) prefetch_for_write(v.data() + m.indices[j + kPrefetchDistance]);
+          v[m.indices[j]] = 0.0f;
+        }
       } else {
         for (std::size_t i = 0; i < m.indices.size(); ++i) v[m.indices[i]] -= m.values[i];
       }

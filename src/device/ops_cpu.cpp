@@ -10,6 +10,7 @@
 
 #include "element_ops.hpp"
 #include "sparcol/core/error.hpp"
+#include "sparcol/core/prefetch.hpp"
 #include "sparcol/device/ops.hpp"
 
 namespace sparcol::device::cpu {
@@ -300,7 +301,12 @@ void scatter_zero(float* v, std::uint64_t n, const Index* idx, std::uint64_t cou
   if (count == 0) return;
   host(v, "scatter_zero: v");
   host(idx, "scatter_zero: indices");
-  run(count, detail::ScatterZeroOp{v, n, idx});
+  // ScatterZeroOp's element rule with the lines prefetched ahead (core/prefetch.hpp).
+  const std::uint64_t ahead = count > kPrefetchDistance ? count - kPrefetchDistance : 0;
+  for (std::uint64_t j = 0; j < count; ++j) {
+    if (j < ahead && idx[j + kPrefetchDistance] < n) prefetch_for_write(v + idx[j + kPrefetchDistance]);
+    if (idx[j] < n) v[idx[j]] = 0.0f;
+  }
 }
 
 void topk_sampled(const float* v, std::uint64_t n, std::uint64_t k, const SamplePlan& plan, Index* idx,
@@ -528,7 +534,16 @@ void sparse_apply_update(float* x, const float* a, const Index* idx, std::uint64
   host(x, "sparse_apply_update: x");
   host(a, "sparse_apply_update: a");
   host(idx, "sparse_apply_update: indices");
-  run(count, detail::SparseApplyUpdateOp{x, a, idx, eta});
+  // SparseApplyUpdateOp's element rule with the lines of x and a prefetched ahead.
+  const std::uint64_t ahead = count > kPrefetchDistance ? count - kPrefetchDistance : 0;
+  for (std::uint64_t j = 0; j < count; ++j) {
+    if (j < ahead) {
+      prefetch_for_write(x + idx[j + kPrefetchDistance]);
+      prefetch_for_write(a + idx[j + kPrefetchDistance]);
+    }
+    const Index i = idx[j];
+    x[i] = device::apply_update(x[i], a[i], eta);
+  }
 }
 
 }  // namespace sparcol::device::cpu

@@ -10,6 +10,7 @@
 #include "sparcol/compress/topk.hpp"
 #include "sparcol/core/error.hpp"
 #include "sparcol/core/payload.hpp"
+#include "sparcol/core/prefetch.hpp"
 
 namespace sparcol::optim {
 
@@ -383,10 +384,16 @@ bool Exchange::merge_pairs_sorted(Aggregate& agg, float divisor, std::uint64_t& 
     if (i == kNone) break;
     float sum = 0.0f;
     for (int r = 0; r < K; ++r) {
-      if (pos[r] < end[r] && idx[r][pos[r]] == i) sum += val[r][pos[r]++];
+      if (pos[r] < end[r] && idx[r][pos[r]] == i) {
+        if (pos[r] + kPrefetchDistance < end[r]) prefetch_for_write(out + idx[r][pos[r] + kPrefetchDistance]);
+        sum += val[r][pos[r]++];
+      }
     }
     sum /= divisor;
-    for (; o < old_n && old_support_[o] < i; ++o) out[old_support_[o]] = 0.0f;
+    for (; o < old_n && old_support_[o] < i; ++o) {
+      if (o + kPrefetchDistance < old_n) prefetch_for_write(out + old_support_[o + kPrefetchDistance]);
+      out[old_support_[o]] = 0.0f;
+    }
     if (o < old_n && old_support_[o] == i) ++o;
     out[i] = sum;
     support.push_back(i);
@@ -409,6 +416,7 @@ void Exchange::sum_pairs_tracked(Aggregate& agg, float divisor, std::uint64_t& n
     const auto idx = sparse_->indices(r);
     const auto val = sparse_->values(r);
     for (std::size_t j = 0; j < idx.size(); ++j) {
+      if (j + kPrefetchDistance < idx.size()) prefetch_for_write(out + idx[j + kPrefetchDistance]);
       const Index i = idx[j];
       std::uint64_t& word = marks_[i >> 6];
       const std::uint64_t bit = std::uint64_t{1} << (i & 63);
