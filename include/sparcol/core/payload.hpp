@@ -59,8 +59,8 @@ struct SparseChunk {
 // Word sizes: on a little-endian machine (x86-64, AArch64 and every CUDA device) this layout is a
 // bit stream, element j at bit j % 8 of byte j / 8, whatever W is. So BitLayout<std::uint64_t>
 // (the 64-bit words of issue 13's sign ring all-reduce) reads the same bytes as the 32-bit words,
-// provided the 32-bit array is padded to an even number of words (words_for<uint64_t>(n) * 2 >=
-// words_for<uint32_t>(n), the extra word 0). The wire format of the sign all-gather stays 32-bit.
+// provided the 32-bit array is padded with a zero word to 2 * BitLayout<std::uint64_t>::words_for(n)
+// words when SignLayout::words_for(n) is odd. The wire format of the sign all-gather stays 32-bit.
 template <class Word>
 struct BitLayout {
   static constexpr unsigned kWordBits = 8 * sizeof(Word);
