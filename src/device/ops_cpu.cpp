@@ -211,11 +211,12 @@ void sign_pack(const float* v, std::uint64_t n, std::uint32_t* words, float* sca
   }
   host(v, "sign_pack: v");
   host(words, "sign_pack: words");
-  const std::uint64_t nw = (n + 31) / 32;
+  constexpr std::uint64_t kW = SignLayout::kWordBits;
+  const std::uint64_t nw = SignLayout::words_for(n);
   for (std::uint64_t w = 0; w < nw; ++w) {
     std::uint32_t bits = 0;
-    const std::uint64_t end = std::min(n, 32 * w + 32);
-    for (std::uint64_t j = 32 * w; j < end; ++j) bits |= sign_bit(v[j]) << (j & 31);
+    const std::uint64_t end = std::min(n, kW * w + kW);
+    for (std::uint64_t j = kW * w; j < end; ++j) bits |= SignLayout::placed(v[j], j);
     words[w] = bits;
   }
   *scale = static_cast<float>(reduce(v, n, abs_term) / static_cast<double>(n));
@@ -242,13 +243,13 @@ void check_signs(const std::uint32_t* words, const float* scales, int ranks, std
 void sign_decode_mean(const std::uint32_t* words, const float* scales, int ranks, std::uint64_t n,
                       float* out) {
   check_signs(words, scales, ranks, n, out, "sign_decode_mean");
-  run(n, detail::SignMeanOp{words, scales, ranks, (n + 31) / 32, out});
+  run(n, detail::SignMeanOp{words, scales, ranks, SignLayout::words_for(n), out});
 }
 
 void sign_decode_majority(const std::uint32_t* words, const float* scales, int ranks, std::uint64_t n,
                           float* out) {
   check_signs(words, scales, ranks, n, out, "sign_decode_majority");
-  run(n, detail::SignMajorityOp{words, scales, ranks, (n + 31) / 32, out});
+  run(n, detail::SignMajorityOp{words, scales, ranks, SignLayout::words_for(n), out});
 }
 
 // ---------------------------------------------------------------------------------------------

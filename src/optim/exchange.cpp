@@ -349,13 +349,14 @@ bool Exchange::merge_pairs_sorted(Aggregate& agg, float divisor, std::uint64_t& 
   std::array<std::size_t, kMaxMergeRanks> pos{}, end{};
   std::size_t total = 0;
   for (int r = 0; r < K; ++r) {
-    const auto ri = sparse_->indices(r);
-    for (std::size_t j = 1; j < ri.size(); ++j)
-      if (ri[j] <= ri[j - 1]) return false;  // not ascending: the random-access sum orders itself
-    idx[r] = ri.data();
-    val[r] = sparse_->values(r).data();
-    end[r] = ri.size();
-    total += ri.size();
+    const SparseChunk c = sparse_->chunk(r);
+    for (std::size_t j = 1; j < c.size(); ++j)
+      if (c.indices[j] <= c.indices[j - 1])
+        return false;  // not ascending: the random-access sum orders itself
+    idx[r] = c.indices.data();
+    val[r] = c.values.data();
+    end[r] = c.size();
+    total += c.size();
   }
   float* out = agg.data();
   const bool old_sorted = !agg.dense_ && agg.sorted_;
@@ -413,18 +414,17 @@ void Exchange::sum_pairs_tracked(Aggregate& agg, float divisor, std::uint64_t& n
   float* out = agg.data();
   auto& support = agg.support_;
   for (int r = 0; r < sparse_->ranks(); ++r) {
-    const auto idx = sparse_->indices(r);
-    const auto val = sparse_->values(r);
-    for (std::size_t j = 0; j < idx.size(); ++j) {
-      if (j + kPrefetchDistance < idx.size()) prefetch_for_write(out + idx[j + kPrefetchDistance]);
-      const Index i = idx[j];
+    const SparseChunk c = sparse_->chunk(r);
+    for (std::size_t j = 0; j < c.size(); ++j) {
+      if (j + kPrefetchDistance < c.size()) prefetch_for_write(out + c.indices[j + kPrefetchDistance]);
+      const Index i = c.indices[j];
       std::uint64_t& word = marks_[i >> 6];
       const std::uint64_t bit = std::uint64_t{1} << (i & 63);
       if ((word & bit) == 0) {
         word |= bit;
         support.push_back(i);
       }
-      out[i] += val[j];
+      out[i] += c.values[j];
     }
   }
   nnz = 0;
@@ -557,8 +557,7 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
         coll::allgather_small(backend_.control(), &mine, sizeof mine, all.data(), comm::kTagFingerprint);
         for (std::size_t r = 0; r < K; ++r) counts[r] = all[r];
       }
-      sparse_->run_agreed(std::span<const Index>(pair_idx_.data(), pairs_),
-                          std::span<const float>(pair_val_.data(), pairs_), counts);
+      sparse_->run_agreed(SparseChunk{{pair_idx_.data(), pairs_}, {pair_val_.data(), pairs_}}, counts);
       st.bytes_sent += sparse_->last_bytes_sent();
       st.bytes_recv += sparse_->last_bytes_recv();
       std::uint64_t nnz = 0;
@@ -591,7 +590,7 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
       for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
         auto& g = groups_[gi];
         auto& sag = *signs_[gi];
-        sag.run_agreed(g.msg.bits, g.msg.scale);
+        sag.run_agreed(g.msg.sign());
         st.bytes_sent += sag.last_bytes_sent();
         st.bytes_recv += sag.last_bytes_recv();
         float* view = group_view(g, agg.values(), /*gather=*/false);
