@@ -21,6 +21,7 @@
 #endif
 
 #include "methods.hpp"
+#include "sparcol/core/prefetch.hpp"
 #include "sparcol/device/elementwise.hpp"
 
 namespace sparcol::optim::detail {
@@ -96,6 +97,15 @@ class Gmc final : public Optimizer {
       const std::uint64_t len = std::min(kFuseBlock, n_ - base);
       const float* ub = u + base;
       const float* gb = gg + base;
+      if (base + 2 * kFuseBlock <= n_) {
+        // The next block's lines of u and g (m when dense): more reads in flight than the hardware
+        // prefetcher keeps for three streams (about 5% of the pass on the test machine).
+        for (std::uint64_t j = kFuseBlock; j < 2 * kFuseBlock; j += 16) {
+          prefetch_for_read(ub + j);
+          prefetch_for_read(gb + j);
+          if (agg.dense()) prefetch_for_read(m + base + j);
+        }
+      }
       for (std::uint64_t j = 0; j < len; ++j) {
         std::uint32_t bits;
         std::memcpy(&bits, gb + j, sizeof bits);

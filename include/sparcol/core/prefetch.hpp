@@ -20,4 +20,13 @@ inline void prefetch_for_write(const void* p) {
 #endif
 }
 
+// The cache line of *p will be read soon.
+inline void prefetch_for_read(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0);
+#else
+  (void)p;
+#endif
+}
+
 }  // namespace sparcol
