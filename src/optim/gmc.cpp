@@ -7,13 +7,15 @@
 //
 // m is the Exchange's aggregate itself: with top-k or RBGS it has at most K*k non-zeros.
 //
-// The host executor computes the message in one pass of its own (fused_message), before the NaN
-// verdict: block by block it checks g, writes v_k into a second buffer w (streaming stores: u is
-// only read), takes m from the aggregate's ascending support (its values, read in order, instead of
-// a pass over m), and feeds the fused top-k selector, so that neither the NaN check nor the top-k
-// reads the vector again. A skipped step drops w, so u stays as it was; otherwise w becomes u after
-// the exchange. Cost: one more vector of n floats. The same bits as the separate passes (the tests
-// compare them): every element is computed by the same expression.
+// With flat top-k, the host executor computes the message in one pass of its own (fused_message),
+// before the NaN verdict: block by block it checks g, writes v_k into a second buffer w (streaming
+// stores: u is only read), takes m from the aggregate's ascending support (its values, read in
+// order, instead of a pass over m), and feeds the fused top-k selector, so that neither the NaN
+// check nor the top-k reads the vector again. A skipped step drops w, so u stays as it was;
+// otherwise w becomes u after the exchange. Cost: one more vector of n floats. The same bits as the
+// separate passes (the tests compare them): every element is computed by the same expression. With
+// other compressors (rbgs) the separate check and the in-place message pass are as fast on a CPU
+// (the last-level cache holds more of two vectors than of three), so they stay.
 #include <algorithm>
 #include <cstring>
 #if defined(__SSE2__)
@@ -73,6 +75,11 @@ class Gmc final : public Optimizer {
     if (exec_.on_device() || !config_.exchange.track_support) return false;
     const Aggregate& agg = agg_;
     if (!agg.dense() && !agg.sorted()) return false;  // support in arbitrary order: the separate passes
+    // Only where the top-k is fused too: without it (rbgs, other compressors) the separate check and
+    // the in-place message pass are faster on a CPU whose last-level cache holds much of u and g
+    // (two vectors in place instead of three with the second buffer; docs/results.md).
+    compress::TopkSelector* sel = ex_.fused_selector();
+    if (sel == nullptr) return false;
     if (w_.size() != n_) w_ = make_buffer("message");
     const auto beta = static_cast<float>(config_.momentum);
     const device::GradientInput gi = gradient(g, x, lr);
@@ -83,10 +90,8 @@ class Gmc final : public Optimizer {
     auto grad = [&gi](std::uint64_t i) {
       return device::effective_gradient(gi.g[i], gi.wd != 0.0f ? gi.z[i] : 0.0f, gi.wd, gi.scale);
     };
-    compress::TopkSelector* sel = ex_.fused_selector();
-    const bool feed = sel != nullptr && sel->fused_begin(n_, ex_.fused_k(), [&](std::uint64_t i) {
-      return device::gmc_message(u[i], grad(i), beta, m[i]);
-    });
+    const bool feed = sel->fused_begin(
+        n_, ex_.fused_k(), [&](std::uint64_t i) { return device::gmc_message(u[i], grad(i), beta, m[i]); });
     const std::span<const Index> support = agg.support();
     const std::span<const float> support_values = agg.support_values();
     std::size_t next = 0;  // the first support index not yet patched
