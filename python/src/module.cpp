@@ -242,6 +242,18 @@ PYBIND11_MODULE(_sparcol, m) {
             c.backend().barrier();
           },
           "Blocks until every rank has called it.")
+      .def(
+          "broadcast",
+          [](Communicator& c, const py::handle& data, int root) {
+            sparcol::python::FloatArg d(data, "data", true);
+            if (root < 0 || root >= c.size())
+              sparcol::python::value_error("root: " + std::to_string(root) + " outside [0, " +
+                                           std::to_string(c.size()) + ")");
+            py::gil_scoped_release release;
+            c.backend().broadcast(d.data(), d.size() * sizeof(float), root);
+          },
+          py::arg("data"), py::arg("root") = 0,
+          "data <- root's data (float32, the same length on every rank).")
       .def("__repr__", [](const Communicator& c) {
         return "<sparcol.Communicator backend=" + c.name() + " rank=" + std::to_string(c.rank()) +
                " size=" + std::to_string(c.size()) + ">";
