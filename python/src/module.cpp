@@ -78,9 +78,11 @@ ArrayArg<T>::ArrayArg(const py::handle& obj, const char* name, bool writable) {
   }
   try {
     info_ = py::reinterpret_borrow<py::buffer>(obj).request(writable);
-  } catch (py::error_already_set& e) {
-    if (writable && e.matches(PyExc_BufferError)) type_error(std::string(name) + ": the buffer is read-only");
-    throw;
+  } catch (py::error_already_set&) {
+    // numpy refuses a writable view of a read-only array (ValueError, BufferError elsewhere).
+    if (!writable) throw;
+    py::reinterpret_borrow<py::buffer>(obj).request(false);  // rethrows what else is wrong
+    type_error(std::string(name) + ": the buffer is read-only");
   }
   if (!format_matches<T>(info_))
     type_error(std::string(name) + ": expected " + type_name<T>() + " elements, got buffer format '" +
