@@ -252,4 +252,8 @@ class _nothing:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, TypeError, sparcol.Error) as e:  # bad flags: one line per rank, as the programs do
+        rank = sparcol.world().rank if sparcol.mpi_initialized_here() else 0
+        sys.exit(f"train_fmnist: rank {rank}: error: {e}")
