@@ -2,6 +2,11 @@
 compressors and Optimizer on numpy vectors, library errors as exceptions with their code, and bad
 arguments raising ValueError / TypeError naming the argument before any communication."""
 
+import atexit
+import ctypes
+import ctypes.util
+import os
+
 import numpy as np
 
 import harness
@@ -183,7 +188,21 @@ def test_optimizer(c):
     check(st["skipped"] and st["bad_ranks"] == [c.size - 1] and np.all(x == 1), f"NaN skip {st}")
 
 
+def check_finalized_at_exit():
+    """Registered before sparcol initialises MPI, so it runs after sparcol's own exit handler (atexit
+    is last in, first out): MPI must be finalised by then, since sparcol initialised it."""
+    lib = ctypes.util.find_library("mpi")
+    if lib is None:
+        return
+    done = ctypes.c_int(0)
+    ctypes.CDLL(lib).MPI_Finalized(ctypes.byref(done))
+    if not done.value:
+        print("FAILED: sparcol initialised MPI but did not finalise it at exit", flush=True)
+        os._exit(1)
+
+
 def main():
+    atexit.register(check_finalized_at_exit)
     c = harness.comm()
     test_mpi(c)
     test_bad_arguments(c)

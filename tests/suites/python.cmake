@@ -15,6 +15,7 @@ if(SPARCOL_HAVE_PYTHON)
   endfunction()
   sparcol_py_test(python_module_np1 1 test_module.py)
   sparcol_py_test(python_module_np3 3 test_module.py)
+  sparcol_py_test(python_mpi_preinit_np2 2 test_mpi_preinit.py)
 
   # The native reference of the torch optimizer's trajectory test (a fixture of it).
   add_executable(sparcol_py_native_flat_problem python/native_flat_problem.cpp)
