@@ -224,7 +224,7 @@ struct Buffers {
 void bench_size(const Options& o, const dev::Stream& s, Timer& timer, U64 n) {
   const U64 k = sparcol::compress::k_round(o.density, n);
   const U64 K = static_cast<U64>(o.ranks);
-  const U64 words = (n + 31) / 32;
+  const U64 words = sparcol::SignLayout::words_for(n);
   const U64 pairs = K * k;
   // Scratch: the largest of every kernel's needs, and CUB's sort.
   std::size_t sort_bytes = 0;

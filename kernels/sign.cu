@@ -19,6 +19,9 @@ namespace sparcol::device {
 
 namespace {
 
+// One warp's ballot is one word of the output: the kernel needs SignLayout's 32-bit words.
+static_assert(SignLayout::kWordBits == 32, "sign_pack packs one warp ballot per SignLayout word");
+
 // The tile's partial from one double per thread: the tree of elementwise.hpp.
 __device__ double block_tree(double* s, double acc) {
   const int t = static_cast<int>(threadIdx.x);
@@ -48,14 +51,14 @@ __global__ void __launch_bounds__(kReduceThreads)
     const float x = inside ? d_v[i] : 0.0f;
     if (inside) acc = dadd(acc, Term == 0 ? abs_term(x) : square_term(x));
     if (Term == 0) {
-      const std::uint32_t bits = __ballot_sync(0xffffffffu, inside && sign_bit(x) != 0u);
+      const std::uint32_t bits = __ballot_sync(0xffffffffu, inside && SignLayout::bit_for(x) != 0u);
       if (lane == j) word = bits;
     }
   }
   if (Term == 0) {
     // Word index of this lane's word: its first element is reduce_element(tile, thread - lane, lane).
     const std::uint64_t first = reduce_element(tile, thread - lane, lane);
-    if (first < n) d_words[first / 32] = word;
+    if (first < n) d_words[SignLayout::word_of(first)] = word;
   }
   const double partial = block_tree(s, acc);
   if (thread == 0) d_partial[tile] = partial;
@@ -145,13 +148,15 @@ void check_signs(const std::uint32_t* d_words, const float* d_scales, int ranks,
 void sign_decode_mean(const Stream& s, const std::uint32_t* d_words, const float* d_scales, int ranks,
                       std::uint64_t n, float* d_out) {
   check_signs(d_words, d_scales, ranks, n, d_out, "sign_decode_mean");
-  detail::launch_elementwise(s, n, detail::SignMeanOp{d_words, d_scales, ranks, (n + 31) / 32, d_out});
+  detail::launch_elementwise(s, n,
+                             detail::SignMeanOp{d_words, d_scales, ranks, SignLayout::words_for(n), d_out});
 }
 
 void sign_decode_majority(const Stream& s, const std::uint32_t* d_words, const float* d_scales, int ranks,
                           std::uint64_t n, float* d_out) {
   check_signs(d_words, d_scales, ranks, n, d_out, "sign_decode_majority");
-  detail::launch_elementwise(s, n, detail::SignMajorityOp{d_words, d_scales, ranks, (n + 31) / 32, d_out});
+  detail::launch_elementwise(
+      s, n, detail::SignMajorityOp{d_words, d_scales, ranks, SignLayout::words_for(n), d_out});
 }
 
 }  // namespace sparcol::device

@@ -279,10 +279,9 @@ class SizeBench {
     sparcol::coll::SparseAllgather sag(b_, d_, k_, sparcol::coll::SparseAllgather::Algorithm::kAuto, ex_);
     MpiGather plain(*this);
     FullAllreduce full(*this);
-    const std::span<const Index> is(idx.data(), k_);
-    const std::span<const float> vs(val.data(), k_);
+    const sparcol::SparseChunk pairs{{idx.data(), k_}, {val.data(), k_}};
     const auto t = timed_with_xref(
-        {{nothing(), [&](std::uint64_t step) { sag.run(is, vs, step); }}, plain.timed()}, full);
+        {{nothing(), [&](std::uint64_t step) { sag.run(pairs, step); }}, plain.timed()}, full);
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
@@ -292,9 +291,9 @@ class SizeBench {
                      .stats.p50;
     if (c_.check) {
       std::uint64_t wrong = check_pairs([&](int r) {
-        const auto gi = sag.indices(r);
-        const auto gv = sag.values(r);
-        return std::pair(idx.get_range(gi.data(), gi.size()), val.get_range(gv.data(), gv.size()));
+        const sparcol::SparseChunk got = sag.chunk(r);
+        return std::pair(idx.get_range(got.indices.data(), got.size()),
+                         val.get_range(got.values.data(), got.size()));
       });
       // The dense sum: every rank's pairs added in rank order.
       std::vector<float> got = sum.get();

@@ -15,6 +15,7 @@
 #include "sparcol/coll/ring_allreduce.hpp"
 #include "sparcol/coll/sign_allgather.hpp"
 #include "sparcol/coll/sparse_allgather.hpp"
+#include "sparcol/core/payload.hpp"
 
 namespace sparcol::python {
 
@@ -40,8 +41,8 @@ const char* ring_algorithm_name(coll::RingAllreduce::Algorithm a) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Sparse and sign all-gathers. Kept together and thin: their C++ signatures are moving to the core
-// payload types (SparseChunk, SignBits), and only the bodies of these two wrappers need to follow.
+// Sparse and sign all-gathers: thin wrappers that build the core payload views (SparseChunk,
+// SignBits) from the Python buffers, kept together so that a change of those types stays here.
 // ------------------------------------------------------------------------------------------------
 
 class PySparseAllgather {
@@ -58,7 +59,8 @@ class PySparseAllgather {
         value_error("indices: index " + std::to_string(idx.data()[i]) + " at position " + std::to_string(i) +
                     " is not below n = " + std::to_string(impl_.n()));
     py::gil_scoped_release release;
-    impl_.run(std::span<const Index>(idx.data(), idx.size()), std::span<const float>(val.data(), val.size()),
+    impl_.run(SparseChunk{std::span<const Index>(idx.data(), idx.size()),
+                          std::span<const float>(val.data(), val.size())},
               step);
   }
   void sum_into(const py::handle& out, float divisor) const {
@@ -69,12 +71,12 @@ class PySparseAllgather {
   }
   py::array_t<std::uint32_t> indices(int r) const {
     check_rank(r);
-    auto s = impl_.indices(r);
+    auto s = impl_.chunk(r).indices;
     return py::array_t<std::uint32_t>(static_cast<py::ssize_t>(s.size()), s.data());
   }
   py::array_t<float> values(int r) const {
     check_rank(r);
-    auto s = impl_.values(r);
+    auto s = impl_.chunk(r).values;
     return py::array_t<float>(static_cast<py::ssize_t>(s.size()), s.data());
   }
   std::vector<std::size_t> counts() const {
@@ -101,7 +103,7 @@ class PySignAllgather {
     U32Arg b(bits, "bits", false);
     check_length("bits", b.size(), impl_.words());
     py::gil_scoped_release release;
-    impl_.run(std::span<const std::uint32_t>(b.data(), b.size()), scale, step);
+    impl_.run(SignBits{n_, std::span<const std::uint32_t>(b.data(), b.size()), scale}, step);
   }
   void mean_into(const py::handle& out) const {
     FloatArg o(out, "out", true);
@@ -117,12 +119,12 @@ class PySignAllgather {
   }
   py::array_t<std::uint32_t> bits(int r) const {
     check_rank(r);
-    auto s = impl_.bits(r);
+    auto s = impl_.bits(r).words;
     return py::array_t<std::uint32_t>(static_cast<py::ssize_t>(s.size()), s.data());
   }
   float scale(int r) const {
     check_rank(r);
-    return impl_.scale(r);
+    return impl_.bits(r).scale;
   }
   const coll::SignAllgather& impl() const { return impl_; }
 

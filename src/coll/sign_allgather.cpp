@@ -9,10 +9,10 @@
 namespace sparcol::coll {
 
 SignAllgather::SignAllgather(comm::Backend& backend, std::uint64_t n, device::Exec* exec)
-    : backend_(backend), n_(n), words_((n + 31) / 32), exec_(exec) {
+    : backend_(backend), n_(n), words_(SignLayout::words_for(n)), exec_(exec) {
   const auto K = static_cast<std::size_t>(backend.size());
   if (exec_ == nullptr) {
-    buffer_.resize(K * (words_ + 1));
+    buffer_.resize(K * block_words());
     return;
   }
   SPARCOL_CHECK_ARG(backend.accepts(exec_->kind()), backend.rank(),
@@ -22,12 +22,12 @@ SignAllgather::SignAllgather(comm::Backend& backend, std::uint64_t n, device::Ex
   d_scales_.assign(*exec_, K, "sign all-gather scales");
 }
 
-std::span<const std::uint32_t> SignAllgather::bits(int r) const {
-  if (exec_ != nullptr) return {d_words_.data() + static_cast<std::size_t>(r) * words_, words_};
-  return {buffer_.data() + static_cast<std::size_t>(r) * block_words(), words_};
+const std::uint32_t* SignAllgather::words_of(int r) const {
+  if (exec_ != nullptr) return d_words_.data() + static_cast<std::size_t>(r) * words_;
+  return buffer_.data() + static_cast<std::size_t>(r) * block_words();
 }
 
-float SignAllgather::scale(int r) const {
+float SignAllgather::scale_of(int r) const {
   float s;
   if (exec_ != nullptr) {
     exec_->download(&s, d_scales_.data() + r, sizeof s);
@@ -37,23 +37,30 @@ float SignAllgather::scale(int r) const {
   return s;
 }
 
-void SignAllgather::run(std::span<const std::uint32_t> bits_in, float scale_in, std::uint64_t step) {
-  agree(backend_, CallSignature{CollOp::kSignAllgather, n_, 0, 0, step, 0, 0});
-  run_agreed(bits_in, scale_in);
+SignBits SignAllgather::bits(int r) const {
+  return {n_, {words_of(r), words_}, scale_of(r)};
 }
 
-void SignAllgather::run_agreed(std::span<const std::uint32_t> bits_in, float scale_in) {
+void SignAllgather::run(SignBits mine, std::uint64_t step) {
+  agree(backend_, CallSignature{CollOp::kSignAllgather, n_, 0, 0, step, 0, 0});
+  run_agreed(mine);
+}
+
+void SignAllgather::run_agreed(SignBits mine) {
   const int me = backend_.rank(), n = backend_.size();
-  SPARCOL_CHECK_ARG(bits_in.size() == words_, me,
-                    "sign_allgather: " + std::to_string(bits_in.size()) + " words given for " +
+  SPARCOL_CHECK_ARG(mine.n == n_, me,
+                    "sign_allgather: a message of " + std::to_string(mine.n) + " elements given for " +
+                        std::to_string(n_) + " elements");
+  SPARCOL_CHECK_ARG(mine.words.size() == words_, me,
+                    "sign_allgather: " + std::to_string(mine.words.size()) + " words given for " +
                         std::to_string(n_) + " elements (expected " + std::to_string(words_) + ")");
   if (exec_ != nullptr) {
-    run_exec(bits_in, scale_in);
+    run_exec(mine);
     return;
   }
-  std::uint32_t* mine = buffer_.data() + static_cast<std::size_t>(me) * block_words();
-  std::copy(bits_in.begin(), bits_in.end(), mine);
-  std::memcpy(mine + words_, &scale_in, sizeof scale_in);
+  std::uint32_t* own = buffer_.data() + static_cast<std::size_t>(me) * block_words();
+  std::copy(mine.words.begin(), mine.words.end(), own);
+  std::memcpy(own + words_, &mine.scale, sizeof mine.scale);
   last_sent_ = last_recv_ = 0;
   const std::size_t bytes = block_words() * sizeof(std::uint32_t);
   const int right = (me + 1) % n, left = (me - 1 + n) % n;
@@ -70,11 +77,11 @@ void SignAllgather::run_agreed(std::span<const std::uint32_t> bits_in, float sca
   }
 }
 
-void SignAllgather::run_exec(std::span<const std::uint32_t> bits_in, float scale_in) {
+void SignAllgather::run_exec(SignBits mine) {
   const int me = backend_.rank(), n = backend_.size();
   const std::size_t word_bytes = words_ * sizeof(std::uint32_t);
-  exec_->copy(d_words_.data() + static_cast<std::size_t>(me) * words_, bits_in.data(), word_bytes);
-  exec_->upload(d_scales_.data() + me, &scale_in, sizeof scale_in);  // waits for the copy too
+  exec_->copy(d_words_.data() + static_cast<std::size_t>(me) * words_, mine.words.data(), word_bytes);
+  exec_->upload(d_scales_.data() + me, &mine.scale, sizeof mine.scale);  // waits for the copy too
   last_sent_ = last_recv_ = 0;
   const int right = (me + 1) % n, left = (me - 1 + n) % n;
   for (int s = 0; s < n - 1; ++s) {
@@ -103,9 +110,9 @@ void SignAllgather::mean_into(std::span<float> out) const {
   const int K = backend_.size();
   std::fill(out.begin(), out.end(), 0.0f);
   for (int r = 0; r < K; ++r) {
-    const auto b = bits(r);
-    const float s = scale(r);
-    for (std::uint64_t j = 0; j < n_; ++j) out[j] += ((b[j >> 5] >> (j & 31)) & 1u) ? s : -s;
+    const std::uint32_t* w = words_of(r);
+    const float s = scale_of(r);
+    for (std::uint64_t j = 0; j < n_; ++j) out[j] += SignLayout::is_set(w, j) ? s : -s;
   }
   const auto k = static_cast<float>(K);
   for (auto& x : out) x /= k;
@@ -120,11 +127,11 @@ void SignAllgather::majority_into(std::span<float> out) const {
   }
   const int K = backend_.size();
   float mean_scale = 0;
-  for (int r = 0; r < K; ++r) mean_scale += scale(r);
+  for (int r = 0; r < K; ++r) mean_scale += scale_of(r);
   mean_scale /= static_cast<float>(K);
   for (std::uint64_t j = 0; j < n_; ++j) {
     int votes = 0;
-    for (int r = 0; r < K; ++r) votes += ((bits(r)[j >> 5] >> (j & 31)) & 1u) ? 1 : -1;
+    for (int r = 0; r < K; ++r) votes += SignLayout::is_set(words_of(r), j) ? 1 : -1;
     out[j] = votes >= 0 ? mean_scale : -mean_scale;
   }
 }

@@ -33,38 +33,35 @@ const std::byte* SparseAllgather::block(int r) const {
   return r == backend_.rank() ? own_.data() : buffer_.data() + kPairBytes * offset(r);
 }
 
-std::span<const Index> SparseAllgather::indices(int r) const {
-  if (exec_ != nullptr) return {d_idx_.data() + offset(r), count(r)};
-  return {reinterpret_cast<const Index*>(block(r)), count(r)};
+SparseChunk SparseAllgather::chunk(int r) const {
+  const std::size_t k = count(r);
+  if (exec_ != nullptr) return {{d_idx_.data() + offset(r), k}, {d_val_.data() + offset(r), k}};
+  const std::byte* b = block(r);
+  return {{reinterpret_cast<const Index*>(b), k}, {reinterpret_cast<const float*>(b + sizeof(Index) * k), k}};
 }
 
-std::span<const float> SparseAllgather::values(int r) const {
-  if (exec_ != nullptr) return {d_val_.data() + offset(r), count(r)};
-  return {reinterpret_cast<const float*>(block(r) + sizeof(Index) * count(r)), count(r)};
-}
-
-void SparseAllgather::check_pairs(std::span<const Index> indices, std::span<const float> values) const {
+void SparseAllgather::check_pairs(SparseChunk pairs) const {
   const int me = backend_.rank();
-  SPARCOL_CHECK_ARG(indices.size() == values.size(), me,
-                    "sparse_allgather: " + std::to_string(indices.size()) + " indices but " +
-                        std::to_string(values.size()) + " values");
-  for (std::size_t i = 0; i < indices.size(); ++i) {
-    SPARCOL_CHECK_ARG(indices[i] < n_, me,
-                      "sparse_allgather: index " + std::to_string(indices[i]) + " at position " +
+  SPARCOL_CHECK_ARG(pairs.indices.size() == pairs.values.size(), me,
+                    "sparse_allgather: " + std::to_string(pairs.indices.size()) + " indices but " +
+                        std::to_string(pairs.values.size()) + " values");
+  for (std::size_t i = 0; i < pairs.indices.size(); ++i) {
+    SPARCOL_CHECK_ARG(pairs.indices[i] < n_, me,
+                      "sparse_allgather: index " + std::to_string(pairs.indices[i]) + " at position " +
                           std::to_string(i) + " is out of range for a vector of " + std::to_string(n_) +
                           " elements");
   }
 }
 
-void SparseAllgather::run(std::span<const Index> indices, std::span<const float> values, std::uint64_t step) {
+void SparseAllgather::run(SparseChunk pairs, std::uint64_t step) {
   if (exec_ != nullptr) {
-    run_exec(indices, values, step);
+    run_exec(pairs, step);
     return;
   }
-  check_pairs(indices, values);
+  check_pairs(pairs);
   // (1) Fingerprint + counts in one small exchange.
   Agreement pending(backend_, CallSignature{CollOp::kSparseAllgather, n_, 0, 0, step, 0, 0},
-                    RankLocal{indices.size(), 0}, /*need_locals=*/true);
+                    RankLocal{pairs.size(), 0}, /*need_locals=*/true);
   const int me = backend_.rank();
   const int n = backend_.size();
   last_sent_ = last_recv_ = 0;
@@ -72,20 +69,20 @@ void SparseAllgather::run(std::span<const Index> indices, std::span<const float>
   const bool early = n > 1 && use_direct();
   if (early) {
     // Direct: this rank's pairs do not depend on anyone's count, so they leave in the fingerprint
-    // round, under the call's own tag (see Agreement), as two messages (indices, values) straight from
+    // round, under the call's own tag (see Agreement), as two messages (pairs) straight from
     // the caller's spans; the copy into own_ below then overlaps the transfers. Only the receives
     // wait for the counts.
     const int tag = pending.data_tag();
-    if (!indices.empty()) {
+    if (!pairs.indices.empty()) {
       for (int i = 1; i < n; ++i) {
         const int to = (me + i) % n;
-        reqs_.push_back(backend_.isend(indices.data(), indices.size_bytes(), to, tag));
-        reqs_.push_back(backend_.isend(values.data(), values.size_bytes(), to, tag));
-        last_sent_ += indices.size_bytes() + values.size_bytes();
+        reqs_.push_back(backend_.isend(pairs.indices.data(), pairs.indices.size_bytes(), to, tag));
+        reqs_.push_back(backend_.isend(pairs.values.data(), pairs.values.size_bytes(), to, tag));
+        last_sent_ += pairs.indices.size_bytes() + pairs.values.size_bytes();
       }
     }
   }
-  stage_own(indices, values);
+  stage_own(pairs);
   std::vector<std::size_t> counts;
   try {
     const auto& locals = pending.finish();
@@ -116,10 +113,9 @@ void SparseAllgather::run(std::span<const Index> indices, std::span<const float>
   }
 }
 
-void SparseAllgather::run_agreed(std::span<const Index> indices, std::span<const float> values,
-                                 std::span<const std::size_t> counts) {
+void SparseAllgather::run_agreed(SparseChunk pairs, std::span<const std::size_t> counts) {
   if (exec_ != nullptr) {
-    place_own_exec(indices, values, counts);
+    place_own_exec(pairs, counts);
     last_sent_ = last_recv_ = 0;
     if (backend_.size() > 1) {
       if (use_direct()) {
@@ -131,7 +127,7 @@ void SparseAllgather::run_agreed(std::span<const Index> indices, std::span<const
     exec_->synchronize();
     return;
   }
-  stage_own(indices, values);
+  stage_own(pairs);
   set_counts(counts);
   last_sent_ = last_recv_ = 0;
   if (backend_.size() == 1) return;
@@ -142,11 +138,11 @@ void SparseAllgather::run_agreed(std::span<const Index> indices, std::span<const
   }
 }
 
-void SparseAllgather::stage_own(std::span<const Index> indices, std::span<const float> values) {
-  own_.resize(indices.size() * kPairBytes);
-  if (!indices.empty()) {
-    std::memcpy(own_.data(), indices.data(), indices.size_bytes());
-    std::memcpy(own_.data() + indices.size_bytes(), values.data(), values.size_bytes());
+void SparseAllgather::stage_own(SparseChunk pairs) {
+  own_.resize(pairs.indices.size() * kPairBytes);
+  if (!pairs.indices.empty()) {
+    std::memcpy(own_.data(), pairs.indices.data(), pairs.indices.size_bytes());
+    std::memcpy(own_.data() + pairs.indices.size_bytes(), pairs.values.data(), pairs.values.size_bytes());
   }
 }
 
@@ -219,7 +215,8 @@ void SparseAllgather::exchange_ring() {
 
 void SparseAllgather::sum_into(float* out, float divisor) const {
   if (exec_ != nullptr) {
-    device::dispatch::sparse_sum(*exec_, d_idx_.data(), d_val_.data(), total_, n_, divisor, out);
+    device::dispatch::sparse_sum(*exec_, {d_idx_.span().first(total_), d_val_.span().first(total_)}, n_,
+                                 divisor, out);
     exec_->synchronize();
     return;
   }
@@ -233,12 +230,11 @@ void SparseAllgather::accumulate_into(float* out, float scale) const {
   SPARCOL_CHECK_ARG(exec_ == nullptr || !exec_->on_device(), backend_.rank(),
                     "sparse_allgather: accumulate_into needs host memory (use sum_into on device memory)");
   for (int r = 0; r < ranks(); ++r) {
-    const auto idx = indices(r);
-    const auto val = values(r);
+    const SparseChunk c = chunk(r);
     if (scale == 1.0f) {
-      for (std::size_t i = 0; i < idx.size(); ++i) out[idx[i]] += val[i];
+      for (std::size_t i = 0; i < c.size(); ++i) out[c.indices[i]] += c.values[i];
     } else {
-      for (std::size_t i = 0; i < idx.size(); ++i) out[idx[i]] += scale * val[i];
+      for (std::size_t i = 0; i < c.size(); ++i) out[c.indices[i]] += scale * c.values[i];
     }
   }
 }
@@ -253,27 +249,28 @@ void SparseAllgather::settle_device_work() const {
   if (exec_->on_device() && exec_->stream().handle() != backend_.stream_handle()) exec_->synchronize();
 }
 
-void SparseAllgather::check_pairs_exec(std::span<const Index> indices, std::span<const float> values) const {
+void SparseAllgather::check_pairs_exec(SparseChunk pairs) const {
   const int me = backend_.rank();
-  SPARCOL_CHECK_ARG(indices.size() == values.size(), me,
-                    "sparse_allgather: " + std::to_string(indices.size()) + " indices but " +
-                        std::to_string(values.size()) + " values");
-  const std::uint64_t bad = device::dispatch::first_bad_index(*exec_, indices.data(), indices.size(), n_);
+  SPARCOL_CHECK_ARG(pairs.indices.size() == pairs.values.size(), me,
+                    "sparse_allgather: " + std::to_string(pairs.indices.size()) + " indices but " +
+                        std::to_string(pairs.values.size()) + " values");
+  const std::uint64_t bad =
+      device::dispatch::first_bad_index(*exec_, pairs.indices.data(), pairs.indices.size(), n_);
   if (bad == device::kNoBadIndex) return;
   Index value = 0;
-  exec_->download(&value, indices.data() + bad, sizeof value);
+  exec_->download(&value, pairs.indices.data() + bad, sizeof value);
   throw Error(ErrorCode::kInvalidArgument, me,
               "sparse_allgather: index " + std::to_string(value) + " at position " + std::to_string(bad) +
                   " is out of range for a vector of " + std::to_string(n_) + " elements");
 }
 
 // Counts, offsets and room for every block; this rank's pairs copied into its own slot.
-void SparseAllgather::place_own_exec(std::span<const Index> indices, std::span<const float> values,
-                                     std::span<const std::size_t> counts) {
+void SparseAllgather::place_own_exec(SparseChunk pairs, std::span<const std::size_t> counts) {
   const int me = backend_.rank();
   const int n = backend_.size();
   SPARCOL_CHECK(counts.size() == static_cast<std::size_t>(n) &&
-                    counts[static_cast<std::size_t>(me)] == indices.size() && indices.size() == values.size(),
+                    counts[static_cast<std::size_t>(me)] == pairs.indices.size() &&
+                    pairs.indices.size() == pairs.values.size(),
                 ErrorCode::kInternal, me,
                 "sparse_allgather: counts do not match the world or this rank's pairs");
   counts_.assign(counts.begin(), counts.end());
@@ -287,8 +284,8 @@ void SparseAllgather::place_own_exec(std::span<const Index> indices, std::span<c
     d_idx_.assign(*exec_, total_, "sparse all-gather indices");
     d_val_.assign(*exec_, total_, "sparse all-gather values");
   }
-  exec_->copy(d_idx_.data() + offset(me), indices.data(), indices.size_bytes());
-  exec_->copy(d_val_.data() + offset(me), values.data(), values.size_bytes());
+  exec_->copy(d_idx_.data() + offset(me), pairs.indices.data(), pairs.indices.size_bytes());
+  exec_->copy(d_val_.data() + offset(me), pairs.values.data(), pairs.values.size_bytes());
 }
 
 // Block `blk` arrives from rank `from` as two messages, its indices then its values (same source
@@ -308,26 +305,25 @@ void SparseAllgather::send_own_exec(int to, int tag) {
   last_sent_ += kPairBytes * k;
 }
 
-void SparseAllgather::run_exec(std::span<const Index> indices, std::span<const float> values,
-                               std::uint64_t step) {
-  check_pairs_exec(indices, values);
+void SparseAllgather::run_exec(SparseChunk pairs, std::uint64_t step) {
+  check_pairs_exec(pairs);
   Agreement pending(backend_, CallSignature{CollOp::kSparseAllgather, n_, 0, 0, step, 0, 0},
-                    RankLocal{indices.size(), 0}, /*need_locals=*/true);
+                    RankLocal{pairs.size(), 0}, /*need_locals=*/true);
   const int me = backend_.rank();
   const int n = backend_.size();
   last_sent_ = last_recv_ = 0;
   reqs_.clear();
   const bool early = n > 1 && use_direct();
   const int tag = pending.data_tag();
-  if (early && !indices.empty()) {
+  if (early && !pairs.indices.empty()) {
     // As on the host: this rank's pairs leave in the fingerprint round, from the caller's buffers
     // (ready: check_pairs_exec waited for the executor). Zero-pair ranks send nothing here, and the
     // receivers below expect nothing from them.
     for (int i = 1; i < n; ++i) {
       const int to = (me + i) % n;
-      reqs_.push_back(backend_.isend(indices.data(), indices.size_bytes(), to, tag));
-      reqs_.push_back(backend_.isend(values.data(), values.size_bytes(), to, tag));
-      last_sent_ += indices.size_bytes() + values.size_bytes();
+      reqs_.push_back(backend_.isend(pairs.indices.data(), pairs.indices.size_bytes(), to, tag));
+      reqs_.push_back(backend_.isend(pairs.values.data(), pairs.values.size_bytes(), to, tag));
+      last_sent_ += pairs.indices.size_bytes() + pairs.values.size_bytes();
     }
   }
   std::vector<std::size_t> counts;
@@ -337,7 +333,7 @@ void SparseAllgather::run_exec(std::span<const Index> indices, std::span<const f
     reqs_.clear();  // cancels what is still pending
     throw;
   }
-  place_own_exec(indices, values, counts);
+  place_own_exec(pairs, counts);
   if (n > 1) {
     if (early) {
       for (int i = 1; i < n; ++i) {

@@ -13,6 +13,7 @@
 #include "sparcol/compress/sign.hpp"
 #include "sparcol/compress/topk.hpp"
 #include "sparcol/core/error.hpp"
+#include "sparcol/core/prefetch.hpp"
 
 namespace sparcol::compress {
 
@@ -53,7 +54,7 @@ double Message::wire_elements() const {
     case Aggregation::kShared:
       return static_cast<double>(values.size());
     case Aggregation::kSign:
-      return static_cast<double>(n) / 32.0 + 1.0;
+      return SignBits::wire_elements(n);
   }
   return 0.0;
 }
@@ -67,7 +68,7 @@ std::uint64_t Message::wire_bytes() const {
     case Aggregation::kShared:
       return kValueBytes * values.size();
     case Aggregation::kSign:
-      return sizeof(std::uint32_t) * ((n + 31) / 32) + sizeof(float);
+      return SignBits::wire_bytes(n);
   }
   return 0;
 }
@@ -90,7 +91,7 @@ void check_message(const Message& m, std::size_t out_size, const char* who) {
                             " values for n = " + std::to_string(m.n));
       return;
     case Aggregation::kSign:
-      SPARCOL_CHECK_ARG(m.bits.size() == (m.n + 31) / 32, -1,
+      SPARCOL_CHECK_ARG(m.bits.size() == SignLayout::words_for(m.n), -1,
                         std::string(who) + ": sign message with " + std::to_string(m.bits.size()) +
                             " words for n = " + std::to_string(m.n));
       return;
@@ -123,7 +124,7 @@ void decompress(const Message& m, std::span<float> out) {
       std::copy(m.values.begin(), m.values.end(), out.begin());
       return;
     case Aggregation::kSign:
-      for (std::uint64_t j = 0; j < m.n; ++j) out[j] = m.scale * sign_of(m.bits.data(), j);
+      for (std::uint64_t j = 0; j < m.n; ++j) out[j] = m.scale * SignLayout::sign(m.bits.data(), j);
       return;
     case Aggregation::kShared:
       if (m.is_block) {
@@ -147,7 +148,7 @@ void subtract_decompressed(const Message& m, std::span<float> v) {
       std::fill(v.begin(), v.end(), 0.0f);
       return;
     case Aggregation::kSign:
-      for (std::uint64_t j = 0; j < m.n; ++j) v[j] -= m.scale * sign_of(m.bits.data(), j);
+      for (std::uint64_t j = 0; j < m.n; ++j) v[j] -= m.scale * SignLayout::sign(m.bits.data(), j);
       return;
     case Aggregation::kShared:
       if (m.is_block) {
@@ -160,7 +161,12 @@ void subtract_decompressed(const Message& m, std::span<float> v) {
       [[fallthrough]];
     case Aggregation::kSparse:
       if (m.value_scale == 1.0f) {
-        for (const Index i : m.indices) v[i] = 0.0f;
+        const std::size_t count = m.indices.size();
+        const std::size_t ahead = count > kPrefetchDistance ? count - kPrefetchDistance : 0;
+        for (std::size_t j = 0; j < count; ++j) {
+          if (j < ahead) prefetch_for_write(v.data() + m.indices[j + kPrefetchDistance]);
+          v[m.indices[j]] = 0.0f;
+        }
       } else {
         for (std::size_t i = 0; i < m.indices.size(); ++i) v[m.indices[i]] -= m.values[i];
       }

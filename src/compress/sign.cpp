@@ -11,27 +11,28 @@
 namespace sparcol::compress {
 
 void sign_pack(std::span<const float> v, std::uint32_t* words) {
+  constexpr std::uint64_t kW = SignLayout::kWordBits;
+  static_assert(kW == 32, "the SSE2 path fills one 32-bit word per 8 movemasks");
   const std::uint64_t n = v.size();
   const float* p = v.data();
-  const std::uint64_t full = n / 32;
+  const std::uint64_t full = n / kW;  // words whose kW bits are all elements
   for (std::uint64_t w = 0; w < full; ++w) {
-    const float* q = p + w * 32;
+    const float* q = p + w * kW;
     std::uint32_t bits = 0;
 #if defined(__SSE2__)
     // 4 comparisons per instruction, their results gathered by movemask (x86-64 always has SSE2).
-    // cmpge is false for NaN, as the scalar test below is.
+    // cmpge is false for NaN, as SignLayout::bit_for is.
     const __m128 zero = _mm_setzero_ps();
-    for (std::uint32_t b = 0; b < 32; b += 4)
+    for (std::uint32_t b = 0; b < kW; b += 4)
       bits |= static_cast<std::uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(q + b), zero))) << b;
 #else
-    for (std::uint32_t b = 0; b < 32; ++b) bits |= static_cast<std::uint32_t>(q[b] >= 0.0f) << b;
+    for (std::uint32_t b = 0; b < kW; ++b) bits |= SignLayout::placed(q[b], b);
 #endif
     words[w] = bits;
   }
-  if (n % 32 != 0) {
+  if (n % kW != 0) {
     std::uint32_t bits = 0;
-    for (std::uint64_t j = full * 32; j < n; ++j)
-      bits |= static_cast<std::uint32_t>(p[j] >= 0.0f) << (j & 31);
+    for (std::uint64_t j = full * kW; j < n; ++j) bits |= SignLayout::placed(p[j], j);
     words[full] = bits;
   }
 }
@@ -62,7 +63,7 @@ void SignCompressor::compress(std::span<const float> v, const Context& /*ctx*/, 
   const std::uint64_t n = v.size();
   detail::check_length(n, "sign");
   out.reset(Aggregation::kSign, n);
-  out.bits.resize((n + 31) / 32);
+  out.bits.resize(SignLayout::words_for(n));
   sign_pack(v, out.bits.data());
   out.scale = sign_scale(v);
 }

@@ -248,17 +248,21 @@ void sign_decode_majority(Exec& ex, const std::uint32_t* words, const float* sca
   cpu::sign_decode_majority(words, scales, ranks, n, out);
 }
 
-void sparse_sum(Exec& ex, const Index* idx, const float* val, std::uint64_t pairs, std::uint64_t n,
-                float divisor, float* out) {
+void sparse_sum(Exec& ex, SparseChunk pairs, std::uint64_t n, float divisor, float* out) {
+  SPARCOL_CHECK_ARG(pairs.indices.size() == pairs.values.size(), -1,
+                    "sparse_sum: " + std::to_string(pairs.indices.size()) + " indices but " +
+                        std::to_string(pairs.values.size()) + " values");
+  const Index* idx = pairs.indices.data();
+  const float* val = pairs.values.data();
 #if SPARCOL_HAVE_CUDA
   if (ex.on_device()) {
-    const std::size_t bytes = sparse_sum_scratch_bytes(pairs, n);
-    device::sparse_sum(ex.stream(), idx, val, pairs, n, divisor, out, ex.scratch(bytes), bytes);
+    const std::size_t bytes = sparse_sum_scratch_bytes(pairs.size(), n);
+    device::sparse_sum(ex.stream(), idx, val, pairs.size(), n, divisor, out, ex.scratch(bytes), bytes);
     return;
   }
 #endif
   (void)ex;
-  cpu::sparse_sum(idx, val, pairs, n, divisor, out);
+  cpu::sparse_sum(idx, val, pairs.size(), n, divisor, out);
 }
 
 void topk(Exec& ex, const float* v, std::uint64_t n, std::uint64_t k, Index* idx, float* val) {

@@ -105,11 +105,8 @@ struct RbgsUnpackFillOp {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Sign decoding (over elements j < n)
+// Sign decoding (over elements j < n; bits in SignLayout, core/payload.hpp)
 // ---------------------------------------------------------------------------------------------
-SPARCOL_HD inline bool sign_set(const std::uint32_t* words, std::uint64_t j) {
-  return ((words[j >> 5] >> (j & 31)) & 1u) != 0;
-}
 
 struct SignMeanOp {
   const std::uint32_t* words;
@@ -123,7 +120,7 @@ struct SignMeanOp {
     float acc = 0.0f;
     for (int r = 0; r < ranks; ++r) {
       const float s = scales[r];
-      acc = fadd(acc, sign_set(words + static_cast<std::uint64_t>(r) * words_per_rank, j) ? s : -s);
+      acc = fadd(acc, SignLayout::is_set(words + static_cast<std::uint64_t>(r) * words_per_rank, j) ? s : -s);
     }
     out[j] = fdiv(acc, static_cast<float>(ranks));
   }
@@ -142,7 +139,7 @@ struct SignMajorityOp {
     int votes = 0;
     for (int r = 0; r < ranks; ++r) {
       mean_scale = fadd(mean_scale, scales[r]);
-      votes += sign_set(words + static_cast<std::uint64_t>(r) * words_per_rank, j) ? 1 : -1;
+      votes += SignLayout::is_set(words + static_cast<std::uint64_t>(r) * words_per_rank, j) ? 1 : -1;
     }
     mean_scale = fdiv(mean_scale, static_cast<float>(ranks));
     out[j] = votes >= 0 ? mean_scale : -mean_scale;

@@ -10,6 +10,7 @@
 
 #include "element_ops.hpp"
 #include "sparcol/core/error.hpp"
+#include "sparcol/core/prefetch.hpp"
 #include "sparcol/device/ops.hpp"
 
 namespace sparcol::device::cpu {
@@ -210,11 +211,12 @@ void sign_pack(const float* v, std::uint64_t n, std::uint32_t* words, float* sca
   }
   host(v, "sign_pack: v");
   host(words, "sign_pack: words");
-  const std::uint64_t nw = (n + 31) / 32;
+  constexpr std::uint64_t kW = SignLayout::kWordBits;
+  const std::uint64_t nw = SignLayout::words_for(n);
   for (std::uint64_t w = 0; w < nw; ++w) {
     std::uint32_t bits = 0;
-    const std::uint64_t end = std::min(n, 32 * w + 32);
-    for (std::uint64_t j = 32 * w; j < end; ++j) bits |= sign_bit(v[j]) << (j & 31);
+    const std::uint64_t end = std::min(n, kW * w + kW);
+    for (std::uint64_t j = kW * w; j < end; ++j) bits |= SignLayout::placed(v[j], j);
     words[w] = bits;
   }
   *scale = static_cast<float>(reduce(v, n, abs_term) / static_cast<double>(n));
@@ -241,13 +243,13 @@ void check_signs(const std::uint32_t* words, const float* scales, int ranks, std
 void sign_decode_mean(const std::uint32_t* words, const float* scales, int ranks, std::uint64_t n,
                       float* out) {
   check_signs(words, scales, ranks, n, out, "sign_decode_mean");
-  run(n, detail::SignMeanOp{words, scales, ranks, (n + 31) / 32, out});
+  run(n, detail::SignMeanOp{words, scales, ranks, SignLayout::words_for(n), out});
 }
 
 void sign_decode_majority(const std::uint32_t* words, const float* scales, int ranks, std::uint64_t n,
                           float* out) {
   check_signs(words, scales, ranks, n, out, "sign_decode_majority");
-  run(n, detail::SignMajorityOp{words, scales, ranks, (n + 31) / 32, out});
+  run(n, detail::SignMajorityOp{words, scales, ranks, SignLayout::words_for(n), out});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -300,7 +302,12 @@ void scatter_zero(float* v, std::uint64_t n, const Index* idx, std::uint64_t cou
   if (count == 0) return;
   host(v, "scatter_zero: v");
   host(idx, "scatter_zero: indices");
-  run(count, detail::ScatterZeroOp{v, n, idx});
+  // ScatterZeroOp's element rule with the lines prefetched ahead (core/prefetch.hpp).
+  const std::uint64_t ahead = count > kPrefetchDistance ? count - kPrefetchDistance : 0;
+  for (std::uint64_t j = 0; j < count; ++j) {
+    if (j < ahead && idx[j + kPrefetchDistance] < n) prefetch_for_write(v + idx[j + kPrefetchDistance]);
+    if (idx[j] < n) v[idx[j]] = 0.0f;
+  }
 }
 
 void topk_sampled(const float* v, std::uint64_t n, std::uint64_t k, const SamplePlan& plan, Index* idx,
@@ -528,7 +535,16 @@ void sparse_apply_update(float* x, const float* a, const Index* idx, std::uint64
   host(x, "sparse_apply_update: x");
   host(a, "sparse_apply_update: a");
   host(idx, "sparse_apply_update: indices");
-  run(count, detail::SparseApplyUpdateOp{x, a, idx, eta});
+  // SparseApplyUpdateOp's element rule with the lines of x and a prefetched ahead.
+  const std::uint64_t ahead = count > kPrefetchDistance ? count - kPrefetchDistance : 0;
+  for (std::uint64_t j = 0; j < count; ++j) {
+    if (j < ahead) {
+      prefetch_for_write(x + idx[j + kPrefetchDistance]);
+      prefetch_for_write(a + idx[j + kPrefetchDistance]);
+    }
+    const Index i = idx[j];
+    x[i] = device::apply_update(x[i], a[i], eta);
+  }
 }
 
 }  // namespace sparcol::device::cpu

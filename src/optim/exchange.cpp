@@ -1,6 +1,7 @@
 #include "sparcol/optim/exchange.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <string>
@@ -9,6 +10,7 @@
 #include "sparcol/compress/topk.hpp"
 #include "sparcol/core/error.hpp"
 #include "sparcol/core/payload.hpp"
+#include "sparcol/core/prefetch.hpp"
 
 namespace sparcol::optim {
 
@@ -243,6 +245,7 @@ Verdict Exchange::begin(std::uint64_t step, bool local_nonfinite) {
     if (locals[r].flags & coll::kFlagNonFinite) verdict.bad_ranks.push_back(static_cast<int>(r));
   }
   verdict.skip = !verdict.bad_ranks.empty();
+  if (verdict.skip) fused_armed_ = false;
   step_ = step;
   begun_ = !verdict.skip;
   return verdict;
@@ -287,7 +290,14 @@ std::uint64_t Exchange::compress_group(Group& g, float* view, std::uint64_t pair
       // Host memory only (checked when the Exchange was built).
       std::span<float> v(view, g.n);
       compress::Context ctx{config_.seed, step_, g.id, static_cast<std::uint32_t>(backend_.rank()), g.k};
-      compressor_->compress(v, ctx, g.msg);
+      bool fused = false;
+      if (fused_armed_) {
+        // The method's message pass fed the selector (arm_fused): the same selection as compress().
+        fused_armed_ = false;
+        g.msg.reset(compress::Aggregation::kSparse, g.n);
+        fused = fused_sel_.fused_finish(g.k, g.msg.indices, g.msg.values);
+      }
+      if (!fused) compressor_->compress(v, ctx, g.msg);
       compress::subtract_decompressed(g.msg, v);
       if (kind_ == compress::Aggregation::kShared) {
         std::copy(g.msg.values.begin(), g.msg.values.end(), packed_.data() + packed_pos);
@@ -311,6 +321,90 @@ void Exchange::clear(Aggregate& agg) const {
     ops::scatter_zero(exec_, agg.data(), agg.size(), agg.support_.data(), agg.support_.size());
   }
   agg.support_.clear();
+  agg.support_values_.clear();
+  agg.sorted_ = false;
+}
+
+compress::TopkSelector* Exchange::fused_selector() {
+  const bool flat_topk = !exec_.on_device() && path_ == Path::kHost && config_.compressor.name == "topk" &&
+                         dense_.empty() && groups_.size() == 1 && groups_[0].segments.size() == 1 &&
+                         groups_[0].segments[0].offset == 0 && groups_[0].n == n_;
+  return flat_topk ? &fused_sel_ : nullptr;
+}
+
+std::uint64_t Exchange::fused_k() const {
+  return groups_.empty() ? 0 : groups_[0].k;
+}
+
+// The tracked sparse mean by merging (host executor, at most kMaxMergeRanks ranks, every rank's
+// indices ascending): for each index in ascending order, +0 plus the ranks' values in rank order,
+// divided by K once: bit for bit sum_pairs_tracked, with sequential reads. The previous support is
+// cleared in the same ascending walk that writes the new values when it is sorted too. Returns false
+// (nothing changed) when the merge does not apply.
+bool Exchange::merge_pairs_sorted(Aggregate& agg, float divisor, std::uint64_t& nnz) {
+  const int K = sparse_->ranks();
+  if (K > kMaxMergeRanks) return false;
+  std::array<const Index*, kMaxMergeRanks> idx{};
+  std::array<const float*, kMaxMergeRanks> val{};
+  std::array<std::size_t, kMaxMergeRanks> pos{}, end{};
+  std::size_t total = 0;
+  for (int r = 0; r < K; ++r) {
+    const SparseChunk c = sparse_->chunk(r);
+    for (std::size_t j = 1; j < c.size(); ++j)
+      if (c.indices[j] <= c.indices[j - 1])
+        return false;  // not ascending: the random-access sum orders itself
+    idx[r] = c.indices.data();
+    val[r] = c.values.data();
+    end[r] = c.size();
+    total += c.size();
+  }
+  float* out = agg.data();
+  const bool old_sorted = !agg.dense_ && agg.sorted_;
+  if (agg.dense_) {
+    exec_.zero(out, agg.size() * sizeof(float));
+    agg.support_.clear();
+  } else if (!old_sorted) {
+    ops::scatter_zero(exec_, out, agg.size(), agg.support_.data(), agg.support_.size());
+    agg.support_.clear();
+  }
+  old_support_.swap(agg.support_);  // sorted or empty
+  auto& support = agg.support_;
+  auto& values = agg.support_values_;
+  support.clear();
+  values.clear();
+  support.reserve(total);
+  values.reserve(total);
+  constexpr Index kNone = ~Index{0};  // above every index (n <= 2^32 - 1)
+  nnz = 0;
+  std::size_t o = 0;  // the walk over the previous support
+  const std::size_t old_n = old_support_.size();
+  for (;;) {
+    Index i = kNone;
+    for (int r = 0; r < K; ++r)
+      if (pos[r] < end[r]) i = std::min(i, idx[r][pos[r]]);
+    if (i == kNone) break;
+    float sum = 0.0f;
+    for (int r = 0; r < K; ++r) {
+      if (pos[r] < end[r] && idx[r][pos[r]] == i) {
+        if (pos[r] + kPrefetchDistance < end[r]) prefetch_for_write(out + idx[r][pos[r] + kPrefetchDistance]);
+        sum += val[r][pos[r]++];
+      }
+    }
+    sum /= divisor;
+    for (; o < old_n && old_support_[o] < i; ++o) {
+      if (o + kPrefetchDistance < old_n) prefetch_for_write(out + old_support_[o + kPrefetchDistance]);
+      out[old_support_[o]] = 0.0f;
+    }
+    if (o < old_n && old_support_[o] == i) ++o;
+    out[i] = sum;
+    support.push_back(i);
+    values.push_back(sum);
+    nnz += sum != 0.0f;
+  }
+  for (; o < old_n; ++o) out[old_support_[o]] = 0.0f;
+  old_support_.clear();
+  agg.sorted_ = true;
+  return true;
 }
 
 // The tracked sparse mean (host executor): agg is +0 at every gathered index; the pairs are added
@@ -320,17 +414,17 @@ void Exchange::sum_pairs_tracked(Aggregate& agg, float divisor, std::uint64_t& n
   float* out = agg.data();
   auto& support = agg.support_;
   for (int r = 0; r < sparse_->ranks(); ++r) {
-    const auto idx = sparse_->indices(r);
-    const auto val = sparse_->values(r);
-    for (std::size_t j = 0; j < idx.size(); ++j) {
-      const Index i = idx[j];
+    const SparseChunk c = sparse_->chunk(r);
+    for (std::size_t j = 0; j < c.size(); ++j) {
+      if (j + kPrefetchDistance < c.size()) prefetch_for_write(out + c.indices[j + kPrefetchDistance]);
+      const Index i = c.indices[j];
       std::uint64_t& word = marks_[i >> 6];
       const std::uint64_t bit = std::uint64_t{1} << (i & 63);
       if ((word & bit) == 0) {
         word |= bit;
         support.push_back(i);
       }
-      out[i] += val[j];
+      out[i] += c.values[j];
     }
   }
   nnz = 0;
@@ -393,11 +487,12 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
   st.time_compress_s = seconds_since(t0);
   const auto t1 = Clock::now();
 
-  // 3. Aggregate into agg, which is +0 everywhere once cleared.
-  clear(agg);
+  // 3. Aggregate into agg, which is +0 everywhere once cleared (the merged sparse sum clears the
+  // previous support itself).
+  const bool merge_later = kind_ == compress::Aggregation::kSparse && track_;
+  if (!merge_later) clear(agg);
   const bool tracked = track_ && dense_.empty() && kind_ != compress::Aggregation::kDense &&
                        kind_ != compress::Aggregation::kSign;
-  agg.dense_ = !tracked;
   float* out = agg.data();
   const float kf = static_cast<float>(K);
   auto divide_dense_into_agg = [&](std::uint64_t from) {
@@ -442,6 +537,12 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
         pos += count;
       }
       divide_dense_into_agg(pos);
+      if (tracked && groups_.size() == 1 && path_ == Path::kBlock && groups_[0].segments.size() == 1 &&
+          groups_[0].block.wrap_len() == 0) {
+        // One block that does not wrap: its support is ascending.
+        for (Index i : agg.support_) agg.support_values_.push_back(out[i]);
+        agg.sorted_ = true;
+      }
       st.elements_up_all = static_cast<double>(K) * st.elements_up;
       st.elements_down = static_cast<double>(total_k() + dense_count_);
       break;
@@ -456,15 +557,21 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
         coll::allgather_small(backend_.control(), &mine, sizeof mine, all.data(), comm::kTagFingerprint);
         for (std::size_t r = 0; r < K; ++r) counts[r] = all[r];
       }
-      sparse_->run_agreed(std::span<const Index>(pair_idx_.data(), pairs_),
-                          std::span<const float>(pair_val_.data(), pairs_), counts);
+      sparse_->run_agreed(SparseChunk{{pair_idx_.data(), pairs_}, {pair_val_.data(), pairs_}}, counts);
       st.bytes_sent += sparse_->last_bytes_sent();
       st.bytes_recv += sparse_->last_bytes_recv();
       std::uint64_t nnz = 0;
       if (track_) {
         // Host memory (dense segments, if any, are written below and make the aggregate dense).
-        sum_pairs_tracked(agg, kf, nnz);
-        if (!tracked) agg.support_.clear();
+        if (!merge_pairs_sorted(agg, kf, nnz)) {
+          clear(agg);
+          sum_pairs_tracked(agg, kf, nnz);
+        }
+        if (!tracked) {
+          agg.support_.clear();
+          agg.support_values_.clear();
+          agg.sorted_ = false;
+        }
       } else {
         sparse_->sum_into(out, kf);  // the whole vector: 0 where no pair points
         nnz = ops::count_nonzero(exec_, out, n_);
@@ -483,7 +590,7 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
       for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
         auto& g = groups_[gi];
         auto& sag = *signs_[gi];
-        sag.run_agreed(g.msg.bits, g.msg.scale);
+        sag.run_agreed(g.msg.sign());
         st.bytes_sent += sag.last_bytes_sent();
         st.bytes_recv += sag.last_bytes_recv();
         float* view = group_view(g, agg.values(), /*gather=*/false);
@@ -503,6 +610,7 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
       break;
     }
   }
+  agg.dense_ = !tracked;
   // Bytes down: 4 per element (sign messages counted above, their bits pack 32 to a word).
   if (kind_ != compress::Aggregation::kSign) st.bytes_down = static_cast<std::uint64_t>(st.elements_down) * 4;
   st.dense_elements = static_cast<double>((K + 1) * n_);

@@ -63,12 +63,13 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
                         std::to_string(g.size()) + " gradient entries, expected " + std::to_string(n_));
   SPARCOL_CHECK_ARG(std::isfinite(lr) && lr >= 0, me,
                     config_.method + ": learning rate must be finite and >= 0, got " + std::to_string(lr));
-  const bool finite = ops::all_finite(exec_, g.data(), n_);
-
   before_step(epoch);
+  bool finite = true;
+  if (!fused_message(x, g, lr, finite)) finite = ops::all_finite(exec_, g.data(), n_);
   const Verdict verdict = ex_.begin(t, !finite);
   StepStats stats;
   if (verdict.skip) {
+    drop_message();
     std::string ranks;
     for (int r : verdict.bad_ranks) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
     if (config_.nan_policy == NanPolicy::kStop) {

@@ -221,15 +221,15 @@ TEST(TunedSparseAllgather, RingAndDirectGatherTheSamePairsAndAccountTheirBytes) 
           std::vector<float> val;
           pairs(b.rank(), idx, val);
           Sparse sag(b, n, 2, algo);
-          sag.run(idx, val, 3);
+          sag.run({idx, val}, 3);
           std::uint64_t total = 0;
           for (int r = 0; r < K; ++r) {
             std::vector<Index> wi;
             std::vector<float> wv;
             pairs(r, wi, wv);
             total += wi.size();
-            const auto gi = sag.indices(r);
-            const auto gv = sag.values(r);
+            const auto gi = sag.chunk(r).indices;
+            const auto gv = sag.chunk(r).values;
             if (!std::equal(gi.begin(), gi.end(), wi.begin(), wi.end()) ||
                 !std::equal(gv.begin(), gv.end(), wv.begin(), wv.end()))
               return "rank " + std::to_string(b.rank()) + " holds a wrong block from rank " +

@@ -219,9 +219,9 @@ TEST(LoopbackArgs, BadArgumentsAreRejected) {
     sparcol::coll::SparseAllgather sag(b, 10);
     std::vector<sparcol::Index> idx{3, 10};
     std::vector<float> val{1, 2};
-    EXPECT_THROW(sag.run(idx, val), sparcol::Error);  // index 10 out of range, caught before sending
+    EXPECT_THROW(sag.run({idx, val}), sparcol::Error);  // index 10 out of range, caught before sending
     std::vector<float> one{1};
-    EXPECT_THROW(sag.run(idx, one), sparcol::Error);
+    EXPECT_THROW(sag.run({idx, one}), sparcol::Error);
   });
 }
 

@@ -580,7 +580,7 @@ TEST(OptimMismatch, SignAllgatherSizesAreNamed) {
       const std::uint64_t n = b.rank() == 0 ? 64 : 65;
       sparcol::coll::SignAllgather sag(b, n);
       std::vector<std::uint32_t> bits((n + 31) / 32);
-      sag.run(bits, 1.0f, 0);
+      sag.run(sparcol::SignBits{n, bits, 1.0f}, 0);
     });
     ADD_FAILURE() << "expected a mismatch error";
   } catch (const sparcol::Error& e) {

@@ -151,7 +151,7 @@ CheckResult check_sparse_allgather(comm::Backend& b, std::uint64_t n, std::size_
   std::vector<float> val;
   sparse_pairs(seed, me, K, n, max_k, idx, val);
   coll::SparseAllgather sag(b, n, max_k);
-  sag.run(idx, val, 7);
+  sag.run({idx, val}, 7);
   std::vector<float> sum(n);
   sag.sum_into(sum.data());
 
@@ -171,7 +171,7 @@ CheckResult check_sparse_allgather(comm::Backend& b, std::uint64_t n, std::size_
       continue;
     }
     for (std::size_t i = 0; i < ri.size(); ++i) {
-      if (sag.indices(r)[i] != ri[i] || sag.values(r)[i] != rv[i])
+      if (sag.chunk(r).indices[i] != ri[i] || sag.chunk(r).values[i] != rv[i])
         res.fail("sparse_allgather: pair " + std::to_string(i) + " from rank " + std::to_string(r) +
                  " differs on rank " + std::to_string(me));
       want[ri[i]] += rv[i];
@@ -194,9 +194,9 @@ CheckResult check_sparse_allgather(comm::Backend& b, std::uint64_t n, std::size_
   for (int r = 0; r < K; ++r) {
     const std::size_t kr = bytes[static_cast<std::size_t>(r)] / kPairBytes;
     if (sag.count(r) == kr && kr > 0) {
-      if (std::memcmp(gathered.data() + off, sag.indices(r).data(), kr * sizeof(Index)) != 0 ||
-          std::memcmp(gathered.data() + off + kr * sizeof(Index), sag.values(r).data(), kr * sizeof(float)) !=
-              0)
+      const SparseChunk got = sag.chunk(r);
+      if (std::memcmp(gathered.data() + off, got.indices.data(), kr * sizeof(Index)) != 0 ||
+          std::memcmp(gathered.data() + off + kr * sizeof(Index), got.values.data(), kr * sizeof(float)) != 0)
         res.fail("sparse_allgather: block of rank " + std::to_string(r) +
                  " differs from MPI_Allgatherv on rank " + std::to_string(me));
     }
@@ -229,7 +229,7 @@ CheckResult check_sign_allgather(comm::Backend& b, std::uint64_t n, std::uint64_
       if (sign_bit(seed, r, j)) want[static_cast<std::size_t>(r)][j >> 5] |= 1u << (j & 31);
   const std::vector<std::uint32_t>& mine = want[static_cast<std::size_t>(me)];
   coll::SignAllgather sag(b, n);
-  sag.run(mine, sign_scale(seed, me), 5);
+  sag.run(SignBits{n, mine, sign_scale(seed, me)}, 5);
   if (sag.words() != words) res.fail("sign_allgather: " + std::to_string(sag.words()) + " words per rank");
 
   // The gathered blocks against the formula, and against the plain allgatherv of the same words.
@@ -237,11 +237,13 @@ CheckResult check_sign_allgather(comm::Backend& b, std::uint64_t n, std::uint64_
   std::vector<std::size_t> bytes(static_cast<std::size_t>(K), words * sizeof(std::uint32_t));
   b.allgatherv(mine.data(), plain.data(), bytes);
   for (int r = 0; r < K; ++r) {
-    const auto got = sag.bits(r);
+    const SignBits msg = sag.bits(r);
+    const auto got = msg.words;
     const std::string of = " of rank " + std::to_string(r) + " on rank " + std::to_string(me);
-    if (sag.scale(r) != sign_scale(seed, r))
-      res.fail("sign_allgather: scale " + std::to_string(sag.scale(r)) + of + ", expected " +
+    if (msg.scale != sign_scale(seed, r))
+      res.fail("sign_allgather: scale " + std::to_string(msg.scale) + of + ", expected " +
                std::to_string(sign_scale(seed, r)));
+    if (msg.n != n) res.fail("sign_allgather: n = " + std::to_string(msg.n) + of);
     if (got.size() != words) {
       res.fail("sign_allgather: " + std::to_string(got.size()) + " words" + of);
       continue;

@@ -133,7 +133,7 @@ DevCheck check_sparse_exec(comm::Backend& b, Exec& ex, std::uint64_t n, std::siz
     val[j] = value(seed, me, j, false);
   }
   coll::SparseAllgather ref(b.control(), n, max_k, algo);
-  ref.run(idx, val, 5);
+  ref.run({idx, val}, 5);
   Vec want_sum(n);
   ref.sum_into(want_sum.data(), static_cast<float>(K));
 
@@ -141,12 +141,12 @@ DevCheck check_sparse_exec(comm::Backend& b, Exec& ex, std::uint64_t n, std::siz
   auto d_val = to_exec(ex, val, "sparse values");
   Buffer<float> d_sum(ex, n, "sparse sum");
   coll::SparseAllgather sag(b, n, max_k, algo, &ex);
-  sag.run(std::span<const Index>(d_idx.data(), k), std::span<const float>(d_val.data(), k), 5);
+  const SparseChunk d_pairs{{d_idx.data(), k}, {d_val.data(), k}};
+  sag.run(d_pairs, 5);
   for (int r = 0; r < K; ++r) {
-    const auto gi = sag.indices(r);
-    const auto gv = sag.values(r);
-    const auto wi = ref.indices(r);
-    const auto wv = ref.values(r);
+    const SparseChunk got = sag.chunk(r), want = ref.chunk(r);
+    const auto gi = got.indices, wi = want.indices;
+    const auto gv = got.values, wv = want.values;
     compare(c, "sparse_allgather indices", me, from_exec(ex, gi.data(), gi.size()),
             std::vector<Index>(wi.begin(), wi.end()));
     compare(c, "sparse_allgather values", me, from_exec(ex, gv.data(), gv.size()), Vec(wv.begin(), wv.end()));
@@ -157,7 +157,7 @@ DevCheck check_sparse_exec(comm::Backend& b, Exec& ex, std::uint64_t n, std::siz
   // run_agreed (what the fused optimizers call) with every rank's count known.
   std::vector<std::size_t> counts(static_cast<std::size_t>(K));
   for (int r = 0; r < K; ++r) counts[static_cast<std::size_t>(r)] = ref.count(r);
-  sag.run_agreed(std::span<const Index>(d_idx.data(), k), std::span<const float>(d_val.data(), k), counts);
+  sag.run_agreed(d_pairs, counts);
   sag.sum_into(d_sum.data(), static_cast<float>(K));
   compare(c, "sparse_allgather run_agreed + sum_into", me, from_exec(ex, d_sum.data(), n), want_sum);
   return c;
@@ -174,7 +174,7 @@ DevCheck check_sign_exec(comm::Backend& b, Exec& ex, std::uint64_t n, std::uint6
   }
   const float scale = 0.5f + std::abs(value(seed, me, 999, false));
   coll::SignAllgather ref(b.control(), n);
-  ref.run(bits, scale, 2);
+  ref.run(SignBits{n, bits, scale}, 2);
   Vec want_mean(n), want_major(n);
   ref.mean_into(want_mean);
   ref.majority_into(want_major);
@@ -182,13 +182,12 @@ DevCheck check_sign_exec(comm::Backend& b, Exec& ex, std::uint64_t n, std::uint6
   auto d_bits = to_exec(ex, bits, "sign bits");
   Buffer<float> d_out(ex, n, "sign decoded");
   coll::SignAllgather sag(b, n, &ex);
-  sag.run(std::span<const std::uint32_t>(d_bits.data(), words), scale, 2);
+  sag.run(SignBits{n, {d_bits.data(), words}, scale}, 2);
   for (int r = 0; r < K; ++r) {
-    const auto got = sag.bits(r);
-    const auto want = ref.bits(r);
-    compare(c, "sign_allgather bits", me, from_exec(ex, got.data(), got.size()),
-            std::vector<std::uint32_t>(want.begin(), want.end()));
-    compare(c, "sign_allgather scale", me, Vec{sag.scale(r)}, Vec{ref.scale(r)});
+    const SignBits got = sag.bits(r), want = ref.bits(r);
+    compare(c, "sign_allgather bits", me, from_exec(ex, got.words.data(), got.words.size()),
+            std::vector<std::uint32_t>(want.words.begin(), want.words.end()));
+    compare(c, "sign_allgather scale", me, Vec{got.scale}, Vec{want.scale});
   }
   sag.mean_into(d_out.span());
   compare(c, "sign_allgather mean_into", me, from_exec(ex, d_out.data(), n), want_mean);

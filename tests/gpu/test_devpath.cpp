@@ -310,7 +310,7 @@ TEST(DevpathColl, SparseExecutorPathRejectsOutOfRangeIndices) {
       std::vector<sparcol::Index> idx{1, 2, 10};
       std::vector<float> val{1, 2, 3};
       sparcol::coll::SparseAllgather sag(b, 10, 3, sparcol::coll::SparseAllgather::Algorithm::kAuto, &ex);
-      sag.run(idx, val);
+      sag.run({idx, val});
     });
   });
 }

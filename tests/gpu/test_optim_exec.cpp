@@ -297,6 +297,47 @@ TEST(OptimizerExecutors, SparseAggregatesGiveTheDenseUpdateBitwise) {
   }
 }
 
+TEST(OptimizerExecutors, FusedMessagePassGivesTheSeparatePassesBitwise) {
+  // GMC's one-pass message on the host (NaN check, message, m from the sorted support, the fused
+  // top-k) against the separate dense passes, at a size where the fused top-k takes its sampled
+  // bound (n >= 2^18), on several rank counts (the merged sparse sum), with coupled weight decay
+  // (the non-plain gradient), and with a NaN on one rank (the skipped step drops the message).
+  const std::uint64_t n = (std::uint64_t{1} << 18) + 77;
+  std::vector<Case> cs;
+  for (const char* m : {"gmc", "gmc-plus"})
+    for (const char* comp : {"topk", "rbgs", "topk-sampled"})
+      cs.push_back({std::string(m) + "/" + comp, make_cfg(m, comp, 0.01)});
+  auto wd = make_cfg("gmc", "topk", 0.01);
+  wd.weight_decay = 0.01;
+  cs.push_back({"gmc/topk/wd", wd});
+  for (int K : {1, 3}) {
+    for (const Case& c : cs) {
+      SCOPED_TRACE(c.label + " K " + std::to_string(K));
+      const Grad grad{kSeed + static_cast<std::uint64_t>(K)};
+      const Outcome want = run(Mode::kHostDense, c.cfg, Layout::flat(n), K, 4, grad, 0.1);
+      const Outcome got = run(Mode::kHost, c.cfg, Layout::flat(n), K, 4, grad, 0.1);
+      expect_same(got, want, K, 0.0);
+      if (HasFailure()) return;
+    }
+  }
+  {
+    // More ranks than the merged sum takes: the support comes in first-written order and GMC falls
+    // back to the separate passes.
+    SCOPED_TRACE("K 17");
+    const auto cfg = make_cfg("gmc", "topk", 0.01);
+    const Grad grad{kSeed};
+    static_assert(sparcol::optim::Exchange::kMaxMergeRanks < 17);
+    expect_same(run(Mode::kHost, cfg, Layout::flat(3001), 17, 3, grad, 0.1),
+                run(Mode::kHostDense, cfg, Layout::flat(3001), 17, 3, grad, 0.1), 17, 0.0);
+  }
+  const Grad bad{kSeed, 1, 2};  // rank 1, step 2
+  const auto cfg = make_cfg("gmc", "topk", 0.01);
+  const Outcome want = run(Mode::kHostDense, cfg, Layout::flat(n), 3, 5, bad, 0.1);
+  const Outcome got = run(Mode::kHost, cfg, Layout::flat(n), 3, 5, bad, 0.1);
+  expect_same(got, want, 3, 0.0);
+  EXPECT_EQ(got.skipped[0], 1u);
+}
+
 TEST(OptimizerExecutors, SameOnTheNcclEmulation) {
   // Over NCCL's point-to-point rules (host memory): the same bits as on the loopback backend.
   const Grad grad{kSeed};

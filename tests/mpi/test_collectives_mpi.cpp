@@ -92,7 +92,7 @@ TEST_F(MpiMismatch, DifferentOpsAreNamedOnEveryRank) {
     } else {
       std::vector<sparcol::Index> idx{1};
       std::vector<float> val{1};
-      sparcol::coll::SparseAllgather(world(), 100).run(idx, val, 1);
+      sparcol::coll::SparseAllgather(world(), 100).run({idx, val}, 1);
     }
     ADD_FAILURE() << "expected a mismatch error";
   } catch (const sparcol::Error& e) {

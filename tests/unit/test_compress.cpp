@@ -420,6 +420,50 @@ INSTANTIATE_TEST_SUITE_P(Sizes, TopkReference,
                                            TopkCase{7, false}, TopkCase{1000, true}, TopkCase{1000, false},
                                            TopkCase{1u << 20, true}, TopkCase{1u << 20, false}));
 
+TEST(Topk, FusedSelectionEqualsSelect) {
+  // The producer-fed selection (GMC's message pass) against select() on the whole vector: the same
+  // indices and values for continuous data in blocks of several sizes; a miss (tie-heavy data, or a
+  // size without a sampled bound) reports false so that the caller selects on v.
+  const std::uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 gen(seed);
+  const std::uint64_t n = (1u << 20) + 13;
+  std::vector<float> v(n);
+  std::normal_distribution<float> normal;
+  for (std::uint64_t i = 0; i < n; ++i) v[i] = normal(gen) * (i % 17 == 0 ? 8.0f : 1.0f);
+  TopkSelector sel, fused;
+  for (const std::uint64_t k : {k_round(0.01, n), k_round(0.001, n), std::uint64_t{1}}) {
+    std::vector<Index> want_idx, idx;
+    std::vector<float> want_val, val;
+    sel.select(v, k, want_idx, want_val, TopkSelector::Strategy::kRadix);
+    for (const std::uint64_t block : {std::uint64_t{1}, std::uint64_t{17}, std::uint64_t{2048}, n}) {
+      SCOPED_TRACE("k " + std::to_string(k) + " block " + std::to_string(block));
+      ASSERT_TRUE(fused.fused_begin(n, k, [&](std::uint64_t i) { return v[i]; }));
+      for (std::uint64_t b = 0; b < n; b += block)
+        fused.fused_collect(v.data() + b, b, std::min(block, n - b));
+      ASSERT_TRUE(fused.fused_finish(k, idx, val));
+      EXPECT_TRUE(fused.last_used_sample());
+      EXPECT_EQ(idx, want_idx);
+      EXPECT_EQ(val, want_val);
+    }
+  }
+  // Too small for a sampled bound, or too dense: false at once.
+  EXPECT_FALSE(fused.fused_begin(1000, 10, [&](std::uint64_t i) { return v[i]; }));
+  EXPECT_FALSE(fused.fused_begin(n, n / 4, [&](std::uint64_t i) { return v[i]; }));
+  std::vector<Index> idx;
+  std::vector<float> val;
+  EXPECT_FALSE(fused.fused_finish(10, idx, val));  // not armed
+  // Integer data with huge ties: the sample predicts an overflow (false at begin) or the collected
+  // count overflows (false at finish); either way nothing is selected from a wrong candidate set.
+  std::vector<float> ties(n, 1.0f);
+  for (std::uint64_t i = 0; i < n; i += 3) ties[i] = 2.0f;
+  const std::uint64_t k = k_round(0.01, n);
+  if (fused.fused_begin(n, k, [&](std::uint64_t i) { return ties[i]; })) {
+    fused.fused_collect(ties.data(), 0, n);
+    EXPECT_FALSE(fused.fused_finish(k, idx, val));
+  }
+}
+
 TEST(Topk, PathsAreExercised) {
   // Continuous data at 2^20, 1%: the sampled bound holds. Integer data with huge ties: the sample
   // bound overflows, the histograms resolve the key fully (3 passes).

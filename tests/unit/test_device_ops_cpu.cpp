@@ -318,7 +318,7 @@ TEST(DeviceOpsCpu, SignDecodeMatchesSignAllgather) {
         std::copy(w.begin(), w.end(), all.begin() + static_cast<std::ptrdiff_t>(r * words));
         scales[r] = scale;
         sparcol::coll::SignAllgather sag(b, n);
-        sag.run(w, scale);
+        sag.run(sparcol::SignBits{n, w, scale});
         mean_ref[r].resize(n);
         major_ref[r].resize(n);
         sag.mean_into(mean_ref[r]);
@@ -364,7 +364,7 @@ TEST(DeviceOpsCpu, SparseSumMatchesSparseAllgatherWithDuplicates) {
     sparcol::comm::LoopbackWorld::spawn(K, [&](sparcol::comm::Backend& b) {
       const auto r = static_cast<std::size_t>(b.rank());
       sparcol::coll::SparseAllgather sag(b, n);
-      sag.run(idx[r], val[r]);
+      sag.run({idx[r], val[r]});
       if (r == 0) {
         sag.sum_into(ref.data());
         for (auto& x : ref) x /= static_cast<float>(K);  // the Exchange's division by K

@@ -40,7 +40,8 @@ struct Message {
   // kShared with rbgs: the block (indices may then stay empty: the block implies them).
   bool is_block = false;
   Block block;
-  // kSign: bit j of word j/32 is 1 where v_j >= 0 (sign(0) := +1); scale = ||v||_1 / n.
+  // kSign: the sign bits in SignLayout (core/payload.hpp: bit j of word j/32 is 1 where v_j >= 0,
+  // sign(0) := +1), SignLayout::words_for(n) words; scale = ||v||_1 / n.
   std::vector<std::uint32_t> bits;
   float scale = 0.0f;
   // kSparse/kShared: values[i] = value_scale * v[indices[i]] (rounded to float). 1 for every
@@ -52,10 +53,16 @@ struct Message {
   // so a reused message does not allocate) and resets the other fields to their defaults.
   void reset(Aggregation new_kind, std::uint64_t new_n);
 
+  // Views of the payload, as the collectives take it (they stay valid until the message changes).
+  // sparse(): the pairs of a kSparse message (or the shared indices and values of a kShared one
+  // that lists its indices). sign(): the SignBits of a kSign message.
+  SparseChunk sparse() const { return {indices, values}; }
+  SignBits sign() const { return {n, bits, scale}; }
+
   // Number of values carried (k for sparse/shared, n for dense and sign).
   std::uint64_t nnz() const;
-  // Size on the wire from this rank in elements (values and indices count 1 each; sign: n/32 + 1)
-  // and bytes (ALGORITHMS.md 0.1, 9).
+  // Size on the wire from this rank in elements (values and indices count 1 each; sign:
+  // SignBits::wire_elements, n/32 + 1) and bytes (ALGORITHMS.md 0.1, 9).
   double wire_elements() const;
   std::uint64_t wire_bytes() const;
 };

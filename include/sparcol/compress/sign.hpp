@@ -1,8 +1,9 @@
 // "sign": scaled sign, one bit per element plus one float (ALGORITHMS.md 1.4).
 //
 // C(v) = (||v||_1 / n) * sign(v) with sign(v_j) = +1 where v_j >= 0 (so sign(+-0) = +1) and -1
-// elsewhere. Bits: bit j%32 of word j/32 is 1 for +1; the unused high bits of the last word are 0.
-// Wire: 4*ceil(n/32) + 4 bytes (n/32 + 1 elements). kind kSign; ctx.k is ignored.
+// elsewhere. The bits are packed in SignLayout and the message is a SignBits (core/payload.hpp:
+// bit j%32 of word j/32 is 1 for +1, unused high bits 0); Message::sign() is its view.
+// Wire: SignBits::wire_bytes(n) = 4*ceil(n/32) + 4 bytes (n/32 + 1 elements). kind kSign; ctx.k is ignored.
 // Non-finite input is not hidden: a NaN gets bit 0, and the scale (see sign_scale) becomes NaN or Inf, so the
 // decoded vector is non-finite and the caller's checks see it. Majority vote (config.sign_majority) is an
 // aggregation choice of the Exchange, not of this class.
@@ -16,14 +17,10 @@
 
 namespace sparcol::compress {
 
-// Packs the sign bits of v into ceil(n/32) words.
+// Packs the sign bits of v into SignLayout::words_for(n) words.
 void sign_pack(std::span<const float> v, std::uint32_t* words);
 // ||v||_1 / n (0 for n = 0): float partial sums over blocks of 256, added in double in a fixed order.
 float sign_scale(std::span<const float> v);
-// +1 or -1 for element j of packed bits.
-inline float sign_of(const std::uint32_t* words, std::uint64_t j) {
-  return ((words[j >> 5] >> (j & 31)) & 1u) != 0 ? 1.0f : -1.0f;
-}
 
 class SignCompressor final : public Compressor {
  public:

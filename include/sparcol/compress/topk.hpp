@@ -64,6 +64,22 @@ class TopkSelector {
   // (topk-sampled) call it ahead so that their first exact selection does not allocate.
   void reserve(std::uint64_t n, std::uint64_t k);
 
+  // Selection from a vector that its producer writes itself, block by block (GMC's one-pass message,
+  // src/optim/gmc.cpp), with no pass of its own over v. The result is bit for bit select(v, k):
+  //   1. fused_begin(n, k, value_at): value_at(i) is v_i at the sample positions (computed by the
+  //      producer exactly as it will write them). false: no sampled bound for (n, k) or this sample;
+  //      the producer writes v and calls select() on it.
+  //   2. fused_collect(block, first, len) for every block of v, in index order, each element once.
+  //   3. fused_finish(k, indices, values): false when the bound missed (fewer than k or more than
+  //      the capacity at or above it): the producer calls select() on v (all of it was written).
+  template <class ValueAt>
+  bool fused_begin(std::uint64_t n, std::uint64_t k, const ValueAt& value_at) {
+    return fused_begin_impl(
+        n, k, [](const void* f, std::uint64_t i) { return (*static_cast<const ValueAt*>(f))(i); }, &value_at);
+  }
+  void fused_collect(const float* block, std::uint64_t first, std::uint64_t len);
+  bool fused_finish(std::uint64_t k, std::vector<Index>& indices, std::vector<float>& values);
+
   // The path the last select() took (for tests and benchmarks).
   bool last_used_sample() const { return last_used_sample_; }
   int last_radix_passes() const { return last_radix_passes_; }
@@ -77,6 +93,10 @@ class TopkSelector {
   // Bound from the sample; false when the sample cannot give a useful one (the bound rank exceeds the
   // sample, or the sample predicts more than the candidate capacity at or above the bound).
   bool sampled_bound(std::span<const float> v, std::uint64_t k, std::uint32_t& bound);
+  // The bound from the sample keys in sample_ (sampled_bound's second half).
+  bool bound_from_sample(std::uint64_t n, std::uint64_t k, std::uint32_t& bound);
+  bool fused_begin_impl(std::uint64_t n, std::uint64_t k, float (*at)(const void*, std::uint64_t),
+                        const void* ctx);
   // Histogram path; writes the result itself.
   void radix(std::span<const float> v, std::uint64_t k, std::vector<Index>& indices,
              std::vector<float>& values);
@@ -87,6 +107,9 @@ class TopkSelector {
   std::vector<float> cand_val_;
   std::vector<std::uint32_t> cand_key_;  // their keys
   bool last_used_sample_ = false;
+  std::uint32_t fused_bound_ = 0;  // the fused selection in progress (fused_begin .. fused_finish)
+  std::uint64_t fused_count_ = 0;
+  std::uint64_t fused_capacity_ = 0;
   int last_radix_passes_ = 0;
 };
 

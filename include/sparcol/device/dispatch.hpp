@@ -137,8 +137,8 @@ void sign_decode_mean(Exec& ex, const std::uint32_t* words, const float* scales,
 void sign_decode_majority(Exec& ex, const std::uint32_t* words, const float* scales, int ranks,
                           std::uint64_t n, float* out);
 
-void sparse_sum(Exec& ex, const Index* idx, const float* val, std::uint64_t pairs, std::uint64_t n,
-                float divisor, float* out);
+// The gathered pairs of all ranks, concatenated in rank order, as one chunk (ops.hpp sparse_sum).
+void sparse_sum(Exec& ex, SparseChunk pairs, std::uint64_t n, float divisor, float* out);
 void topk(Exec& ex, const float* v, std::uint64_t n, std::uint64_t k, Index* idx, float* val);
 void scatter_zero(Exec& ex, float* v, std::uint64_t n, const Index* idx, std::uint64_t count);
 // Waits, and returns the outcome (count, threshold, ...).

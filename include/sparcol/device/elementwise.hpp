@@ -99,11 +99,6 @@ SPARCOL_HD inline float key_magnitude(std::uint32_t key) {
   return bits_float(key);
 }
 
-// Sign bit of the sign compressor: 1 for v >= 0 (so +-0 give 1), 0 for negative values and NaN.
-SPARCOL_HD inline std::uint32_t sign_bit(float v) {
-  return v >= 0.0f ? 1u : 0u;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Optimizer updates (ALGORITHMS.md 2-8), one element at a time, in the operation order of the
 // CPU optimizers in src/optim (see the comment of each).

@@ -95,7 +95,7 @@ void rbgs_unpack(const Stream& s, const float* d_packed, const Block& b, float d
 // ---------------------------------------------------------------------------------------------
 // Scratch for sign_pack and sum_squares (per-tile partial sums).
 std::size_t reduce_scratch_bytes(std::uint64_t n);
-// d_words[ceil(n/32)]: bit j%32 of word j/32 is sign_bit(v_j); unused high bits 0.
+// d_words[SignLayout::words_for(n)]: the sign bits of v in SignLayout (core/payload.hpp).
 // *d_scale = (float)(sum_j |v_j| / n) in double, summed in the fixed order of elementwise.hpp
 // (0 for n = 0). Differs from compress::sign_scale only in summation order (relative ~1e-7).
 void sign_pack(const Stream& s, const float* d_v, std::uint64_t n, std::uint32_t* d_words, float* d_scale,

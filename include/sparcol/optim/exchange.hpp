@@ -45,6 +45,7 @@
 #include "sparcol/coll/sparse_allgather.hpp"
 #include "sparcol/comm/backend.hpp"
 #include "sparcol/compress/compressor.hpp"
+#include "sparcol/compress/topk.hpp"
 #include "sparcol/device/dispatch.hpp"
 #include "sparcol/optim/layout.hpp"
 
@@ -104,14 +105,20 @@ class Aggregate {
   std::uint64_t size() const { return values_.size(); }
   bool dense() const { return dense_; }
   std::span<const Index> support() const { return {support_.data(), support_.size()}; }
+  // When the support is ascending (the sparse sums of up to kMaxMergeRanks ranks, RBGS blocks that
+  // do not wrap): support_values()[j] is the value at support()[j].
+  bool sorted() const { return !dense_ && sorted_; }
+  std::span<const float> support_values() const { return {support_values_.data(), support_values_.size()}; }
   // The values were changed outside the Exchange (a checkpoint restore): the support is unknown.
   void forget_support() { dense_ = true; }
 
  private:
   friend class Exchange;
   device::Buffer<float> values_;
-  std::vector<Index> support_;  // distinct, in the order first written (host executor only)
-  bool dense_ = false;          // a new aggregate is all zeros: its (empty) support is known
+  std::vector<Index> support_;         // distinct, in the order first written (host executor only)
+  std::vector<float> support_values_;  // with sorted_: the values at support_
+  bool dense_ = false;                 // a new aggregate is all zeros: its (empty) support is known
+  bool sorted_ = true;                 // support_ ascending and support_values_ filled
 };
 
 // x <- x - eta * agg (eta >= 0), touching only agg's support when it is known: bit for bit the dense
@@ -126,6 +133,11 @@ class Exchange {
   Exchange(comm::Backend& backend, const Layout& layout, ExchangeConfig config, device::Exec& exec);
   ~Exchange();
 
+  // The host sums the sparse messages of at most this many ranks by merging them in index order
+  // (sequential, an ascending support); more ranks add into the vector (random access, the support
+  // in the order first written). The same bits either way.
+  static constexpr int kMaxMergeRanks = 16;
+
   Verdict begin(std::uint64_t step, bool local_nonfinite);
   // v: the message (n floats, exec memory), left holding its residual; agg: receives the mean.
   CommStats finish(std::span<float> v, Aggregate& agg);
@@ -138,6 +150,16 @@ class Exchange {
   // Changes the density of every compressed group (DGC warm-up); all ranks must do the same.
   void set_density(double rho);
   double density() const { return config_.compressor.density; }
+
+  // The fused top-k of a method that computes its message in one pass of its own (GMC on the host
+  // executor, src/optim/gmc.cpp): fused_selector() is null unless this exchange compresses one flat
+  // group with the host top-k, so that the message pass can feed the selector (TopkSelector's fused
+  // interface, with fused_k() elements) while it writes v. arm_fused(true) after a pass that fed
+  // it: the next finish() then takes the selection from it (the same bits as selecting on v). A
+  // skipped step (begin) disarms it.
+  compress::TopkSelector* fused_selector();
+  std::uint64_t fused_k() const;
+  void arm_fused(bool armed) { fused_armed_ = armed && fused_selector() != nullptr; }
 
   const std::string& compressor_name() const { return config_.compressor.name; }
   compress::Aggregation aggregation() const { return kind_; }
@@ -170,6 +192,7 @@ class Exchange {
   void reserve_pairs(std::uint64_t pairs);
   std::uint64_t compress_group(Group& g, float* view, std::uint64_t pairs, std::uint64_t& packed_pos);
   void sum_pairs_tracked(Aggregate& agg, float divisor, std::uint64_t& nnz);
+  bool merge_pairs_sorted(Aggregate& agg, float divisor, std::uint64_t& nnz);
   void clear(Aggregate& agg) const;
 
   comm::Backend& backend_;
@@ -196,7 +219,10 @@ class Exchange {
   std::vector<std::size_t> counts_;  // pairs per rank of the last sparse gather
   std::vector<std::uint64_t> all_counts_;
   std::vector<std::uint64_t>
-      marks_;  // one bit per element: the tracked sum's "seen" set (all 0 between calls)
+      marks_;                       // one bit per element: the tracked sum's "seen" set (all 0 between calls)
+  std::vector<Index> old_support_;  // the previous support while the merge writes the new one
+  compress::TopkSelector fused_sel_;
+  bool fused_armed_ = false;
   std::unique_ptr<coll::RingAllreduce> ring_;  // over packed_ (size fixed per density)
   std::unique_ptr<coll::SparseAllgather> sparse_;
   std::vector<std::unique_ptr<coll::SignAllgather>> signs_;

@@ -140,6 +140,15 @@ class Optimizer {
   virtual CommStats do_step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr) = 0;
   // Hook before the verdict (DGC warm-up changes the density here).
   virtual void before_step(double /*epoch*/) {}
+  // A method that computes its message and checks g in one pass (GMC on the host executor) does so
+  // here, before the verdict, without changing its state: it returns true and sets `finite` (every
+  // g_i finite); what it prepared is used by the next do_step, or dropped by drop_message() when the
+  // step is skipped. The default returns false: step() checks g with a pass of its own.
+  virtual bool fused_message(std::span<const float> /*x*/, std::span<const float> /*g*/, double /*lr*/,
+                             bool& /*finite*/) {
+    return false;
+  }
+  virtual void drop_message() {}
 
   // The gradient a fused update consumes: g plus coupled weight decay wd * z at the gradient point
   // (unless wd_outside), z = gradient_point(x, lr).
