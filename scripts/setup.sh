@@ -11,6 +11,7 @@ packages=(
   libopenblas-dev zlib1g-dev
   dataset-fashion-mnist
   python3 python3-h5py python3-matplotlib python3-numpy
+  python3-torch pybind11-dev python3-pybind11
   clang libclang-rt-14-dev
   "$@"
 )

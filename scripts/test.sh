@@ -29,6 +29,19 @@ if [ $# -eq 0 ]; then
     echo "consumer test: FAILED"
     status=1
   fi
+  # The installed Python package (when the build has it): importable from the prefix alone.
+  if grep -q '^SPARCOL_PYTHON_INSTALL_DIR:' "$build_dir/CMakeCache.txt" && [ -d "$build_dir/python/sparcol" ]; then
+    pydir=$(sed -n 's/^SPARCOL_PYTHON_INSTALL_DIR:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
+    if (cd "$scratch" && PYTHONPATH="$scratch/prefix/$pydir" /usr/bin/python3 -c \
+        'import sparcol, sparcol.torch, sys; assert sparcol.__file__.startswith(sys.argv[1]); print("installed Python package:", sparcol.__file__)' \
+        "$scratch/prefix" 2>"$scratch/python.log"); then
+      echo "python install test: passed"
+    else
+      cat "$scratch/python.log"
+      echo "python install test: FAILED"
+      status=1
+    fi
+  fi
 fi
 # The sanitizer pass: the whole suite at small sizes under AddressSanitizer and
 # UndefinedBehaviorSanitizer (clang, CUDA off), plus the libFuzzer targets for a bounded time.

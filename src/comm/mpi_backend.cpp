@@ -232,12 +232,42 @@ std::vector<std::size_t> split_pieces(std::size_t bytes) {
 // MpiEnvironment
 // ------------------------------------------------------------------------------------------------
 
-MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
+namespace {
+int mpi_thread_constant(ThreadLevel level) {
+  switch (level) {
+    case ThreadLevel::kSingle:
+      return MPI_THREAD_SINGLE;
+    case ThreadLevel::kFunneled:
+      return MPI_THREAD_FUNNELED;
+    case ThreadLevel::kSerialized:
+      return MPI_THREAD_SERIALIZED;
+    case ThreadLevel::kMultiple:
+      break;
+  }
+  return MPI_THREAD_MULTIPLE;
+}
+}  // namespace
+
+const char* to_string(ThreadLevel level) noexcept {
+  switch (level) {
+    case ThreadLevel::kSingle:
+      return "MPI_THREAD_SINGLE";
+    case ThreadLevel::kFunneled:
+      return "MPI_THREAD_FUNNELED";
+    case ThreadLevel::kSerialized:
+      return "MPI_THREAD_SERIALIZED";
+    case ThreadLevel::kMultiple:
+      break;
+  }
+  return "MPI_THREAD_MULTIPLE";
+}
+
+MpiEnvironment::MpiEnvironment(int* argc, char*** argv, ThreadLevel required) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (initialized) return;
   int provided = 0;
-  SPARCOL_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), -1);
+  SPARCOL_MPI_CHECK(MPI_Init_thread(argc, argv, mpi_thread_constant(required), &provided), -1);
   owns_ = true;
   // Errors on MPI_COMM_WORLD come back as codes too; sparcol turns them into exceptions.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
@@ -248,6 +278,23 @@ MpiEnvironment::~MpiEnvironment() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
+}
+
+bool MpiEnvironment::active() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return initialized && !finalized;
+}
+
+ThreadLevel MpiEnvironment::thread_level() {
+  if (!active()) return ThreadLevel::kSingle;
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&provided);
+  if (provided >= MPI_THREAD_MULTIPLE) return ThreadLevel::kMultiple;
+  if (provided >= MPI_THREAD_SERIALIZED) return ThreadLevel::kSerialized;
+  if (provided >= MPI_THREAD_FUNNELED) return ThreadLevel::kFunneled;
+  return ThreadLevel::kSingle;
 }
 
 int MpiEnvironment::world_rank() {

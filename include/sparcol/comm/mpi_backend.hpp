@@ -26,15 +26,27 @@
 
 namespace sparcol::comm {
 
-// Initialises MPI (MPI_Init_thread, MPI_THREAD_FUNNELED) unless already initialised, and finalises it
-// on destruction if it initialised it. One per process, in main().
+// MPI's thread support levels, in increasing order (MPI_THREAD_SINGLE ... MPI_THREAD_MULTIPLE).
+enum class ThreadLevel { kSingle, kFunneled, kSerialized, kMultiple };
+const char* to_string(ThreadLevel level) noexcept;
+
+// Initialises MPI (MPI_Init_thread at the `required` level, MPI_THREAD_FUNNELED by default) unless
+// already initialised, and finalises it on destruction if it initialised it. One per process, in
+// main() (or, for the Python module, one for the interpreter's lifetime). When MPI was already
+// initialised by someone else, nothing is done: compare thread_level() with what you need.
 class MpiEnvironment {
  public:
-  MpiEnvironment(int* argc, char*** argv);
+  MpiEnvironment(int* argc, char*** argv, ThreadLevel required = ThreadLevel::kFunneled);
   ~MpiEnvironment();
   MpiEnvironment(const MpiEnvironment&) = delete;
   MpiEnvironment& operator=(const MpiEnvironment&) = delete;
 
+  // Whether this object initialised MPI (and will finalise it).
+  bool owns() const { return owns_; }
+  // Whether MPI is initialised and not yet finalised.
+  static bool active();
+  // The thread level MPI provides (MPI_Query_thread); kSingle when MPI is not active.
+  static ThreadLevel thread_level();
   static int world_rank();  // rank in MPI_COMM_WORLD, or -1 if MPI is not initialised
   static int world_size();
   // MPI_Abort(MPI_COMM_WORLD, code): for programs after printing their error message.
