@@ -256,4 +256,6 @@ if __name__ == "__main__":
         main()
     except (ValueError, TypeError, sparcol.Error) as e:  # bad flags: one line per rank, as the programs do
         rank = sparcol.world().rank if sparcol.mpi_initialized_here() else 0
-        sys.exit(f"train_fmnist: rank {rank}: error: {e}")
+        print(f"train_fmnist: rank {rank}: error: {e}", file=sys.stderr)
+        # The programs' exit statuses (docs/errors.md): 2 for a bad argument, else the error's own.
+        sys.exit(e.exit_code if isinstance(e, sparcol.Error) else 2)
