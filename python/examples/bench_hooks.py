@@ -29,20 +29,6 @@ import sparcol.torch as st  # noqa: E402
 from sparcol.torch import hooks  # noqa: E402
 
 
-class Bucket:
-    def __init__(self, index, tensor, last):
-        self._i, self._t, self._last = index, tensor, last
-
-    def buffer(self):
-        return self._t
-
-    def index(self):
-        return self._i
-
-    def is_last(self):
-        return self._last
-
-
 def bucket_sizes(comm):
     sizes = {}
 
@@ -98,7 +84,7 @@ def main():
         for name in ("dense", "topk", "rbgs", "sign"):
             state = hooks.HookState(comm=comm, density=args.density, start_iter=1)
             hook = hooks.HOOKS[name]
-            bucket = Bucket(index, work, True)
+            bucket = hooks.StandaloneBucket(index, work, True)
             hook(state, bucket)  # the dense first iteration; the state exists after it
             hook(state, bucket)
             before = state.bytes_sent

@@ -36,6 +36,11 @@ CheckResult run_all(int ranks, F&& check) {
 
 class LoopbackColl : public ::testing::TestWithParam<std::tuple<int, std::size_t>> {};
 
+// "ranks<K>_n<count>", the name of every instantiation below.
+std::string sweep_name(const ::testing::TestParamInfo<std::tuple<int, std::size_t>>& p) {
+  return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" + std::to_string(std::get<1>(p.param));
+}
+
 TEST_P(LoopbackColl, RingAllreduce) {
   const int ranks = std::get<0>(GetParam());
   const std::size_t count = std::get<1>(GetParam());
@@ -69,18 +74,13 @@ INSTANTIATE_TEST_SUITE_P(Sweep, LoopbackColl,
                          ::testing::Combine(::testing::Range(1, 9),
                                             ::testing::ValuesIn(sparcol::test::sized(
                                                 {0, 1, 7, 13, 1009, 65537, std::size_t{1} << 20}))),
-                         [](const auto& p) {
-                           return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" +
-                                  std::to_string(std::get<1>(p.param));
-                         });
+                         sweep_name);
 
-INSTANTIATE_TEST_SUITE_P(
-    Large, LoopbackColl,
-    ::testing::Combine(::testing::Values(1, 3, 8),
-                       ::testing::ValuesIn(sparcol::test::sized({std::size_t{1} << 24}))),
-    [](const auto& p) {
-      return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" + std::to_string(std::get<1>(p.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Large, LoopbackColl,
+                         ::testing::Combine(::testing::Values(1, 3, 8),
+                                            ::testing::ValuesIn(sparcol::test::sized({std::size_t{1}
+                                                                                      << 24}))),
+                         sweep_name);
 
 // The sign all-gather, mean and majority vote against an oracle from the inputs' formula: the same
 // sweep, with 2^24 on 1 and 3 ranks only (its host decoders and oracle cost n K per rank, and the
@@ -99,18 +99,13 @@ INSTANTIATE_TEST_SUITE_P(Sweep, LoopbackSign,
                          ::testing::Combine(::testing::Range(1, 9),
                                             ::testing::ValuesIn(sparcol::test::sized(
                                                 {0, 1, 7, 13, 1009, 65537, std::size_t{1} << 20}))),
-                         [](const auto& p) {
-                           return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" +
-                                  std::to_string(std::get<1>(p.param));
-                         });
+                         sweep_name);
 
-INSTANTIATE_TEST_SUITE_P(
-    Large, LoopbackSign,
-    ::testing::Combine(::testing::Values(1, 3),
-                       ::testing::ValuesIn(sparcol::test::sized({std::size_t{1} << 24}))),
-    [](const auto& p) {
-      return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" + std::to_string(std::get<1>(p.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Large, LoopbackSign,
+                         ::testing::Combine(::testing::Values(1, 3),
+                                            ::testing::ValuesIn(sparcol::test::sized({std::size_t{1}
+                                                                                      << 24}))),
+                         sweep_name);
 
 // ---- Failure behaviour -------------------------------------------------------------------------
 

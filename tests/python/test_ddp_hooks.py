@@ -80,20 +80,6 @@ def test_topk_full_equals_dense(comm):
     check(state.iter == 6 and len(state._exchanges) >= 2, f"iterations {state.iter}, buckets {len(state._exchanges)}")
 
 
-class FakeBucket:
-    def __init__(self, index, tensor, last):
-        self._i, self._t, self._last = index, tensor, last
-
-    def buffer(self):
-        return self._t
-
-    def index(self):
-        return self._i
-
-    def is_last(self):
-        return self._last
-
-
 def test_conservation(comm):
     K = comm.size
     sizes = [300, 57]
@@ -107,7 +93,7 @@ def test_conservation(comm):
             for i, n in enumerate(sizes):
                 g = rng.integers(-8, 9, n).astype(np.float32)
                 given[i] += g
-                fut = hook(state, FakeBucket(i, torch.from_numpy(g.copy()), i == len(sizes) - 1))
+                fut = hook(state, hooks.StandaloneBucket(i, torch.from_numpy(g.copy()), i == len(sizes) - 1))
                 sent[i] += K * fut.value().numpy().astype(np.float64)
         for i, n in enumerate(sizes):
             total = given[i].copy()
@@ -146,7 +132,7 @@ def test_bad_arguments(comm):
     raises(ValueError, lambda: hooks.HookState(comm=comm, start_iter=0), "start_iter 0", "start_iter")
     raises(ValueError, lambda: hooks.compressed_hook("zip"), "unknown compressor", "compressor")
     state = hooks.HookState(comm=comm)
-    raises(TypeError, lambda: hooks.topk_hook(state, FakeBucket(0, torch.zeros(8, dtype=torch.float64), True)),
+    raises(TypeError, lambda: hooks.topk_hook(state, hooks.StandaloneBucket(0, torch.zeros(8, dtype=torch.float64), True)),
            "float64 bucket", "float32")
     # Nothing was sent: the ranks are still in step.
     v = np.ones(3, np.float32)

@@ -91,6 +91,23 @@ class HookState:
         return None if ex is None else ex.residual
 
 
+class StandaloneBucket:
+    """A stand-in for DDP's GradBucket (index, buffer, is_last), to call a hook outside DDP: for
+    tests and for timing a hook against the bare collective (python/examples/bench_hooks.py)."""
+
+    def __init__(self, index, tensor, last):
+        self._i, self._t, self._last = index, tensor, last
+
+    def buffer(self):
+        return self._t
+
+    def index(self):
+        return self._i
+
+    def is_last(self):
+        return self._last
+
+
 def _bucket_tensor(bucket):
     buf = bucket.buffer()
     if buf.dtype != torch.float32 or buf.device.type != "cpu" or not buf.is_contiguous():
@@ -153,4 +170,4 @@ def register(ddp_model, name, **state_options):
     return state
 
 
-__all__ = ["HookState", "dense_hook", "topk_hook", "rbgs_hook", "sign_hook", "compressed_hook", "register", "HOOKS"]
+__all__ = ["HookState", "StandaloneBucket", "dense_hook", "topk_hook", "rbgs_hook", "sign_hook", "compressed_hook", "register", "HOOKS"]
