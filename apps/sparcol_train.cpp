@@ -17,6 +17,7 @@
 #include "sparcol/compress/compressor.hpp"
 #include "sparcol/config.hpp"
 #include "sparcol/core/error.hpp"
+#include "sparcol/device/device.hpp"
 #include "sparcol/optim/optimizer.hpp"
 #include "sparcol/train/checkpoint.hpp"
 #include "sparcol/train/model.hpp"
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
   std::string preset;
   std::vector<std::string> resume;
   double timeout_s = 0.0;
+  std::string device = "cpu";
+  int gpus_per_node = 0;
 
   CLI::App app{
       "sparcol-train: data-parallel training with compressed communication, one worker per MPI rank.\n"
@@ -155,6 +158,16 @@ int main(int argc, char** argv) {
       "seconds a blocking wait may take before the run fails (default: 300 or SPARCOL_TIMEOUT_S; 0 = none)");
   app.add_option("--step-delay", c.step_delay_ms,
                  "sleep this many milliseconds after every step (throttling)");
+  // Where the run happens. The GPU path is refused with exit 9 until it exists (docs/gpu.md, "The
+  // trainer on the GPU"): never silently run on the CPU when the GPU was asked for.
+  app.add_option("--device", device,
+                 "cpu, or cuda: models, optimizer and communication on the rank's GPU (not written yet: "
+                 "exits 9 naming what is missing; docs/gpu.md)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--gpus-per-node", gpus_per_node,
+                 "with --device cuda: rank r uses GPU (local rank mod N); 0 = every GPU the node shows")
+      ->check(sparcol::app::non_negative());
   // --help says who reads each option, from the same table that validation uses.
   for (const auto& o : sparcol::train::train_options()) {
     if (o.read_by == sparcol::train::ReadBy::kAll) continue;
@@ -173,6 +186,20 @@ int main(int argc, char** argv) {
     if (app.count("--timeout") > 0) {
       SPARCOL_CHECK_ARG(timeout_s >= 0 && timeout_s <= 1e7, rank, "--timeout must be in [0, 1e7] seconds");
       backend->set_timeout(std::chrono::milliseconds(static_cast<long long>(timeout_s * 1000.0)));
+    }
+    SPARCOL_CHECK_ARG(device == "cuda" || !given("--gpus-per-node"), rank, "--gpus-per-node needs --device cuda");
+    if (device == "cuda") {
+      if (!sparcol::device::has_gpu()) {
+        throw sparcol::Error(sparcol::ErrorCode::kCuda, rank,
+                             "--device cuda: no CUDA device (" + sparcol::device::no_gpu_reason() + ")");
+      }
+      const int gpus = sparcol::device::device_count();
+      SPARCOL_CHECK_ARG(gpus_per_node <= gpus, rank,
+                        "--gpus-per-node " + std::to_string(gpus_per_node) + ": this node shows only " +
+                            std::to_string(gpus) + " CUDA device(s)");
+      throw sparcol::Error(sparcol::ErrorCode::kCuda, rank,
+                           "--device cuda: this sparcol-train has no GPU path yet (the models run on the CPU "
+                           "only; docs/gpu.md, \"The trainer on the GPU\"); run with --device cpu");
     }
     c.resume = resume_opt->count() > 0;
     if (!resume.empty()) c.resume_from = resume.front();

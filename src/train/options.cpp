@@ -169,6 +169,8 @@ std::vector<TrainOption> make_table() {
       {"--progress-every", all, {}, "", {}},
       {"--quiet", all, {}, "", {}},
       {"--step-delay", all, {}, "", {}},
+      {"--device", all, {}, "", {}},
+      {"--gpus-per-node", all, {}, "", {}},
   };
 }
 
