@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/app_support.hpp"
+#include "sparcol/comm/make_backend.hpp"
 #include "sparcol/comm/mpi_backend.hpp"
 #include "sparcol/compress/compressor.hpp"
 #include "sparcol/config.hpp"
@@ -158,11 +159,11 @@ int main(int argc, char** argv) {
       "seconds a blocking wait may take before the run fails (default: 300 or SPARCOL_TIMEOUT_S; 0 = none)");
   app.add_option("--step-delay", c.step_delay_ms,
                  "sleep this many milliseconds after every step (throttling)");
-  // Where the run happens. The GPU path is refused with exit 9 until it exists (docs/gpu.md, "The
-  // trainer on the GPU"): never silently run on the CPU when the GPU was asked for.
+  // Where the model runs (docs/gpu.md, "The trainer on the GPU"). Without a GPU --device cuda is
+  // exit 9 naming what is missing: never a silent fall-back to the CPU.
   app.add_option("--device", device,
-                 "cpu, or cuda: models, optimizer and communication on the rank's GPU (not written yet: "
-                 "exits 9 naming what is missing; docs/gpu.md)")
+                 "cpu, or cuda: the model's forward and backward on the rank's GPU (--model mlp so far); "
+                 "no GPU: exit 9")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--gpus-per-node", gpus_per_node,
@@ -197,10 +198,12 @@ int main(int argc, char** argv) {
       SPARCOL_CHECK_ARG(gpus_per_node <= gpus, rank,
                         "--gpus-per-node " + std::to_string(gpus_per_node) + ": this node shows only " +
                             std::to_string(gpus) + " CUDA device(s)");
-      throw sparcol::Error(sparcol::ErrorCode::kCuda, rank,
-                           "--device cuda: this sparcol-train has no GPU path yet (the models run on the CPU "
-                           "only; docs/gpu.md, \"The trainer on the GPU\"); run with --device cpu");
+      SPARCOL_CHECK_ARG(c.model == "mlp", rank,
+                        "--device cuda: only --model mlp has a GPU path so far, not '" + c.model +
+                            "' (docs/gpu.md, \"The trainer on the GPU\")");
+      sparcol::device::set_device(sparcol::comm::local_rank() % (gpus_per_node > 0 ? gpus_per_node : gpus));
     }
+    c.device = device;
     c.resume = resume_opt->count() > 0;
     if (!resume.empty()) c.resume_from = resume.front();
     sparcol::train::validate_config(c, world, rank, given);

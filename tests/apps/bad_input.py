@@ -180,6 +180,9 @@ def main():
         env = dict(os.environ)
         # Every rank exits by itself here; Open MPI need not wait 1 s before killing the others.
         env["OMPI_MCA_odls_base_sigkill_timeout"] = "0"
+        # A case named *-no-gpu sees no GPU even on a GPU machine (the refusal of a missing device).
+        if a.case.endswith("-no-gpu"):
+            env["CUDA_VISIBLE_DEVICES"] = ""
         before = snapshot(tmp)
         print("$ " + " ".join(shlex.quote(c) for c in cmd))
         try:

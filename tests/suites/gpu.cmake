@@ -9,6 +9,12 @@ if(SPARCOL_HAVE_CUDA)
   target_sources(sparcol_gpu_tests PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_kernels.cpp)
   target_link_libraries(sparcol_gpu_tests PRIVATE sparcol_cuda)
 endif()
+# The trainer's GPU model against the CPU model (and, without a GPU, the refusal), where the trainer
+# is built (it needs OpenBLAS).
+if(TARGET sparcol_train)
+  target_sources(sparcol_gpu_tests PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_gpu_model.cpp)
+  target_link_libraries(sparcol_gpu_tests PRIVATE sparcol_train)
+endif()
 # The > 2^31-element cases move tens of GB and check them on the CPU: minutes on a GPU machine.
 # A case that skipped (no GPU, tests/gpu/gpu_skip.hpp) is reported as skipped, never as passed; with
 # SPARCOL_REQUIRE_GPU=1 it fails instead.

@@ -144,6 +144,12 @@ class Model {
 std::unique_ptr<Model> make_model(std::string_view name, const ModelOptions& options);
 std::vector<std::string> model_names();
 
+// The same model with its forward and backward on the current CUDA device (device::set_device
+// first): "mlp" only so far (docs/gpu.md, "The trainer on the GPU"); the same tensors and x_0 as
+// make_model's, the parameters and gradients still host vectors. Error(kCuda) without a GPU or in a
+// build without CUDA; Error(kInvalidArgument) for a model that has no GPU path yet.
+std::unique_ptr<Model> make_gpu_model(std::string_view name, const ModelOptions& options);
+
 // OpenBLAS threads for this process. make_model sets 1 unless set_blas_threads was called first:
 // ranks share the cores, and one thread keeps every GEMM's summation order fixed.
 void set_blas_threads(int threads);

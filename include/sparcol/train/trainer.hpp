@@ -93,6 +93,7 @@ struct TrainConfig {
   std::uint64_t progress_every = 100;  // steps; 0 = no progress lines
   bool quiet = false;
   double step_delay_ms = 0.0;  // sleep after every step (throttles a run)
+  std::string device = "cpu";  // cpu, or cuda: the model's forward and backward on the current GPU
 };
 
 // Presets: named protocols. apply_preset sets every setting of the preset that the configuration
