@@ -86,7 +86,6 @@ command -v nvcc >/dev/null 2>&1 && nvcc=$(command -v nvcc)
   echo "gpu: $gpu_name"
   echo "cuda architecture built: $arch"
   echo "nvcc: $("$nvcc" --version 2>/dev/null | tail -1)"
-  echo "cmake: $(cmake --version 2>/dev/null | head -1)"
   echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$out/machine.txt"
 cat "$out/machine.txt"
@@ -176,6 +175,9 @@ else
   record build "NOT RUN" "an earlier part failed"
 fi
 bin=$build/bin
+# The MPI launcher the build found (the carried one with --carry), as the tests use it.
+mpiexec_bin=$(sed -n 's/^MPIEXEC_EXECUTABLE:FILEPATH=//p' "$build/CMakeCache.txt" 2>/dev/null)
+[ -n "$mpiexec_bin" ] || mpiexec_bin=mpiexec
 
 # --- 4. Every gpu-labelled test --------------------------------------------------------------------
 if [ "$built" = 1 ]; then
@@ -214,7 +216,7 @@ fi
 # --- 5. Kernel benchmarks --------------------------------------------------------------------------
 if [ "$built" = 1 ]; then
   t0=$(date +%s)
-  "$bin/sparcol-bench-kernels" -b 20 -e 28 -n 10 -w 2 --csv "$out/bench_kernels.csv" >"$out/bench_kernels.txt" 2>&1
+  "$bin/sparcol-bench-kernels" -b 20 -e 28 -n 10 -w 2 >"$out/bench_kernels.txt" 2>&1
   rc=$?
   if [ "$have_gpu" = 1 ]; then
     if [ "$rc" = 0 ] && grep -qF "# copy bandwidth" "$out/bench_kernels.txt"; then
@@ -255,7 +257,7 @@ if [ "$built" = 1 ]; then
     np=$ngpu
     [ "$backend" = mpi ] && np=2
     log_file=$out/bench_${backend}.txt
-    mpiexec -np "$np" "$bin/sparcol-bench" --backend "$backend" --device cuda -b 4K -e 256M -n 10 -w 2 -c 1 \
+    "$mpiexec_bin" -np "$np" "$bin/sparcol-bench" --backend "$backend" --device cuda -b 4K -e 256M -n 10 -w 2 -c 1 \
       --op all >"$log_file" 2>&1
     rc=$?
     if [ "$have_gpu" = 1 ]; then
@@ -283,17 +285,18 @@ train_flags=(--model mlp --optimizer gmc --density 0.01 --epochs 1 --train-sampl
 acc_of() { grep -oE "^done: .*test accuracy [0-9.]+%" "$1" | grep -oE "[0-9.]+%$"; }
 if [ "$built" = 1 ]; then
   t0=$(date +%s)
-  mpiexec -np 2 "$bin/sparcol-train" "${train_flags[@]}" --device cpu >"$out/train_cpu.txt" 2>&1
+  "$mpiexec_bin" -np 2 "$bin/sparcol-train" "${train_flags[@]}" --device cpu >"$out/train_cpu.txt" 2>&1
   rc=$?
   cpu_acc=$(acc_of "$out/train_cpu.txt")
   if [ "$rc" = 0 ]; then record train-cpu PASS "2 ranks, MLP, GMC 1 %, 1 epoch of 10000 samples: test accuracy ${cpu_acc:-?} ($(since "$t0") s)"
   else record train-cpu FAIL "exit $rc (train_cpu.txt)"; fi
   t0=$(date +%s)
-  mpiexec -np 2 "$bin/sparcol-train" "${train_flags[@]}" --device cuda >"$out/train_gpu.txt" 2>&1
+  "$mpiexec_bin" -np 2 "$bin/sparcol-train" "${train_flags[@]}" --device cuda >"$out/train_gpu.txt" 2>&1
   rc=$?
   if [ "$rc" = 0 ]; then
     gpu_acc=$(acc_of "$out/train_gpu.txt")
-    record train-gpu PASS "the same flags on the GPU: test accuracy ${gpu_acc:-?} against ${cpu_acc:-?} on the CPU ($(since "$t0") s)"
+    diff=$(awk -v a="${gpu_acc%\%}" -v b="${cpu_acc%\%}" 'BEGIN { d = a - b; printf "%+.2f", d }')
+    record train-gpu PASS "the same flags on the GPU: test accuracy ${gpu_acc:-?} against ${cpu_acc:-?} on the CPU ($diff points; issue 18 asks within 0.3 on full runs) ($(since "$t0") s)"
   elif [ "$rc" = 9 ]; then
     why=$(grep -o "error: .*" "$out/train_gpu.txt" | head -1)
     record train-gpu "NOT RUN" "sparcol-train refused --device cuda with exit 9: ${why#error: }"
