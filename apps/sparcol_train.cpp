@@ -76,6 +76,13 @@ int main(int argc, char** argv) {
          "partition Dirichlet workers in groups of this size (10: the reference code); 0 = all at once")
       ->capture_default_str();
   app.add_flag("--augment", c.augment, "random crop (padding 2) and horizontal flip of training images");
+  app.add_option("--dropit", c.dropit,
+                 "DropIT gamma in [0, 1): linear and conv layers keep only the largest (1 - gamma) of their "
+                 "input for the weight gradient; 0 = off")
+      ->capture_default_str();
+  app.add_option("--dropit-layers", c.dropit_layers,
+                 "layers DropIT applies to: hidden (all but the first and the last) or all")
+      ->capture_default_str();
 
   // Optimizer
   app.add_option("--optimizer", c.optimizer, "method: " + join(sparcol::optim::method_names()))
