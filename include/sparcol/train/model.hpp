@@ -141,7 +141,7 @@ class Model {
 
   // DropIT (ModelOptions::dropit_gamma); make_model applies the options' setting. gamma outside
   // [0, 1) throws kInvalidArgument. Models without linear or convolution layers (synthetic) have
-  // no layer caches and ignore nothing: they refuse gamma > 0.
+  // no layer caches and refuse gamma > 0.
   void set_dropit(double gamma, DropitLayers layers);
   double dropit_gamma() const { return dropit_gamma_; }
   DropitLayers dropit_layers() const { return dropit_layers_; }
