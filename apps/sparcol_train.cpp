@@ -80,6 +80,13 @@ int main(int argc, char** argv) {
          "partition Dirichlet workers in groups of this size (10: the reference code); 0 = all at once")
       ->capture_default_str();
   app.add_flag("--augment", c.augment, "random crop (padding 2) and horizontal flip of training images");
+  app.add_option("--dropit", c.dropit,
+                 "DropIT gamma in [0, 1): linear and conv layers keep only the largest (1 - gamma) of their "
+                 "input for the weight gradient; 0 = off")
+      ->capture_default_str();
+  app.add_option("--dropit-layers", c.dropit_layers,
+                 "layers DropIT applies to: hidden (all but the first and the last) or all")
+      ->capture_default_str();
 
   // Optimizer
   app.add_option("--optimizer", c.optimizer, "method: " + join(sparcol::optim::method_names()))
@@ -201,6 +208,7 @@ int main(int argc, char** argv) {
       SPARCOL_CHECK_ARG(c.model == "mlp", rank,
                         "--device cuda: only --model mlp has a GPU path so far, not '" + c.model +
                             "' (docs/gpu.md, \"The trainer on the GPU\")");
+      SPARCOL_CHECK_ARG(c.dropit == 0.0, rank, "--device cuda: --dropit has no GPU path yet (docs/gpu.md)");
       sparcol::device::set_device(sparcol::comm::local_rank() % (gpus_per_node > 0 ? gpus_per_node : gpus));
     }
     c.device = device;

@@ -3,11 +3,13 @@
 //
 //   sparcol_train_sanity [--data DIR] [--models mlp,cnn] [--epochs E] [--batch B] [--lr X]
 //                        [--momentum B] [--wd X] [--augment] [--cosine] [--time-only] [--time-iters N]
-//                        [--synthetic N]
+//                        [--synthetic N] [--dropit GAMMA]
 //
 // 1. Timing: forward+backward of one batch of 32 for mlp, cnn, resnet20 (GroupNorm and BatchNorm)
 //    on one core (OpenBLAS single-threaded), and the implied epochs per minute on 60000 samples;
-//    with --synthetic N, also a step and an evaluation of the synthetic model at N parameters.
+//    with --synthetic N, also a step and an evaluation of the synthetic model at N parameters; with
+//    --dropit GAMMA, also each model with DropIT (hidden layers), its calls interleaved with the
+//    dense model's so that both see the same load, and the ratio of their minimum times.
 // 2. Training: each model in --models, in one process, on the full Fashion-MNIST training set with
 //    plain SGD + heavy-ball momentum, a constant learning rate or (--cosine) cosine annealing to zero
 //    over the run, per step; test accuracy after every epoch.
@@ -46,14 +48,16 @@ struct Args {
   bool time_only = false;
   int time_iters = 20;
   std::size_t synthetic = 0;  // > 0: also time the synthetic model with this many parameters
+  double dropit = 0.0;        // > 0: also time every model with DropIT at this gamma
 };
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-std::unique_ptr<train::Model> build(const std::string& spec) {
+std::unique_ptr<train::Model> build(const std::string& spec, double dropit = 0.0) {
   train::ModelOptions o;
+  o.dropit_gamma = dropit;
   std::string name = spec;
   if (spec == "resnet20-bn") {
     name = "resnet20";
@@ -69,29 +73,47 @@ std::unique_ptr<train::Model> build(const std::string& spec) {
   return train::make_model(name, o);
 }
 
-void time_models(const train::Dataset& train_set, int iters) {
+void time_models(const train::Dataset& train_set, int iters, double dropit) {
   build("mlp");  // make_model applies the single-thread BLAS default
   std::printf("# forward+backward, batch 32, OpenBLAS threads %d\n", train::blas_threads());
-  std::printf("%-12s %10s %10s %10s %14s\n", "model", "params", "min ms", "median ms", "epochs/min");
+  std::printf("%-12s %10s %10s %10s %14s", "model", "params", "min ms", "median ms", "epochs/min");
+  if (dropit > 0)
+    std::printf(" %12s %12s %10s %12s", "dropit min", "dropit med", "min ratio", "cached ratio");
+  std::printf("\n");
   train::Batch batch;
   batch.images.assign(train_set.images.begin(), train_set.images.begin() + 32 * 784);
   batch.labels.assign(train_set.labels.begin(), train_set.labels.begin() + 32);
   for (const std::string spec : {"mlp", "cnn", "cnn-wide", "resnet20-gn", "resnet20-bn"}) {
     auto m = build(spec);
+    auto md = build(spec, dropit);
     std::vector<float> params(m->num_params()), grad(params.size());
     m->init(params, 1);
     for (int i = 0; i < 3; ++i) m->forward_backward(params, batch.view(), grad);
+    if (dropit > 0) {
+      for (int i = 0; i < 3; ++i) md->forward_backward(params, batch.view(), grad);
+    }
     // Per-call times; the minimum is the least disturbed by other processes on a shared machine.
-    std::vector<double> ms(static_cast<std::size_t>(iters));
-    for (double& t : ms) {
-      const auto t0 = Clock::now();
+    std::vector<double> ms(static_cast<std::size_t>(iters)), ms_d(ms.size());
+    for (std::size_t i = 0; i < ms.size(); ++i) {
+      auto t0 = Clock::now();
       m->forward_backward(params, batch.view(), grad);
-      t = 1e3 * seconds_since(t0);
+      ms[i] = 1e3 * seconds_since(t0);
+      if (dropit > 0) {
+        t0 = Clock::now();
+        md->forward_backward(params, batch.view(), grad);
+        ms_d[i] = 1e3 * seconds_since(t0);
+      }
     }
     std::sort(ms.begin(), ms.end());
+    std::sort(ms_d.begin(), ms_d.end());
     const double best = ms.front(), median = ms[ms.size() / 2];
-    std::printf("%-12s %10zu %10.2f %10.2f %14.2f\n", spec.c_str(), m->num_params(), best, median,
+    std::printf("%-12s %10zu %10.2f %10.2f %14.2f", spec.c_str(), m->num_params(), best, median,
                 60.0 / ((60000.0 / 32.0) * best / 1e3));
+    if (dropit > 0) {
+      std::printf(" %12.2f %12.2f %10.3f %12.3f", ms_d.front(), ms_d[ms_d.size() / 2], ms_d.front() / best,
+                  static_cast<double>(md->cached_bytes()) / static_cast<double>(md->cached_dense_bytes()));
+    }
+    std::printf("\n");
   }
 }
 
@@ -198,10 +220,12 @@ int main(int argc, char** argv) {
       a.synthetic = std::stoul(value());
     } else if (k == "--time-iters") {
       a.time_iters = std::stoi(value());
+    } else if (k == "--dropit") {
+      a.dropit = std::stod(value());
     } else {
       std::printf(
           "usage: %s [--data DIR] [--models mlp,cnn] [--epochs E] [--batch B] [--lr X] [--momentum B]\n"
-          "       [--wd X] [--augment] [--time-only] [--time-iters N]\n",
+          "       [--wd X] [--augment] [--time-only] [--time-iters N] [--synthetic N] [--dropit GAMMA]\n",
           argv[0]);
       return k == "--help" ? 0 : 2;
     }
@@ -215,7 +239,7 @@ int main(int argc, char** argv) {
     std::printf("# loaded Fashion-MNIST (%zu train, %zu test) in %.2f s; mean %.4f std %.4f\n",
                 data.train.count, data.test.count, seconds_since(t0), static_cast<double>(norm.mean[0]),
                 static_cast<double>(norm.stddev[0]));
-    time_models(data.train, a.time_iters);
+    time_models(data.train, a.time_iters, a.dropit);
     if (a.synthetic > 0) time_synthetic(a.synthetic, a.time_iters);
     if (a.time_only) return 0;
     for (const auto& spec : a.models) train_model(spec, data, a);

@@ -21,6 +21,8 @@ namespace {
 
 constexpr int kKernel = 5;
 constexpr int kPad = 2;
+// Layer ids of the DropIT caches (Model::add_layer_input), in forward order.
+constexpr std::size_t kConv1 = 0, kConv2 = 1, kFc1 = 2, kFc2 = 3;
 
 class Cnn final : public Model {
  public:
@@ -42,6 +44,7 @@ class Cnn final : public Model {
     fc2_w_ =
         add_tensor("fc2.weight", {static_cast<std::size_t>(num_classes_), static_cast<std::size_t>(hidden_)});
     fc2_b_ = add_tensor("fc2.bias", {static_cast<std::size_t>(num_classes_)});
+    for (const char* layer : {"conv1", "conv2", "fc1", "fc2"}) add_layer_input(layer);  // ids 0..3
   }
 
   std::string name() const override { return "cnn"; }
@@ -67,18 +70,22 @@ class Cnn final : public Model {
     const float* p = params.data();
     float* g = grad.data();
     forward(p, batch.images, n);
+    cache_input(kConv1, xin_, static_cast<std::size_t>(n) * input_.size());
+    cache_input(kConv2, pool1_.data(), pool1_.size());
+    cache_input(kFc1, flat_.data(), flat_.size());
+    cache_input(kFc2, hidden_act_.data(), hidden_act_.size());
 
     // Head: fc2, relu, fc1.
     dlogits_.resize(logits_.size());
     const double loss = ops::softmax_cross_entropy(logits_.data(), batch.labels, n, num_classes_,
                                                    dlogits_.data(), &last_correct_);
     dhidden_.resize(hidden_act_.size());
-    ops::linear_backward(dlogits_.data(), hidden_act_.data(), p + fc2_w_, dhidden_.data(), g + fc2_w_,
-                         g + fc2_b_, n, hidden_, num_classes_);
+    ops::linear_backward(dlogits_.data(), weight_input(kFc2, hidden_act_.data()), p + fc2_w_, dhidden_.data(),
+                         g + fc2_w_, g + fc2_b_, n, hidden_, num_classes_);
     ops::relu_backward(hidden_act_.data(), dhidden_.data(), dhidden_.size());
     dflat_.resize(flat_.size());
-    ops::linear_backward(dhidden_.data(), flat_.data(), p + fc1_w_, dflat_.data(), g + fc1_w_, g + fc1_b_, n,
-                         features_, hidden_);
+    ops::linear_backward(dhidden_.data(), weight_input(kFc1, flat_.data()), p + fc1_w_, dflat_.data(),
+                         g + fc1_w_, g + fc1_b_, n, features_, hidden_);
 
     // Convolutional part, CNHW.
     const int h2 = input_.height / 2, w2 = input_.width / 2;
@@ -90,14 +97,14 @@ class Cnn final : public Model {
                            h2, w2);
     ops::relu_backward(conv2_.data(), dconv2_.data(), dconv2_.size());
     dpool1_.resize(pool1_.size());
-    ops::conv_backward(dconv2_.data(), pool1_.data(), p + conv2_w_, dpool1_.data(), g + conv2_w_,
-                       g + conv2_b_, geom2(n), col_.data());
+    ops::conv_backward(dconv2_.data(), weight_input(kConv2, pool1_.data()), p + conv2_w_, dpool1_.data(),
+                       g + conv2_w_, g + conv2_b_, geom2(n), col_.data());
     dconv1_.resize(conv1_.size());
     ops::maxpool2_backward(dpool1_.data(), arg1_.data(), dconv1_.data(), static_cast<std::size_t>(c1_) * n,
                            input_.height, input_.width);
     ops::relu_backward(conv1_.data(), dconv1_.data(), dconv1_.size());
-    ops::conv_backward(dconv1_.data(), xin_, p + conv1_w_, nullptr, g + conv1_w_, g + conv1_b_, geom1(n),
-                       col_.data());
+    ops::conv_backward(dconv1_.data(), weight_input(kConv1, xin_), p + conv1_w_, nullptr, g + conv1_w_,
+                       g + conv1_b_, geom1(n), col_.data());
     return loss;
   }
 

@@ -29,6 +29,7 @@ class Mlp final : public Model {
       const auto in = static_cast<std::size_t>(widths_[l]), out = static_cast<std::size_t>(widths_[l + 1]);
       weight_.push_back(add_tensor(base + ".weight", {out, in}));
       bias_.push_back(add_tensor(base + ".bias", {out}));
+      add_layer_input(base);  // id l
     }
   }
 
@@ -53,6 +54,9 @@ class Mlp final : public Model {
     const int n = static_cast<int>(batch.size);
     forward(params.data(), batch.images, n);
     const std::size_t layers = weight_.size();
+    for (std::size_t l = 0; l < layers; ++l) {
+      cache_input(l, l == 0 ? batch.images : acts_[l - 1].data(), static_cast<std::size_t>(n) * widths_[l]);
+    }
     std::vector<float>& dlogits = delta_[0];
     dlogits.resize(static_cast<std::size_t>(n) * num_classes_);
     const double loss = ops::softmax_cross_entropy(acts_[layers - 1].data(), batch.labels, n, num_classes_,
@@ -66,8 +70,8 @@ class Mlp final : public Model {
         delta_[1 - cur].resize(static_cast<std::size_t>(n) * widths_[l]);
         dx = delta_[1 - cur].data();
       }
-      ops::linear_backward(delta_[cur].data(), in, params.data() + weight_[l], dx, grad.data() + weight_[l],
-                           grad.data() + bias_[l], n, widths_[l], widths_[l + 1]);
+      ops::linear_backward(delta_[cur].data(), weight_input(l, in), params.data() + weight_[l], dx,
+                           grad.data() + weight_[l], grad.data() + bias_[l], n, widths_[l], widths_[l + 1]);
       if (l > 0) {
         ops::relu_backward(acts_[l - 1].data(), dx, static_cast<std::size_t>(n) * widths_[l]);
         cur = 1 - cur;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <mutex>
 
 #include "models.hpp"
@@ -89,6 +90,74 @@ void Model::check_dataset(const Dataset& data) const {
                         std::to_string(input_.height) + "x" + std::to_string(input_.width));
 }
 
+// ---------------------------------------------------------------------------------------------
+// DropIT (ALGORITHMS.md 10.10)
+// ---------------------------------------------------------------------------------------------
+void Model::set_dropit(double gamma, DropitLayers layers) {
+  SPARCOL_CHECK_ARG(gamma >= 0.0 && gamma < 1.0, -1,
+                    name() + ": DropIT gamma must be in [0, 1), got " + std::to_string(gamma));
+  SPARCOL_CHECK_ARG(gamma == 0.0 || !layer_caches_.empty(), -1,
+                    name() + ": DropIT needs linear or convolution layers; this model has none");
+  dropit_gamma_ = gamma;
+  dropit_layers_ = layers;
+  for (std::size_t id = 0; id < layer_caches_.size(); ++id) layer_caches_[id].dropped = layer_dropped(id);
+}
+
+std::size_t Model::add_layer_input(std::string layer) {
+  LayerCache c;
+  c.layer = std::move(layer);
+  layer_caches_.push_back(std::move(c));
+  sparse_inputs_.emplace_back();
+  return layer_caches_.size() - 1;
+}
+
+bool Model::layer_dropped(std::size_t id) const {
+  if (dropit_gamma_ <= 0.0) return false;
+  if (dropit_layers_ == DropitLayers::kAll) return true;
+  return id > 0 && id + 1 < layer_caches_.size();
+}
+
+void Model::cache_input(std::size_t id, const float* x, std::size_t numel) {
+  LayerCache& c = layer_caches_[id];
+  c.numel = numel;
+  c.dense_bytes = numel * sizeof(float);
+  c.dropped = layer_dropped(id);
+  if (!c.dropped) {  // the layer keeps x itself (the model's own activation buffer)
+    c.kept = numel;
+    c.bytes = c.dense_bytes;
+    return;
+  }
+  SPARCOL_CHECK_ARG(numel <= kMaxElements, -1,
+                    name() + ": DropIT: the input of " + c.layer + " has more than 2^32 - 1 elements");
+  // k = floor((1 - gamma) * numel), as the authors' int(numel * (1 - gamma)).
+  const auto k = static_cast<std::uint64_t>(std::floor((1.0 - dropit_gamma_) * static_cast<double>(numel)));
+  SparseInput& s = sparse_inputs_[id];
+  selector_.select(std::span<const float>(x, numel), k, s.indices, s.values);
+  c.kept = s.indices.size();
+  c.bytes = c.kept * (sizeof(float) + sizeof(Index));
+}
+
+const float* Model::weight_input(std::size_t id, const float* x) {
+  const LayerCache& c = layer_caches_[id];
+  if (!c.dropped) return x;
+  const SparseInput& s = sparse_inputs_[id];
+  rebuilt_.assign(c.numel, 0.0f);
+  for (std::size_t i = 0; i < s.indices.size(); ++i) rebuilt_[s.indices[i]] = s.values[i];
+  return rebuilt_.data();
+}
+
+std::size_t Model::cached_bytes() const {
+  std::size_t total = 0;
+  for (const LayerCache& c : layer_caches_) total += c.bytes;
+  return total;
+}
+
+std::size_t Model::cached_dense_bytes() const {
+  std::size_t total = 0;
+  for (const LayerCache& c : layer_caches_) total += c.dense_bytes;
+  return total;
+}
+
 EvalResult Model::evaluate(std::span<const float> params, const Dataset& data, std::size_t batch_size) {
   check_dataset(data);
   SPARCOL_CHECK_ARG(batch_size > 0, -1, name() + ": evaluation batch size must be positive");
@@ -126,6 +195,13 @@ NormKind parse_norm_kind(std::string_view name) {
               "unknown normalisation '" + std::string(name) + "' (expected gn, groupnorm, bn or batchnorm)");
 }
 
+DropitLayers parse_dropit_layers(std::string_view name) {
+  if (name == "hidden") return DropitLayers::kHidden;
+  if (name == "all") return DropitLayers::kAll;
+  throw Error(ErrorCode::kInvalidArgument, -1,
+              "unknown DropIT layer set '" + std::string(name) + "' (expected hidden or all)");
+}
+
 std::vector<std::string> model_names() {
   return {"mlp", "cnn", "resnet20", "synthetic"};
 }
@@ -135,10 +211,15 @@ std::unique_ptr<Model> make_model(std::string_view name, const ModelOptions& opt
   detail::require(options.input.channels >= 1 && options.input.height >= 1 && options.input.width >= 1,
                   "model", "the input shape must be positive");
   detail::require(options.num_classes >= 2, "model", "num_classes must be >= 2");
-  if (name == "mlp") return detail::make_mlp(options);
-  if (name == "cnn") return detail::make_cnn(options);
-  if (name == "resnet20") return detail::make_resnet20(options);
-  if (name == "synthetic") return detail::make_synthetic(options);
+  std::unique_ptr<Model> model;
+  if (name == "mlp") model = detail::make_mlp(options);
+  if (name == "cnn") model = detail::make_cnn(options);
+  if (name == "resnet20") model = detail::make_resnet20(options);
+  if (name == "synthetic") model = detail::make_synthetic(options);
+  if (model) {
+    model->set_dropit(options.dropit_gamma, options.dropit_layers);
+    return model;
+  }
   std::string known;
   for (const auto& n : model_names()) known += (known.empty() ? "" : ", ") + n;
   throw Error(ErrorCode::kInvalidArgument, -1,

@@ -117,6 +117,11 @@ std::vector<TrainOption> make_table() {
        "dirichlet_group",
        [](C c) { return std::to_string(c.dirichlet_group); }},
       {"--augment", model, kImageModels, "augment", [](C c) { return boolean(c.augment); }},
+      // DropIT: recorded only when on (an empty value leaves the key out), so that runs without it
+      // keep their canonical text.
+      {"--dropit", model, kImageModels, "dropit", [](C c) { return c.dropit > 0 ? num(c.dropit) : ""; }},
+      {"--dropit-layers", model, kImageModels, "dropit_layers",
+       [](C c) { return c.dropit > 0 ? c.dropit_layers : std::string(); }},
       // Optimizer
       {"--optimizer", all, {}, "optimizer", [](C c) { return c.optimizer; }},
       {"--compressor", method, kCompressing, "compressor", [](C c) { return c.compressor; }},
@@ -265,6 +270,9 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
   need(c.dirichlet_alpha > 0 && finite(c.dirichlet_alpha),
        "--dirichlet-alpha must be > 0, got " + num(c.dirichlet_alpha));
   need(c.dirichlet_group >= 0, "--dirichlet-group must be >= 0");
+  need(c.dropit >= 0 && c.dropit < 1, "--dropit must be in [0, 1), got " + num(c.dropit));
+  need(c.dropit_layers == "hidden" || c.dropit_layers == "all",
+       "--dropit-layers: unknown layer set '" + c.dropit_layers + "' (valid: hidden, all)");
   need(contains(compress::compressor_names(), c.compressor),
        "--compressor: unknown compressor '" + c.compressor +
            "' (valid: " + join(compress::compressor_names()) + ")");
@@ -297,6 +305,7 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
   need(c.step_delay_ms >= 0 && c.step_delay_ms <= 1e6, "--step-delay must be in [0, 1e6] ms");
   if (given) check_options_read(c, given, rank);
   need(!c.wd_outside || c.weight_decay > 0, "--wd-outside needs a non-zero --weight-decay");
+  need(!given || !given("--dropit-layers") || c.dropit > 0, "--dropit-layers needs --dropit GAMMA > 0");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,7 +315,9 @@ std::string canonical_config(const TrainConfig& c, int world_size, std::uint32_t
   std::ostringstream o;
   o << "world_size=" << world_size << '\n' << "data_crc=" << crc << '\n';
   for (const auto& opt : train_options()) {
-    if (!opt.key.empty() && reads(opt, c)) o << opt.key << '=' << opt.value(c) << '\n';
+    if (opt.key.empty() || !reads(opt, c)) continue;
+    const std::string value = opt.value(c);
+    if (!value.empty()) o << opt.key << '=' << value << '\n';  // empty: a feature that is off
   }
   return o.str();
 }

@@ -42,6 +42,7 @@ struct Norm {
 struct ConvNorm {
   int c_in = 0, c_out = 0, stride = 1, h = 0, w = 0;  // h, w: input spatial size
   std::size_t weight = 0;
+  std::size_t layer_id = 0;  // DropIT cache (Model::add_layer_input)
   Norm norm;
   const float* input = nullptr;
   std::vector<float> conv_out, norm_out;
@@ -95,6 +96,7 @@ class ResNet final : public Model {
     final_hw_ = h * wd;
     fc_w_ = add_tensor("fc.weight", {static_cast<std::size_t>(num_classes_), static_cast<std::size_t>(c)});
     fc_b_ = add_tensor("fc.bias", {static_cast<std::size_t>(num_classes_)});
+    fc_id_ = add_layer_input("fc");
   }
 
   std::string name() const override { return "resnet20"; }
@@ -127,13 +129,22 @@ class ResNet final : public Model {
     const float* p = params.data();
     float* g = grad.data();
     forward(p, batch.images, n, training_);
+    const auto input_count = [n](const ConvNorm& u) {
+      return static_cast<std::size_t>(u.c_in) * static_cast<std::size_t>(n) * u.h * u.w;
+    };
+    cache_input(stem_.layer_id, stem_.input, input_count(stem_));
+    for (const Block& blk : blocks_) {
+      cache_input(blk.a.layer_id, blk.a.input, input_count(blk.a));
+      cache_input(blk.b.layer_id, blk.b.input, input_count(blk.b));
+    }
+    cache_input(fc_id_, pooled_.data(), pooled_.size());
 
     dlogits_.resize(logits_.size());
     const double loss = ops::softmax_cross_entropy(logits_.data(), batch.labels, n, num_classes_,
                                                    dlogits_.data(), &last_correct_);
     dpooled_.resize(pooled_.size());
-    ops::linear_backward(dlogits_.data(), pooled_.data(), p + fc_w_, dpooled_.data(), g + fc_w_, g + fc_b_, n,
-                         final_c_, num_classes_);
+    ops::linear_backward(dlogits_.data(), weight_input(fc_id_, pooled_.data()), p + fc_w_, dpooled_.data(),
+                         g + fc_w_, g + fc_b_, n, final_c_, num_classes_);
 
     // Three scratch gradients of the largest activation size; dA always holds d(loss)/d(current
     // block output), dC receives d(loss)/d(block input) and then becomes the next dA.
@@ -179,6 +190,7 @@ class ResNet final : public Model {
     u.w = w;
     const auto co = static_cast<std::size_t>(c_out);
     u.weight = add_tensor(conv + ".weight", {co, static_cast<std::size_t>(c_in), 3, 3});
+    u.layer_id = add_layer_input(conv);
     u.norm.c = c_out;
     u.norm.gamma = add_tensor(norm + ".weight", {co});
     u.norm.beta = add_tensor(norm + ".bias", {co});
@@ -238,7 +250,8 @@ class ResNet final : public Model {
                                    scratch, g + nm.gamma, g + nm.beta, nm.c,
                                    static_cast<std::size_t>(n) * hw);
     }
-    ops::conv_backward(scratch, u.input, p + u.weight, dx, g + u.weight, nullptr, u.geom(n), col_.data());
+    ops::conv_backward(scratch, weight_input(u.layer_id, u.input), p + u.weight, dx, g + u.weight, nullptr,
+                       u.geom(n), col_.data());
   }
 
   void forward(const float* p, const float* x, int n, bool batch_stats) {
@@ -281,7 +294,7 @@ class ResNet final : public Model {
   ConvNorm stem_;
   std::vector<Block> blocks_;
   int final_c_ = 0, final_hw_ = 0;
-  std::size_t fc_w_ = 0, fc_b_ = 0;
+  std::size_t fc_w_ = 0, fc_b_ = 0, fc_id_ = 0;
   std::vector<float> x_cnhw_, col_, shortcut_, pooled_, logits_, dlogits_, dpooled_, grad_a_, grad_b_,
       grad_c_;
 };

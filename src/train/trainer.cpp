@@ -1,4 +1,6 @@
 // The trainer's run (include/sparcol/train/trainer.hpp): the step loop and what follows each step.
+#include <sys/resource.h>
+
 #include <chrono>
 #include <string>
 #include <thread>
@@ -44,6 +46,11 @@ void Trainer::train_step(std::uint64_t t) {
   const double loss = s.model->forward_backward(z, s.batch.view(), s.g);
   const double correct = static_cast<double>(s.model->last_batch_correct());
   const auto t_c1 = Clock::now();
+  if (s.peak_caches.empty() || s.model->cached_bytes() > s.peak_cached) {
+    s.peak_caches = s.model->layer_caches();
+    s.peak_cached = s.model->cached_bytes();
+    s.peak_cached_dense = s.model->cached_dense_bytes();
+  }
   const optim::StepStats st = s.opt->step(s.x, s.g, t, lr, epoch);
   const auto t_end = Clock::now();
   const std::uint64_t completed = t + 1;
@@ -102,7 +109,11 @@ void Trainer::after_step(std::uint64_t completed) {
 
 TrainSummary Trainer::end_run(std::uint64_t first) {
   State& s = *s_;
-  if (s.rank == 0 && s.trace) s.trace->close();
+  gather_peak_rss();
+  if (s.rank == 0 && s.trace) {
+    write_memory_attributes();
+    s.trace->close();
+  }
   if (s.rank == 0 && !config_.save_params.empty()) {
     const auto* p = reinterpret_cast<const char*>(s.x.data());
     write_file_durably(config_.save_params, std::string(p, p + s.x.size() * sizeof(float)), 0);
@@ -118,6 +129,21 @@ TrainSummary Trainer::end_run(std::uint64_t first) {
   sum.wall_time_s = s.wall_now();
   print_summary(sum);
   return sum;
+}
+
+}  // namespace sparcol::train
+
+namespace sparcol::train {
+
+// Every rank's peak resident memory so far (getrusage: ru_maxrss, KiB on Linux), to rank 0.
+void Trainer::gather_peak_rss() {
+  State& s = *s_;
+  rusage ru{};
+  const double mine = ::getrusage(RUSAGE_SELF, &ru) == 0 ? static_cast<double>(ru.ru_maxrss) * 1024.0 : 0.0;
+  std::vector<double> all(static_cast<std::size_t>(s.world));
+  const std::vector<std::size_t> bytes(all.size(), sizeof(double));
+  backend_.allgatherv(&mine, all.data(), bytes);
+  if (s.rank == 0) s.peak_rss = std::move(all);
 }
 
 }  // namespace sparcol::train

@@ -92,6 +92,40 @@ void Trainer::print_summary(const TrainSummary& sum) {
   *out_ << buf;
   if (sum.skipped_steps > 0) *out_ << "; " << sum.skipped_steps << " steps skipped (non-finite gradients)";
   *out_ << std::endl;
+  print_memory();
+}
+
+// The memory lines of the summary: what the linear and convolution layers cached for backward at the
+// peak of a step (DropIT or not), per layer and in total, and every rank's peak resident memory.
+void Trainer::print_memory() {
+  State& s = *s_;
+  auto kib = [](double bytes) { return num(std::round(bytes / 1024.0 * 10.0) / 10.0) + " KiB"; };
+  if (!s.peak_caches.empty()) {
+    std::string dropit = config_.dropit > 0 ? "DropIT " + num(config_.dropit) + " " + config_.dropit_layers
+                                            : std::string("DropIT off");
+    const double ratio = s.peak_cached_dense > 0
+                             ? static_cast<double>(s.peak_cached) / static_cast<double>(s.peak_cached_dense)
+                             : 0.0;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%.3f", ratio);
+    *out_ << "memory: layer inputs cached for backward at the peak of a step " << kib(s.peak_cached) << " ("
+          << dropit << "; without DropIT " << kib(s.peak_cached_dense) << ", ratio " << buf << ")"
+          << std::endl;
+    *out_ << "memory per layer:";
+    for (const LayerCache& c : s.peak_caches) {
+      *out_ << " " << c.layer << " " << kib(c.bytes);
+      if (c.dropped)
+        *out_ << " (" << c.kept << " of " << c.numel << " kept, dense " << kib(c.dense_bytes) << ")";
+    }
+    *out_ << std::endl;
+  }
+  if (!s.peak_rss.empty()) {
+    *out_ << "memory: peak resident memory per rank (getrusage)";
+    for (std::size_t r = 0; r < s.peak_rss.size(); ++r) {
+      *out_ << (r == 0 ? " " : ", ") << num(std::round(s.peak_rss[r] / 1048576.0 * 10.0) / 10.0) << " MiB";
+    }
+    *out_ << std::endl;
+  }
 }
 
 }  // namespace sparcol::train

@@ -109,6 +109,8 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   mo.num_classes = data.train.num_classes;
   mo.norm = parse_norm_kind(config_.norm);
   mo.synthetic_params = config_.params;
+  mo.dropit_gamma = config_.dropit;
+  mo.dropit_layers = parse_dropit_layers(config_.dropit_layers);
   s.model = config_.device == "cuda" ? make_gpu_model(config_.model, mo) : make_model(config_.model, mo);
   s.x.resize(s.model->num_params());
   s.g.resize(s.x.size());

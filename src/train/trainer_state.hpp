@@ -93,6 +93,11 @@ struct Trainer::State {
 
   // This rank's time totals for the summary.
   double t_compute = 0, t_compress = 0, t_comm = 0, t_eval = 0;
+  // Memory: the linear and convolution layers' caches for backward (DropIT, Model::layer_caches) of
+  // the step of this process whose total was the largest, and that total with and without DropIT.
+  std::vector<LayerCache> peak_caches;
+  std::size_t peak_cached = 0, peak_cached_dense = 0;
+  std::vector<double> peak_rss;  // rank 0, at the end: every rank's peak resident bytes (getrusage)
   double last_test_loss = std::numeric_limits<double>::quiet_NaN();
   double last_test_acc = std::numeric_limits<double>::quiet_NaN();
 

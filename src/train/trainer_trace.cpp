@@ -2,6 +2,7 @@
 // creation or continuation on resume, the rows gathered from every rank, the flushes.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "sparcol/config.hpp"
@@ -109,6 +110,8 @@ void Trainer::open_trace() {
   a.push_back({"partition", config_.partition});
   a.push_back({"dirichlet_alpha", config_.dirichlet_alpha});
   a.push_back({"augment", i64(config_.augment)});
+  a.push_back({"dropit", config_.dropit});
+  a.push_back({"dropit_layers", config_.dropit > 0 ? config_.dropit_layers : std::string("none")});
   a.push_back({"optimizer", config_.optimizer});
   a.push_back({"compressor", dense ? std::string("none") : config_.compressor});
   a.push_back({"density", dense ? 1.0 : config_.density});
@@ -144,7 +147,30 @@ void Trainer::write_trace() {
   s.trace->set_attribute({"skipped_steps", static_cast<std::int64_t>(s.opt->skipped_steps())});
   s.trace->set_attribute({"rcc", s.dense > 0 ? (s.up_all + s.down) / s.dense : 0.0});
   s.trace->set_attribute({"wall_time_s", s.wall_now()});
+  write_memory_attributes();
   s.trace->flush();
+}
+
+// The memory accounting (docs/traces.md): the layer caches at the peak of a step, and at the end of
+// the run the ranks' peak resident memory.
+void Trainer::write_memory_attributes() {
+  State& s = *s_;
+  if (s.rank != 0 || !s.trace) return;
+  auto i64 = [](auto v) { return TraceValue(static_cast<std::int64_t>(v)); };
+  if (!s.peak_caches.empty()) {
+    s.trace->set_attribute({"cached_bytes", i64(s.peak_cached)});
+    s.trace->set_attribute({"cached_dense_bytes", i64(s.peak_cached_dense)});
+    for (const LayerCache& c : s.peak_caches) {
+      s.trace->set_attribute({"cached_bytes." + c.layer, i64(c.bytes)});
+      s.trace->set_attribute({"cached_dense_bytes." + c.layer, i64(c.dense_bytes)});
+    }
+  }
+  if (!s.peak_rss.empty()) {
+    double most = 0;
+    for (double r : s.peak_rss) most = std::max(most, r);
+    s.trace->set_attribute({"peak_rss_bytes", i64(most)});
+    s.trace->set_attribute({"peak_rss_bytes_rank0", i64(s.peak_rss.front())});
+  }
 }
 
 // Averages the per-rank values of the pending steps over ranks (in rank order, so the result does

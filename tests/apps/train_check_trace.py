@@ -24,7 +24,8 @@ EVAL = {
 }
 ATTRS = ["program", "version", "config", "model", "num_params", "optimizer", "compressor", "density", "alpha",
          "momentum", "weight_decay", "lr", "schedule", "epochs", "batch", "world_size", "partition", "seed",
-         "steps_per_epoch", "total_steps", "completed_steps", "skipped_steps", "rcc", "wall_time_s"]
+         "steps_per_epoch", "total_steps", "completed_steps", "skipped_steps", "rcc", "wall_time_s", "dropit",
+         "dropit_layers"]
 
 
 def timing(name):

@@ -40,7 +40,8 @@ Dataset random_data(std::size_t n, std::uint64_t seed) {
 }
 
 TEST(GpuModel, WithoutAGpuTheRequestIsRefusedNamingWhy) {
-  if (device::has_gpu()) GTEST_SKIP() << "a GPU is present: the refusal of a missing one cannot be shown here";
+  if (device::has_gpu())
+    GTEST_SKIP() << "a GPU is present: the refusal of a missing one cannot be shown here";
   try {
     (void)make_gpu_model("mlp", fmnist_mlp());
     FAIL() << "make_gpu_model succeeded without a GPU";

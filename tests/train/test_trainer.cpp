@@ -8,11 +8,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -331,7 +333,8 @@ struct ResumeCase {
   int ranks;
   const char* norm;
   bool augment;
-  double epochs;  // 16 steps per epoch at 2 ranks; at least 15 steps are needed
+  double epochs;        // 16 steps per epoch at 2 ranks; at least 15 steps are needed
+  double dropit = 0.0;  // DropIT gamma (nothing to checkpoint: the selection is a function of the batch)
 };
 
 // gtest prints parameters in test listings; the name is enough.
@@ -354,6 +357,7 @@ TEST_P(Resume, ContinuesBitwiseAsTheUninterruptedRun) {
   c.norm = pc.norm;
   c.augment = pc.augment;
   c.epochs = pc.epochs;
+  c.dropit = pc.dropit;
   c.eval_virtual = c.optimizer == "def-a";  // evaluation through a collective (x - mean_k e_k)
   c.weight_decay = 1e-3;                    // exercises the coupled weight decay at the gradient point
   c.checkpoint_every = 6;
@@ -417,6 +421,7 @@ INSTANTIATE_TEST_SUITE_P(
                       ResumeCase{"dgcmfm_sampled", "mlp", "dgc-mfm", "topk-sampled", 2, "gn", false, 3},
                       ResumeCase{"cser_topk", "mlp", "cser", "topk", 2, "gn", false, 3},
                       ResumeCase{"dmsgd_cnn", "cnn", "dmsgd", "none", 2, "gn", false, 3},
+                      ResumeCase{"gmc_cnn_dropit", "cnn", "gmc", "topk", 2, "gn", false, 3, 0.7},
                       ResumeCase{"efsgdm_resnet_bn", "resnet20", "ef-sgdm", "topk", 2, "bn", false, 1.25}),
     [](const ::testing::TestParamInfo<ResumeCase>& p) { return std::string(p.param.name); });
 
@@ -483,6 +488,90 @@ TEST(Trace, LayoutAttributesAndEvaluationSteps) {
   double first_epoch = 0;
   for (std::size_t i = 0; i < spe; ++i) first_epoch += loss[i];
   EXPECT_NEAR(ev.read<double>("train_loss")[0], first_epoch / spe, 1e-12);
+}
+
+// DropIT in the trainer (ALGORITHMS.md 10.10): the memory attributes of the trace and the summary's
+// memory lines, with and without DropIT; gamma 0 given explicitly is bitwise the run without it.
+TEST(Trace, DropitMemoryAccounting) {
+  const std::uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  TempDir tmp;
+  const auto data = tiny_data(seed);
+  auto c = base_config(seed);
+  c.model = "cnn";
+  c.epochs = 1;
+  c.quiet = false;
+  c.progress_every = 0;
+  auto run_with_output = [&](const train::TrainConfig& cfg, std::string& text) {
+    RunResult out;
+    out.params.resize(2);
+    std::ostringstream os;
+    sparcol::comm::LoopbackWorld::spawn(2, [&](sparcol::comm::Backend& b) {
+      train::Trainer t(b, cfg, data);
+      if (b.rank() == 0) t.set_output(&os);
+      t.check_outputs();
+      t.run();
+      out.params[static_cast<std::size_t>(b.rank())].assign(t.params().begin(), t.params().end());
+    });
+    text = os.str();
+    return out;
+  };
+  std::string text_off, text_zero, text_on;
+  auto off = c;
+  off.trace = tmp / "off.h5";
+  const auto a = run_with_output(off, text_off);
+  auto zero = c;
+  zero.dropit = 0.0;
+  zero.dropit_layers = "all";
+  const auto z = run_with_output(zero, text_zero);
+  EXPECT_EQ(a.params, z.params);  // bitwise
+  auto on = c;
+  on.dropit = 0.9;
+  on.trace = tmp / "on.h5";
+  const auto d = run_with_output(on, text_on);
+  EXPECT_NE(a.params[0], d.params[0]);
+  EXPECT_EQ(d.params[0], d.params[1]);  // the replicas agree
+
+  // cnn on 1x8x8, batch 8: conv1 8*64, conv2 4*8*16 (16 channels of 4x4), fc1 8*(32*2*2), fc2 8*128.
+  const std::int64_t numel[] = {8 * 64, 16 * 8 * 16, 8 * 128, 8 * 128};
+  const char* layers[] = {"conv1", "conv2", "fc1", "fc2"};
+  sparcol::io::File fa(off.trace, sparcol::io::File::Mode::kReadOnly);
+  sparcol::io::File fd(on.trace, sparcol::io::File::Mode::kReadOnly);
+  EXPECT_EQ(fa.attr_double("dropit"), 0.0);
+  EXPECT_EQ(fa.attr_string("dropit_layers"), "none");
+  EXPECT_EQ(fd.attr_double("dropit"), 0.9);
+  EXPECT_EQ(fd.attr_string("dropit_layers"), "hidden");
+  std::int64_t dense_total = 0, dropped_total = 0;
+  for (int l = 0; l < 4; ++l) {
+    const std::string name = layers[l];
+    const std::int64_t dense = numel[l] * 4;
+    // hidden: conv2 and fc1 keep floor(0.1 numel) (value, index) pairs; conv1 and fc2 stay dense.
+    const std::int64_t kept =
+        (l == 1 || l == 2)
+            ? static_cast<std::int64_t>(std::floor((1.0 - 0.9) * static_cast<double>(numel[l]))) * 8
+            : dense;
+    EXPECT_EQ(fa.attr_int64("cached_bytes." + name), dense) << name;
+    EXPECT_EQ(fa.attr_int64("cached_dense_bytes." + name), dense) << name;
+    EXPECT_EQ(fd.attr_int64("cached_bytes." + name), kept) << name;
+    EXPECT_EQ(fd.attr_int64("cached_dense_bytes." + name), dense) << name;
+    dense_total += dense;
+    dropped_total += kept;
+  }
+  EXPECT_EQ(fa.attr_int64("cached_bytes"), dense_total);
+  EXPECT_EQ(fa.attr_int64("cached_dense_bytes"), dense_total);
+  EXPECT_EQ(fd.attr_int64("cached_bytes"), dropped_total);
+  EXPECT_EQ(fd.attr_int64("cached_dense_bytes"), dense_total);
+  EXPECT_GT(fd.attr_int64("peak_rss_bytes"), 1 << 20);
+  EXPECT_GE(fd.attr_int64("peak_rss_bytes"), fd.attr_int64("peak_rss_bytes_rank0"));
+
+  EXPECT_NE(text_off.find("memory: layer inputs cached for backward at the peak of a step"),
+            std::string::npos)
+      << text_off;
+  EXPECT_NE(text_off.find("DropIT off"), std::string::npos) << text_off;
+  EXPECT_NE(text_on.find("DropIT 0.9 hidden"), std::string::npos) << text_on;
+  EXPECT_NE(text_on.find("conv2 "), std::string::npos) << text_on;
+  EXPECT_NE(text_on.find("(204 of 2048 kept"), std::string::npos) << text_on;
+  EXPECT_NE(text_on.find("memory: peak resident memory per rank (getrusage)"), std::string::npos) << text_on;
 }
 
 TEST(Trace, ResumeDropsRowsPastTheCheckpointAndRestoresADamagedTrace) {
@@ -680,6 +769,13 @@ TEST(Config, ValidationNamesTheFlag) {
       {[](auto& c) { c.resume = true; }, "--resume needs a checkpoint"},
       {[](auto& c) { c.eval_virtual = true; }, "--eval-virtual applies to --optimizer def-a"},
       {[](auto& c) { c.norm = "ln"; }, "--norm: unknown normalisation"},
+      {[](auto& c) { c.dropit = -0.1; }, "--dropit must be in [0, 1), got -0.1"},
+      {[](auto& c) { c.dropit = 1; }, "--dropit must be in [0, 1), got 1"},
+      {[](auto& c) {
+         c.dropit = 0.5;
+         c.dropit_layers = "first";
+       },
+       "--dropit-layers: unknown layer set 'first' (valid: hidden, all)"},
   };
   for (const auto& b : cases) {
     train::TrainConfig c;
@@ -771,6 +867,24 @@ TEST(Config, CanonicalTextHoldsExactlyTheOptionsTheRunReads) {
   for (const char* key : {"norm", "augment", "dirichlet_alpha", "milestones", "gamma"}) {
     EXPECT_EQ(std::find(syn.begin(), syn.end(), key), syn.end()) << key;
   }
+}
+
+// DropIT's keys appear only when it is on, after augment; off, the text is that of a run without it.
+TEST(Config, CanonicalTextHoldsDropitOnlyWhenOn) {
+  train::TrainConfig c;
+  c.model = "cnn";
+  const std::string off = train::canonical_config(c, 2, 7);
+  c.dropit_layers = "all";  // not read without a gamma
+  EXPECT_EQ(train::canonical_config(c, 2, 7), off);
+  c.dropit = 0.7;
+  const std::string on = train::canonical_config(c, 2, 7);
+  const auto keys = config_keys(on);
+  const auto at = std::find(keys.begin(), keys.end(), "augment");
+  ASSERT_NE(at, keys.end());
+  ASSERT_GE(keys.end() - at, 3);
+  EXPECT_EQ(*(at + 1), "dropit");
+  EXPECT_EQ(*(at + 2), "dropit_layers");
+  EXPECT_NE(on.find("dropit=0.7\ndropit_layers=all\n"), std::string::npos) << on;
 }
 
 TEST(Config, TheOptionTableNamesOnlyKnownChoices) {

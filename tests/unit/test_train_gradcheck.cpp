@@ -272,3 +272,29 @@ TEST(GradCheck, ResNet20BatchNormFullSize) {
   o.norm = train::NormKind::kBatchNorm;
   run_check("resnet20", o, 2, 0, false, true, 0, kResNetSample);
 }
+
+// DropIT configured at gamma = 0 (ALGORITHMS.md 10.10): every layer that DropIT can drop ("all")
+// takes the caching path and must still give the exact gradient. (At gamma > 0 the weight gradient
+// is an approximation by design: tests/unit/test_train_dropit.cpp checks it against its definition.)
+TEST(GradCheck, DropitGammaZeroAllLayers) {
+  auto mlp = small({1, 4, 4}, 3);
+  mlp.mlp_hidden = {7, 5};
+  auto cnn = small({2, 8, 8}, 3);
+  cnn.cnn_channels1 = 3;
+  cnn.cnn_channels2 = 4;
+  cnn.cnn_hidden = 6;
+  auto gn = small({2, 8, 8}, 3);
+  gn.resnet_width = 4;
+  gn.resnet_blocks = 1;
+  gn.norm = train::NormKind::kGroupNorm;
+  auto bn = gn;
+  bn.norm = train::NormKind::kBatchNorm;
+  for (auto* o : {&mlp, &cnn, &gn, &bn}) {
+    o->dropit_gamma = 0.0;
+    o->dropit_layers = train::DropitLayers::kAll;
+  }
+  run_check("mlp", mlp, 4, 3, true);
+  run_check("cnn", cnn, 3, 3, true);
+  run_check("resnet20", gn, 3, 2, true);
+  run_check("resnet20", bn, 4, 2, true);
+}

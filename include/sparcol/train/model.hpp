@@ -28,6 +28,8 @@
 #include <string_view>
 #include <vector>
 
+#include "sparcol/compress/topk.hpp"
+#include "sparcol/core/types.hpp"
 #include "sparcol/train/data.hpp"
 
 namespace sparcol::train {
@@ -46,6 +48,24 @@ struct EvalResult {
 };
 
 enum class NormKind { kGroupNorm, kBatchNorm };
+
+// DropIT (ALGORITHMS.md 10.10): which linear and convolution layers cache a sparse input. kHidden:
+// all but the first and the last (the authors' exemptions); kAll: every one.
+enum class DropitLayers { kHidden, kAll };
+// "hidden" or "all"; anything else throws kInvalidArgument.
+DropitLayers parse_dropit_layers(std::string_view name);
+
+// What one linear or convolution layer keeps of its input for the backward pass (the weight
+// gradient), as of the last forward_backward. Dense: the input itself, numel values. Dropped: the
+// k = floor((1 - gamma) * numel) entries of largest magnitude, as (fp32 value, uint32 index).
+struct LayerCache {
+  std::string layer;            // "fc1", "conv2", "layer2.0.conv1", ...
+  bool dropped = false;         // the layer caches a sparse input (DropIT on for it, gamma > 0)
+  std::size_t numel = 0;        // elements of the layer input (batch x features or C x N x H x W)
+  std::size_t kept = 0;         // elements cached (numel when dense)
+  std::size_t bytes = 0;        // bytes cached: numel * 4 dense, kept * (4 + 4) dropped
+  std::size_t dense_bytes = 0;  // numel * 4: what the layer would cache without DropIT
+};
 // "gn"/"groupnorm" or "bn"/"batchnorm"; anything else throws kInvalidArgument.
 NormKind parse_norm_kind(std::string_view name);
 
@@ -69,6 +89,13 @@ struct ModelOptions {
   int norm_groups = 2;       // GroupNorm groups per layer (ALGORITHMS.md 12.1 [P]); must divide widths
   float bn_momentum = 0.1f;  // running <- (1 - m) * running + m * batch (PyTorch convention)
   float norm_eps = 1e-5f;
+
+  // DropIT (ALGORITHMS.md 10.10): gamma in [0, 1), 0 = off. In training (forward_backward), the
+  // chosen layers cache only the top floor((1 - gamma) * numel) of their input by magnitude and
+  // compute the weight gradient from that sparse input; input and bias gradients stay exact.
+  // Evaluation never drops.
+  double dropit_gamma = 0.0;
+  DropitLayers dropit_layers = DropitLayers::kHidden;
 
   // synthetic: number of parameters N (1 .. 2^32 - 1) and the seed of the fixed feature map
   std::size_t synthetic_params = 0;
@@ -112,12 +139,36 @@ class Model {
   void set_training(bool training) { training_ = training; }
   bool training() const { return training_; }
 
+  // DropIT (ModelOptions::dropit_gamma); make_model applies the options' setting. gamma outside
+  // [0, 1) throws kInvalidArgument. Models without linear or convolution layers (synthetic) have
+  // no layer caches and refuse gamma > 0.
+  void set_dropit(double gamma, DropitLayers layers);
+  double dropit_gamma() const { return dropit_gamma_; }
+  DropitLayers dropit_layers() const { return dropit_layers_; }
+  // One entry per linear and convolution layer, in forward order, as of the last forward_backward
+  // (numel 0 before the first). They are all alive together at the end of the forward pass, the
+  // peak of a step: cached_bytes() is their sum, cached_dense_bytes() the sum without DropIT.
+  const std::vector<LayerCache>& layer_caches() const { return layer_caches_; }
+  std::size_t cached_bytes() const;
+  std::size_t cached_dense_bytes() const;
+
  protected:
   Model(const InputShape& input, int num_classes) : input_(input), num_classes_(num_classes) {}
 
   // Appends a tensor to the parameter layout; returns its offset.
   std::size_t add_tensor(std::string name, std::vector<std::size_t> shape);
   std::size_t add_buffer(std::string name, std::size_t size);
+
+  // DropIT hooks for linear and convolution layers. add_layer_input registers a layer (forward
+  // order; the first and the last registered are the "hidden" set's exemptions) and returns its id.
+  // cache_input, after the training forward: what layer `id` keeps of its input x (numel values),
+  // the exact top-k of |x| (ties to the smaller index) when the layer is dropped. weight_input, in
+  // the backward: the input for the layer's weight gradient, x itself when the layer is dense, else
+  // the sparse input rebuilt (zeros elsewhere) in a scratch that is valid until the next call.
+  std::size_t add_layer_input(std::string layer);
+  void cache_input(std::size_t id, const float* x, std::size_t numel);
+  const float* weight_input(std::size_t id, const float* x);
+  bool layer_dropped(std::size_t id) const;
 
   // Inference-mode logits [batch.size][num_classes] (used by evaluate).
   virtual void predict(std::span<const float> params, const BatchView& batch, std::span<float> logits) = 0;
@@ -136,6 +187,18 @@ class Model {
   std::vector<TensorInfo> buffer_tensors_;
   bool training_ = true;
   std::size_t last_correct_ = 0;  // set by every forward_backward
+
+ private:
+  struct SparseInput {
+    std::vector<Index> indices;
+    std::vector<float> values;
+  };
+  double dropit_gamma_ = 0.0;
+  DropitLayers dropit_layers_ = DropitLayers::kHidden;
+  std::vector<LayerCache> layer_caches_;
+  std::vector<SparseInput> sparse_inputs_;
+  std::vector<float> rebuilt_;  // weight_input's scratch
+  compress::TopkSelector selector_;
 };
 
 // "mlp", "cnn", "resnet20", "synthetic"; anything else throws kInvalidArgument listing these.

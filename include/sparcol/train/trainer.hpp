@@ -44,8 +44,10 @@ struct TrainConfig {
   std::uint64_t test_samples = 0;           // the first N test samples; 0 = all (synthetic: 4096)
   std::string partition = "iid";            // iid, dirichlet, shards
   double dirichlet_alpha = 0.1;
-  int dirichlet_group = 0;  // workers per Dirichlet group; 0 = all at once
-  bool augment = false;     // random crop (pad 2) and horizontal flip
+  int dirichlet_group = 0;               // workers per Dirichlet group; 0 = all at once
+  bool augment = false;                  // random crop (pad 2) and horizontal flip
+  double dropit = 0.0;                   // DropIT gamma in [0, 1) (ALGORITHMS.md 10.10); 0 = off
+  std::string dropit_layers = "hidden";  // hidden (all but the first and last layer) or all
 
   // Optimizer (docs/optimizers.md)
   std::string optimizer = "gmc";
@@ -170,12 +172,15 @@ class Trainer {
   void gather_rows();
   void open_trace();
   void write_trace();
+  void gather_peak_rss();          // every rank (trainer.cpp)
+  void write_memory_attributes();  // rank 0, into the trace (trainer_trace.cpp)
   void checkpoint(std::uint64_t completed);
   // What rank 0 prints (trainer_progress.cpp)
   void print_header();
   void print_progress(std::uint64_t completed);
   void report_skip(std::uint64_t completed, const std::vector<int>& bad_ranks);
   void print_summary(const TrainSummary& summary);
+  void print_memory();
 
   comm::Backend& backend_;
   TrainConfig config_;

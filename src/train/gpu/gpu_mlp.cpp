@@ -27,7 +27,8 @@ namespace sparcol::train {
 namespace {
 
 void cuda_ok(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(ErrorCode::kCuda, -1, std::string("gpu mlp: ") + what + ": " + cudaGetErrorString(e));
+  if (e != cudaSuccess)
+    throw Error(ErrorCode::kCuda, -1, std::string("gpu mlp: ") + what + ": " + cudaGetErrorString(e));
 }
 
 void blas_ok(cublasStatus_t s, const char* what) {
@@ -72,8 +73,8 @@ class GpuMlp final : public Model {
     forward(n);
     const std::size_t layers = weight_.size();
     const int k = num_classes_;
-    gpu::softmax_xent(stream_.handle(), acts_[layers - 1].data(), labels_.data(), static_cast<std::uint64_t>(n), k,
-                      delta_[0].data(), loss_.data(), correct_.data());
+    gpu::softmax_xent(stream_.handle(), acts_[layers - 1].data(), labels_.data(),
+                      static_cast<std::uint64_t>(n), k, delta_[0].data(), loss_.data(), correct_.data());
     int cur = 0;
     const float one = 1.0f, zero = 0.0f;
     for (std::size_t l = layers; l-- > 0;) {
@@ -83,13 +84,14 @@ class GpuMlp final : public Model {
       blas_ok(cublasSgemm(blas_, CUBLAS_OP_N, CUBLAS_OP_T, fan_in, fan_out, n, &one, in, fan_in,
                           delta_[cur].data(), fan_out, &zero, dw, fan_in),
               "weight gradient");
-      gpu::column_sum(stream_.handle(), delta_[cur].data(), grad_.data() + bias_[l], static_cast<std::uint64_t>(n),
-                      static_cast<std::uint64_t>(fan_out));
+      gpu::column_sum(stream_.handle(), delta_[cur].data(), grad_.data() + bias_[l],
+                      static_cast<std::uint64_t>(n), static_cast<std::uint64_t>(fan_out));
       if (l > 0) {
         float* dx = delta_[1 - cur].data();
-        blas_ok(cublasSgemm(blas_, CUBLAS_OP_N, CUBLAS_OP_N, fan_in, n, fan_out, &one, params_.data() + weight_[l],
-                            fan_in, delta_[cur].data(), fan_out, &zero, dx, fan_in),
-                "input gradient");
+        blas_ok(
+            cublasSgemm(blas_, CUBLAS_OP_N, CUBLAS_OP_N, fan_in, n, fan_out, &one,
+                        params_.data() + weight_[l], fan_in, delta_[cur].data(), fan_out, &zero, dx, fan_in),
+            "input gradient");
         gpu::relu_backward(stream_.handle(), acts_[l - 1].data(), dx,
                            static_cast<std::uint64_t>(n) * static_cast<std::uint64_t>(fan_in));
         cur = 1 - cur;
@@ -117,14 +119,17 @@ class GpuMlp final : public Model {
     const std::size_t n = batch.size;
     ensure_capacity(n);
     const auto s = static_cast<cudaStream_t>(stream_.handle());
-    cuda_ok(cudaMemcpyAsync(params_.data(), params.data(), params.size() * sizeof(float), cudaMemcpyHostToDevice, s),
-            "parameter upload");
-    cuda_ok(cudaMemcpyAsync(images_.data(), batch.images, n * static_cast<std::size_t>(widths_[0]) * sizeof(float),
+    cuda_ok(cudaMemcpyAsync(params_.data(), params.data(), params.size() * sizeof(float),
                             cudaMemcpyHostToDevice, s),
-            "image upload");
+            "parameter upload");
+    cuda_ok(
+        cudaMemcpyAsync(images_.data(), batch.images,
+                        n * static_cast<std::size_t>(widths_[0]) * sizeof(float), cudaMemcpyHostToDevice, s),
+        "image upload");
     if (labels) {
-      cuda_ok(cudaMemcpyAsync(labels_.data(), batch.labels, n * sizeof(std::int32_t), cudaMemcpyHostToDevice, s),
-              "label upload");
+      cuda_ok(
+          cudaMemcpyAsync(labels_.data(), batch.labels, n * sizeof(std::int32_t), cudaMemcpyHostToDevice, s),
+          "label upload");
     }
     // The host buffers may change once this returns: wait for the copies.
     stream_.synchronize();
@@ -155,11 +160,11 @@ class GpuMlp final : public Model {
     const std::size_t layers = weight_.size();
     for (std::size_t l = 0; l < layers; ++l) {
       const int fan_in = widths_[l], fan_out = widths_[l + 1];
-      blas_ok(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, fan_out, n, fan_in, &one, params_.data() + weight_[l],
-                          fan_in, in, fan_in, &zero, acts_[l].data(), fan_out),
+      blas_ok(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, fan_out, n, fan_in, &one,
+                          params_.data() + weight_[l], fan_in, in, fan_in, &zero, acts_[l].data(), fan_out),
               "linear forward");
-      gpu::bias_act(stream_.handle(), acts_[l].data(), params_.data() + bias_[l], static_cast<std::uint64_t>(n),
-                    static_cast<std::uint64_t>(fan_out), l + 1 < layers);
+      gpu::bias_act(stream_.handle(), acts_[l].data(), params_.data() + bias_[l],
+                    static_cast<std::uint64_t>(n), static_cast<std::uint64_t>(fan_out), l + 1 < layers);
       in = acts_[l].data();
     }
   }
@@ -170,8 +175,8 @@ class GpuMlp final : public Model {
     cuda_ok(cudaMemcpyAsync(host_loss_.data(), loss_.data(), static_cast<std::size_t>(n) * sizeof(double),
                             cudaMemcpyDeviceToHost, s),
             "loss download");
-    cuda_ok(cudaMemcpyAsync(host_correct_.data(), correct_.data(), static_cast<std::size_t>(n) * sizeof(std::uint32_t),
-                            cudaMemcpyDeviceToHost, s),
+    cuda_ok(cudaMemcpyAsync(host_correct_.data(), correct_.data(),
+                            static_cast<std::size_t>(n) * sizeof(std::uint32_t), cudaMemcpyDeviceToHost, s),
             "flag download");
     stream_.synchronize();
     double total = 0.0;
@@ -209,6 +214,8 @@ std::unique_ptr<Model> make_gpu_model(std::string_view name, const ModelOptions&
   SPARCOL_CHECK_ARG(name == "mlp", -1,
                     "--device cuda: only --model mlp has a GPU path so far, not '" + std::string(name) +
                         "' (docs/gpu.md, \"The trainer on the GPU\")");
+  SPARCOL_CHECK_ARG(options.dropit_gamma == 0.0, -1,
+                    "--device cuda: --dropit has no GPU path yet (docs/gpu.md)");
   (void)make_model(name, options);  // validates the options exactly as on the CPU
   return std::make_unique<GpuMlp>(options);
 }

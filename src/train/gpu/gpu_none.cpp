@@ -7,8 +7,9 @@
 namespace sparcol::train {
 
 std::unique_ptr<Model> make_gpu_model(std::string_view name, const ModelOptions& /*options*/) {
-  throw Error(ErrorCode::kCuda, -1,
-              "--device cuda: no CUDA device (built without CUDA), so no GPU model '" + std::string(name) + "'");
+  throw Error(
+      ErrorCode::kCuda, -1,
+      "--device cuda: no CUDA device (built without CUDA), so no GPU model '" + std::string(name) + "'");
 }
 
 }  // namespace sparcol::train

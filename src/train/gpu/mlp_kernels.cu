@@ -110,7 +110,7 @@ void softmax_xent(void* stream, const float* logits, const std::int32_t* labels,
                   float* dlogits, double* loss, std::uint32_t* correct) {
   if (n == 0) return;
   softmax_xent_kernel<<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(logits, labels, n, k, dlogits, loss,
-                                                                          correct);
+                                                                         correct);
   check_launch("gpu mlp: softmax cross-entropy");
 }
 
