@@ -94,14 +94,14 @@ class PowerSgd final : public Optimizer {
       for (const auto& mt : mats_) draw_q(mt, t + 1, q_.data() + mt.q_off);
     for (const auto& mt : mats_)
       multiply(mk + mt.offset, mt.n, mt.m, q_.data() + mt.q_off, mt.r, pbuf_.data() + mt.p_off);
-    if (ring_p_) ring_p_->run_unchecked(pbuf_.data());
+    if (ring_p_) ring_p_->run(pbuf_.data(), t);  // fingerprinted: ranks with another rank r fail
     // 3. Orthonormalise P; 4. Q_k = M_k^T P, averaged.
     for (const auto& mt : mats_) {
       orthonormalize(pbuf_.data() + mt.p_off, mt.n, mt.r);
       multiply_t(mk + mt.offset, mt.n, mt.m, pbuf_.data() + mt.p_off, mt.r, qbuf_.data() + mt.q_off);
     }
     if (!qown_.empty()) std::copy(qbuf_.begin(), qbuf_.end(), qown_.begin());
-    if (ring_q_) ring_q_->run_unchecked(qbuf_.data());
+    if (ring_q_) ring_q_->run(qbuf_.data(), t);
     for (auto& v : qbuf_) v /= kf;
     std::copy(qbuf_.begin(), qbuf_.end(), q_.begin());  // the next step's warm start
     // 5. Ghat = P Q^T into the aggregate; E_k <- M_k - Ghat (or M_k - P Q_k^T).

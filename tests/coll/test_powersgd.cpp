@@ -217,6 +217,20 @@ TEST(PowerSgd, ReplicasIdenticalAndResumeBitwise) {
   }
 }
 
+TEST(PowerSgd, MismatchedRanksAreNamed) {
+  try {
+    LoopbackWorld::spawn(2, [](Backend& b) {
+      auto opt = sparcol::optim::make_optimizer(b, layout(), cfg(b.rank() == 0 ? 1 : 2));
+      Vec x(43, 0.0f), g(43, 1.0f);
+      opt->step(x, g, 0, 0.1);
+    });
+    FAIL() << "expected a mismatch error";
+  } catch (const sparcol::Error& e) {
+    EXPECT_EQ(e.code(), sparcol::ErrorCode::kMismatch) << e.what();
+    EXPECT_NE(std::string(e.what()).find("ring_allreduce"), std::string::npos) << e.what();
+  }
+}
+
 TEST(PowerSgd, ConfigurationErrors) {
   LoopbackWorld::spawn(1, [](Backend& b) {
     auto c = cfg(0);
