@@ -45,6 +45,7 @@ struct ToyConfig {
   double beta = 0.9;
   double lr = 0.005;
   double alpha = -1.0;  // < 0: the method's default
+  std::string marsit_compensation = "local";
   long long iterations = 20000;
   std::uint64_t seed = 1;
   double noise = 0.0;
@@ -68,7 +69,9 @@ const std::vector<MethodOption>& method_options() {
       {"--compressor", compressing},
       {"--k", compressing},
       {"--alpha", {"gmc-plus", "def-a"}},
-      {"--beta", {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser"}},
+      {"--marsit-compensation", {"marsit"}},
+      {"--beta",
+       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd"}},
   };
   return table;
 }
@@ -129,7 +132,10 @@ void run_one(Backend& b, const ToyConfig& c, const Problem& p, const RunSpec& sp
   oc.method = spec.method;
   oc.momentum = c.beta;
   oc.alpha = c.alpha;
-  oc.exchange.compressor.name = c.compressor;
+  // marsit and sign-cascade always send scaled signs (they do not read --compressor or --k).
+  const bool sign_ring = spec.method == "marsit" || spec.method == "sign-cascade";
+  oc.exchange.compressor.name = sign_ring ? "sign" : c.compressor;
+  oc.marsit_compensation = c.marsit_compensation;
   oc.exchange.compressor.density = static_cast<double>(spec.k) / static_cast<double>(p.d);
   oc.exchange.seed = c.seed;
   oc.cser_c1 = {c.compressor, oc.exchange.compressor.density};
@@ -223,7 +229,7 @@ void write_trace(const std::string& path, const ToyConfig& c, const Problem& p, 
   f.set_attr("program", "sparcol-toy");
   f.set_attr("version", SPARCOL_VERSION_STRING);
   f.set_attr("method", spec.method);
-  f.set_attr("compressor", sparcol::optim::method_is_dense(spec.method) ? std::string("none") : c.compressor);
+  f.set_attr("compressor", sparcol::optim::method_compressor(spec.method, c.compressor));
   f.set_attr("setting", static_cast<std::int64_t>(c.setting));
   f.set_attr("d", static_cast<std::int64_t>(p.d));
   f.set_attr("k", static_cast<std::int64_t>(spec.k));
@@ -314,7 +320,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--method", methods,
                  "comma-separated methods, 'paper' (dmsgd, dgc-mfm, dgc, gmc) or 'all'; names: dmsgd, "
-                 "dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser")
+                 "dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, "
+                 "sign-cascade, powersgd")
       ->capture_default_str();
   app.add_option(
          "--compressor", c.compressor,
@@ -325,6 +332,10 @@ int main(int argc, char** argv) {
   app.add_option("--beta", c.beta, "momentum coefficient, in [0, 1)")->capture_default_str();
   app.add_option("--lr", c.lr, "learning rate, > 0")->capture_default_str();
   app.add_option("--alpha", c.alpha, "detach coefficient, in [0, 1] (default: gmc-plus 0.5, def-a 0.3)");
+  app.add_option("--marsit-compensation", c.marsit_compensation,
+                 "marsit's error: local (p - lambda_k b_k) or global (p - lambda B, an ablation)")
+      ->check(CLI::IsMember({"local", "global"}))
+      ->capture_default_str();
   app.add_option("--iterations", c.iterations, "iterations per run")
       ->check(CLI::Range(1LL, 100000000LL))
       ->capture_default_str();
@@ -364,10 +375,11 @@ int main(int argc, char** argv) {
       } else if (m == "all") {
         for (const auto& am : names) add(am);
       } else {
-        SPARCOL_CHECK_ARG(std::find(names.begin(), names.end(), m) != names.end(), rank,
-                          "--method: unknown method '" + m +
-                              "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
-                              "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser)");
+        SPARCOL_CHECK_ARG(
+            std::find(names.begin(), names.end(), m) != names.end(), rank,
+            "--method: unknown method '" + m +
+                "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
+                "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, sign-cascade, powersgd)");
         add(m);
       }
     }
@@ -413,12 +425,14 @@ int main(int argc, char** argv) {
                             " only (this run: --method " + join(c.methods) + ")");
     }
     K = c.simulate > 0 ? c.simulate : world;
-    // Dense methods (dmsgd, dmsgd-local) send everything: one run with k = d, whatever --k says.
+    // Methods without a density (dmsgd, dmsgd-local; marsit and sign-cascade send signs, powersgd
+    // its own factorisation) run once, recorded with k = d, whatever --k says.
+    auto has_k = [](const std::string& m) { return sparcol::optim::method_compressor(m, "topk") == "topk"; };
     for (const auto& m : c.methods)
-      if (sparcol::optim::method_is_dense(m)) runs.push_back({m, p.d});
+      if (!has_k(m)) runs.push_back({m, p.d});
     for (int k : c.ks)
       for (const auto& m : c.methods)
-        if (!sparcol::optim::method_is_dense(m)) runs.push_back({m, k});
+        if (has_k(m)) runs.push_back({m, k});
     if (!c.h5.empty()) {
       for (const auto& r : runs) {
         const auto why = sparcol::app::check_writable(trace_path(c.h5, r, runs.size() > 1));

@@ -114,6 +114,17 @@ int main(int argc, char** argv) {
   app.add_option("--cser-period", c.cser_period, "error reset period H")->capture_default_str();
   app.add_option("--cser-density1", c.cser_density1, "density of C1 (default: density / 2)");
   app.add_option("--cser-density2", c.cser_density2, "density of C2 (default: 2 * density)");
+  app.add_option("--marsit-compensation", c.marsit_compensation,
+                 "marsit's error: local (p - lambda_k b_k) or global (p - lambda B, an ablation)")
+      ->capture_default_str();
+  app.add_option("--low-rank", c.low_rank, "powersgd: rank r of the factorisation (>= 1)")
+      ->capture_default_str();
+  app.add_flag("--powersgd-no-ef", c.powersgd_no_ef, "powersgd: no error feedback (ablation)");
+  app.add_flag("--powersgd-no-warm-start", c.powersgd_no_warm_start,
+               "powersgd: a fresh Q every step (ablation)");
+  app.add_option("--powersgd-error-form", c.powersgd_error_form,
+                 "powersgd: error E_k = M_k - P Q^T (paper) or M_k - P Q_k^T (library)")
+      ->capture_default_str();
 
   // Schedule
   app.add_option("--lr", c.lr, "initial learning rate")->capture_default_str();

@@ -3,9 +3,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 
 #include "sparcol/comm/make_backend.hpp"
 #include "sparcol/config.hpp"
@@ -95,6 +97,9 @@ void validate(const Config& c) {
     fail("--backend nccl: this build of sparcol has no NCCL (it was not found, or CUDA was not)");
   if (c.device != "cpu" && c.device != "cuda")
     fail("--device must be 'cpu' or 'cuda', got '" + c.device + "'");
+  for (Op op : c.ops)
+    if (std::find(std::begin(kSignOps), std::end(kSignOps), op) != std::end(kSignOps) && c.device != "cpu")
+      fail(std::string("--op ") + op_name(op) + " runs on host memory only (--device cpu)");
   if (c.backend == "nccl" && c.device != "cuda")
     fail("--backend nccl moves device memory: add --device cuda");
   if (c.backend == "loopback" && c.device == "cuda")
@@ -126,6 +131,12 @@ const char* op_name(Op op, bool nccl) {
       return nccl ? "nccl-allreduce" : "mpi-allreduce";
     case Op::kMpiAllgatherv:
       return nccl ? "nccl-allgatherv" : "mpi-allgatherv";
+    case Op::kMarsit:
+      return "marsit";
+    case Op::kSignCascade:
+      return "sign-cascade";
+    case Op::kSignAllgather:
+      return "sign-allgather";
   }
   return "?";
 }
@@ -238,10 +249,16 @@ Parsed parse(int argc, char** argv) {
                           " (with --backend " + c.backend + " it is " + op_name(op) + ")");
         }
       }
+      for (Op op : kSignOps) {
+        if (name != op_name(op)) continue;
+        if (std::find(c.ops.begin(), c.ops.end(), op) == c.ops.end()) c.ops.push_back(op);
+        found = true;
+      }
       if (!found) {
         throw Error(ErrorCode::kInvalidArgument, -1,
                     "unknown --op '" + name + "' (choose from dense-ring, rbgs, sparse-allgather, " +
-                        op_name(Op::kMpiAllreduce) + ", " + op_name(Op::kMpiAllgatherv) + ", all)");
+                        op_name(Op::kMpiAllreduce) + ", " + op_name(Op::kMpiAllgatherv) +
+                        ", all, marsit, sign-cascade, sign-allgather)");
       }
     }
     std::sort(c.ops.begin(), c.ops.end());

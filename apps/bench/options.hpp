@@ -17,9 +17,21 @@ using comm::Backend;
 constexpr std::uint64_t kSeedLimit = std::uint64_t{1} << 53;
 
 // The operations, in the order rows are printed. The names are the --op values and the HDF5 groups.
-enum class Op { kDenseRing, kRbgs, kSparseAllgather, kMpiAllreduce, kMpiAllgatherv };
+enum class Op {
+  kDenseRing,
+  kRbgs,
+  kSparseAllgather,
+  kMpiAllreduce,
+  kMpiAllgatherv,
+  kMarsit,
+  kSignCascade,
+  kSignAllgather
+};
 constexpr Op kAllOps[] = {Op::kDenseRing, Op::kRbgs, Op::kSparseAllgather, Op::kMpiAllreduce,
                           Op::kMpiAllgatherv};
+// The 1-bit operations (issue 13), named explicitly (not part of `all`): host memory only; their
+// same-payload baseline is the backend's bitwise-XOR all-reduce of the packed 64-bit words.
+constexpr Op kSignOps[] = {Op::kMarsit, Op::kSignCascade, Op::kSignAllgather};
 
 // The plain operations are named after the library that runs them: mpi-* with --backend mpi or
 // loopback, nccl-* with --backend nccl. parse() decides once, before anything is named.

@@ -13,8 +13,11 @@
 #include "output.hpp"
 #include "sparcol/coll/rbgs_allreduce.hpp"
 #include "sparcol/coll/ring_allreduce.hpp"
+#include "sparcol/coll/sign_allgather.hpp"
+#include "sparcol/coll/sign_ring_allreduce.hpp"
 #include "sparcol/coll/sparse_allgather.hpp"
 #include "sparcol/device/dispatch.hpp"
+#include "sparcol/device/ops.hpp"
 
 namespace sparcol::bench {
 
@@ -327,6 +330,170 @@ class SizeBench {
     return row;
   }
 
+  // ---- The 1-bit operations (issue 13): rank r's message is the scaled sign of its dense input.
+  // Each is interleaved with the backend's XOR all-reduce of the same number of packed 64-bit words
+  // (the same payload as a 1-bit all-reduce) and with the dense all-reduce (x-allred).
+  struct SignInput {
+    std::vector<std::uint32_t> words;
+    float scale = 0.0f;
+  };
+  SignInput sign_input(int rank) const {
+    std::vector<float> v(d_);
+    for (std::uint64_t i = 0; i < d_; ++i) v[i] = input_value(seed_, rank, i);
+    if (c_.nan && rank == 0) v[d_ / 2] = std::numeric_limits<float>::quiet_NaN();
+    SignInput s;
+    s.words.resize(sparcol::SignLayout::words_for(d_));
+    sparcol::sign_pack({v.data(), d_}, s.words.data());
+    s.scale = sparcol::sign_scale({v.data(), d_});
+    return s;
+  }
+  // The XOR all-reduce of ceil(d / 64) words, reset from this rank's packed bits before each run.
+  class BxorAllreduce {
+   public:
+    BxorAllreduce(const SizeBench& s, const SignInput& in)
+        : s_(s), pristine_(sparcol::coll::SignLayout64::words_for(s.d_), 0), data_(pristine_.size()) {
+      for (std::size_t i = 0; i < in.words.size(); ++i)
+        pristine_[i / 2] |= static_cast<std::uint64_t>(in.words[i]) << (32 * (i % 2));
+    }
+    Timed timed() {
+      return Timed{[this](std::uint64_t) { std::copy(pristine_.begin(), pristine_.end(), data_.begin()); },
+                   [this](std::uint64_t) { s_.b_.allreduce_bxor(data_.data(), data_.size()); }};
+    }
+
+   private:
+    const SizeBench& s_;
+    std::vector<std::uint64_t> pristine_, data_;
+  };
+  Row sign_row(Op op, double payload, double factor) const {
+    Row r = base_row(op, payload, factor);
+    r.k = d_;
+    r.density = 1.0;
+    return r;
+  }
+  std::int64_t count_words(const std::vector<std::uint64_t>& got,
+                           const std::vector<std::uint64_t>& want) const {
+    std::uint64_t wrong = got.size() == want.size() ? 0 : std::max(got.size(), want.size());
+    for (std::size_t i = 0; i < std::min(got.size(), want.size()); ++i) wrong += got[i] == want[i] ? 0 : 1;
+    return static_cast<std::int64_t>(wrong);
+  }
+
+  // Marsit (coll/sign_ring_allreduce.hpp): checked against the host recomputation of the merge with
+  // the same masks (every rank recomputes every rank's bits) and lambda against the mean of the scales.
+  Row marsit() {
+    Row row = sign_row(Op::kMarsit, static_cast<double>(d_) / 8.0, allreduce_factor());
+    const SignInput mine = sign_input(me_);
+    sparcol::coll::SignRingAllreduce ring(b_, d_);
+    BxorAllreduce plain(*this, mine);
+    FullAllreduce full(*this);
+    std::uint64_t last = 0;
+    const auto t =
+        timed_with_xref({{nothing(),
+                          [&](std::uint64_t step) {
+                            last = step;
+                            ring.run(sparcol::SignBits{d_, mine.words, mine.scale}, seed_, step, 0);
+                          }},
+                         plain.timed()},
+                        full);
+    row.time = t[0].stats;
+    row.sent_bytes = t[0].sent_per_run;
+    row.base = t[1].stats;
+    row.allreduce_us = xref_us(t, 2);
+    if (c_.check) {
+      std::vector<std::vector<std::uint32_t>> all;
+      float sum = 0.0f;
+      for (int r = 0; r < K_; ++r) {
+        SignInput in = sign_input(r);
+        sum += in.scale;
+        all.push_back(std::move(in.words));
+      }
+      const auto want = sparcol::coll::marsit_reference(all, d_, seed_, last, 0);
+      std::vector<std::uint64_t> got(ring.merged().begin(), ring.merged().end());
+      std::int64_t wrong = count_words(got, want);
+      float lambda = ring.scale();
+      spoil(lambda);
+      wrong += same(lambda, sum / static_cast<float>(K_)) ? 0 : 1;
+      row.wrong = sum_over_ranks(b_, static_cast<std::uint64_t>(wrong));
+    }
+    return row;
+  }
+
+  // The cascading baseline: checked against a host replay of every hop's decode, add and re-compress.
+  Row sign_cascade() {
+    Row row = sign_row(Op::kSignCascade, static_cast<double>(d_) / 8.0, allreduce_factor());
+    std::vector<float> p;
+    fill_dense(p);
+    sparcol::coll::SignCascadeAllreduce cas(b_, d_);
+    BxorAllreduce plain(*this, sign_input(me_));
+    FullAllreduce full(*this);
+    const auto t =
+        timed_with_xref({{nothing(), [&](std::uint64_t step) { cas.run(p, step); }}, plain.timed()}, full);
+    row.time = t[0].stats;
+    row.sent_bytes = t[0].sent_per_run;
+    row.base = t[1].stats;
+    row.allreduce_us = xref_us(t, 2);
+    if (c_.check) {
+      std::vector<float> got(d_), want(d_);
+      cas.decode_into(got);
+      if (d_ > 0) spoil(got[0]);
+      for (int c = 0; c < K_; ++c) {
+        const std::uint64_t b0 = cas.chunk_begin(c), len = cas.chunk_size(c);
+        std::vector<std::uint32_t> words(sparcol::SignLayout::words_for(len));
+        std::vector<float> sum(len);
+        float scale = 0.0f;
+        for (int h = 0; h < K_; ++h) {
+          const int r = (c + h) % K_;
+          for (std::uint64_t j = 0; j < len; ++j) {
+            float x = input_value(seed_, r, b0 + j);
+            if (c_.nan && r == 0 && b0 + j == d_ / 2) x = std::numeric_limits<float>::quiet_NaN();
+            sum[j] = h == 0 ? x : (sparcol::SignLayout::is_set(words.data(), j) ? scale : -scale) + x;
+          }
+          sparcol::sign_pack({sum.data(), len}, words.data());
+          scale = sparcol::sign_scale({sum.data(), len});
+        }
+        for (std::uint64_t j = 0; j < len; ++j)
+          want[b0 + j] =
+              (sparcol::SignLayout::is_set(words.data(), j) ? scale : -scale) / static_cast<float>(K_);
+      }
+      std::uint64_t wrong = 0;
+      for (std::uint64_t i = 0; i < d_; ++i) wrong += same(got[i], want[i]) ? 0 : 1;
+      row.wrong = sum_over_ranks(b_, wrong);
+    }
+    return row;
+  }
+
+  // The sign all-gather (the one-hop baseline): every rank receives all K messages.
+  Row sign_allgather() {
+    const double msg = static_cast<double>(sparcol::SignBits::wire_bytes(d_));
+    Row row = sign_row(Op::kSignAllgather, msg * K_, allgather_factor());
+    const SignInput mine = sign_input(me_);
+    sparcol::coll::SignAllgather sag(b_, d_);
+    BxorAllreduce plain(*this, mine);
+    FullAllreduce full(*this);
+    const auto t = timed_with_xref({{nothing(),
+                                     [&](std::uint64_t step) {
+                                       sag.run(sparcol::SignBits{d_, mine.words, mine.scale}, step);
+                                     }},
+                                    plain.timed()},
+                                   full);
+    row.time = t[0].stats;
+    row.sent_bytes = t[0].sent_per_run;
+    row.base = t[1].stats;
+    row.allreduce_us = xref_us(t, 2);
+    if (c_.check) {
+      std::uint64_t wrong = 0;
+      for (int r = 0; r < K_; ++r) {
+        const SignInput in = sign_input(r);
+        const sparcol::SignBits got = sag.bits(r);
+        float scale = got.scale;
+        if (r == 0) spoil(scale);
+        wrong += same(scale, in.scale) ? 0 : 1;
+        for (std::size_t w = 0; w < in.words.size(); ++w) wrong += got.words[w] == in.words[w] ? 0 : 1;
+      }
+      row.wrong = sum_over_ranks(b_, wrong);
+    }
+    return row;
+  }
+
  private:
   // SPARCOL_BENCH_CORRUPT=1: the last rank changes one element of a result before it is checked, so
   // that a test can see the check count it and the exit status report it. Only in the test build of
@@ -461,6 +628,15 @@ std::int64_t run_bench(Backend& b, const Config& c, const Setup& setup, io::Benc
           break;
         case Op::kMpiAllgatherv:
           r = sb.mpi_allgatherv();
+          break;
+        case Op::kMarsit:
+          r = sb.marsit();
+          break;
+        case Op::kSignCascade:
+          r = sb.sign_cascade();
+          break;
+        case Op::kSignAllgather:
+          r = sb.sign_allgather();
           break;
       }
       if (r.wrong > 0) wrong += r.wrong;

@@ -27,6 +27,10 @@ const char* to_string(CollOp op) {
       return "broadcast";
     case CollOp::kExchange:
       return "optimizer_exchange";
+    case CollOp::kSignRingAllreduce:
+      return "sign_ring_allreduce";
+    case CollOp::kSignCascade:
+      return "sign_cascade_allreduce";
     case CollOp::kUser:
       return "user";
   }

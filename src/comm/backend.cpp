@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "sparcol/core/error.hpp"
 
@@ -74,6 +75,18 @@ void Backend::throw_timeout(const RequestInfo& info, const char* during) const {
   }
   msg += "; that rank is dead, stopped, or calling a different operation (SPARCOL_TIMEOUT_S sets the limit)";
   throw Error(ErrorCode::kTimeout, rank(), msg);
+}
+
+void Backend::allreduce_bxor(std::uint64_t* data, std::size_t count) {
+  const auto K = static_cast<std::size_t>(size());
+  std::vector<std::uint64_t> all(K * count);
+  std::vector<std::size_t> bytes(K, count * sizeof(std::uint64_t));
+  allgatherv(data, all.data(), bytes);
+  for (std::size_t i = 0; i < count; ++i) {
+    std::uint64_t x = 0;
+    for (std::size_t r = 0; r < K; ++r) x ^= all[r * count + i];
+    data[i] = x;
+  }
 }
 
 void Backend::barrier() {

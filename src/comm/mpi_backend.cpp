@@ -533,6 +533,18 @@ void MpiBackend::allreduce_sum(float* data, std::size_t count) {
   st.deliver();
 }
 
+void MpiBackend::allreduce_bxor(std::uint64_t* data, std::size_t count) {
+  ActivityScope scope(kTagReduceRef, -1);
+  std::size_t done = 0;
+  while (done < count) {
+    const std::size_t n = std::min<std::size_t>(count - done, INT_MAX);
+    SPARCOL_MPI_CHECK(
+        MPI_Allreduce(MPI_IN_PLACE, data + done, static_cast<int>(n), MPI_UINT64_T, MPI_BXOR, impl_->comm),
+        rank_);
+    done += n;
+  }
+}
+
 void MpiBackend::allgatherv(const void* send, void* recv, std::span<const std::size_t> recv_bytes) {
   ActivityScope scope(kTagAllgather, -1);
   SPARCOL_CHECK_ARG(recv_bytes.size() == static_cast<std::size_t>(size_), rank_,

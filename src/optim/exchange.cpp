@@ -108,7 +108,24 @@ Exchange::Exchange(comm::Backend& backend, const Layout& layout, ExchangeConfig 
     if (track_) marks_.assign((n_ + 63) / 64, 0);
   }
   if (kind_ == compress::Aggregation::kSign) {
-    for (const auto& g : groups_) signs_.push_back(std::make_unique<coll::SignAllgather>(backend_, g.n));
+    for (const auto& g : groups_) {
+      switch (config_.sign_reduce) {
+        case ExchangeConfig::SignReduce::kAllgather:
+          signs_.push_back(std::make_unique<coll::SignAllgather>(backend_, g.n));
+          break;
+        case ExchangeConfig::SignReduce::kMarsit:
+          marsit_.push_back(std::make_unique<coll::SignRingAllreduce>(backend_, g.n));
+          break;
+        case ExchangeConfig::SignReduce::kCascade:
+          cascade_.push_back(std::make_unique<coll::SignCascadeAllreduce>(backend_, g.n));
+          break;
+      }
+    }
+  } else {
+    SPARCOL_CHECK_ARG(
+        config_.sign_reduce == ExchangeConfig::SignReduce::kAllgather, me,
+        "exchange: a sign ring all-reduce (Marsit or the cascade) needs the compressor 'sign', not '" +
+            config_.compressor.name + "'");
   }
 }
 
@@ -298,6 +315,7 @@ std::uint64_t Exchange::compress_group(Group& g, float* view, std::uint64_t pair
         fused = fused_sel_.fused_finish(g.k, g.msg.indices, g.msg.values);
       }
       if (!fused) compressor_->compress(v, ctx, g.msg);
+      if (config_.sign_reduce == ExchangeConfig::SignReduce::kCascade) g.raw.assign(v.begin(), v.end());
       compress::subtract_decompressed(g.msg, v);
       if (kind_ == compress::Aggregation::kShared) {
         std::copy(g.msg.values.begin(), g.msg.values.end(), packed_.data() + packed_pos);
@@ -589,19 +607,48 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
       std::uint64_t down_bytes = 0;
       for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
         auto& g = groups_[gi];
-        auto& sag = *signs_[gi];
-        sag.run_agreed(g.msg.sign());
-        st.bytes_sent += sag.last_bytes_sent();
-        st.bytes_recv += sag.last_bytes_recv();
         float* view = group_view(g, agg.values(), /*gather=*/false);
-        if (config_.compressor.sign_majority) {
-          sag.majority_into({view, g.n});
-        } else {
-          sag.mean_into({view, g.n});
+        switch (config_.sign_reduce) {
+          case ExchangeConfig::SignReduce::kAllgather: {
+            auto& sag = *signs_[gi];
+            sag.run_agreed(g.msg.sign());
+            st.bytes_sent += sag.last_bytes_sent();
+            st.bytes_recv += sag.last_bytes_recv();
+            if (config_.compressor.sign_majority) {
+              sag.majority_into({view, g.n});
+            } else {
+              sag.mean_into({view, g.n});
+            }
+            down += static_cast<double>(K) * g.msg.wire_elements();
+            down_bytes += K * g.msg.wire_bytes();
+            break;
+          }
+          case ExchangeConfig::SignReduce::kMarsit: {
+            // One merged sign vector and lambda come back: what a server would broadcast.
+            auto& ring = *marsit_[gi];
+            ring.run_agreed(g.msg.sign(), config_.seed, step_, g.id);
+            st.bytes_sent += ring.last_bytes_sent();
+            st.bytes_recv += ring.last_bytes_recv();
+            ring.decode_into({view, g.n});
+            down += g.msg.wire_elements();
+            down_bytes += g.msg.wire_bytes();
+            break;
+          }
+          case ExchangeConfig::SignReduce::kCascade: {
+            // K chunk messages of bits + scale: n/32 + K elements.
+            auto& cas = *cascade_[gi];
+            cas.run_agreed(g.raw);
+            st.bytes_sent += cas.last_bytes_sent();
+            st.bytes_recv += cas.last_bytes_recv();
+            cas.decode_into({view, g.n});
+            for (int c = 0; c < backend_.size(); ++c) {
+              down += sparcol::SignBits::wire_elements(cas.chunk_size(c));
+              down_bytes += sparcol::SignBits::wire_bytes(cas.chunk_size(c));
+            }
+            break;
+          }
         }
         scatter_group(g, view, agg.values());
-        down += static_cast<double>(K) * g.msg.wire_elements();
-        down_bytes += K * g.msg.wire_bytes();
       }
       st.bytes_down = down_bytes + 4 * dense_count_;
       divide_dense_into_agg(0);

@@ -8,7 +8,11 @@
 
 namespace sparcol::optim {
 
-Layout Layout::flat(std::uint64_t n, int dims) { return Layout{{TensorSpec{"flat", 0, n, dims}}}; }
+Layout Layout::flat(std::uint64_t n, int dims) {
+  Layout l;
+  l.tensors = {TensorSpec{"flat", 0, n, dims}};
+  return l;
+}
 
 void Layout::validate() const {
   std::uint64_t expect = 0;

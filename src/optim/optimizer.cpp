@@ -88,8 +88,9 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
 }
 
 const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names{"dmsgd",   "dmsgd-local", "ef-sgd",   "ef-sgdm", "dgc",
-                                              "dgc-mfm", "gmc",         "gmc-plus", "def-a",   "cser"};
+  static const std::vector<std::string> names{"dmsgd",   "dmsgd-local",  "ef-sgd",   "ef-sgdm", "dgc",
+                                              "dgc-mfm", "gmc",          "gmc-plus", "def-a",   "cser",
+                                              "marsit",  "sign-cascade", "powersgd"};
   return names;
 }
 
@@ -97,13 +98,35 @@ bool method_is_dense(const std::string& method) {
   return method == "dmsgd" || method == "dmsgd-local";
 }
 
-bool method_has_wd_outside(const std::string& method) {
-  return method != "gmc" && method != "gmc-plus" && method != "cser";
+std::string method_compressor(const std::string& method, const std::string& configured) {
+  if (method_is_dense(method)) return "none";
+  if (method == "powersgd") return "low-rank";
+  if ((method == "marsit" || method == "sign-cascade") && configured != "none") return "sign";
+  return configured;
 }
 
-std::string unsupported_reason(const Layout& layout, const OptimConfig& config, MemKind kind) {
+namespace {
+// The configuration the method runs: marsit and sign-cascade send scaled signs whatever compressor
+// is configured (except "none": compression off).
+OptimConfig effective(const OptimConfig& c) {
+  OptimConfig e = c;
+  if ((c.method == "marsit" || c.method == "sign-cascade") && c.exchange.compressor.name != "none")
+    e.exchange.compressor.name = "sign";
+  return e;
+}
+}  // namespace
+
+bool method_has_wd_outside(const std::string& method) {
+  return method != "gmc" && method != "gmc-plus" && method != "cser" && method != "powersgd";
+}
+
+std::string unsupported_reason(const Layout& layout, const OptimConfig& given, MemKind kind) {
   if (kind != MemKind::kDevice) return {};
-  if (method_is_dense(config.method)) return {};  // the dense methods ignore the compressor and the groups
+  const OptimConfig config = effective(given);
+  if (method_is_dense(config.method)) return {};
+  if (config.method == "powersgd")
+    return "powersgd runs on the host executor only";  // the dense methods ignore the compressor and the
+                                                       // groups
   if (config.method == "cser") {
     if (config.cser_c1.name != "zero") {
       ExchangeConfig c1 = config.exchange;
@@ -128,8 +151,9 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
 }
 
 std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& layout,
-                                          const OptimConfig& config, device::Exec& exec) {
+                                          const OptimConfig& given, device::Exec& exec) {
   const int me = backend.rank();
+  const OptimConfig config = effective(given);
   const auto& names = method_names();
   if (std::find(names.begin(), names.end(), config.method) == names.end()) {
     std::string list;
@@ -155,7 +179,18 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
                           "x - eta * aggregate (gmc, gmc-plus: global momentum; cser: split model)");
     SPARCOL_CHECK_ARG(config.weight_decay > 0, me, "wd_outside needs a weight decay > 0");
   }
+  const bool sign_ring = config.method == "marsit" || config.method == "sign-cascade";
+  SPARCOL_CHECK_ARG(
+      config.marsit_compensation == "local" || config.marsit_compensation == "global", me,
+      "marsit compensation must be 'local' or 'global', got '" + config.marsit_compensation + "'");
+  SPARCOL_CHECK_ARG(config.marsit_compensation == "local" || config.method == "marsit", me,
+                    "the global compensation is Marsit's (method marsit), not " + config.method + "'s");
+  SPARCOL_CHECK_ARG(config.low_rank >= 1, me,
+                    "low rank must be >= 1, got " + std::to_string(config.low_rank));
   layout.validate();
+  SPARCOL_CHECK_ARG(layout.rows.empty() || layout.rows.size() == layout.tensors.size(), me,
+                    "layout: " + std::to_string(layout.rows.size()) + " first dimensions for " +
+                        std::to_string(layout.tensors.size()) + " tensors");
   const std::string why = unsupported_reason(layout, config, exec.kind());
   SPARCOL_CHECK_ARG(why.empty(), me, config.method + " on a device executor: " + why);
   const auto& m = config.method;
@@ -166,6 +201,8 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
   if (m == "dgc" || m == "dgc-mfm") return detail::make_dgc(backend, layout, config, exec, m == "dgc-mfm");
   if (m == "gmc" || m == "gmc-plus") return detail::make_gmc(backend, layout, config, exec, m == "gmc-plus");
   if (m == "def-a") return detail::make_def_a(backend, layout, config, exec);
+  if (m == "powersgd") return detail::make_powersgd(backend, layout, config, exec);
+  if (sign_ring) return detail::make_sign_ring(backend, layout, config, exec, m == "sign-cascade");
   return detail::make_cser(backend, layout, config, exec);
 }
 

@@ -44,6 +44,13 @@ const std::vector<std::string> kCompressing{"ef-sgd", "ef-sgdm",  "dgc",   "dgc-
 const std::vector<std::string> kWdOutside{"dmsgd", "dmsgd-local", "ef-sgd", "ef-sgdm",
                                           "dgc",   "dgc-mfm",     "def-a"};
 const std::vector<std::string> kDgc{"dgc", "dgc-mfm"};
+// The sign-ring methods (issue 13) always send scaled signs: they read the grouping options
+// (--layerwise, --min-compress-size) but not --compressor or --density.
+const std::vector<std::string> kSignRing{"marsit", "sign-cascade"};
+std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
 const std::vector<std::string> kImageModels{"mlp", "cnn", "resnet20"};
 
 // The detach coefficient a method uses (OptimConfig::alpha: gmc-plus 0.5, def-a 0.3 by default).
@@ -126,13 +133,14 @@ std::vector<TrainOption> make_table() {
       {"--optimizer", all, {}, "optimizer", [](C c) { return c.optimizer; }},
       {"--compressor", method, kCompressing, "compressor", [](C c) { return c.compressor; }},
       {"--density", method, kCompressing, "density", [](C c) { return num(c.density); }},
-      {"--layerwise", method, kCompressing, "layerwise", [](C c) { return boolean(c.layerwise); }},
-      {"--min-compress-size", method, kCompressing, "min_compress_size",
+      {"--layerwise", method, with(kCompressing, kSignRing), "layerwise",
+       [](C c) { return boolean(c.layerwise); }},
+      {"--min-compress-size", method, with(kCompressing, kSignRing), "min_compress_size",
        [=](C c) { return u64(c.min_compress_size); }},
       {"--alpha", method, {"gmc-plus", "def-a"}, "alpha", [](C c) { return num(resolved_alpha(c)); }},
       {"--momentum",
        method,
-       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser"},
+       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd"},
        "momentum",
        [](C c) { return num(c.momentum); }},
       {"--weight-decay", all, {}, "weight_decay", [](C c) { return num(c.weight_decay); }},
@@ -144,6 +152,27 @@ std::vector<TrainOption> make_table() {
       {"--cser-period", method, {"cser"}, "cser_period", [](C c) { return std::to_string(c.cser_period); }},
       {"--cser-density1", method, {"cser"}, "cser_density1", [](C c) { return num(cser_density1(c)); }},
       {"--cser-density2", method, {"cser"}, "cser_density2", [](C c) { return num(cser_density2(c)); }},
+      {"--marsit-compensation",
+       method,
+       {"marsit"},
+       "marsit_compensation",
+       [](C c) { return c.marsit_compensation; }},
+      {"--low-rank", method, {"powersgd"}, "low_rank", [](C c) { return std::to_string(c.low_rank); }},
+      {"--powersgd-no-ef",
+       method,
+       {"powersgd"},
+       "powersgd_no_ef",
+       [](C c) { return boolean(c.powersgd_no_ef); }},
+      {"--powersgd-no-warm-start",
+       method,
+       {"powersgd"},
+       "powersgd_no_warm_start",
+       [](C c) { return boolean(c.powersgd_no_warm_start); }},
+      {"--powersgd-error-form",
+       method,
+       {"powersgd"},
+       "powersgd_error_form",
+       [](C c) { return c.powersgd_error_form; }},
       // Schedule
       {"--lr", all, {}, "lr", [](C c) { return num(c.lr); }},
       {"--schedule", all, {}, "schedule", [](C c) { return c.schedule; }},
@@ -288,6 +317,11 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
   need(c.cser_period >= 1, "--cser-period must be >= 1");
   need(c.cser_density1 <= 0 || c.cser_density1 <= 1, "--cser-density1 must be in (0, 1]");
   need(c.cser_density2 <= 0 || c.cser_density2 <= 1, "--cser-density2 must be in (0, 1]");
+  need(c.marsit_compensation == "local" || c.marsit_compensation == "global",
+       "--marsit-compensation: unknown compensation '" + c.marsit_compensation + "' (valid: local, global)");
+  need(c.low_rank >= 1, "--low-rank must be >= 1, got " + std::to_string(c.low_rank));
+  need(c.powersgd_error_form == "paper" || c.powersgd_error_form == "library",
+       "--powersgd-error-form: unknown form '" + c.powersgd_error_form + "' (valid: paper, library)");
   need(c.lr > 0 && finite(c.lr), "--lr must be > 0, got " + num(c.lr));
   need(c.schedule != "step" || !c.milestones.empty(), "--schedule step needs --milestones (epochs)");
   for (double m : c.milestones)

@@ -31,8 +31,12 @@ std::string format_duration(double s) {
 void Trainer::print_header() {
   State& s = *s_;
   if (s.rank != 0 || config_.quiet || !out_) return;
-  *out_ << "sparcol-train: " << config_.model << " (" << s.x.size() << " parameters), " << config_.optimizer
-        << (is_dense(config_) ? std::string() : " with " + config_.compressor + " " + num(config_.density))
+  // The compressor the method runs (optim::method_compressor): its density only where it has one.
+  const std::string comp = optim::method_compressor(config_.optimizer, config_.compressor);
+  const std::string with = is_dense(config_)                ? std::string()
+                           : comp != config_.compressor ? " with " + comp
+                                                        : " with " + comp + " " + num(config_.density);
+  *out_ << "sparcol-train: " << config_.model << " (" << s.x.size() << " parameters), " << config_.optimizer << with
         << ", " << s.world << " ranks x batch " << config_.batch << ", " << steps_per_epoch_
         << " steps per epoch, " << total_steps_ << " steps";
   if (!s.resumed_from.empty()) *out_ << ", resumed at step " << step_ << " from " << s.resumed_from;

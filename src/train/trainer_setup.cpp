@@ -151,13 +151,15 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   optim::Layout layout;
   for (const auto& t : s.model->tensors()) {
     layout.tensors.push_back({t.name, t.offset, t.size, static_cast<int>(t.shape.size())});
+    layout.rows.push_back(t.shape.empty() ? 0 : static_cast<std::uint64_t>(t.shape[0]));
   }
   optim::OptimConfig oc;
   oc.method = config_.optimizer;
   oc.momentum = config_.momentum;
   oc.weight_decay = config_.weight_decay;
   oc.alpha = config_.alpha;
-  oc.exchange.compressor.name = config_.compressor;
+  const bool sign_ring = config_.optimizer == "marsit" || config_.optimizer == "sign-cascade";
+  oc.exchange.compressor.name = sign_ring ? "sign" : config_.compressor;
   oc.exchange.compressor.density = config_.density;
   oc.exchange.layerwise = config_.layerwise;
   oc.exchange.min_compress_size = config_.min_compress_size;
@@ -169,6 +171,11 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   oc.cser_c1 = {config_.compressor, cser_density1(config_)};
   oc.cser_c2 = {config_.compressor, cser_density2(config_)};
   oc.cser_period = config_.cser_period;
+  oc.marsit_compensation = config_.marsit_compensation;
+  oc.low_rank = config_.low_rank;
+  oc.powersgd_error_feedback = !config_.powersgd_no_ef;
+  oc.powersgd_warm_start = !config_.powersgd_no_warm_start;
+  oc.powersgd_error_form_paper = config_.powersgd_error_form == "paper";
   oc.nan_policy = config_.nan_policy == "stop" ? optim::NanPolicy::kStop : optim::NanPolicy::kSkip;
   s.opt = optim::make_optimizer(backend_, layout, oc);
 

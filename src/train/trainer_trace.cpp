@@ -113,8 +113,12 @@ void Trainer::open_trace() {
   a.push_back({"dropit", config_.dropit});
   a.push_back({"dropit_layers", config_.dropit > 0 ? config_.dropit_layers : std::string("none")});
   a.push_back({"optimizer", config_.optimizer});
-  a.push_back({"compressor", dense ? std::string("none") : config_.compressor});
-  a.push_back({"density", dense ? 1.0 : config_.density});
+  // What the method runs: none (dense), sign (marsit, sign-cascade), low-rank (powersgd), or the
+  // configured compressor; density 1 where the method has none.
+  const std::string compressor = optim::method_compressor(config_.optimizer, config_.compressor);
+  const bool has_density = compressor == config_.compressor && !dense;
+  a.push_back({"compressor", compressor});
+  a.push_back({"density", has_density ? config_.density : 1.0});
   a.push_back({"layerwise", i64(config_.layerwise)});
   a.push_back({"alpha", s.opt->alpha()});
   a.push_back({"momentum", config_.momentum});

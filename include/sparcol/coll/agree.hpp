@@ -28,7 +28,9 @@ enum class CollOp : std::uint32_t {
   kDenseAllreduce = 5,
   kDenseAllgatherv = 6,
   kBroadcast = 7,
-  kExchange = 8,  // an optimizer step's exchange (optim/exchange.hpp)
+  kExchange = 8,            // an optimizer step's exchange (optim/exchange.hpp)
+  kSignRingAllreduce = 20,  // Marsit (coll/sign_ring_allreduce.hpp)
+  kSignCascade = 21,        // the cascading sign ring (coll/sign_ring_allreduce.hpp)
   kUser = 100,
 };
 

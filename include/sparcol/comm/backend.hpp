@@ -150,6 +150,10 @@ class Backend {
   virtual void allgatherv(const void* send, void* recv, std::span<const std::size_t> recv_bytes) = 0;
   // Copies `bytes` bytes from root's buffer into everyone's.
   virtual void broadcast(void* buf, std::size_t bytes, int root) = 0;
+  // Bitwise XOR over ranks of `count` 64-bit words, in place (host memory): the same-payload
+  // reference of the sign ring all-reduces (sparcol-bench). MpiBackend: MPI_Allreduce with MPI_BXOR.
+  // The default gathers every rank's words (allgatherv) and XORs them in rank order.
+  virtual void allreduce_bxor(std::uint64_t* data, std::size_t count);
 
   // Deadline for blocking waits (default 300 s; 0 = none). Environment: SPARCOL_TIMEOUT_S.
   std::chrono::milliseconds timeout() const { return timeout_; }

@@ -80,6 +80,7 @@ class MpiBackend final : public Backend {
   Request irecv(void* buf, std::size_t bytes, int peer, int tag) override;
   void wait_all(std::span<Request> requests) override;
   void allreduce_sum(float* data, std::size_t count) override;
+  void allreduce_bxor(std::uint64_t* data, std::size_t count) override;
   void allgatherv(const void* send, void* recv, std::span<const std::size_t> recv_bytes) override;
   void broadcast(void* buf, std::size_t bytes, int root) override;
 

@@ -144,6 +144,13 @@ struct Block {
   }
 };
 
+// The scaled sign of ALGORITHMS.md 1.4 on host memory, the one definition the compressor "sign" and
+// the sign ring all-reduces use: sign_pack writes SignLayout::words_for(v.size()) words;
+// sign_scale is ||v||_1 / n (0 for n = 0) as float partial sums over blocks of 256 (8 lanes), the
+// blocks added in double in a fixed order, so it is reproducible bit for bit.
+void sign_pack(std::span<const float> v, std::uint32_t* words);
+float sign_scale(std::span<const float> v);
+
 // The block every rank uses for (seed, step, tensor): start = uniform{0..n-1} from the counter-based
 // RNG (stream kStreamRbgsStart), length k. k <= n required (k = 0 gives an empty block).
 SPARCOL_HD inline Block rbgs_block(std::uint64_t n, std::uint64_t k, std::uint64_t seed, std::uint64_t step,

@@ -42,6 +42,7 @@
 #include "sparcol/coll/agree.hpp"
 #include "sparcol/coll/ring_allreduce.hpp"
 #include "sparcol/coll/sign_allgather.hpp"
+#include "sparcol/coll/sign_ring_allreduce.hpp"
 #include "sparcol/coll/sparse_allgather.hpp"
 #include "sparcol/comm/backend.hpp"
 #include "sparcol/compress/compressor.hpp"
@@ -61,6 +62,12 @@ struct ExchangeConfig {
                                         // (CSER's C1 and C2) draw independent blocks and samples
   bool track_support = true;            // host: sparse aggregates keep their support (Aggregate);
                                         // false: always dense (the same bits; tests, benchmarks)
+  // How the messages of the compressor "sign" are aggregated (ALGORITHMS.md 1.4, 10.1): the sign
+  // all-gather (exact mean of the K scaled signs, or majority vote), Marsit's sign ring all-reduce
+  // (lambda * B, B merged without re-compression), or the cascading ring (re-compression at every
+  // hop). The residual left in v is the local one, v - C(v), in all three.
+  enum class SignReduce { kAllgather, kMarsit, kCascade };
+  SignReduce sign_reduce = SignReduce::kAllgather;
 };
 
 // Communication of one step (or, summed, of a run), per rank. "up"/"down" follow the parameter-server
@@ -182,6 +189,7 @@ class Exchange {
     std::uint64_t pair_begin = 0;  // sparse: this group's pairs in pair_idx_/pair_val_
     std::uint64_t pair_count = 0;
     compress::Message msg;  // kHost: the host compressor's message
+    std::vector<float> raw;  // the cascading sign ring: the uncompressed group (its hops add it)
   };
 
   void build_groups(const Layout& layout);
@@ -226,6 +234,8 @@ class Exchange {
   std::unique_ptr<coll::RingAllreduce> ring_;  // over packed_ (size fixed per density)
   std::unique_ptr<coll::SparseAllgather> sparse_;
   std::vector<std::unique_ptr<coll::SignAllgather>> signs_;
+  std::vector<std::unique_ptr<coll::SignRingAllreduce>> marsit_;      // sign_reduce kMarsit
+  std::vector<std::unique_ptr<coll::SignCascadeAllreduce>> cascade_;  // sign_reduce kCascade
 };
 
 // Why `exec_kind` cannot run this exchange configuration on `layout` (empty when it can): the

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sparcol::optim {
@@ -16,7 +17,15 @@ struct TensorSpec {
 };
 
 struct Layout {
+  // Not an aggregate, so that Layout{{tensor, ...}} keeps meaning "these tensors" (rows unknown).
+  Layout(std::vector<TensorSpec> t = {}, std::vector<std::uint64_t> r = {})
+      : tensors(std::move(t)), rows(std::move(r)) {}
+
   std::vector<TensorSpec> tensors;  // contiguous and in order: offset_i = sum of earlier sizes
+  // The first dimension of tensor i (rows[i]), for methods that view a tensor as a matrix
+  // (powersgd: n = rows, m = size / rows). Empty, or 0 for a tensor: unknown (powersgd then sends that
+  // tensor densely).
+  std::vector<std::uint64_t> rows;
   std::uint64_t total() const { return tensors.empty() ? 0 : tensors.back().offset + tensors.back().size; }
 
   // One tensor covering n elements.

@@ -13,6 +13,8 @@
 //   dgc          DGC without momentum factor masking (4)      dgc-mfm      with masking (4)
 //   gmc          global momentum compression (5)              gmc-plus     GMC+ with detach alpha (6)
 //   def-a        detached error feedback, local momentum (7)  cser         error reset (8)
+//   marsit       EF-signSGD over Marsit's sign ring (10.1)    sign-cascade over the cascading ring (10.1)
+//   powersgd     rank-r power iteration, EF, warm start (10.3)
 //
 // Common rules (ALGORITHMS.md 0.1): state starts at zero; heavy-ball momentum without dampening;
 // weight decay is coupled L2 added to the local gradient first, g <- g + wd * z with z the point the
@@ -72,6 +74,19 @@ struct OptimConfig {
   compress::CompressorConfig cser_c1{"topk", 0.001};
   compress::CompressorConfig cser_c2{"topk", 0.005};
   int cser_period = 4;  // H
+
+  // Marsit (ALGORITHMS.md 10.1): "local" (e_k <- p_k - lambda_k b_k, the default) or "global"
+  // (e_k <- p_k - lambda B; an ablation). marsit and sign-cascade always send scaled signs (any
+  // compressor but "none", which is compression off, DSGD, runs as "sign"; see method_compressor).
+  std::string marsit_compensation = "local";
+
+  // PowerSGD (ALGORITHMS.md 10.3): rank r (r' = min(r, n, m) per matrix), error feedback, warm start,
+  // and the error form: paper (E_k <- M_k - P Q^T) or library (E_k <- M_k - P Q_k^T). momentum is
+  // its lambda; weight decay is added to the aggregate, never compressed.
+  int low_rank = 2;
+  bool powersgd_error_feedback = true;
+  bool powersgd_warm_start = true;
+  bool powersgd_error_form_paper = true;
 
   NanPolicy nan_policy = NanPolicy::kSkip;
 };
@@ -193,5 +208,10 @@ const std::vector<std::string>& method_names();
 
 // Whether a method always communicates densely (dmsgd, dmsgd-local ignore the compressor).
 bool method_is_dense(const std::string& method);
+
+// The compressor a method actually runs with `configured` as its configuration: "none" for the
+// dense methods, "sign" for marsit and sign-cascade (unless "none": compression off, DSGD),
+// "low-rank" for powersgd (its own factorisation), otherwise `configured`. Traces record it.
+std::string method_compressor(const std::string& method, const std::string& configured);
 
 }  // namespace sparcol::optim

@@ -66,6 +66,11 @@ struct TrainConfig {
   int cser_period = 4;              // CSER H
   double cser_density1 = -1.0;      // CSER C1 density; < 0: density / 2
   double cser_density2 = -1.0;      // CSER C2 density; < 0: min(1, 2 * density)
+  std::string marsit_compensation = "local";  // marsit: local or global (ALGORITHMS.md 10.1)
+  int low_rank = 2;                           // powersgd: rank r (ALGORITHMS.md 10.3)
+  bool powersgd_no_ef = false;                // powersgd: error feedback off (ablation)
+  bool powersgd_no_warm_start = false;        // powersgd: fresh Q every step (ablation)
+  std::string powersgd_error_form = "paper";  // powersgd: paper (M - P Q^T) or library (M - P Q_k^T)
 
   // Schedule
   double lr = 0.1;
