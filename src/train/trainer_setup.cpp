@@ -169,6 +169,8 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   oc.cser_period = config_.cser_period;
   oc.nan_policy = config_.nan_policy == "stop" ? optim::NanPolicy::kStop : optim::NanPolicy::kSkip;
   s.opt = optim::make_optimizer(backend_, layout, oc);
+  s.per_worker = s.opt->per_worker_models();
+  if (s.per_worker) s.test_all = data.test;
 
   // Steps: an epoch is one pass over the training set by all workers together.
   steps_per_epoch_ =
