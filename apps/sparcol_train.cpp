@@ -103,6 +103,21 @@ int main(int argc, char** argv) {
   app.add_option("--cser-period", c.cser_period, "error reset period H")->capture_default_str();
   app.add_option("--cser-density1", c.cser_density1, "density of C1 (default: density / 2)");
   app.add_option("--cser-density2", c.cser_density2, "density of C2 (default: 2 * density)");
+  app.add_option("--period", c.period,
+                 "local-sgd, vrl-sgd, stl-sgd: local steps between model averagings H (stl-sgd: the first "
+                 "stage's)")
+      ->capture_default_str();
+  app.add_option("--stl-stages", c.stl_stages, "stl-sgd: number of stages S (each twice as long, half the lr)")
+      ->capture_default_str();
+  app.add_option("--stl-data", c.stl_data,
+                 "stl-sgd: period growth per stage: iid (x2) or noniid (x sqrt 2)")
+      ->capture_default_str();
+  app.add_option("--avg-compressor", c.avg_compressor,
+                 "local-sgd family: compress the model difference at an averaging with error feedback "
+                 "(none: exact averaging)")
+      ->capture_default_str();
+  app.add_option("--avg-density", c.avg_density, "density of --avg-compressor, in (0, 1]")
+      ->capture_default_str();
 
   // Schedule
   app.add_option("--lr", c.lr, "initial learning rate")->capture_default_str();

@@ -89,7 +89,8 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
 
 const std::vector<std::string>& method_names() {
   static const std::vector<std::string> names{"dmsgd",   "dmsgd-local", "ef-sgd",   "ef-sgdm", "dgc",
-                                              "dgc-mfm", "gmc",         "gmc-plus", "def-a",   "cser"};
+                                              "dgc-mfm", "gmc",         "gmc-plus", "def-a",   "cser",
+                                              "local-sgd", "vrl-sgd", "stl-sgd"};
   return names;
 }
 
@@ -97,8 +98,12 @@ bool method_is_dense(const std::string& method) {
   return method == "dmsgd" || method == "dmsgd-local";
 }
 
+bool method_is_local(const std::string& method) {
+  return method == "local-sgd" || method == "vrl-sgd" || method == "stl-sgd";
+}
+
 bool method_has_wd_outside(const std::string& method) {
-  return method != "gmc" && method != "gmc-plus" && method != "cser";
+  return method != "gmc" && method != "gmc-plus" && method != "cser" && !method_is_local(method);
 }
 
 std::string unsupported_reason(const Layout& layout, const OptimConfig& config, MemKind kind) {
@@ -148,6 +153,17 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
   SPARCOL_CHECK_ARG(config.warmup_epochs >= 0, me, "warm-up epochs must be >= 0");
   SPARCOL_CHECK_ARG(config.cser_period >= 1, me,
                     "CSER period H must be >= 1, got " + std::to_string(config.cser_period));
+  if (method_is_local(config.method)) {
+    SPARCOL_CHECK_ARG(config.period >= 1, me,
+                      config.method + ": the period H must be >= 1, got " + std::to_string(config.period));
+    if (config.method == "stl-sgd") {
+      SPARCOL_CHECK_ARG(config.stl_stages >= 1 && config.stl_stages <= 30, me,
+                        "stl-sgd: the number of stages must be in [1, 30], got " +
+                            std::to_string(config.stl_stages));
+      SPARCOL_CHECK_ARG(config.stl_stages == 1 || config.total_steps > 0, me,
+                        "stl-sgd: the stages divide the run, so it needs the total number of steps (> 0)");
+    }
+  }
   if (config.wd_outside) {
     SPARCOL_CHECK_ARG(method_has_wd_outside(config.method), me,
                       config.method +
@@ -166,6 +182,7 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
   if (m == "dgc" || m == "dgc-mfm") return detail::make_dgc(backend, layout, config, exec, m == "dgc-mfm");
   if (m == "gmc" || m == "gmc-plus") return detail::make_gmc(backend, layout, config, exec, m == "gmc-plus");
   if (m == "def-a") return detail::make_def_a(backend, layout, config, exec);
+  if (method_is_local(m)) return detail::make_local_sgd(backend, layout, config, exec);
   return detail::make_cser(backend, layout, config, exec);
 }
 

@@ -32,7 +32,13 @@ void Trainer::print_header() {
   State& s = *s_;
   if (s.rank != 0 || config_.quiet || !out_) return;
   *out_ << "sparcol-train: " << config_.model << " (" << s.x.size() << " parameters), " << config_.optimizer
-        << (is_dense(config_) ? std::string() : " with " + config_.compressor + " " + num(config_.density))
+        << (is_dense(config_) ? std::string()
+            : optim::method_is_local(config_.optimizer)
+                ? " every " + std::to_string(config_.period) + " steps" +
+                      (config_.avg_compressor == "none"
+                           ? std::string(" (exact averaging)")
+                           : " (averaging with " + config_.avg_compressor + " " + num(config_.avg_density) + ")")
+                : " with " + config_.compressor + " " + num(config_.density))
         << ", " << s.world << " ranks x batch " << config_.batch << ", " << steps_per_epoch_
         << " steps per epoch, " << total_steps_ << " steps";
   if (!s.resumed_from.empty()) *out_ << ", resumed at step " << step_ << " from " << s.resumed_from;

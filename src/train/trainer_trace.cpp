@@ -110,8 +110,11 @@ void Trainer::open_trace() {
   a.push_back({"dirichlet_alpha", config_.dirichlet_alpha});
   a.push_back({"augment", i64(config_.augment)});
   a.push_back({"optimizer", config_.optimizer});
-  a.push_back({"compressor", dense ? std::string("none") : config_.compressor});
-  a.push_back({"density", dense ? 1.0 : config_.density});
+  // The local-SGD family: the compressor of the averaging (none: exact averaging).
+  const bool local = optim::method_is_local(config_.optimizer);
+  const std::string comp = dense ? std::string("none") : local ? config_.avg_compressor : config_.compressor;
+  a.push_back({"compressor", comp});
+  a.push_back({"density", comp == "none" ? 1.0 : local ? config_.avg_density : config_.density});
   a.push_back({"layerwise", i64(config_.layerwise)});
   a.push_back({"alpha", s.opt->alpha()});
   a.push_back({"momentum", config_.momentum});

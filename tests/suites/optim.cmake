@@ -14,3 +14,8 @@ gtest_discover_tests(sparcol_optim_tests TEST_SUFFIX .device
 add_executable(sparcol_optim_alloc_tests ${CMAKE_CURRENT_LIST_DIR}/../unit/test_optim_alloc.cpp)
 target_link_libraries(sparcol_optim_alloc_tests PRIVATE sparcol GTest::gtest_main sparcol_warnings)
 gtest_discover_tests(sparcol_optim_alloc_tests PROPERTIES LABELS unit TIMEOUT 120)
+
+# The local-SGD family (tests/coll/test_local_sgd.cpp): identities, corrections, STL's schedule.
+add_executable(sparcol_local_sgd_tests ${CMAKE_CURRENT_LIST_DIR}/../coll/test_local_sgd.cpp)
+target_link_libraries(sparcol_local_sgd_tests PRIVATE sparcol GTest::gtest_main sparcol_warnings)
+gtest_discover_tests(sparcol_local_sgd_tests PROPERTIES LABELS coll TIMEOUT 120)

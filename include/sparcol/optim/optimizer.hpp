@@ -13,6 +13,11 @@
 //   dgc          DGC without momentum factor masking (4)      dgc-mfm      with masking (4)
 //   gmc          global momentum compression (5)              gmc-plus     GMC+ with detach alpha (6)
 //   def-a        detached error feedback, local momentum (7)  cser         error reset (8)
+// A model per rank, averaged every `period` steps (ALGORITHMS.md 10.7-10.9; per_worker_models()):
+//   local-sgd    Local SGD (10.8 with D = 0)                  vrl-sgd      variance-reduced local SGD (10.8)
+//   stl-sgd      stagewise local SGD (10.7)
+// Their exchange's compressor compresses the model difference sent at an averaging ("none": exact
+// averaging, the default of the programs).
 //
 // Common rules (ALGORITHMS.md 0.1): state starts at zero; heavy-ball momentum without dampening;
 // weight decay is coupled L2 added to the local gradient first, g <- g + wd * z with z the point the
@@ -74,7 +79,28 @@ struct OptimConfig {
   int cser_period = 4;  // H
 
   NanPolicy nan_policy = NanPolicy::kSkip;
+
+  // The local-SGD family (ALGORITHMS.md 10.7-10.9)
+  int period = 8;                 // H: local steps between averagings (stl-sgd: the first stage's)
+  int stl_stages = 3;             // stl-sgd: S stages, each twice as long as the one before
+  bool stl_iid = true;            // stl-sgd: the period doubles per stage (iid) or grows by sqrt(2)
+  std::uint64_t total_steps = 0;  // stl-sgd: the run's length, which the stages divide
 };
+
+// Where the local-SGD family stands after step t (0-based): whether the models are averaged after
+// it, the steps since the previous averaging (length, for vrl-sgd's correction), the current period,
+// and stl-sgd's stage (1-based) and learning-rate factor 2^(1 - stage). stl-sgd (10.7 [P]):
+// T_1 = max(1, floor(T / (2^S - 1))), stage s starts at T_1 (2^(s-1) - 1) (the last stage runs to
+// the end), its period is H 2^(s-1) (iid) or round(H sqrt(2)^(s-1)) (non-iid), counted from the
+// stage's start, and the models are also averaged at the end of every stage but the last.
+struct LocalPeriod {
+  bool average = false;
+  std::uint64_t length = 0;
+  std::uint64_t period = 0;
+  int stage = 1;
+  double lr_factor = 1.0;
+};
+LocalPeriod local_period(const OptimConfig& config, std::uint64_t t);
 
 struct StepStats {
   bool skipped = false;
@@ -203,5 +229,9 @@ const std::vector<std::string>& method_names();
 
 // Whether a method always communicates densely (dmsgd, dmsgd-local ignore the compressor).
 bool method_is_dense(const std::string& method);
+
+// Whether a method keeps a model per rank averaged periodically (local-sgd, vrl-sgd, stl-sgd):
+// it reads period (and stl-sgd the stage options), and its compressor compresses the averaging.
+bool method_is_local(const std::string& method);
 
 }  // namespace sparcol::optim

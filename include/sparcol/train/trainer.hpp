@@ -70,6 +70,13 @@ struct TrainConfig {
   int cser_period = 4;              // CSER H
   double cser_density1 = -1.0;      // CSER C1 density; < 0: density / 2
   double cser_density2 = -1.0;      // CSER C2 density; < 0: min(1, 2 * density)
+  // The local-SGD family (local-sgd, vrl-sgd, stl-sgd): averaging period, STL's stages and growth,
+  // the compressor of the model difference at an averaging ("none": exact averaging)
+  int period = 8;
+  int stl_stages = 3;
+  std::string stl_data = "iid";  // iid: the period doubles per stage; noniid: grows by sqrt(2)
+  std::string avg_compressor = "none";
+  double avg_density = 0.01;
 
   // Schedule
   double lr = 0.1;
