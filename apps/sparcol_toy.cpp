@@ -76,8 +76,8 @@ const std::vector<MethodOption>& method_options() {
       {"--alpha", {"gmc-plus", "def-a"}},
       {"--beta",
        {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "local-sgd",
-        "vrl-sgd", "stl-sgd"}},
-      {"--period", {"local-sgd", "vrl-sgd", "stl-sgd"}},
+        "vrl-sgd", "stl-sgd", "cocod-sgd"}},
+      {"--period", {"local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"}},
       {"--stl-stages", {"stl-sgd"}},
       {"--stl-data", {"stl-sgd"}},
       {"--avg-compressor", {"local-sgd", "vrl-sgd", "stl-sgd"}},
@@ -314,7 +314,7 @@ void write_csv(const std::string& path, const std::vector<Summary>& rows) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sparcol::comm::MpiEnvironment env(&argc, &argv);
+  sparcol::comm::MpiEnvironment env(&argc, &argv, sparcol::app::mpi_thread_level(argc, argv));
   const int rank = sparcol::comm::MpiEnvironment::world_rank();
   const int world = sparcol::comm::MpiEnvironment::world_size();
   sparcol::app::install_termination_report(rank);
@@ -337,7 +337,7 @@ int main(int argc, char** argv) {
   app.add_option("--method", methods,
                  "comma-separated methods, 'paper' (dmsgd, dgc-mfm, dgc, gmc) or 'all'; names: dmsgd, "
                  "dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, local-sgd, vrl-sgd, "
-                 "stl-sgd")
+                 "stl-sgd, cocod-sgd")
       ->capture_default_str();
   app.add_option(
          "--compressor", c.compressor,
@@ -406,7 +406,7 @@ int main(int argc, char** argv) {
                           "--method: unknown method '" + m +
                               "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
                               "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, local-sgd, "
-                              "vrl-sgd, stl-sgd)");
+                              "vrl-sgd, stl-sgd, cocod-sgd)");
         add(m);
       }
     }

@@ -34,7 +34,7 @@ std::string join(const std::vector<std::string>& v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sparcol::comm::MpiEnvironment env(&argc, &argv);
+  sparcol::comm::MpiEnvironment env(&argc, &argv, sparcol::app::mpi_thread_level(argc, argv));
   const int rank = sparcol::comm::MpiEnvironment::world_rank();
   const int world = sparcol::comm::MpiEnvironment::world_size();
   sparcol::app::install_termination_report(rank);

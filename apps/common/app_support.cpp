@@ -165,4 +165,11 @@ std::string check_writable(const std::string& path) {
   return io::unwritable_reason(path);
 }
 
+comm::ThreadLevel mpi_thread_level(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]).find("cocod-sgd") != std::string::npos) return comm::ThreadLevel::kMultiple;
+  }
+  return comm::ThreadLevel::kFunneled;
+}
+
 }  // namespace sparcol::app

@@ -19,6 +19,7 @@ std::unique_ptr<Optimizer> make_gmc(comm::Backend& b, const Layout& l, const Opt
                                     bool plus);
 std::unique_ptr<Optimizer> make_def_a(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 std::unique_ptr<Optimizer> make_cser(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
+std::unique_ptr<Optimizer> make_cocod_sgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 std::unique_ptr<Optimizer> make_local_sgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 
 // The error-feedback family's update: x <- x - a (the aggregate is in parameter units), or with

@@ -90,7 +90,7 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
 const std::vector<std::string>& method_names() {
   static const std::vector<std::string> names{"dmsgd",   "dmsgd-local", "ef-sgd",   "ef-sgdm", "dgc",
                                               "dgc-mfm", "gmc",         "gmc-plus", "def-a",   "cser",
-                                              "local-sgd", "vrl-sgd", "stl-sgd"};
+                                              "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"};
   return names;
 }
 
@@ -99,7 +99,7 @@ bool method_is_dense(const std::string& method) {
 }
 
 bool method_is_local(const std::string& method) {
-  return method == "local-sgd" || method == "vrl-sgd" || method == "stl-sgd";
+  return method == "local-sgd" || method == "vrl-sgd" || method == "stl-sgd" || method == "cocod-sgd";
 }
 
 bool method_has_wd_outside(const std::string& method) {
@@ -182,6 +182,7 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
   if (m == "dgc" || m == "dgc-mfm") return detail::make_dgc(backend, layout, config, exec, m == "dgc-mfm");
   if (m == "gmc" || m == "gmc-plus") return detail::make_gmc(backend, layout, config, exec, m == "gmc-plus");
   if (m == "def-a") return detail::make_def_a(backend, layout, config, exec);
+  if (m == "cocod-sgd") return detail::make_cocod_sgd(backend, layout, config, exec);
   if (method_is_local(m)) return detail::make_local_sgd(backend, layout, config, exec);
   return detail::make_cser(backend, layout, config, exec);
 }

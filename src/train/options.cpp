@@ -45,7 +45,9 @@ const std::vector<std::string> kWdOutside{"dmsgd", "dmsgd-local", "ef-sgd", "ef-
                                           "dgc",   "dgc-mfm",     "def-a"};
 const std::vector<std::string> kDgc{"dgc", "dgc-mfm"};
 // The methods with a model per rank averaged every --period steps (docs/optimizers.md).
-const std::vector<std::string> kLocal{"local-sgd", "vrl-sgd", "stl-sgd"};
+const std::vector<std::string> kLocal{"local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"};
+// Those whose averaging may be compressed.
+const std::vector<std::string> kLocalAveraging{"local-sgd", "vrl-sgd", "stl-sgd"};
 const std::vector<std::string> kImageModels{"mlp", "cnn", "resnet20"};
 
 // The detach coefficient a method uses (OptimConfig::alpha: gmc-plus 0.5, def-a 0.3 by default).
@@ -130,7 +132,7 @@ std::vector<TrainOption> make_table() {
       {"--momentum",
        method,
        {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "local-sgd",
-        "vrl-sgd", "stl-sgd"},
+        "vrl-sgd", "stl-sgd", "cocod-sgd"},
        "momentum",
        [](C c) { return num(c.momentum); }},
       {"--weight-decay", all, {}, "weight_decay", [](C c) { return num(c.weight_decay); }},
@@ -145,8 +147,8 @@ std::vector<TrainOption> make_table() {
       {"--period", method, kLocal, "period", [](C c) { return std::to_string(c.period); }},
       {"--stl-stages", method, {"stl-sgd"}, "stl_stages", [](C c) { return std::to_string(c.stl_stages); }},
       {"--stl-data", method, {"stl-sgd"}, "stl_data", [](C c) { return c.stl_data; }},
-      {"--avg-compressor", method, kLocal, "avg_compressor", [](C c) { return c.avg_compressor; }},
-      {"--avg-density", method, kLocal, "avg_density", [](C c) { return num(c.avg_density); }},
+      {"--avg-compressor", method, kLocalAveraging, "avg_compressor", [](C c) { return c.avg_compressor; }},
+      {"--avg-density", method, kLocalAveraging, "avg_density", [](C c) { return num(c.avg_density); }},
       // Schedule
       {"--lr", all, {}, "lr", [](C c) { return num(c.lr); }},
       {"--schedule", all, {}, "schedule", [](C c) { return c.schedule; }},

@@ -225,6 +225,56 @@ TEST(LocalSgd, CompressedAveragingKeepsReplicasEqualAndIsExactAtFullDensity) {
   EXPECT_GT(resid, 0.0);
 }
 
+TEST(CocodSgd, TauOneIsTheAverageMovedByTheOwnStep) {
+  // ALGORITHMS.md 10.9 [D]: tau = 1 gives x_k^{r+1} = xbar^r - eta g_k(x_k^r) (g with weight decay),
+  // computed here serially for every rank; equal to rounding (the all-reduce sums in ring order).
+  const int K = 3;
+  const std::uint64_t d = 17;
+  const double lr = 0.1;
+  const int steps = 9;
+  const auto got = run(config("cocod-sgd", 1, 0.0), K, d, steps, lr);
+  std::vector<Vec> xs(K, Vec(d, 0.25f));
+  for (int t = 0; t < steps; ++t) {
+    Vec mean(d, 0.0f);
+    for (std::size_t i = 0; i < d; ++i) {
+      double s = 0;
+      for (int k = 0; k < K; ++k) s += xs[k][i];
+      mean[i] = static_cast<float>(s / K);
+    }
+    for (int k = 0; k < K; ++k) {
+      const Vec g = grad_at(k, static_cast<std::uint64_t>(t), xs[k]);
+      for (std::size_t i = 0; i < d; ++i)
+        xs[k][i] = mean[i] - static_cast<float>(lr) * (g[i] + 1e-3f * xs[k][i]);
+    }
+  }
+  for (int k = 0; k < K; ++k) {
+    for (std::size_t i = 0; i < d; ++i) EXPECT_NEAR(got.x[k][i], xs[k][i], 1e-5 * (1 + std::abs(xs[k][i]))) << k;
+  }
+  EXPECT_FALSE(same_bits(got.x[0], got.x[1])) << "each rank keeps its own last step";
+}
+
+TEST(CocodSgd, RoundsAtTheEndOfEveryRoundAndBoundariesWithNothingInFlight) {
+  const auto r = run(config("cocod-sgd", 4, 0.5), 2, 11, 10);
+  for (std::size_t t = 0; t < 10; ++t) {
+    const bool end = (t + 1) % 4 == 0;
+    EXPECT_EQ(r.rounds[t], end ? 1u : 0u) << t;
+    EXPECT_EQ(r.boundary[t], end) << t;  // the next round's all-reduce starts at the next step
+  }
+}
+
+TEST(CocodSgd, TheAverageOfTheModelsFollowsTheAverageOfTheSteps) {
+  // Summed over ranks, x^{r+1} = xbar^r + (y_k - x_k^r) gives mean_k x^{r+1} = mean_k y_k: the
+  // average after a round is the average of where the ranks' local steps took them. Checked
+  // against local-sgd's averaged model, which at a period's end is mean_k y_k for the same start.
+  const auto cocod = run(config("cocod-sgd", 5, 0.0), 3, 13, 5);
+  const auto local = run(config("local-sgd", 5, 0.0), 3, 13, 5);
+  for (std::size_t i = 0; i < 13; ++i) {
+    double m = 0;
+    for (int k = 0; k < 3; ++k) m += cocod.x[k][i];
+    EXPECT_NEAR(m / 3, local.x[0][i], 1e-5 * (1 + std::abs(local.x[0][i])));
+  }
+}
+
 TEST(LocalSgd, BadConfigurationIsRejected) {
   LoopbackWorld::spawn(1, [](Backend& b) {
     auto expect_bad = [&](OptimConfig c, const std::string& needle) {

@@ -15,9 +15,10 @@
 //   def-a        detached error feedback, local momentum (7)  cser         error reset (8)
 // A model per rank, averaged every `period` steps (ALGORITHMS.md 10.7-10.9; per_worker_models()):
 //   local-sgd    Local SGD (10.8 with D = 0)                  vrl-sgd      variance-reduced local SGD (10.8)
-//   stl-sgd      stagewise local SGD (10.7)
-// Their exchange's compressor compresses the model difference sent at an averaging ("none": exact
-// averaging, the default of the programs).
+//   stl-sgd      stagewise local SGD (10.7)                   cocod-sgd    CoCoD-SGD, averaging behind
+//                                                                          computation (10.9)
+// The exchange's compressor of local-sgd, vrl-sgd and stl-sgd compresses the model difference sent at
+// an averaging ("none": exact averaging, the default of the programs); cocod-sgd averages exactly.
 //
 // Common rules (ALGORITHMS.md 0.1): state starts at zero; heavy-ball momentum without dampening;
 // weight decay is coupled L2 added to the local gradient first, g <- g + wd * z with z the point the
@@ -230,8 +231,9 @@ const std::vector<std::string>& method_names();
 // Whether a method always communicates densely (dmsgd, dmsgd-local ignore the compressor).
 bool method_is_dense(const std::string& method);
 
-// Whether a method keeps a model per rank averaged periodically (local-sgd, vrl-sgd, stl-sgd):
-// it reads period (and stl-sgd the stage options), and its compressor compresses the averaging.
+// Whether a method keeps a model per rank averaged periodically (local-sgd, vrl-sgd, stl-sgd,
+// cocod-sgd): it reads period (stl-sgd the stage options; cocod-sgd: tau = period), and but for
+// cocod-sgd its compressor compresses the averaging.
 bool method_is_local(const std::string& method);
 
 }  // namespace sparcol::optim
