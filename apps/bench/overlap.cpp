@@ -58,7 +58,8 @@ std::int64_t run_overlap(Backend& b, const Config& c) {
     std::printf("%12s %12s %10s %10s %10s %10s %10s %8s %6s\n", "bytes", "count", "t_ar_ms", "t_comp_ms",
                 "t_seq_ms", "t_ovl_ms", "t_bg_ms", "hidden", "wrong");
   }
-  for (const std::uint64_t count : sweep(c)) {
+  for (const std::uint64_t bytes : sweep(c)) {
+    const std::uint64_t count = bytes / sizeof(float);  // -b / -e are bytes of the float32 vector
     if (count == 0) continue;
     std::vector<float> src(count), data(count), ref(count);
     for (std::uint64_t i = 0; i < count; ++i)
@@ -126,8 +127,8 @@ std::int64_t run_overlap(Backend& b, const Config& c) {
     std::int64_t all_wrong = wrong;
     {
       std::vector<std::int64_t> w(static_cast<std::size_t>(b.size()));
-      const std::vector<std::size_t> bytes(w.size(), sizeof(std::int64_t));
-      b.allgatherv(&all_wrong, w.data(), bytes);
+      const std::vector<std::size_t> sizes(w.size(), sizeof(std::int64_t));
+      b.allgatherv(&all_wrong, w.data(), sizes);
       all_wrong = 0;
       for (auto x : w) all_wrong += x;
     }
