@@ -167,7 +167,10 @@ std::string check_writable(const std::string& path) {
 
 comm::ThreadLevel mpi_thread_level(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]).find("cocod-sgd") != std::string::npos) return comm::ThreadLevel::kMultiple;
+    const std::string a = argv[i];
+    // A method list naming cocod-sgd, or sparcol-toy's --method all (which includes it).
+    const bool all = a == "--method=all" || (a == "all" && i > 1 && std::string(argv[i - 1]) == "--method");
+    if (a.find("cocod-sgd") != std::string::npos || all) return comm::ThreadLevel::kMultiple;
   }
   return comm::ThreadLevel::kFunneled;
 }
