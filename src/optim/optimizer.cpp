@@ -108,6 +108,10 @@ bool method_has_wd_outside(const std::string& method) {
 
 std::string unsupported_reason(const Layout& layout, const OptimConfig& config, MemKind kind) {
   if (kind != MemKind::kDevice) return {};
+  if (config.method == "cocod-sgd") {
+    return "cocod-sgd runs on the host executor only (its progress thread's all-reduce is written for host "
+           "memory)";
+  }
   if (method_is_dense(config.method)) return {};  // the dense methods ignore the compressor and the groups
   if (config.method == "cser") {
     if (config.cser_c1.name != "zero") {
@@ -153,6 +157,13 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
   SPARCOL_CHECK_ARG(config.warmup_epochs >= 0, me, "warm-up epochs must be >= 0");
   SPARCOL_CHECK_ARG(config.cser_period >= 1, me,
                     "CSER period H must be >= 1, got " + std::to_string(config.cser_period));
+  if (config.wd_outside) {
+    SPARCOL_CHECK_ARG(method_has_wd_outside(config.method), me,
+                      config.method +
+                          " does not define weight decay outside compression (wd_outside): its update is not "
+                          "x - eta * aggregate (gmc, gmc-plus: global momentum; cser: split model)");
+    SPARCOL_CHECK_ARG(config.weight_decay > 0, me, "wd_outside needs a weight decay > 0");
+  }
   if (method_is_local(config.method)) {
     SPARCOL_CHECK_ARG(config.period >= 1, me,
                       config.method + ": the period H must be >= 1, got " + std::to_string(config.period));
@@ -163,13 +174,6 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
       SPARCOL_CHECK_ARG(config.stl_stages == 1 || config.total_steps > 0, me,
                         "stl-sgd: the stages divide the run, so it needs the total number of steps (> 0)");
     }
-  }
-  if (config.wd_outside) {
-    SPARCOL_CHECK_ARG(method_has_wd_outside(config.method), me,
-                      config.method +
-                          " does not define weight decay outside compression (wd_outside): its update is not "
-                          "x - eta * aggregate (gmc, gmc-plus: global momentum; cser: split model)");
-    SPARCOL_CHECK_ARG(config.weight_decay > 0, me, "wd_outside needs a weight decay > 0");
   }
   layout.validate();
   const std::string why = unsupported_reason(layout, config, exec.kind());
