@@ -6,7 +6,7 @@ endif()
 set(SPARCOL_BENCH_SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/sparcol_bench.cpp ${CMAKE_CURRENT_LIST_DIR}/bench/options.cpp
     ${CMAKE_CURRENT_LIST_DIR}/bench/runs.cpp ${CMAKE_CURRENT_LIST_DIR}/bench/timing.cpp
-    ${CMAKE_CURRENT_LIST_DIR}/bench/output.cpp)
+    ${CMAKE_CURRENT_LIST_DIR}/bench/output.cpp ${CMAKE_CURRENT_LIST_DIR}/bench/overlap.cpp)
 add_executable(sparcol-bench ${SPARCOL_BENCH_SOURCES})
 set_target_properties(sparcol-bench PROPERTIES OUTPUT_NAME sparcol-bench)
 target_link_libraries(sparcol-bench PRIVATE sparcol_coll sparcol_mpi sparcol_io CLI11::CLI11 sparcol_warnings)

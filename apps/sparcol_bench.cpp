@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "bench/options.hpp"
+#include "bench/overlap.hpp"
 #include "bench/output.hpp"
 #include "bench/runs.hpp"
 #include "sparcol/comm/loopback.hpp"
@@ -175,7 +176,7 @@ int main_loopback(const Parsed& p) {
     sparcol::comm::LoopbackWorld::spawn(c.ranks, [&](Backend& b) {
       configure_backend(b, c);
       auto out = open_outputs(b, c, s);
-      const std::int64_t w = run_bench(b, c, s, out.get());
+      const std::int64_t w = c.overlap ? run_overlap(b, c) : run_bench(b, c, s, out.get());
       if (b.rank() == 0) wrong = w;
     });
   } catch (const Error& e) {
@@ -258,7 +259,8 @@ int main_mpi(const Parsed& p) {
       print_error(rank, e.message());  // raised on every rank alike: a clean exit, no abort
       return sparcol::exit_code(e.code());
     }
-    const std::int64_t wrong = run_bench(*bench, c, s, out.get(), exec ? &*exec : nullptr);
+    const std::int64_t wrong =
+        c.overlap ? run_overlap(*bench, c) : run_bench(*bench, c, s, out.get(), exec ? &*exec : nullptr);
     // Rank 0 knows the total; share it so every rank exits with the same status.
     std::int64_t w = wrong;
     backend->broadcast(&w, sizeof w, 0);
@@ -282,7 +284,12 @@ int main_mpi(const Parsed& p) {
 
 int main(int argc, char** argv) {
   // MPI first (every rank must reach the agreement below), then the flags.
-  sparcol::comm::MpiEnvironment mpi(&argc, &argv);
+  // --overlap runs a progress thread next to the caller's MPI calls: MPI_THREAD_MULTIPLE.
+  bool overlap = false;
+  for (int i = 1; i < argc; ++i) overlap = overlap || std::string(argv[i]) == "--overlap";
+  sparcol::comm::MpiEnvironment mpi(&argc, &argv,
+                                    overlap ? sparcol::comm::ThreadLevel::kMultiple
+                                            : sparcol::comm::ThreadLevel::kFunneled);
   const Parsed p = sparcol::bench::parse(argc, argv);
   // Several MPI processes always go through the agreement, even with --backend loopback, so that
   // ranks given different flags cannot leave one another waiting.

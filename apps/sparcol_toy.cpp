@@ -53,6 +53,12 @@ struct ToyConfig {
   std::string h5;    // trace path; may contain {method} and {k}
   std::string csv;   // summary table as CSV
   bool quiet = false;
+  // The local-SGD family (local-sgd, vrl-sgd, stl-sgd)
+  int period = 8;
+  int stl_stages = 3;
+  std::string stl_data = "iid";
+  std::string avg_compressor = "none";
+  double avg_density = 0.5;
 };
 
 // The method options and the methods that read them. Each drives --help, and a flag given when none of
@@ -71,7 +77,13 @@ const std::vector<MethodOption>& method_options() {
       {"--alpha", {"gmc-plus", "def-a"}},
       {"--marsit-compensation", {"marsit"}},
       {"--beta",
-       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd"}},
+       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd",
+        "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"}},
+      {"--period", {"local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"}},
+      {"--stl-stages", {"stl-sgd"}},
+      {"--stl-data", {"stl-sgd"}},
+      {"--avg-compressor", {"local-sgd", "vrl-sgd", "stl-sgd"}},
+      {"--avg-density", {"local-sgd", "vrl-sgd", "stl-sgd"}},
   };
   return table;
 }
@@ -140,6 +152,15 @@ void run_one(Backend& b, const ToyConfig& c, const Problem& p, const RunSpec& sp
   oc.exchange.seed = c.seed;
   oc.cser_c1 = {c.compressor, oc.exchange.compressor.density};
   oc.cser_c2 = {c.compressor, oc.exchange.compressor.density};
+  if (sparcol::optim::method_is_local(spec.method)) {
+    // The averaging's compressor (none: exact averaging); rank 0's own model is what is recorded.
+    oc.exchange.compressor.name = c.avg_compressor;
+    oc.exchange.compressor.density = c.avg_compressor == "none" ? 1.0 : c.avg_density;
+    oc.period = c.period;
+    oc.stl_stages = c.stl_stages;
+    oc.stl_iid = c.stl_data == "iid";
+    oc.total_steps = static_cast<std::uint64_t>(c.iterations);
+  }
   auto opt = sparcol::optim::make_optimizer(b, sparcol::optim::Layout::flat(d), oc);
 
   // Worker centres and the global optimum.
@@ -298,7 +319,7 @@ void write_csv(const std::string& path, const std::vector<Summary>& rows) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sparcol::comm::MpiEnvironment env(&argc, &argv);
+  sparcol::comm::MpiEnvironment env(&argc, &argv, sparcol::app::mpi_thread_level(argc, argv));
   const int rank = sparcol::comm::MpiEnvironment::world_rank();
   const int world = sparcol::comm::MpiEnvironment::world_size();
   sparcol::app::install_termination_report(rank);
@@ -321,7 +342,7 @@ int main(int argc, char** argv) {
   app.add_option("--method", methods,
                  "comma-separated methods, 'paper' (dmsgd, dgc-mfm, dgc, gmc) or 'all'; names: dmsgd, "
                  "dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, "
-                 "sign-cascade, powersgd")
+                 "sign-cascade, powersgd, local-sgd, vrl-sgd, stl-sgd, cocod-sgd")
       ->capture_default_str();
   app.add_option(
          "--compressor", c.compressor,
@@ -351,6 +372,21 @@ int main(int argc, char** argv) {
                  "HDF5 trace per run; {method} and {k} in the name are replaced (otherwise "
                  "'-<method>-k<k>' is inserted when there are several runs)");
   app.add_option("--csv", c.csv, "also write the summary table as CSV");
+  app.add_option("--period", c.period, "local steps between model averagings H (stl-sgd: the first stage's)")
+      ->check(CLI::Range(1, 1 << 30))
+      ->capture_default_str();
+  app.add_option("--stl-stages", c.stl_stages, "stl-sgd: number of stages")
+      ->check(CLI::Range(1, 30))
+      ->capture_default_str();
+  app.add_option("--stl-data", c.stl_data, "stl-sgd: period growth per stage, iid (x2) or noniid (x sqrt 2)")
+      ->check(CLI::IsMember({"iid", "noniid"}))
+      ->capture_default_str();
+  app.add_option("--avg-compressor", c.avg_compressor,
+                 "compress the model difference at an averaging (error feedback); none: exact")
+      ->capture_default_str();
+  app.add_option("--avg-density", c.avg_density, "density of --avg-compressor, in (0, 1]")
+      ->check(CLI::Range(1e-9, 1.0))
+      ->capture_default_str();
   app.add_flag("--quiet", c.quiet, "print nothing but errors");
   for (const auto& o : method_options()) {
     auto* opt = app.get_option(o.flag);
@@ -375,11 +411,11 @@ int main(int argc, char** argv) {
       } else if (m == "all") {
         for (const auto& am : names) add(am);
       } else {
-        SPARCOL_CHECK_ARG(
-            std::find(names.begin(), names.end(), m) != names.end(), rank,
-            "--method: unknown method '" + m +
-                "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
-                "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, sign-cascade, powersgd)");
+        SPARCOL_CHECK_ARG(std::find(names.begin(), names.end(), m) != names.end(), rank,
+                          "--method: unknown method '" + m +
+                              "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
+                              "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, sign-cascade, "
+                              "powersgd, local-sgd, vrl-sgd, stl-sgd, cocod-sgd)");
         add(m);
       }
     }
@@ -387,6 +423,10 @@ int main(int argc, char** argv) {
     SPARCOL_CHECK_ARG(std::find(names.begin(), names.end(), c.compressor) != names.end(), rank,
                       "--compressor: unknown compressor '" + c.compressor +
                           "' (valid: topk, topk-sampled, randk, randk-shared, rbgs, sign, sidco, none)");
+    SPARCOL_CHECK_ARG(std::find(names.begin(), names.end(), c.avg_compressor) != names.end(), rank,
+                      "--avg-compressor: unknown compressor '" + c.avg_compressor + "'");
+    SPARCOL_CHECK_ARG(app.count("--avg-density") == 0 || c.avg_compressor != "none", rank,
+                      "--avg-density needs --avg-compressor (the averaging is exact with 'none')");
     p = make_problem(c);
     if (ks.empty()) {
       c.ks = c.setting == 1 ? std::vector<int>{1} : std::vector<int>{1, 2, 5};
@@ -425,9 +465,12 @@ int main(int argc, char** argv) {
                             " only (this run: --method " + join(c.methods) + ")");
     }
     K = c.simulate > 0 ? c.simulate : world;
-    // Methods without a density (dmsgd, dmsgd-local; marsit and sign-cascade send signs, powersgd
-    // its own factorisation) run once, recorded with k = d, whatever --k says.
-    auto has_k = [](const std::string& m) { return sparcol::optim::method_compressor(m, "topk") == "topk"; };
+    // Methods without a density run once, recorded with k = d, whatever --k says: the dense ones
+    // (dmsgd, dmsgd-local), marsit and sign-cascade (signs), powersgd (its own factorisation) and the
+    // local-SGD family (its compression is --avg-compressor's, not --k's).
+    auto has_k = [](const std::string& m) {
+      return !sparcol::optim::method_is_local(m) && sparcol::optim::method_compressor(m, "topk") == "topk";
+    };
     for (const auto& m : c.methods)
       if (!has_k(m)) runs.push_back({m, p.d});
     for (int k : c.ks)

@@ -36,7 +36,7 @@ std::string join(const std::vector<std::string>& v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sparcol::comm::MpiEnvironment env(&argc, &argv);
+  sparcol::comm::MpiEnvironment env(&argc, &argv, sparcol::app::mpi_thread_level(argc, argv));
   const int rank = sparcol::comm::MpiEnvironment::world_rank();
   const int world = sparcol::comm::MpiEnvironment::world_size();
   sparcol::app::install_termination_report(rank);
@@ -124,6 +124,21 @@ int main(int argc, char** argv) {
                "powersgd: a fresh Q every step (ablation)");
   app.add_option("--powersgd-error-form", c.powersgd_error_form,
                  "powersgd: error E_k = M_k - P Q^T (paper) or M_k - P Q_k^T (library)")
+      ->capture_default_str();
+  app.add_option("--period", c.period,
+                 "local-sgd, vrl-sgd, stl-sgd: local steps between model averagings H (stl-sgd: the first "
+                 "stage's)")
+      ->capture_default_str();
+  app.add_option("--stl-stages", c.stl_stages, "stl-sgd: number of stages S (each twice as long, half the lr)")
+      ->capture_default_str();
+  app.add_option("--stl-data", c.stl_data,
+                 "stl-sgd: period growth per stage: iid (x2) or noniid (x sqrt 2)")
+      ->capture_default_str();
+  app.add_option("--avg-compressor", c.avg_compressor,
+                 "local-sgd family: compress the model difference at an averaging with error feedback "
+                 "(none: exact averaging)")
+      ->capture_default_str();
+  app.add_option("--avg-density", c.avg_density, "density of --avg-compressor, in (0, 1]")
       ->capture_default_str();
 
   // Schedule

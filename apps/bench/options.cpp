@@ -213,6 +213,9 @@ Parsed parse(int argc, char** argv) {
                "Do not time MPI_Allreduce of the whole vector beside rbgs, sparse-allgather and "
                "mpi-allgatherv (x-allred shows N/A): halves sweeps on slow networks; dense-ring keeps it "
                "(its baseline)");
+  app.add_flag("--overlap", c.overlap,
+               "Measure the ring all-reduce on a progress thread behind a compute loop of the same length "
+               "(the hidden fraction; docs/bench.md); needs MPI_THREAD_MULTIPLE, which it requests");
   app.add_option("--csv", c.csv, "Also write the results as CSV to this file");
   app.add_option("--json", c.json, "Also write the results as JSON to this file");
   app.add_option("--h5", c.h5, "Also write the results to this HDF5 file (layout: docs/bench.md)");

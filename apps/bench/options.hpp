@@ -55,6 +55,7 @@ struct Config {
   bool check_collectives = true;
   bool nan = false;
   bool xref = true;  // time MPI_Allreduce of the whole vector beside every operation (x-allred)
+  bool overlap = false;  // --overlap: the all-reduce behind computation instead of the operations
 #ifdef SPARCOL_BENCH_TEST_HOOKS
   bool corrupt = false;  // SPARCOL_BENCH_CORRUPT=1: the last rank spoils one result element (tests the check)
 #endif
@@ -86,6 +87,7 @@ struct Config {
     add("--no-check-collectives", check_collectives ? "0" : "1");
     add("--nan", nan ? "1" : "0");
     add("--no-xref", xref ? "0" : "1");
+    add("--overlap", overlap ? "1" : "0");
 #ifdef SPARCOL_BENCH_TEST_HOOKS
     add("SPARCOL_BENCH_CORRUPT", corrupt ? "1" : "0");
 #endif

@@ -165,4 +165,14 @@ std::string check_writable(const std::string& path) {
   return io::unwritable_reason(path);
 }
 
+comm::ThreadLevel mpi_thread_level(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    // A method list naming cocod-sgd, or sparcol-toy's --method all (which includes it).
+    const bool all = a == "--method=all" || (a == "all" && i > 1 && std::string(argv[i - 1]) == "--method");
+    if (a.find("cocod-sgd") != std::string::npos || all) return comm::ThreadLevel::kMultiple;
+  }
+  return comm::ThreadLevel::kFunneled;
+}
+
 }  // namespace sparcol::app

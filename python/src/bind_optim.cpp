@@ -173,6 +173,7 @@ void bind_optim(py::module_& m) {
   m.def("method_names", &optim::method_names,
         "The optimizer methods (docs/optimizers.md), in documentation order.");
   m.def("method_is_dense", &optim::method_is_dense, py::arg("method"));
+  m.def("method_is_local", &optim::method_is_local, py::arg("method"));
 
   py::class_<PyOptimizer>(m, "Optimizer", "A sparcol optimizer over one flat float32 vector.")
       .def(py::init([](Communicator& comm, const py::handle& layout, const std::string& method,

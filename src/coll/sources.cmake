@@ -1,5 +1,6 @@
 target_sources(sparcol_coll PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/agree.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/background.cpp
   ${CMAKE_CURRENT_LIST_DIR}/dense.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ring_allreduce.cpp
   ${CMAKE_CURRENT_LIST_DIR}/rbgs_allreduce.cpp

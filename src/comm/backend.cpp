@@ -123,4 +123,9 @@ void Backend::wait_all(std::span<Request> requests) {
   }
 }
 
+std::unique_ptr<Backend> Backend::duplicate() {
+  throw Error(ErrorCode::kInvalidArgument, rank(),
+              "the " + name() + " backend cannot be duplicated (no communicator of its own for a second thread)");
+}
+
 }  // namespace sparcol::comm

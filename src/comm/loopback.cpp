@@ -25,6 +25,9 @@ struct LoopbackWorld::State {
   int barrier_count = 0;
   std::uint64_t barrier_generation = 0;
 
+  std::mutex children_mu;
+  std::vector<std::shared_ptr<LoopbackWorld>> children;  // Backend::duplicate
+
   std::mutex abort_mu;
   bool aborted = false;
   int failed_rank = -1;
@@ -133,8 +136,33 @@ void LoopbackWorld::abort(int failed_rank, const std::string& why) {
     std::lock_guard lock(box.mu);
     box.cv.notify_all();
   }
-  std::lock_guard lock(state_->barrier_mu);
-  state_->barrier_cv.notify_all();
+  {
+    std::lock_guard lock(state_->barrier_mu);
+    state_->barrier_cv.notify_all();
+  }
+  std::vector<std::shared_ptr<LoopbackWorld>> children;
+  {
+    std::lock_guard lock(state_->children_mu);
+    children = state_->children;
+  }
+  for (auto& c : children) c->abort(failed_rank, why);
+}
+
+std::shared_ptr<LoopbackWorld> LoopbackWorld::child(int index) {
+  std::shared_ptr<LoopbackWorld> c;
+  {
+    std::lock_guard lock(state_->children_mu);
+    while (static_cast<int>(state_->children.size()) <= index) state_->children.push_back(create(size_));
+    c = state_->children[static_cast<std::size_t>(index)];
+  }
+  // A child made after this world failed starts failed too.
+  std::lock_guard lock(state_->abort_mu);
+  if (state_->aborted) {
+    const int failed = state_->failed_rank;
+    const std::string why = state_->failure;
+    c->abort(failed, why);
+  }
+  return c;
 }
 
 void LoopbackWorld::run(const std::function<void(Backend&)>& fn) {
@@ -301,6 +329,13 @@ void LoopbackBackend::broadcast(void* buf, std::size_t bytes, int root) {
     Request req = irecv(buf, bytes, root, kTagBroadcast);
     wait(req);
   }
+}
+
+std::unique_ptr<Backend> LoopbackBackend::duplicate() {
+  auto b = std::make_unique<LoopbackBackend>(world_->child(duplicates_++), rank_);
+  b->set_timeout(timeout());
+  b->set_check_collectives(check_collectives());
+  return b;
 }
 
 }  // namespace sparcol::comm

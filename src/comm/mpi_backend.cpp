@@ -396,6 +396,20 @@ std::unique_ptr<MpiBackend> MpiBackend::from_fortran_handle(int fortran_comm) {
   return std::unique_ptr<MpiBackend>(new MpiBackend(dup_comm(MPI_Comm_f2c(fortran_comm))));
 }
 
+std::string MpiBackend::concurrent_use_reason() const {
+  const ThreadLevel level = MpiEnvironment::thread_level();
+  if (level == ThreadLevel::kMultiple) return {};
+  return std::string("two threads calling MPI at once need MPI_THREAD_MULTIPLE; MPI provides ") +
+         to_string(level);
+}
+
+std::unique_ptr<Backend> MpiBackend::duplicate() {
+  std::unique_ptr<Backend> b(new MpiBackend(dup_comm(impl_->comm)));
+  b->set_timeout(timeout());
+  b->set_check_collectives(check_collectives());
+  return b;
+}
+
 MpiBackend::MpiBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
   SPARCOL_MPI_CHECK(MPI_Comm_rank(impl_->comm, &rank_), -1);
   SPARCOL_MPI_CHECK(MPI_Comm_size(impl_->comm, &size_), rank_);

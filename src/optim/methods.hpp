@@ -23,6 +23,8 @@ std::unique_ptr<Optimizer> make_powersgd(comm::Backend& b, const Layout& l, cons
 // marsit (cascade false) and sign-cascade (cascade true): src/optim/marsit.cpp.
 std::unique_ptr<Optimizer> make_sign_ring(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e,
                                           bool cascade);
+std::unique_ptr<Optimizer> make_cocod_sgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
+std::unique_ptr<Optimizer> make_local_sgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 
 // The error-feedback family's update: x <- x - a (the aggregate is in parameter units), or with
 // wd_outside x <- x - (a + eta*wd*x).

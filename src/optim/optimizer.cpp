@@ -88,9 +88,10 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
 }
 
 const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names{"dmsgd",   "dmsgd-local",  "ef-sgd",   "ef-sgdm", "dgc",
-                                              "dgc-mfm", "gmc",          "gmc-plus", "def-a",   "cser",
-                                              "marsit",  "sign-cascade", "powersgd"};
+  static const std::vector<std::string> names{"dmsgd",     "dmsgd-local",  "ef-sgd",   "ef-sgdm",  "dgc",
+                                              "dgc-mfm",   "gmc",          "gmc-plus", "def-a",    "cser",
+                                              "marsit",    "sign-cascade", "powersgd", "local-sgd", "vrl-sgd",
+                                              "stl-sgd",   "cocod-sgd"};
   return names;
 }
 
@@ -105,6 +106,10 @@ std::string method_compressor(const std::string& method, const std::string& conf
   return configured;
 }
 
+bool method_is_local(const std::string& method) {
+  return method == "local-sgd" || method == "vrl-sgd" || method == "stl-sgd" || method == "cocod-sgd";
+}
+
 namespace {
 // The configuration the method runs: marsit and sign-cascade send scaled signs whatever compressor
 // is configured (except "none": compression off).
@@ -117,16 +122,19 @@ OptimConfig effective(const OptimConfig& c) {
 }  // namespace
 
 bool method_has_wd_outside(const std::string& method) {
-  return method != "gmc" && method != "gmc-plus" && method != "cser" && method != "powersgd";
+  return method != "gmc" && method != "gmc-plus" && method != "cser" && method != "powersgd" &&
+         !method_is_local(method);
 }
 
 std::string unsupported_reason(const Layout& layout, const OptimConfig& given, MemKind kind) {
   if (kind != MemKind::kDevice) return {};
   const OptimConfig config = effective(given);
-  if (method_is_dense(config.method)) return {};
-  if (config.method == "powersgd")
-    return "powersgd runs on the host executor only";  // the dense methods ignore the compressor and the
-                                                       // groups
+  if (config.method == "cocod-sgd") {
+    return "cocod-sgd runs on the host executor only (its progress thread's all-reduce is written for host "
+           "memory)";
+  }
+  if (method_is_dense(config.method)) return {};  // the dense methods ignore the compressor and the groups
+  if (config.method == "powersgd") return "powersgd runs on the host executor only";
   if (config.method == "cser") {
     if (config.cser_c1.name != "zero") {
       ExchangeConfig c1 = config.exchange;
@@ -187,6 +195,17 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
                     "the global compensation is Marsit's (method marsit), not " + config.method + "'s");
   SPARCOL_CHECK_ARG(config.low_rank >= 1, me,
                     "low rank must be >= 1, got " + std::to_string(config.low_rank));
+  if (method_is_local(config.method)) {
+    SPARCOL_CHECK_ARG(config.period >= 1, me,
+                      config.method + ": the period H must be >= 1, got " + std::to_string(config.period));
+    if (config.method == "stl-sgd") {
+      SPARCOL_CHECK_ARG(config.stl_stages >= 1 && config.stl_stages <= 30, me,
+                        "stl-sgd: the number of stages must be in [1, 30], got " +
+                            std::to_string(config.stl_stages));
+      SPARCOL_CHECK_ARG(config.stl_stages == 1 || config.total_steps > 0, me,
+                        "stl-sgd: the stages divide the run, so it needs the total number of steps (> 0)");
+    }
+  }
   layout.validate();
   SPARCOL_CHECK_ARG(layout.rows.empty() || layout.rows.size() == layout.tensors.size(), me,
                     "layout: " + std::to_string(layout.rows.size()) + " first dimensions for " +
@@ -203,6 +222,8 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
   if (m == "def-a") return detail::make_def_a(backend, layout, config, exec);
   if (m == "powersgd") return detail::make_powersgd(backend, layout, config, exec);
   if (sign_ring) return detail::make_sign_ring(backend, layout, config, exec, m == "sign-cascade");
+  if (m == "cocod-sgd") return detail::make_cocod_sgd(backend, layout, config, exec);
+  if (method_is_local(m)) return detail::make_local_sgd(backend, layout, config, exec);
   return detail::make_cser(backend, layout, config, exec);
 }
 

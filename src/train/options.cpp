@@ -51,6 +51,10 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
   a.insert(a.end(), b.begin(), b.end());
   return a;
 }
+// The methods with a model per rank averaged every --period steps (docs/optimizers.md).
+const std::vector<std::string> kLocal{"local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"};
+// Those whose averaging may be compressed.
+const std::vector<std::string> kLocalAveraging{"local-sgd", "vrl-sgd", "stl-sgd"};
 const std::vector<std::string> kImageModels{"mlp", "cnn", "resnet20"};
 
 // The detach coefficient a method uses (OptimConfig::alpha: gmc-plus 0.5, def-a 0.3 by default).
@@ -140,7 +144,8 @@ std::vector<TrainOption> make_table() {
       {"--alpha", method, {"gmc-plus", "def-a"}, "alpha", [](C c) { return num(resolved_alpha(c)); }},
       {"--momentum",
        method,
-       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd"},
+       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd",
+        "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"},
        "momentum",
        [](C c) { return num(c.momentum); }},
       {"--weight-decay", all, {}, "weight_decay", [](C c) { return num(c.weight_decay); }},
@@ -173,6 +178,11 @@ std::vector<TrainOption> make_table() {
        {"powersgd"},
        "powersgd_error_form",
        [](C c) { return c.powersgd_error_form; }},
+      {"--period", method, kLocal, "period", [](C c) { return std::to_string(c.period); }},
+      {"--stl-stages", method, {"stl-sgd"}, "stl_stages", [](C c) { return std::to_string(c.stl_stages); }},
+      {"--stl-data", method, {"stl-sgd"}, "stl_data", [](C c) { return c.stl_data; }},
+      {"--avg-compressor", method, kLocalAveraging, "avg_compressor", [](C c) { return c.avg_compressor; }},
+      {"--avg-density", method, kLocalAveraging, "avg_density", [](C c) { return num(c.avg_density); }},
       // Schedule
       {"--lr", all, {}, "lr", [](C c) { return num(c.lr); }},
       {"--schedule", all, {}, "schedule", [](C c) { return c.schedule; }},
@@ -322,6 +332,17 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
   need(c.low_rank >= 1, "--low-rank must be >= 1, got " + std::to_string(c.low_rank));
   need(c.powersgd_error_form == "paper" || c.powersgd_error_form == "library",
        "--powersgd-error-form: unknown form '" + c.powersgd_error_form + "' (valid: paper, library)");
+  need(c.period >= 1, "--period must be >= 1, got " + std::to_string(c.period));
+  need(c.stl_stages >= 1 && c.stl_stages <= 30, "--stl-stages must be in [1, 30], got " +
+                                                   std::to_string(c.stl_stages));
+  need(c.stl_data == "iid" || c.stl_data == "noniid",
+       "--stl-data: unknown choice '" + c.stl_data + "' (valid: iid, noniid)");
+  need(contains(compress::compressor_names(), c.avg_compressor),
+       "--avg-compressor: unknown compressor '" + c.avg_compressor +
+           "' (valid: " + join(compress::compressor_names()) + ")");
+  need(c.avg_density > 0 && c.avg_density <= 1, "--avg-density must be in (0, 1], got " + num(c.avg_density));
+  need(!given || !given("--avg-density") || c.avg_compressor != "none",
+       "--avg-density needs --avg-compressor (the averaging is exact with 'none')");
   need(c.lr > 0 && finite(c.lr), "--lr must be > 0, got " + num(c.lr));
   need(c.schedule != "step" || !c.milestones.empty(), "--schedule step needs --milestones (epochs)");
   for (double m : c.milestones)

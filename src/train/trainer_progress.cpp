@@ -31,11 +31,18 @@ std::string format_duration(double s) {
 void Trainer::print_header() {
   State& s = *s_;
   if (s.rank != 0 || config_.quiet || !out_) return;
-  // The compressor the method runs (optim::method_compressor): its density only where it has one.
+  // What the method runs (optim::method_compressor): its density only where it has one; the
+  // local-SGD family says how often and how it averages.
   const std::string comp = optim::method_compressor(config_.optimizer, config_.compressor);
-  const std::string with = is_dense(config_)                ? std::string()
-                           : comp != config_.compressor ? " with " + comp
-                                                        : " with " + comp + " " + num(config_.density);
+  const std::string with =
+      is_dense(config_) ? std::string()
+      : optim::method_is_local(config_.optimizer)
+          ? " every " + std::to_string(config_.period) + " steps" +
+                (config_.avg_compressor == "none"
+                     ? std::string(" (exact averaging)")
+                     : " (averaging with " + config_.avg_compressor + " " + num(config_.avg_density) + ")")
+      : comp != config_.compressor ? " with " + comp
+                                   : " with " + comp + " " + num(config_.density);
   *out_ << "sparcol-train: " << config_.model << " (" << s.x.size() << " parameters), " << config_.optimizer << with
         << ", " << s.world << " ranks x batch " << config_.batch << ", " << steps_per_epoch_
         << " steps per epoch, " << total_steps_ << " steps";
@@ -94,6 +101,7 @@ void Trainer::print_summary(const TrainSummary& sum) {
                 100.0 * sum.test_accuracy, sum.test_loss, 100.0 * sum.rcc,
                 seconds(Clock::now() - s.run_start), s.t_compute, s.t_compress, s.t_comm, s.t_eval);
   *out_ << buf;
+  *out_ << "; " << sum.rounds_total << " communication rounds";
   if (sum.skipped_steps > 0) *out_ << "; " << sum.skipped_steps << " steps skipped (non-finite gradients)";
   *out_ << std::endl;
   print_memory();

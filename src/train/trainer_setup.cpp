@@ -177,13 +177,22 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   oc.powersgd_warm_start = !config_.powersgd_no_warm_start;
   oc.powersgd_error_form_paper = config_.powersgd_error_form == "paper";
   oc.nan_policy = config_.nan_policy == "stop" ? optim::NanPolicy::kStop : optim::NanPolicy::kSkip;
-  s.opt = optim::make_optimizer(backend_, layout, oc);
-
   // Steps: an epoch is one pass over the training set by all workers together.
   steps_per_epoch_ =
       std::max<std::uint64_t>(1, data.train.count / (static_cast<std::uint64_t>(K) * config_.batch));
   total_steps_ = std::max<std::uint64_t>(
       1, static_cast<std::uint64_t>(std::llround(config_.epochs * static_cast<double>(steps_per_epoch_))));
+  if (optim::method_is_local(config_.optimizer)) {
+    oc.exchange.compressor.name = config_.avg_compressor;
+    oc.exchange.compressor.density = config_.avg_compressor == "none" ? 1.0 : config_.avg_density;
+    oc.period = config_.period;
+    oc.stl_stages = config_.stl_stages;
+    oc.stl_iid = config_.stl_data == "iid";
+    oc.total_steps = total_steps_;
+  }
+  s.opt = optim::make_optimizer(backend_, layout, oc);
+  s.per_worker = s.opt->per_worker_models();
+  if (s.per_worker) s.test_all = data.test;
   s.end_step = config_.max_steps > 0 ? std::min(total_steps_, config_.max_steps) : total_steps_;
   optim::ScheduleConfig sc;
   sc.kind = config_.schedule;

@@ -113,12 +113,17 @@ void Trainer::open_trace() {
   a.push_back({"dropit", config_.dropit});
   a.push_back({"dropit_layers", config_.dropit > 0 ? config_.dropit_layers : std::string("none")});
   a.push_back({"optimizer", config_.optimizer});
-  // What the method runs: none (dense), sign (marsit, sign-cascade), low-rank (powersgd), or the
-  // configured compressor; density 1 where the method has none.
-  const std::string compressor = optim::method_compressor(config_.optimizer, config_.compressor);
-  const bool has_density = compressor == config_.compressor && !dense;
+  // What the method runs: none (dense), sign (marsit, sign-cascade), low-rank (powersgd), the
+  // compressor of the averaging for the local-SGD family (none: exact averaging), or the configured
+  // compressor; density 1 where the method has none.
+  const bool local = optim::method_is_local(config_.optimizer);
+  const std::string compressor =
+      dense ? std::string("none")
+      : local ? config_.avg_compressor
+              : optim::method_compressor(config_.optimizer, config_.compressor);
+  const bool has_density = !dense && (local ? compressor != "none" : compressor == config_.compressor);
   a.push_back({"compressor", compressor});
-  a.push_back({"density", has_density ? config_.density : 1.0});
+  a.push_back({"density", has_density ? (local ? config_.avg_density : config_.density) : 1.0});
   a.push_back({"layerwise", i64(config_.layerwise)});
   a.push_back({"alpha", s.opt->alpha()});
   a.push_back({"momentum", config_.momentum});
@@ -137,6 +142,10 @@ void Trainer::open_trace() {
   a.push_back({"skipped_steps", i64(s.opt->skipped_steps())});
   a.push_back({"rcc", s.dense > 0 ? (s.up_all + s.down) / s.dense : 0.0});
   a.push_back({"wall_time_s", s.wall_base});
+  a.push_back({"per_worker_models", i64(s.per_worker)});
+  a.push_back({"rounds_total", i64(s.rounds)});
+  a.push_back({"bytes_sent_total", s.mean_bytes_sent});
+  a.push_back({"bytes_recv_total", s.mean_bytes_recv});
   s.trace = std::make_unique<TraceWriter>(TraceWriter::create(path, a));
 }
 
@@ -152,6 +161,9 @@ void Trainer::write_trace() {
   s.trace->set_attribute({"rcc", s.dense > 0 ? (s.up_all + s.down) / s.dense : 0.0});
   s.trace->set_attribute({"wall_time_s", s.wall_now()});
   write_memory_attributes();
+  s.trace->set_attribute({"rounds_total", static_cast<std::int64_t>(s.rounds)});
+  s.trace->set_attribute({"bytes_sent_total", s.mean_bytes_sent});
+  s.trace->set_attribute({"bytes_recv_total", s.mean_bytes_recv});
   s.trace->flush();
 }
 
@@ -205,6 +217,8 @@ void Trainer::gather_rows() {
       row.time_compress_s = mean[kTimeCompress];
       row.time_comm_s = mean[kTimeComm];
       row.time_step_s = mean[kTimeStep];
+      s.mean_bytes_sent += row.bytes_sent;
+      s.mean_bytes_recv += row.bytes_recv;
       s.prog_loss += row.loss;
       s.prog_acc += row.accuracy;
       s.prog_rows += 1;

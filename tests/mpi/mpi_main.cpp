@@ -34,8 +34,14 @@ constexpr int kSkipped = 77;
 
 }  // namespace
 
+// The thread level MPI is initialised at: MPI_THREAD_FUNNELED (the programs' default), or the one a
+// test binary's main library is compiled with (MPI_THREAD_MULTIPLE for the progress-thread tests).
+#ifndef SPARCOL_TEST_MPI_THREAD_LEVEL
+#define SPARCOL_TEST_MPI_THREAD_LEVEL kFunneled
+#endif
+
 int main(int argc, char** argv) {
-  sparcol::comm::MpiEnvironment env(&argc, &argv);
+  sparcol::comm::MpiEnvironment env(&argc, &argv, sparcol::comm::ThreadLevel::SPARCOL_TEST_MPI_THREAD_LEVEL);
   ::testing::InitGoogleTest(&argc, argv);
   const int rank = sparcol::comm::MpiEnvironment::world_rank();
   if (rank != 0) {

@@ -163,8 +163,11 @@ def test_compressors():
 def test_optimizer(c):
     n = 200
     names = sparcol.method_names()
-    check(len(names) >= 13 and {"gmc", "cser", "marsit", "sign-cascade", "powersgd"} <= set(names), f"methods {names}")
-    for method in names:
+    check(len(names) >= 17 and {"gmc", "cser", "marsit", "sign-cascade", "powersgd", "local-sgd"} <= set(names),
+          f"methods {names}")
+    check(sparcol.method_is_local("local-sgd") and not sparcol.method_is_local("gmc"), "method_is_local")
+    # The replicated-model methods (the local-SGD family keeps a model per rank; tests/coll).
+    for method in [m for m in names if not sparcol.method_is_local(m)]:
         opt = sparcol.Optimizer(c, [("w", 150, 2), ("b", 50, 1)], method=method, density=0.05, weight_decay=1e-4)
         x = np.linspace(-1, 1, n).astype(np.float32)
         rng = np.random.default_rng(c.rank)

@@ -9,4 +9,12 @@ if(TARGET sparcol-toy)
       set_tests_properties(fault_sig${sig}_np${np} PROPERTIES LABELS "faults;mpi" TIMEOUT 60 PROCESSORS 2)
     endforeach()
   endforeach()
+  # CoCoD-SGD: the peer dies or stops while the progress thread's all-reduce (of a 10^6-element model,
+  # tau = 8) is in flight (coll/background.hpp): the same promise, with no hang in the thread or at exit.
+  foreach(sig KILL STOP)
+    add_test(NAME fault_cocod_sig${sig}_np3
+             COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/faults/kill_rank.sh $<TARGET_FILE:sparcol-toy> ${MPIEXEC_EXECUTABLE}
+                     3 ${sig} --method cocod-sgd --period 8 --setting 2 --d 1000000)
+    set_tests_properties(fault_cocod_sig${sig}_np3 PROPERTIES LABELS "faults;mpi" TIMEOUT 60 PROCESSORS 2)
+  endforeach()
 endif()

@@ -574,6 +574,147 @@ TEST(Trace, DropitMemoryAccounting) {
   EXPECT_NE(text_on.find("memory: peak resident memory per rank (getrusage)"), std::string::npos) << text_on;
 }
 
+// Communication rounds and totals for every method, and the per-worker evaluation fields of a method
+// with a replicated model (docs/traces.md): rounds 1 per exchange (CSER: 2 at its reset steps), the
+// totals are the sums of the rows, the worst rank's accuracy is the accuracy, the consensus distance 0.
+TEST(Trace, CommunicationRoundsTotalsAndReplicatedEvaluationFields) {
+  const std::uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  TempDir tmp;
+  const auto data = tiny_data(seed);
+  for (const std::string method : {"gmc", "cser"}) {
+    SCOPED_TRACE(method);
+    auto c = base_config(seed);
+    c.optimizer = method;
+    c.epochs = 1;
+    c.cser_period = 4;
+    c.trace = tmp / (method + ".h5");
+    const auto res = run_world(2, c, data);
+    sparcol::io::File f(c.trace, sparcol::io::File::Mode::kReadOnly);
+    EXPECT_EQ(f.attr_int64("per_worker_models"), 0);
+    auto tr = f.open_group("train");
+    const auto step = tr.read<std::int64_t>("step");
+    const auto rounds = tr.read<std::int64_t>("comm_rounds");
+    ASSERT_EQ(rounds.size(), step.size());
+    std::int64_t total = 0;
+    for (std::size_t i = 0; i < rounds.size(); ++i) {
+      const std::int64_t expect = method == "cser" && step[i] % 4 == 0 ? 2 : 1;
+      EXPECT_EQ(rounds[i], expect) << "step " << step[i];
+      total += rounds[i];
+    }
+    EXPECT_EQ(f.attr_int64("rounds_total"), total);
+    EXPECT_EQ(res.summary[0].rounds_total, static_cast<std::uint64_t>(total));
+    const auto sent = tr.read<double>("bytes_sent");
+    double sum_sent = 0;
+    for (double v : sent) sum_sent += v;
+    EXPECT_DOUBLE_EQ(f.attr_double("bytes_sent_total"), sum_sent);
+    EXPECT_GT(res.summary[0].bytes_sent_total, 0u);
+    EXPECT_GT(res.summary[0].bytes_recv_total, 0u);
+    auto ev = f.open_group("eval");
+    const auto acc = ev.read<double>("test_accuracy");
+    EXPECT_EQ(ev.read<double>("test_accuracy_worst"), acc);
+    for (const std::string col : {"consensus_distance", "averaging_bytes_sent"}) {
+      const auto v = ev.read<double>(col);
+      EXPECT_EQ(v.size(), acc.size()) << col;
+      EXPECT_TRUE(std::all_of(v.begin(), v.end(), [](double x) { return x == 0.0; })) << col;
+    }
+    EXPECT_EQ(res.summary[0].test_accuracy_worst, res.summary[0].test_accuracy);
+    EXPECT_EQ(res.summary[0].consensus_distance, 0.0);
+  }
+}
+
+// A method with a model per rank (docs/traces.md, "Methods with a model per rank"): the evaluation
+// of the averaged model, the worst rank's model and the consensus distance; checkpoints asked for in
+// the middle of a period written at the next boundary; resume from a boundary bitwise.
+TEST(PerWorker, LocalSgdEvaluatesTheAverageAndResumesBitwiseAtBoundaries) {
+  const std::uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  TempDir tmp;
+  const auto data = tiny_data(seed);
+  for (const std::string method : {"vrl-sgd", "stl-sgd", "cocod-sgd"}) {
+    SCOPED_TRACE(method);
+    const bool cocod = method == "cocod-sgd";  // no averaging of its own: x_k = xbar + own steps
+    auto c = base_config(seed);
+    c.optimizer = method;
+    c.partition = "dirichlet";  // the models drift apart between averagings
+    c.period = 4;
+    c.stl_stages = 2;
+    c.epochs = 2;  // 32 steps at 2 ranks
+    c.eval_every = 6;
+    c.weight_decay = 1e-3;
+    c.checkpoint_every = 6;  // vrl (H = 4): asked at 6, 12, 18, 24, 30, 32; written at 8, 12, 20, 24, 32
+    auto full = c;
+    full.trace = tmp / (method + "-full.h5");
+    full.checkpoint_dir = tmp / (method + "-ck-full");
+    const auto a = run_world(2, full, data);
+    const auto steps = train::list_checkpoints(full.checkpoint_dir);
+    if (method != "stl-sgd") {
+      EXPECT_EQ(steps, (std::vector<std::uint64_t>{24, 32})) << "the newest two";
+    }
+    {
+      sparcol::io::File f(full.trace, sparcol::io::File::Mode::kReadOnly);
+      EXPECT_EQ(f.attr_int64("per_worker_models"), 1);
+      auto ev = f.open_group("eval");
+      const auto st = ev.read<std::int64_t>("step");
+      const auto acc = ev.read<double>("test_accuracy");
+      const auto worst = ev.read<double>("test_accuracy_worst");
+      const auto cons = ev.read<double>("consensus_distance");
+      const auto avg_bytes = ev.read<double>("averaging_bytes_sent");
+      ASSERT_EQ(st.size(), cons.size());
+      bool some_apart = false;
+      for (std::size_t i = 0; i < st.size(); ++i) {
+        EXPECT_GE(cons[i], 0.0);
+        EXPECT_GE(worst[i], 0.0);
+        EXPECT_LE(worst[i], 1.0);
+        EXPECT_GT(avg_bytes[i], 0.0);
+        const auto p = sparcol::optim::local_period(
+            [&] {
+              sparcol::optim::OptimConfig oc;
+              oc.method = method;
+              oc.period = 4;
+              oc.stl_stages = 2;
+              oc.total_steps = 32;
+              return oc;
+            }(),
+            static_cast<std::uint64_t>(st[i] - 1));
+        if (p.average && !cocod) {
+          EXPECT_EQ(cons[i], 0.0) << "right after an averaging every x_k is xbar, step " << st[i];
+          EXPECT_EQ(worst[i], acc[i]) << "step " << st[i];
+        } else {
+          some_apart = some_apart || cons[i] > 0;
+        }
+      }
+      EXPECT_TRUE(some_apart) << "an evaluation in the middle of a period sees the models apart";
+      auto tr = f.open_group("train");
+      const auto rounds = tr.read<std::int64_t>("comm_rounds");
+      std::int64_t total = 0;
+      for (auto r : rounds) total += r;
+      EXPECT_EQ(f.attr_int64("rounds_total"), total);
+      EXPECT_LT(total, static_cast<std::int64_t>(rounds.size()) / 3);
+    }
+    // Interrupted at step 15 (mid-period: no final checkpoint), resumed from its last checkpoint
+    // (vrl: 12; stl, averaging after 4, 8, 10, 18, 26: the one asked at 6, written at 8).
+    auto part = c;
+    part.trace = tmp / (method + "-part.h5");
+    part.checkpoint_dir = tmp / (method + "-ck-part");
+    part.max_steps = 15;
+    run_world(2, part, data);
+    const auto part_steps = train::list_checkpoints(part.checkpoint_dir);
+    ASSERT_FALSE(part_steps.empty());
+    EXPECT_EQ(part_steps.back(), method == "stl-sgd" ? 8u : 12u);
+    part.max_steps = 0;
+    const auto b = run_world(2, part, data,
+                             tmp / (method + "-ck-part/ckpt-" + std::to_string(part_steps.back())));
+    for (std::size_t r = 0; r < 2; ++r) ASSERT_EQ(a.params[r], b.params[r]) << "rank " << r;
+    // vrl ends with an averaging (step 32); stl in the middle of its second stage's period.
+    EXPECT_EQ(a.params[0] == a.params[1], method == "vrl-sgd");  // cocod: never equal
+    EXPECT_EQ(a.summary[0].test_accuracy, b.summary[0].test_accuracy);
+    EXPECT_EQ(a.summary[0].consensus_distance, b.summary[0].consensus_distance);
+    EXPECT_EQ(a.summary[0].rounds_total, b.summary[0].rounds_total);
+    expect_same_trace(full.trace, part.trace);
+  }
+}
+
 TEST(Trace, ResumeDropsRowsPastTheCheckpointAndRestoresADamagedTrace) {
   const std::uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));

@@ -155,6 +155,18 @@ class Backend {
   // The default gathers every rank's words (allgatherv) and XORs them in rank order.
   virtual void allreduce_bxor(std::uint64_t* data, std::size_t count);
 
+  // A new backend over the same ranks with a communication context of its own (MPI_Comm_dup for
+  // MpiBackend, a child world for LoopbackBackend): its messages never match this one's, so another
+  // thread may run collectives on it while this one is in use (coll::Background). A collective call:
+  // every rank calls it, in the same order. The duplicate inherits the timeout and the collective
+  // checks. Backends that cannot (the default, NcclBackend) throw Error(kInvalidArgument) naming
+  // themselves. MpiBackend's duplicate used from a second thread needs MPI_THREAD_MULTIPLE
+  // (coll::Background checks).
+  virtual std::unique_ptr<Backend> duplicate();
+  // Why this backend and a duplicate cannot be used from two threads at once (empty: they can).
+  // MpiBackend: unless MPI provides MPI_THREAD_MULTIPLE.
+  virtual std::string concurrent_use_reason() const { return {}; }
+
   // Deadline for blocking waits (default 300 s; 0 = none). Environment: SPARCOL_TIMEOUT_S.
   std::chrono::milliseconds timeout() const { return timeout_; }
   void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }

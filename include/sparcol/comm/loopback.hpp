@@ -36,9 +36,13 @@ class LoopbackBackend final : public Backend {
   void allreduce_sum(float* data, std::size_t count) override;
   void allgatherv(const void* send, void* recv, std::span<const std::size_t> recv_bytes) override;
   void broadcast(void* buf, std::size_t bytes, int root) override;
+  // The n-th duplicate of every rank is a backend of the world's n-th child world (created by the
+  // first rank to ask); an abort of the world aborts its children.
+  std::unique_ptr<Backend> duplicate() override;
 
  private:
   void check_peer(int peer, const char* op) const;
+  int duplicates_ = 0;
   std::shared_ptr<LoopbackWorld> world_;
   int rank_;
 };
@@ -59,6 +63,8 @@ class LoopbackWorld : public std::enable_shared_from_this<LoopbackWorld> {
 
   // Marks the world failed: every blocked wait throws Error(kBackend, "... rank R failed: why").
   void abort(int failed_rank, const std::string& why);
+  // The index-th child world (Backend::duplicate), created on first use; aborted with this one.
+  std::shared_ptr<LoopbackWorld> child(int index);
 
   struct State;  // mailboxes, barrier and abort flag; defined in loopback.cpp
   State& state() { return *state_; }

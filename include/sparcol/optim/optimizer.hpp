@@ -15,6 +15,12 @@
 //   def-a        detached error feedback, local momentum (7)  cser         error reset (8)
 //   marsit       EF-signSGD over Marsit's sign ring (10.1)    sign-cascade over the cascading ring (10.1)
 //   powersgd     rank-r power iteration, EF, warm start (10.3)
+// A model per rank, averaged every `period` steps (ALGORITHMS.md 10.7-10.9; per_worker_models()):
+//   local-sgd    Local SGD (10.8 with D = 0)                  vrl-sgd      variance-reduced local SGD (10.8)
+//   stl-sgd      stagewise local SGD (10.7)                   cocod-sgd    CoCoD-SGD, averaging behind
+//                                                                          computation (10.9)
+// The exchange's compressor of local-sgd, vrl-sgd and stl-sgd compresses the model difference sent at
+// an averaging ("none": exact averaging, the default of the programs); cocod-sgd averages exactly.
 //
 // Common rules (ALGORITHMS.md 0.1): state starts at zero; heavy-ball momentum without dampening;
 // weight decay is coupled L2 added to the local gradient first, g <- g + wd * z with z the point the
@@ -89,7 +95,28 @@ struct OptimConfig {
   bool powersgd_error_form_paper = true;
 
   NanPolicy nan_policy = NanPolicy::kSkip;
+
+  // The local-SGD family (ALGORITHMS.md 10.7-10.9)
+  int period = 8;                 // H: local steps between averagings (stl-sgd: the first stage's)
+  int stl_stages = 3;             // stl-sgd: S stages, each twice as long as the one before
+  bool stl_iid = true;            // stl-sgd: the period doubles per stage (iid) or grows by sqrt(2)
+  std::uint64_t total_steps = 0;  // stl-sgd: the run's length, which the stages divide
 };
+
+// Where the local-SGD family stands after step t (0-based): whether the models are averaged after
+// it, the steps since the previous averaging (length, for vrl-sgd's correction), the current period,
+// and stl-sgd's stage (1-based) and learning-rate factor 2^(1 - stage). stl-sgd (10.7 [P]):
+// T_1 = max(1, floor(T / (2^S - 1))), stage s starts at T_1 (2^(s-1) - 1) (the last stage runs to
+// the end), its period is H 2^(s-1) (iid) or round(H sqrt(2)^(s-1)) (non-iid), counted from the
+// stage's start, and the models are also averaged at the end of every stage but the last.
+struct LocalPeriod {
+  bool average = false;
+  std::uint64_t length = 0;
+  std::uint64_t period = 0;
+  int stage = 1;
+  double lr_factor = 1.0;
+};
+LocalPeriod local_period(const OptimConfig& config, std::uint64_t t);
 
 struct StepStats {
   bool skipped = false;
@@ -141,6 +168,16 @@ class Optimizer {
   // Named state buffers (momentum, residuals, errors) for checkpoints, in the executor's memory. The
   // caller may write them (a restore) until the next step.
   virtual std::vector<StateBuffer> state() = 0;
+
+  // True when every rank keeps a model of its own between synchronisations (the local-SGD family,
+  // the decentralized methods): x differs between ranks. The trainer then evaluates the rank-averaged
+  // model, the worst rank's own model and the consensus distance, and checkpoints every rank's x and
+  // state (docs/traces.md, "Methods with a model per rank"). False: x is replicated.
+  virtual bool per_worker_models() const { return false; }
+  // Whether a checkpoint may be written after the step just taken (local SGD: only at an averaging
+  // boundary; a checkpoint asked for in the middle of a period is written at the next boundary).
+  // The answer depends only on the steps taken, so every rank gives the same.
+  virtual bool at_checkpoint_boundary() const { return true; }
 
   std::uint64_t skipped_steps() const { return skipped_; }
   void set_skipped_steps(std::uint64_t n) { skipped_ = n; }
@@ -213,5 +250,9 @@ bool method_is_dense(const std::string& method);
 // dense methods, "sign" for marsit and sign-cascade (unless "none": compression off, DSGD),
 // "low-rank" for powersgd (its own factorisation), otherwise `configured`. Traces record it.
 std::string method_compressor(const std::string& method, const std::string& configured);
+// Whether a method keeps a model per rank averaged periodically (local-sgd, vrl-sgd, stl-sgd,
+// cocod-sgd): it reads period (stl-sgd the stage options; cocod-sgd: tau = period), and but for
+// cocod-sgd its compressor compresses the averaging.
+bool method_is_local(const std::string& method);
 
 }  // namespace sparcol::optim
