@@ -103,6 +103,14 @@ int main(int argc, char** argv) {
   app.add_option("--cser-period", c.cser_period, "error reset period H")->capture_default_str();
   app.add_option("--cser-density1", c.cser_density1, "density of C1 (default: density / 2)");
   app.add_option("--cser-density2", c.cser_density2, "density of C2 (default: 2 * density)");
+  app.add_option("--topology", c.topology,
+                 "decentralized methods' graph: ring, torus, exponential, complete, chain, binary-tree, "
+                 "double-binary-tree (default: ring; relaysgd: chain)");
+  app.add_option("--low-rank", c.low_rank, "powergossip: rank of the projections")->capture_default_str();
+  app.add_option("--power-iters", c.power_iters, "powergossip: power iterations per step")->capture_default_str();
+  app.add_option("--diffusion-rate", c.diffusion_rate, "powergossip: diffusion rate gamma")->capture_default_str();
+  app.add_option("--relay-variant", c.relay_variant, "relaysgd: relay models (model) or updates (update)")
+      ->capture_default_str();
 
   // Schedule
   app.add_option("--lr", c.lr, "initial learning rate")->capture_default_str();

@@ -19,6 +19,9 @@ std::unique_ptr<Optimizer> make_gmc(comm::Backend& b, const Layout& l, const Opt
                                     bool plus);
 std::unique_ptr<Optimizer> make_def_a(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 std::unique_ptr<Optimizer> make_cser(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
+std::unique_ptr<Optimizer> make_dpsgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
+std::unique_ptr<Optimizer> make_relaysgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
+std::unique_ptr<Optimizer> make_powergossip(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 
 // The error-feedback family's update: x <- x - a (the aggregate is in parameter units), or with
 // wd_outside x <- x - (a + eta*wd*x).

@@ -89,7 +89,8 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
 
 const std::vector<std::string>& method_names() {
   static const std::vector<std::string> names{"dmsgd",   "dmsgd-local", "ef-sgd",   "ef-sgdm", "dgc",
-                                              "dgc-mfm", "gmc",         "gmc-plus", "def-a",   "cser"};
+                                              "dgc-mfm", "gmc",         "gmc-plus", "def-a",   "cser",
+                                              "dpsgd",   "relaysgd",    "powergossip"};
   return names;
 }
 
@@ -101,9 +102,21 @@ bool method_has_wd_outside(const std::string& method) {
   return method != "gmc" && method != "gmc-plus" && method != "cser";
 }
 
+bool method_is_decentralized(const std::string& method) {
+  return method == "dpsgd" || method == "relaysgd" || method == "powergossip";
+}
+
+std::string default_topology(const std::string& method) {
+  if (method == "relaysgd") return "chain";
+  return method_is_decentralized(method) ? "ring" : "";
+}
+
 std::string unsupported_reason(const Layout& layout, const OptimConfig& config, MemKind kind) {
   if (kind != MemKind::kDevice) return {};
   if (method_is_dense(config.method)) return {};  // the dense methods ignore the compressor and the groups
+  if (config.method == "powergossip")
+    return "powergossip's power iterations (small matrix products per edge) have no GPU kernel";
+  if (method_is_decentralized(config.method)) return {};  // dense neighbour exchanges and fused updates
   if (config.method == "cser") {
     if (config.cser_c1.name != "zero") {
       ExchangeConfig c1 = config.exchange;
@@ -155,6 +168,16 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
                           "x - eta * aggregate (gmc, gmc-plus: global momentum; cser: split model)");
     SPARCOL_CHECK_ARG(config.weight_decay > 0, me, "wd_outside needs a weight decay > 0");
   }
+  if (method_is_decentralized(config.method)) {
+    SPARCOL_CHECK_ARG(config.low_rank >= 1, me, "powergossip: --low-rank must be >= 1, got " + std::to_string(config.low_rank));
+    SPARCOL_CHECK_ARG(config.power_iters >= 1, me,
+                      "powergossip: --power-iters must be >= 1, got " + std::to_string(config.power_iters));
+    SPARCOL_CHECK_ARG(config.diffusion_rate > 0 && std::isfinite(config.diffusion_rate), me,
+                      "powergossip: the diffusion rate must be > 0, got " + std::to_string(config.diffusion_rate));
+  } else {
+    SPARCOL_CHECK_ARG(config.topology.empty(), me,
+                      config.method + " does not use a topology (only dpsgd, relaysgd, powergossip do)");
+  }
   layout.validate();
   const std::string why = unsupported_reason(layout, config, exec.kind());
   SPARCOL_CHECK_ARG(why.empty(), me, config.method + " on a device executor: " + why);
@@ -166,6 +189,9 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
   if (m == "dgc" || m == "dgc-mfm") return detail::make_dgc(backend, layout, config, exec, m == "dgc-mfm");
   if (m == "gmc" || m == "gmc-plus") return detail::make_gmc(backend, layout, config, exec, m == "gmc-plus");
   if (m == "def-a") return detail::make_def_a(backend, layout, config, exec);
+  if (m == "dpsgd") return detail::make_dpsgd(backend, layout, config, exec);
+  if (m == "relaysgd") return detail::make_relaysgd(backend, layout, config, exec);
+  if (m == "powergossip") return detail::make_powergossip(backend, layout, config, exec);
   return detail::make_cser(backend, layout, config, exec);
 }
 

@@ -7,4 +7,6 @@ target_sources(sparcol_optim PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/dgc.cpp
   ${CMAKE_CURRENT_LIST_DIR}/gmc.cpp
   ${CMAKE_CURRENT_LIST_DIR}/def_a.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/cser.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/cser.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/decentralized.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/powergossip.cpp)

@@ -10,6 +10,7 @@
 #include "sparcol/compress/compressor.hpp"
 #include "sparcol/core/error.hpp"
 #include "sparcol/optim/optimizer.hpp"
+#include "sparcol/topo/graph.hpp"
 #include "sparcol/train/model.hpp"
 
 namespace sparcol::train {
@@ -41,9 +42,10 @@ std::string join(const std::vector<std::string>& v) {
 // compression (the library refuses it for gmc, gmc-plus and cser), and the image models.
 const std::vector<std::string> kCompressing{"ef-sgd", "ef-sgdm",  "dgc",   "dgc-mfm",
                                             "gmc",    "gmc-plus", "def-a", "cser"};
-const std::vector<std::string> kWdOutside{"dmsgd", "dmsgd-local", "ef-sgd", "ef-sgdm",
-                                          "dgc",   "dgc-mfm",     "def-a"};
+const std::vector<std::string> kWdOutside{"dmsgd", "dmsgd-local", "ef-sgd",   "ef-sgdm",    "dgc",
+                                          "dgc-mfm", "def-a",     "dpsgd", "relaysgd", "powergossip"};
 const std::vector<std::string> kDgc{"dgc", "dgc-mfm"};
+const std::vector<std::string> kDecentralized{"dpsgd", "relaysgd", "powergossip"};
 const std::vector<std::string> kImageModels{"mlp", "cnn", "resnet20"};
 
 // The detach coefficient a method uses (OptimConfig::alpha: gmc-plus 0.5, def-a 0.3 by default).
@@ -127,7 +129,8 @@ std::vector<TrainOption> make_table() {
       {"--alpha", method, {"gmc-plus", "def-a"}, "alpha", [](C c) { return num(resolved_alpha(c)); }},
       {"--momentum",
        method,
-       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser"},
+       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "dpsgd",
+        "relaysgd", "powergossip"},
        "momentum",
        [](C c) { return num(c.momentum); }},
       {"--weight-decay", all, {}, "weight_decay", [](C c) { return num(c.weight_decay); }},
@@ -139,6 +142,12 @@ std::vector<TrainOption> make_table() {
       {"--cser-period", method, {"cser"}, "cser_period", [](C c) { return std::to_string(c.cser_period); }},
       {"--cser-density1", method, {"cser"}, "cser_density1", [](C c) { return num(cser_density1(c)); }},
       {"--cser-density2", method, {"cser"}, "cser_density2", [](C c) { return num(cser_density2(c)); }},
+      {"--topology", method, kDecentralized, "topology",
+       [](C c) { return c.topology.empty() ? optim::default_topology(c.optimizer) : c.topology; }},
+      {"--low-rank", method, {"powergossip"}, "low_rank", [](C c) { return std::to_string(c.low_rank); }},
+      {"--power-iters", method, {"powergossip"}, "power_iters", [](C c) { return std::to_string(c.power_iters); }},
+      {"--diffusion-rate", method, {"powergossip"}, "diffusion_rate", [](C c) { return num(c.diffusion_rate); }},
+      {"--relay-variant", method, {"relaysgd"}, "relay_variant", [](C c) { return c.relay_variant; }},
       // Schedule
       {"--lr", all, {}, "lr", [](C c) { return num(c.lr); }},
       {"--schedule", all, {}, "schedule", [](C c) { return c.schedule; }},
@@ -278,6 +287,22 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
   need(c.cser_period >= 1, "--cser-period must be >= 1");
   need(c.cser_density1 <= 0 || c.cser_density1 <= 1, "--cser-density1 must be in (0, 1]");
   need(c.cser_density2 <= 0 || c.cser_density2 <= 1, "--cser-density2 must be in (0, 1]");
+  need(c.low_rank >= 1, "--low-rank must be >= 1, got " + std::to_string(c.low_rank));
+  need(c.power_iters >= 1, "--power-iters must be >= 1, got " + std::to_string(c.power_iters));
+  need(c.diffusion_rate > 0 && finite(c.diffusion_rate), "--diffusion-rate must be > 0, got " + num(c.diffusion_rate));
+  need(c.relay_variant == "model" || c.relay_variant == "update",
+       "--relay-variant: unknown variant '" + c.relay_variant + "' (valid: model, update)");
+  if (!c.topology.empty() || optim::method_is_decentralized(c.optimizer)) {
+    const auto& names = topo::topology_names();
+    const std::string t = c.topology.empty() ? optim::default_topology(c.optimizer) : c.topology;
+    need(contains(names, t), "--topology: unknown topology '" + t + "' (valid: " + join(names) + ")");
+    if (optim::method_is_decentralized(c.optimizer)) {
+      (void)topo::make_topology(t, world_size, rank);  // a graph that does not fit the rank count
+      need(c.optimizer != "relaysgd" || t == "chain" || t == "binary-tree" || t == "double-binary-tree",
+           "--optimizer relaysgd relays over a spanning tree: --topology chain, binary-tree or double-binary-tree, got " +
+               t);
+    }
+  }
   need(c.lr > 0 && finite(c.lr), "--lr must be > 0, got " + num(c.lr));
   need(c.schedule != "step" || !c.milestones.empty(), "--schedule step needs --milestones (epochs)");
   for (double m : c.milestones)

@@ -148,7 +148,8 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   // Optimizer over the model's tensors (layer-wise compression and exclusions need them).
   optim::Layout layout;
   for (const auto& t : s.model->tensors()) {
-    layout.tensors.push_back({t.name, t.offset, t.size, static_cast<int>(t.shape.size())});
+    layout.tensors.push_back({t.name, t.offset, t.size, static_cast<int>(t.shape.size()),
+                              t.shape.size() > 1 ? static_cast<std::uint64_t>(t.shape[0]) : 0});
   }
   optim::OptimConfig oc;
   oc.method = config_.optimizer;
@@ -167,6 +168,11 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   oc.cser_c1 = {config_.compressor, cser_density1(config_)};
   oc.cser_c2 = {config_.compressor, cser_density2(config_)};
   oc.cser_period = config_.cser_period;
+  oc.topology = config_.topology;
+  oc.low_rank = config_.low_rank;
+  oc.power_iters = config_.power_iters;
+  oc.diffusion_rate = config_.diffusion_rate;
+  oc.relay_variant = config_.relay_variant;
   oc.nan_policy = config_.nan_policy == "stop" ? optim::NanPolicy::kStop : optim::NanPolicy::kSkip;
   s.opt = optim::make_optimizer(backend_, layout, oc);
 

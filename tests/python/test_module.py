@@ -163,7 +163,7 @@ def test_compressors():
 def test_optimizer(c):
     n = 200
     names = sparcol.method_names()
-    check(len(names) == 10 and "gmc" in names and "cser" in names, f"methods {names}")
+    check(len(names) >= 13 and "gmc" in names and "cser" in names and "dpsgd" in names, f"methods {names}")
     for method in names:
         opt = sparcol.Optimizer(c, [("w", 150, 2), ("b", 50, 1)], method=method, density=0.05, weight_decay=1e-4)
         x = np.linspace(-1, 1, n).astype(np.float32)

@@ -13,6 +13,13 @@
 //   dgc          DGC without momentum factor masking (4)      dgc-mfm      with masking (4)
 //   gmc          global momentum compression (5)              gmc-plus     GMC+ with detach alpha (6)
 //   def-a        detached error feedback, local momentum (7)  cser         error reset (8)
+//   dpsgd        gossip averaging on a graph (10.4's D-PSGD)   relaysgd     RelaySum over a tree (10.5)
+//   powergossip  low-rank gossip of model differences (10.4)
+//
+// The decentralized methods (dpsgd, relaysgd, powergossip; method_is_decentralized) keep one model
+// per rank: x differs between ranks after the first step, and each rank talks only to its neighbours
+// on config.topology (topo/graph.hpp) through a NeighborExchange. The one global message of their step
+// is step()'s NaN verdict with the call fingerprint (K-1 records of 72 bytes, as for every method).
 //
 // Common rules (ALGORITHMS.md 0.1): state starts at zero; heavy-ball momentum without dampening;
 // weight decay is coupled L2 added to the local gradient first, g <- g + wd * z with z the point the
@@ -74,6 +81,15 @@ struct OptimConfig {
   int cser_period = 4;  // H
 
   NanPolicy nan_policy = NanPolicy::kSkip;
+
+  // Decentralized methods (ALGORITHMS.md 10.4, 10.5). topology: a name of topo::topology_names(), or
+  // "" for the method's default (default_topology). The local optimizer is heavy ball with local
+  // momentum (momentum, weight_decay as above).
+  std::string topology;
+  int low_rank = 1;                     // powergossip: rank r of the projections (>= 1)
+  int power_iters = 1;                  // powergossip: power iterations per step (>= 1)
+  double diffusion_rate = 1.0;          // powergossip: gamma (> 0)
+  std::string relay_variant = "model";  // relaysgd: "model" (relay models, fill x_0) or "update"
 };
 
 struct StepStats {
@@ -193,5 +209,11 @@ const std::vector<std::string>& method_names();
 
 // Whether a method always communicates densely (dmsgd, dmsgd-local ignore the compressor).
 bool method_is_dense(const std::string& method);
+
+// Whether a method is decentralized (keeps a model per rank, talks to graph neighbours only).
+bool method_is_decentralized(const std::string& method);
+// The topology a decentralized method uses when OptimConfig::topology is "": ring for dpsgd and
+// powergossip, chain for relaysgd; "" for the others.
+std::string default_topology(const std::string& method);
 
 }  // namespace sparcol::optim

@@ -64,6 +64,12 @@ struct TrainConfig {
   int cser_period = 4;              // CSER H
   double cser_density1 = -1.0;      // CSER C1 density; < 0: density / 2
   double cser_density2 = -1.0;      // CSER C2 density; < 0: min(1, 2 * density)
+  // Decentralized methods (dpsgd, relaysgd, powergossip; docs/optimizers.md)
+  std::string topology;             // "": the method's default (ring; relaysgd: chain)
+  int low_rank = 1;                 // powergossip rank
+  int power_iters = 1;              // powergossip power iterations per step
+  double diffusion_rate = 1.0;      // powergossip gamma
+  std::string relay_variant = "model";  // relaysgd: model or update
 
   // Schedule
   double lr = 0.1;

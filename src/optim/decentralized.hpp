@@ -1,0 +1,25 @@
+// Internal: the common part of the decentralized methods (decentralized.cpp, powergossip.cpp).
+#pragma once
+
+#include "methods.hpp"
+#include "sparcol/topo/graph.hpp"
+#include "sparcol/topo/neighbor_exchange.hpp"
+
+namespace sparcol::optim::detail {
+
+// The graph of config.topology (or the method's default) on `ranks` ranks.
+topo::Graph decentralized_graph(const OptimConfig& c, int ranks, int rank);
+
+class Decentralized : public Optimizer {
+ protected:
+  Decentralized(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
+  // m <- beta*m + g + wd*z (the local momentum of every decentralized method); scratch_ gets a copy.
+  void local_momentum(std::span<const float> x, std::span<const float> g, double lr);
+  CommStats stats_of(std::uint64_t sent, std::uint64_t recv) const;
+
+  topo::Graph graph_;
+  device::Buffer<float> m_;
+  device::Buffer<float> scratch_;
+};
+
+}  // namespace sparcol::optim::detail
