@@ -38,6 +38,7 @@ void CommStats::add(const CommStats& o) {
   dense_elements += o.dense_elements;
   time_compress_s += o.time_compress_s;
   time_comm_s += o.time_comm_s;
+  rounds += o.rounds;
 }
 
 Aggregate::Aggregate(device::Exec& exec, std::uint64_t n, const char* what) : values_(exec, n, what) {
@@ -614,6 +615,7 @@ CommStats Exchange::finish(std::span<float> v, Aggregate& agg) {
   // Bytes down: 4 per element (sign messages counted above, their bits pack 32 to a word).
   if (kind_ != compress::Aggregation::kSign) st.bytes_down = static_cast<std::uint64_t>(st.elements_down) * 4;
   st.dense_elements = static_cast<double>((K + 1) * n_);
+  st.rounds = 1;
   exec_.synchronize();
   st.time_comm_s = seconds_since(t1);
   return st;

@@ -15,7 +15,7 @@ namespace {
 
 // Integer columns; every other column is double.
 bool is_int_column(const std::string& name) {
-  return name == "step" || name == "skipped";
+  return name == "step" || name == "skipped" || name == "comm_rounds";
 }
 
 double step_value(const TraceStepRow& r, const std::string& c) {
@@ -42,6 +42,9 @@ double eval_value(const TraceEvalRow& r, const std::string& c) {
   if (c == "test_loss") return r.test_loss;
   if (c == "test_accuracy") return r.test_accuracy;
   if (c == "time_eval_s") return r.time_eval_s;
+  if (c == "test_accuracy_worst") return r.test_accuracy_worst;
+  if (c == "consensus_distance") return r.consensus_distance;
+  if (c == "averaging_bytes_sent") return r.averaging_bytes_sent;
   if (c == "wall_time_s") return r.wall_time_s;
   throw Error(ErrorCode::kInternal, 0, "trace: unknown eval column " + c);
 }
@@ -67,13 +70,23 @@ const std::vector<std::string>& trace_step_columns() {
                                           "time_comm_s",
                                           "time_step_s",
                                           "wall_time_s",
-                                          "skipped"};
+                                          "skipped",
+                                          "comm_rounds"};
   return c;
 }
 
 const std::vector<std::string>& trace_eval_columns() {
-  static const std::vector<std::string> c{"step",      "epoch",         "train_loss",  "train_accuracy",
-                                          "test_loss", "test_accuracy", "time_eval_s", "wall_time_s"};
+  static const std::vector<std::string> c{"step",
+                                          "epoch",
+                                          "train_loss",
+                                          "train_accuracy",
+                                          "test_loss",
+                                          "test_accuracy",
+                                          "time_eval_s",
+                                          "wall_time_s",
+                                          "test_accuracy_worst",
+                                          "consensus_distance",
+                                          "averaging_bytes_sent"};
   return c;
 }
 
@@ -266,7 +279,7 @@ void TraceWriter::flush() {
     for (auto& [name, d] : t->train_sets) {
       if (is_int_column(name)) {
         for (std::size_t i = 0; i < rows.size(); ++i)
-          icol[i] = name == "step" ? rows[i].step : rows[i].skipped;
+          icol[i] = name == "step" ? rows[i].step : name == "skipped" ? rows[i].skipped : rows[i].comm_rounds;
         d.append<std::int64_t>(icol);
       } else {
         for (std::size_t i = 0; i < rows.size(); ++i) col[i] = step_value(rows[i], name);

@@ -60,6 +60,9 @@ void Trainer::train_step(std::uint64_t t) {
   s.up_all += st.comm.elements_up_all;
   s.down += st.comm.elements_down;
   s.dense += st.comm.dense_elements;
+  s.rounds += static_cast<double>(st.comm.rounds);
+  s.bytes_sent += static_cast<double>(st.comm.bytes_sent);
+  s.bytes_recv += static_cast<double>(st.comm.bytes_recv);
   const double local[kLocalFields] = {loss,
                                       correct / B,
                                       static_cast<double>(st.comm.bytes_sent),
@@ -76,6 +79,7 @@ void Trainer::train_step(std::uint64_t t) {
   shared.lr = lr;
   shared.elements_down = st.comm.elements_down;
   shared.skipped = st.skipped ? 1 : 0;
+  shared.comm_rounds = static_cast<std::int64_t>(st.comm.rounds);
   shared.wall_time_s = s.wall_now();
   s.pending_shared.push_back(shared);
   if (st.skipped) report_skip(completed, st.bad_ranks);
@@ -91,8 +95,16 @@ void Trainer::after_step(std::uint64_t completed) {
   const bool progress = config_.progress_every > 0 && completed % config_.progress_every == 0;
   const bool eval = end || (s.eval_every > 0 && completed % s.eval_every == 0);
   const bool epoch_end = completed % steps_per_epoch_ == 0;
-  const bool ckpt = !config_.checkpoint_dir.empty() &&
-                    (end || (config_.checkpoint_every > 0 && completed % config_.checkpoint_every == 0));
+  const bool asked = !config_.checkpoint_dir.empty() &&
+                     (end || (config_.checkpoint_every > 0 && completed % config_.checkpoint_every == 0));
+  // A checkpoint asked for in the middle of a period (per-worker methods) waits for the next boundary.
+  const bool ckpt = (asked || s.ckpt_pending) && s.opt->at_checkpoint_boundary();
+  s.ckpt_pending = (asked || s.ckpt_pending) && !ckpt;
+  if (end && s.ckpt_pending && s.rank == 0 && !config_.quiet && out_) {
+    *out_ << "no checkpoint at step " << completed
+          << ": the run ended in the middle of an averaging period (checkpoints are written at its boundaries)"
+          << std::endl;
+  }
   if (progress || eval || epoch_end || ckpt) gather_rows();
   if (progress) print_progress(completed);
   if (eval) evaluate(completed);
@@ -104,8 +116,10 @@ TrainSummary Trainer::end_run(std::uint64_t first) {
   State& s = *s_;
   if (s.rank == 0 && s.trace) s.trace->close();
   if (s.rank == 0 && !config_.save_params.empty()) {
-    const auto* p = reinterpret_cast<const char*>(s.x.data());
-    write_file_durably(config_.save_params, std::string(p, p + s.x.size() * sizeof(float)), 0);
+    // Per-worker models: the averaged model of the final evaluation (the run always ends with one).
+    const std::vector<float>& v = s.per_worker ? s.eval_x : s.x;
+    const auto* p = reinterpret_cast<const char*>(v.data());
+    write_file_durably(config_.save_params, std::string(p, p + v.size() * sizeof(float)), 0);
   }
   TrainSummary sum;
   sum.start_step = first;
@@ -114,6 +128,11 @@ TrainSummary Trainer::end_run(std::uint64_t first) {
   sum.skipped_steps = s.opt->skipped_steps();
   sum.test_loss = s.last_test_loss;
   sum.test_accuracy = s.last_test_acc;
+  sum.test_accuracy_worst = s.last_test_acc_worst;
+  sum.consensus_distance = s.last_consensus;
+  sum.rounds_total = static_cast<std::uint64_t>(s.rounds);
+  sum.bytes_sent_total = static_cast<std::uint64_t>(s.bytes_sent);
+  sum.bytes_recv_total = static_cast<std::uint64_t>(s.bytes_recv);
   sum.rcc = s.dense > 0 ? (s.up_all + s.down) / s.dense : 0.0;
   sum.wall_time_s = s.wall_now();
   print_summary(sum);

@@ -55,6 +55,13 @@ void Trainer::load_checkpoint(const std::string& checkpoint_dir) {
   s.up_all = d.get_f64("total.elements_up_all");
   s.down = d.get_f64("total.elements_down");
   s.dense = d.get_f64("total.dense_elements");
+  // Communication totals (absent from checkpoints of earlier versions: counted from the resume on).
+  auto total = [&](const char* name) { return d.has(name) ? d.get_f64(name) : 0.0; };
+  s.rounds = total("total.rounds");
+  s.bytes_sent = total("total.bytes_sent");
+  s.bytes_recv = total("total.bytes_recv");
+  s.mean_bytes_sent = total("total.mean_bytes_sent");
+  s.mean_bytes_recv = total("total.mean_bytes_recv");
   s.wall_base = d.get_f64("wall_time_s");
   step_ = step;
   s.resumed_from = checkpoint_dir;
@@ -96,6 +103,11 @@ void Trainer::checkpoint(std::uint64_t completed) {
   d.put_f64("total.elements_up_all", s.up_all);
   d.put_f64("total.elements_down", s.down);
   d.put_f64("total.dense_elements", s.dense);
+  d.put_f64("total.rounds", s.rounds);
+  d.put_f64("total.bytes_sent", s.bytes_sent);
+  d.put_f64("total.bytes_recv", s.bytes_recv);
+  d.put_f64("total.mean_bytes_sent", s.mean_bytes_sent);
+  d.put_f64("total.mean_bytes_recv", s.mean_bytes_recv);
   d.put_f64("wall_time_s", s.wall_now());
   write_checkpoint_file((fs::path(staging_path(dir, completed)) / rank_file_name(s.rank)).string(), d,
                         s.rank);

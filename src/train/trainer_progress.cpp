@@ -96,6 +96,7 @@ void Trainer::print_summary(const TrainSummary& sum) {
                 100.0 * sum.test_accuracy, sum.test_loss, 100.0 * sum.rcc,
                 seconds(Clock::now() - s.run_start), s.t_compute, s.t_compress, s.t_comm, s.t_eval);
   *out_ << buf;
+  *out_ << "; " << sum.rounds_total << " communication rounds";
   if (sum.skipped_steps > 0) *out_ << "; " << sum.skipped_steps << " steps skipped (non-finite gradients)";
   *out_ << std::endl;
 }

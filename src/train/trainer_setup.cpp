@@ -175,6 +175,8 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   oc.relay_variant = config_.relay_variant;
   oc.nan_policy = config_.nan_policy == "stop" ? optim::NanPolicy::kStop : optim::NanPolicy::kSkip;
   s.opt = optim::make_optimizer(backend_, layout, oc);
+  s.per_worker = s.opt->per_worker_models();
+  if (s.per_worker) s.test_all = data.test;
 
   // Steps: an epoch is one pass over the training set by all workers together.
   steps_per_epoch_ =

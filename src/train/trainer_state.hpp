@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "sparcol/coll/ring_allreduce.hpp"
 #include "sparcol/optim/optimizer.hpp"
 #include "sparcol/optim/schedule.hpp"
 #include "sparcol/train/batch_iterator.hpp"
@@ -59,10 +60,16 @@ struct Trainer::State {
   std::unique_ptr<Model> model;
   Dataset train;  // this rank's part, in partition order
   Dataset test;   // this rank's contiguous slice of the test set
+  Dataset test_all;  // per-worker models only: the whole test set (each rank's own model is scored on it)
   std::uint32_t part_crc = 0;
   std::unique_ptr<BatchIterator> iter;
   Batch batch;
-  std::vector<float> x, g, eval_x;  // eval_x: def-a's virtual model (--eval-virtual) only
+  // eval_x: def-a's virtual model (--eval-virtual), or for per-worker models the averaged model xbar
+  // of the last evaluation (what --save-params writes for them).
+  std::vector<float> x, g, eval_x;
+  bool per_worker = false;     // opt->per_worker_models()
+  bool ckpt_pending = false;   // a checkpoint was asked for in the middle of a period
+  std::unique_ptr<coll::RingAllreduce> eval_avg;  // per-worker models: averages x for an evaluation
   std::unique_ptr<optim::Optimizer> opt;
   std::unique_ptr<optim::Schedule> schedule;
   std::uint64_t eval_every = 0;  // resolved: 0 = only at the end
@@ -72,6 +79,9 @@ struct Trainer::State {
   double acc_loss = 0, acc_correct = 0, acc_samples = 0, acc_steps = 0;
   // Run totals for the RCC (the same on every rank: elements_up_all and elements_down are global).
   double up_all = 0, down = 0, dense = 0;
+  // Run totals (checkpointed): communication rounds (the same on every rank), this rank's bytes, and
+  // on rank 0 the sums of the trace rows' rank-mean bytes (the trace attributes).
+  double rounds = 0, bytes_sent = 0, bytes_recv = 0, mean_bytes_sent = 0, mean_bytes_recv = 0;
 
   // Rows of steps not yet gathered: kLocalFields values per step, and the parts every rank knows.
   std::vector<double> pending_local;
@@ -95,6 +105,8 @@ struct Trainer::State {
   double t_compute = 0, t_compress = 0, t_comm = 0, t_eval = 0;
   double last_test_loss = std::numeric_limits<double>::quiet_NaN();
   double last_test_acc = std::numeric_limits<double>::quiet_NaN();
+  double last_test_acc_worst = std::numeric_limits<double>::quiet_NaN();
+  double last_consensus = std::numeric_limits<double>::quiet_NaN();
 
   double wall_now() const { return wall_base + seconds(Clock::now() - run_start); }
 };

@@ -130,6 +130,10 @@ void Trainer::open_trace() {
   a.push_back({"skipped_steps", i64(s.opt->skipped_steps())});
   a.push_back({"rcc", s.dense > 0 ? (s.up_all + s.down) / s.dense : 0.0});
   a.push_back({"wall_time_s", s.wall_base});
+  a.push_back({"per_worker_models", i64(s.per_worker)});
+  a.push_back({"rounds_total", i64(s.rounds)});
+  a.push_back({"bytes_sent_total", s.mean_bytes_sent});
+  a.push_back({"bytes_recv_total", s.mean_bytes_recv});
   s.trace = std::make_unique<TraceWriter>(TraceWriter::create(path, a));
 }
 
@@ -144,6 +148,9 @@ void Trainer::write_trace() {
   s.trace->set_attribute({"skipped_steps", static_cast<std::int64_t>(s.opt->skipped_steps())});
   s.trace->set_attribute({"rcc", s.dense > 0 ? (s.up_all + s.down) / s.dense : 0.0});
   s.trace->set_attribute({"wall_time_s", s.wall_now()});
+  s.trace->set_attribute({"rounds_total", static_cast<std::int64_t>(s.rounds)});
+  s.trace->set_attribute({"bytes_sent_total", s.mean_bytes_sent});
+  s.trace->set_attribute({"bytes_recv_total", s.mean_bytes_recv});
   s.trace->flush();
 }
 
@@ -175,6 +182,8 @@ void Trainer::gather_rows() {
       row.time_compress_s = mean[kTimeCompress];
       row.time_comm_s = mean[kTimeComm];
       row.time_step_s = mean[kTimeStep];
+      s.mean_bytes_sent += row.bytes_sent;
+      s.mean_bytes_recv += row.bytes_recv;
       s.prog_loss += row.loss;
       s.prog_acc += row.accuracy;
       s.prog_rows += 1;

@@ -16,15 +16,17 @@ TRAIN = {
     "step": "int64", "epoch": "float64", "loss": "float64", "accuracy": "float64", "lr": "float64",
     "bytes_sent": "float64", "bytes_recv": "float64", "elements_up": "float64", "elements_down": "float64",
     "time_compute_s": "float64", "time_compress_s": "float64", "time_comm_s": "float64",
-    "time_step_s": "float64", "wall_time_s": "float64", "skipped": "int64",
+    "time_step_s": "float64", "wall_time_s": "float64", "skipped": "int64", "comm_rounds": "int64",
 }
 EVAL = {
     "step": "int64", "epoch": "float64", "train_loss": "float64", "train_accuracy": "float64",
     "test_loss": "float64", "test_accuracy": "float64", "time_eval_s": "float64", "wall_time_s": "float64",
+    "test_accuracy_worst": "float64", "consensus_distance": "float64", "averaging_bytes_sent": "float64",
 }
 ATTRS = ["program", "version", "config", "model", "num_params", "optimizer", "compressor", "density", "alpha",
          "momentum", "weight_decay", "lr", "schedule", "epochs", "batch", "world_size", "partition", "seed",
-         "steps_per_epoch", "total_steps", "completed_steps", "skipped_steps", "rcc", "wall_time_s"]
+         "steps_per_epoch", "total_steps", "completed_steps", "skipped_steps", "rcc", "wall_time_s",
+         "per_worker_models", "rounds_total", "bytes_sent_total", "bytes_recv_total"]
 
 
 def timing(name):

@@ -485,6 +485,55 @@ TEST(Trace, LayoutAttributesAndEvaluationSteps) {
   EXPECT_NEAR(ev.read<double>("train_loss")[0], first_epoch / spe, 1e-12);
 }
 
+// Communication rounds and totals for every method, and the per-worker evaluation fields of a method
+// with a replicated model (docs/traces.md): rounds 1 per exchange (CSER: 2 at its reset steps), the
+// totals are the sums of the rows, the worst rank's accuracy is the accuracy, the consensus distance 0.
+TEST(Trace, CommunicationRoundsTotalsAndReplicatedEvaluationFields) {
+  const std::uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  TempDir tmp;
+  const auto data = tiny_data(seed);
+  for (const std::string method : {"gmc", "cser"}) {
+    SCOPED_TRACE(method);
+    auto c = base_config(seed);
+    c.optimizer = method;
+    c.epochs = 1;
+    c.cser_period = 4;
+    c.trace = tmp / (method + ".h5");
+    const auto res = run_world(2, c, data);
+    sparcol::io::File f(c.trace, sparcol::io::File::Mode::kReadOnly);
+    EXPECT_EQ(f.attr_int64("per_worker_models"), 0);
+    auto tr = f.open_group("train");
+    const auto step = tr.read<std::int64_t>("step");
+    const auto rounds = tr.read<std::int64_t>("comm_rounds");
+    ASSERT_EQ(rounds.size(), step.size());
+    std::int64_t total = 0;
+    for (std::size_t i = 0; i < rounds.size(); ++i) {
+      const std::int64_t expect = method == "cser" && step[i] % 4 == 0 ? 2 : 1;
+      EXPECT_EQ(rounds[i], expect) << "step " << step[i];
+      total += rounds[i];
+    }
+    EXPECT_EQ(f.attr_int64("rounds_total"), total);
+    EXPECT_EQ(res.summary[0].rounds_total, static_cast<std::uint64_t>(total));
+    const auto sent = tr.read<double>("bytes_sent");
+    double sum_sent = 0;
+    for (double v : sent) sum_sent += v;
+    EXPECT_DOUBLE_EQ(f.attr_double("bytes_sent_total"), sum_sent);
+    EXPECT_GT(res.summary[0].bytes_sent_total, 0u);
+    EXPECT_GT(res.summary[0].bytes_recv_total, 0u);
+    auto ev = f.open_group("eval");
+    const auto acc = ev.read<double>("test_accuracy");
+    EXPECT_EQ(ev.read<double>("test_accuracy_worst"), acc);
+    for (const std::string col : {"consensus_distance", "averaging_bytes_sent"}) {
+      const auto v = ev.read<double>(col);
+      EXPECT_EQ(v.size(), acc.size()) << col;
+      EXPECT_TRUE(std::all_of(v.begin(), v.end(), [](double x) { return x == 0.0; })) << col;
+    }
+    EXPECT_EQ(res.summary[0].test_accuracy_worst, res.summary[0].test_accuracy);
+    EXPECT_EQ(res.summary[0].consensus_distance, 0.0);
+  }
+}
+
 TEST(Trace, ResumeDropsRowsPastTheCheckpointAndRestoresADamagedTrace) {
   const std::uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));

@@ -77,6 +77,10 @@ struct CommStats {
   double dense_elements = 0;   // (K+1)*d: the RCC denominator of this step
   double time_compress_s = 0;  // compression and residual update
   double time_comm_s = 0;      // agreement, collectives and decompression
+  // Communication rounds of this step: one per message exchange (Exchange::finish: one averaging of
+  // every rank's message, whatever collectives it takes) or neighbour exchange the step starts; 0 for
+  // a purely local step. Fingerprint agreements are not counted.
+  std::uint64_t rounds = 0;
 
   double rcc() const { return dense_elements > 0 ? (elements_up_all + elements_down) / dense_elements : 0.0; }
   void add(const CommStats& o);

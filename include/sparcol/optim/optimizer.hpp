@@ -143,6 +143,16 @@ class Optimizer {
   // caller may write them (a restore) until the next step.
   virtual std::vector<StateBuffer> state() = 0;
 
+  // True when every rank keeps a model of its own between synchronisations (the local-SGD family,
+  // the decentralized methods): x differs between ranks. The trainer then evaluates the rank-averaged
+  // model, the worst rank's own model and the consensus distance, and checkpoints every rank's x and
+  // state (docs/traces.md, "Methods with a model per rank"). False: x is replicated.
+  virtual bool per_worker_models() const { return false; }
+  // Whether a checkpoint may be written after the step just taken (local SGD: only at an averaging
+  // boundary; a checkpoint asked for in the middle of a period is written at the next boundary).
+  // The answer depends only on the steps taken, so every rank gives the same.
+  virtual bool at_checkpoint_boundary() const { return true; }
+
   std::uint64_t skipped_steps() const { return skipped_; }
   void set_skipped_steps(std::uint64_t n) { skipped_ = n; }
   // The density the compressor currently uses (changes during DGC warm-up).

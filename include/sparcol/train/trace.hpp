@@ -41,6 +41,7 @@ struct TraceStepRow {
   double time_step_s = 0.0;  // the whole step (batch, compute, optimizer), mean over ranks
   double wall_time_s = 0.0;  // rank 0's training time since step 0, across resumes
   std::int64_t skipped = 0;  // 1 when the NaN policy skipped the step
+  std::int64_t comm_rounds = 0;  // communication rounds of the step (CommStats::rounds)
 };
 
 // One evaluation.
@@ -53,6 +54,14 @@ struct TraceEvalRow {
   double test_accuracy = 0.0;  // in [0, 1]
   double time_eval_s = 0.0;
   double wall_time_s = 0.0;
+  // Methods with a model per rank (Optimizer::per_worker_models): test_accuracy is that of the
+  // rank-averaged model xbar, test_accuracy_worst the lowest of the ranks' own models on the whole
+  // test set, consensus_distance mean_k ||x_k - xbar||^2, averaging_bytes_sent what a rank sent to
+  // average the models for this evaluation (not training communication). Replicated models:
+  // test_accuracy, 0, 0 (nothing is evaluated twice).
+  double test_accuracy_worst = 0.0;
+  double consensus_distance = 0.0;
+  double averaging_bytes_sent = 0.0;
 };
 
 using TraceValue = std::variant<std::string, std::int64_t, double>;

@@ -16,6 +16,12 @@
 // Optimizer::evaluation_model (x; def-a's virtual model x - mean_k e_k with eval_virtual). BatchNorm
 // running statistics are averaged over ranks into the model for the evaluation only; training goes
 // on with each rank's own statistics, which the per-rank checkpoint files keep (docs/models.md).
+// Methods with a model per rank (Optimizer::per_worker_models: local SGD and its variants, the
+// decentralized methods) are evaluated at xbar = mean_k x_k (one all-reduce at evaluation time, its
+// bytes reported apart from training communication); the worst rank's own model on the whole test set
+// and the consensus distance mean_k ||x_k - xbar||^2 are recorded beside it (docs/traces.md). Their
+// checkpoints are written only where Optimizer::at_checkpoint_boundary() allows: one asked for in the
+// middle of an averaging period is written at the next boundary.
 //
 // Construction, load_checkpoint and check_outputs never communicate, so a program can let each rank
 // fail on its own input and agree on the outcome before run() (apps/common/app_support.hpp).
@@ -127,7 +133,12 @@ struct TrainSummary {
   std::uint64_t skipped_steps = 0;  // NaN-policy skips over the whole run (across resumes)
   double test_loss = 0.0;           // of the last evaluation (NaN if none happened)
   double test_accuracy = 0.0;
+  double test_accuracy_worst = 0.0;  // per-worker models: the worst rank's own model (else test_accuracy)
+  double consensus_distance = 0.0;   // per-worker models: mean_k ||x_k - xbar||^2 (else 0)
   double rcc = 0.0;          // relative communication cost of all steps so far (spec 9)
+  std::uint64_t rounds_total = 0;      // communication rounds of all steps so far (across resumes)
+  std::uint64_t bytes_sent_total = 0;  // this rank's training payload bytes so far (no evaluation)
+  std::uint64_t bytes_recv_total = 0;
   double wall_time_s = 0.0;  // training time across resumes
 };
 
