@@ -43,6 +43,7 @@ struct ToyConfig {
   int d = 0;            // 0: the setting's value
   std::vector<int> ks;  // empty: the setting's values
   double beta = 0.9;
+  std::string topology;  // the decentralized methods' graph ("": the method's default)
   double lr = 0.005;
   double alpha = -1.0;  // < 0: the method's default
   long long iterations = 20000;
@@ -68,7 +69,10 @@ const std::vector<MethodOption>& method_options() {
       {"--compressor", compressing},
       {"--k", compressing},
       {"--alpha", {"gmc-plus", "def-a"}},
-      {"--beta", {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser"}},
+      {"--beta",
+       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "dpsgd", "relaysgd",
+        "powergossip"}},
+      {"--topology", {"dpsgd", "relaysgd", "powergossip"}},
   };
   return table;
 }
@@ -132,6 +136,7 @@ void run_one(Backend& b, const ToyConfig& c, const Problem& p, const RunSpec& sp
   oc.exchange.compressor.name = c.compressor;
   oc.exchange.compressor.density = static_cast<double>(spec.k) / static_cast<double>(p.d);
   oc.exchange.seed = c.seed;
+  oc.topology = sparcol::optim::method_is_decentralized(spec.method) ? c.topology : std::string();
   oc.cser_c1 = {c.compressor, oc.exchange.compressor.density};
   oc.cser_c2 = {c.compressor, oc.exchange.compressor.density};
   auto opt = sparcol::optim::make_optimizer(b, sparcol::optim::Layout::flat(d), oc);
@@ -144,7 +149,19 @@ void run_one(Backend& b, const ToyConfig& c, const Problem& p, const RunSpec& sp
     for (int r = 0; r < K; ++r) s += (r % 2 == 0 ? 1.0 : -1.0) * p.a[i];
     wstar[i] = static_cast<float>(s / K);
   }
-  auto record = [&](std::int64_t step, const std::vector<float>& x, const sparcol::optim::CommStats* st) {
+  // The decentralized methods keep a model per rank: the trace follows their average (an all-reduce
+  // of the toy's bookkeeping, not counted as the method's communication).
+  const bool per_worker = opt->per_worker_models();
+  std::vector<float> mean(d);
+  auto record = [&](std::int64_t step, const std::vector<float>& xk, const sparcol::optim::CommStats* st) {
+    const std::vector<float>* xp = &xk;
+    if (per_worker) {
+      std::copy(xk.begin(), xk.end(), mean.begin());
+      b.allreduce_sum(mean.data(), d);
+      for (auto& v : mean) v /= static_cast<float>(K);
+      xp = &mean;
+    }
+    const std::vector<float>& x = *xp;
     if (b.rank() != 0) return;
     double dist2 = 0, loss = 0;
     for (std::uint64_t i = 0; i < d; ++i) {
@@ -161,7 +178,7 @@ void run_one(Backend& b, const ToyConfig& c, const Problem& p, const RunSpec& sp
     trace.step.push_back(step);
     trace.distance.push_back(std::sqrt(dist2));
     trace.loss.push_back(loss);
-    trace.elements_up.push_back(st ? st->elements_up_all / K : 0.0);
+    trace.elements_up.push_back(st ? (per_worker ? st->elements_up : st->elements_up_all / K) : 0.0);
     trace.elements_down.push_back(st ? st->elements_down : 0.0);
     if (st) {
       trace.up_all += st->elements_up_all;
@@ -323,6 +340,9 @@ int main(int argc, char** argv) {
   app.add_option("--d", c.d, "dimension (default: the setting's)")->check(CLI::Range(1, 1 << 24));
   app.add_option("--k", ks, "elements sent per worker, comma-separated for a sweep (default: the setting's)");
   app.add_option("--beta", c.beta, "momentum coefficient, in [0, 1)")->capture_default_str();
+  app.add_option("--topology", c.topology,
+                 "graph of dpsgd, relaysgd, powergossip: ring, torus, exponential, complete, chain, binary-tree, "
+                 "double-binary-tree (default ring; relaysgd: chain); the trace follows the workers' mean");
   app.add_option("--lr", c.lr, "learning rate, > 0")->capture_default_str();
   app.add_option("--alpha", c.alpha, "detach coefficient, in [0, 1] (default: gmc-plus 0.5, def-a 0.3)");
   app.add_option("--iterations", c.iterations, "iterations per run")
@@ -367,7 +387,7 @@ int main(int argc, char** argv) {
         SPARCOL_CHECK_ARG(std::find(names.begin(), names.end(), m) != names.end(), rank,
                           "--method: unknown method '" + m +
                               "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
-                              "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser)");
+                              "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, dpsgd, relaysgd, powergossip)");
         add(m);
       }
     }

@@ -17,7 +17,9 @@ using comm::Backend;
 constexpr std::uint64_t kSeedLimit = std::uint64_t{1} << 53;
 
 // The operations, in the order rows are printed. The names are the --op values and the HDF5 groups.
-enum class Op { kDenseRing, kRbgs, kSparseAllgather, kMpiAllreduce, kMpiAllgatherv };
+// kNeighbor (the neighbour exchange on --topology, against MPI_Neighbor_alltoallv) is not part of
+// "all": it is named alone and needs --backend mpi.
+enum class Op { kDenseRing, kRbgs, kSparseAllgather, kMpiAllreduce, kMpiAllgatherv, kNeighbor };
 constexpr Op kAllOps[] = {Op::kDenseRing, Op::kRbgs, Op::kSparseAllgather, Op::kMpiAllreduce,
                           Op::kMpiAllgatherv};
 
@@ -36,6 +38,7 @@ struct Config {
   double density = 0.01;
   std::uint64_t k = 0;  // pairs / block elements per rank when given with -k (0: use density)
   std::string backend = "mpi";
+  std::string topology = "ring";  // --op neighbor's graph (topo/graph.hpp)
   std::string device = "cpu";  // where the buffers live: cpu (host memory) or cuda (the rank's GPU)
   int ranks = 0;               // loopback world size (0: not given)
   std::uint64_t seed = 0;      // 0: rank 0 draws one
@@ -66,6 +69,7 @@ struct Config {
     add("--density", dens);
     add("-k", std::to_string(k));
     add("--backend", backend);
+    add("--topology", topology);
     add("--device", device);
     add("--seed", std::to_string(seed));
     char to[64];

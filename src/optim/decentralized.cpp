@@ -35,8 +35,10 @@ void Decentralized::local_momentum(std::span<const float> x, std::span<const flo
   ops::dmsgd_local(exec_, m_.data(), scratch_.data(), gradient(g, x, lr), static_cast<float>(config_.momentum), n_);
 }
 
-CommStats Decentralized::stats_of(std::uint64_t sent, std::uint64_t recv) const {
+CommStats Decentralized::stats_of(std::uint64_t sent, std::uint64_t recv, std::uint64_t rounds) const {
   CommStats st;
+  st.rounds = rounds;
+  st.time_comm_s = comm_s_;
   st.bytes_sent = sent;
   st.bytes_recv = recv;
   st.bytes_up = sent;
@@ -62,9 +64,13 @@ class Dpsgd final : public Decentralized {
  protected:
   CommStats do_step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr) override {
     local_momentum(x, g, lr);
-    gossip(x, t);
+    comm_s_ = 0;
+    {
+      CommTimer timer{comm_s_};
+      gossip(x, t);
+    }
     ops::apply_update(exec_, x.data(), m_.data(), static_cast<float>(lr), wd_outside(), n_);
-    return stats_of(nx_.last_bytes_sent(), nx_.last_bytes_recv());
+    return stats_of(nx_.last_bytes_sent(), nx_.last_bytes_recv(), 1);
   }
 
  private:
@@ -136,6 +142,7 @@ class RelaySgd final : public Decentralized {
     local_momentum(x, g, lr);
     const float wd = wd_outside();
     std::uint64_t sent = 0, recv = 0;
+    comm_s_ = 0;
     if (update_) {
       // u = -eta*(m + wd*x), in the scratch (it holds a copy of m).
       exec_.zero(scratch_.data(), n_ * sizeof(float));
@@ -143,6 +150,7 @@ class RelaySgd final : public Decentralized {
       if (wd != 0.0f) ops::detached_point(exec_, scratch_.data(), scratch_.data(), x.data(), static_cast<float>(lr) * wd, n_);
       for (std::size_t i = 0; i < relays_.size(); ++i) {
         float* u = scratch_.data() + offsets_[i];
+        CommTimer timer{comm_s_};
         relays_[i]->run(u, nullptr, u, t);
         sent += relays_[i]->last_bytes_sent();
         recv += relays_[i]->last_bytes_recv();
@@ -152,12 +160,13 @@ class RelaySgd final : public Decentralized {
       ops::apply_update(exec_, x.data(), m_.data(), static_cast<float>(lr), wd, n_);
       for (std::size_t i = 0; i < relays_.size(); ++i) {
         float* xi = x.data() + offsets_[i];
+        CommTimer timer{comm_s_};
         relays_[i]->run(xi, x0_.data() + offsets_[i], xi, t);
         sent += relays_[i]->last_bytes_sent();
         recv += relays_[i]->last_bytes_recv();
       }
     }
-    return stats_of(sent, recv);
+    return stats_of(sent, recv, relays_.size());
   }
 
  private:

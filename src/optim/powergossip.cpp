@@ -121,7 +121,8 @@ class PowerGossip final : public Decentralized {
  protected:
   CommStats do_step(std::span<float> x, std::span<const float> g, std::uint64_t t, double lr) override {
     local_momentum(x, g, lr);
-    std::uint64_t sent = 0, recv = 0;
+    std::uint64_t sent = 0, recv = 0, rounds = 0;
+    comm_s_ = 0;
     // The counter lives in a state buffer (a float, exact below 2^24 iterations) so a resume continues it.
     auto it = static_cast<std::uint64_t>(counter_.data()[0]);
     if (it == 0) {
@@ -131,11 +132,12 @@ class PowerGossip final : public Decentralized {
         iteration(x.data(), it, p == 0, t);
         sent += nx_.last_bytes_sent();
         recv += nx_.last_bytes_recv();
+        ++rounds;
       }
     }
     counter_.data()[0] = static_cast<float>(it);
     ops::apply_update(exec_, x.data(), m_.data(), static_cast<float>(lr), wd_outside(), n_);
-    return stats_of(sent, recv);
+    return stats_of(sent, recv, rounds);
   }
 
  private:
@@ -186,7 +188,10 @@ class PowerGossip final : public Decentralized {
       }
       edges_[k] = topo::Edge{send_[k].data(), recv_[k].data(), len * sizeof(float)};
     }
-    nx_.run(edges_, t);
+    {
+      CommTimer timer{comm_s_};
+      nx_.run(edges_, t);
+    }
     const auto gamma = static_cast<float>(config_.diffusion_rate);
     for (std::size_t k = 0; k < deg; ++k) {
       const bool hi = me > nb[k];

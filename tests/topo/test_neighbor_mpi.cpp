@@ -17,7 +17,7 @@ TEST_F(MpiNeighbor, EveryTopologyZeroWrong) {
   world().broadcast(&seed, sizeof seed, 0);
   for (const auto& name : sparcol::test::fitting_topologies(world().size())) {
     const auto g = sparcol::topo::make_topology(name, world().size());
-    for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{4099}, std::size_t{1} << 16}) {
+    for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{4099}}) {
       const auto r = sparcol::test::check_neighbor_exchange(world(), g, count, seed);
       EXPECT_EQ(r.wrong, 0u) << name << ", count " << count << ": " << r.first << " (seed " << seed << ")";
     }

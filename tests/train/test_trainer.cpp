@@ -378,7 +378,12 @@ TEST_P(Resume, ContinuesBitwiseAsTheUninterruptedRun) {
   for (int r = 0; r < pc.ranks; ++r) {
     const auto i = static_cast<std::size_t>(r);
     ASSERT_EQ(a.params[i], b.params[i]) << "rank " << r;
-    EXPECT_EQ(a.params[i], a.params[0]) << "replicas differ: rank " << r;
+    // Replicated models, except for the decentralized methods (a model per rank).
+    if (!sparcol::optim::method_is_decentralized(pc.optimizer)) {
+      EXPECT_EQ(a.params[i], a.params[0]) << "replicas differ: rank " << r;
+    } else if (r > 0) {
+      EXPECT_NE(a.params[i], a.params[0]) << "rank " << r << " holds rank 0's model";
+    }
   }
   EXPECT_EQ(a.summary[0].test_accuracy, b.summary[0].test_accuracy);
   EXPECT_EQ(a.summary[0].rcc, b.summary[0].rcc);
@@ -417,7 +422,11 @@ INSTANTIATE_TEST_SUITE_P(
                       ResumeCase{"dgcmfm_sampled", "mlp", "dgc-mfm", "topk-sampled", 2, "gn", false, 3},
                       ResumeCase{"cser_topk", "mlp", "cser", "topk", 2, "gn", false, 3},
                       ResumeCase{"dmsgd_cnn", "cnn", "dmsgd", "none", 2, "gn", false, 3},
-                      ResumeCase{"efsgdm_resnet_bn", "resnet20", "ef-sgdm", "topk", 2, "bn", false, 1.25}),
+                      ResumeCase{"efsgdm_resnet_bn", "resnet20", "ef-sgdm", "topk", 2, "bn", false, 1.25},
+                      // The decentralized methods: a model, momentum and messages per rank.
+                      ResumeCase{"dpsgd_ring", "mlp", "dpsgd", "topk", 3, "gn", false, 2},
+                      ResumeCase{"relaysgd_chain", "mlp", "relaysgd", "topk", 3, "gn", false, 2},
+                      ResumeCase{"powergossip_ring", "mlp", "powergossip", "topk", 4, "gn", false, 3}),
     [](const ::testing::TestParamInfo<ResumeCase>& p) { return std::string(p.param.name); });
 
 // ---------------------------------------------------------------------------------------------
@@ -885,8 +894,8 @@ TEST(Config, AnOptionGivenThatTheRunDoesNotReadIsRefused) {
        "--alpha applies to --optimizer gmc-plus, def-a only (this run: --optimizer gmc)"},
       {[](auto& c) { c.optimizer = "def-a"; }, "--alpha", ""},
       {[](auto& c) { c.optimizer = "gmc"; }, "--wd-outside",
-       "--wd-outside applies to --optimizer dmsgd, dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, def-a only "
-       "(this run: --optimizer gmc)"},
+       "--wd-outside applies to --optimizer dmsgd, dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, def-a, dpsgd, "
+       "relaysgd, powergossip only (this run: --optimizer gmc)"},
       {[](auto& c) { c.optimizer = "gmc-plus"; }, "--wd-outside", "(this run: --optimizer gmc-plus)"},
       {[](auto& c) { c.optimizer = "cser"; }, "--wd-outside", "(this run: --optimizer cser)"},
       {[](auto& c) { c.optimizer = "ef-sgd"; }, "--wd-outside", ""},

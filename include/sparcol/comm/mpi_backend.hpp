@@ -20,6 +20,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 
 #include "sparcol/comm/backend.hpp"
@@ -82,6 +83,13 @@ class MpiBackend final : public Backend {
   void allreduce_sum(float* data, std::size_t count) override;
   void allgatherv(const void* send, void* recv, std::span<const std::size_t> recv_bytes) override;
   void broadcast(void* buf, std::size_t bytes, int root) override;
+
+  // MPI's own neighbourhood collective on a graph (the reference of sparcol-bench --op neighbor):
+  // MPI_Dist_graph_create_adjacent over `neighbors` (this rank's list; the graph must be symmetric,
+  // every rank calls it with its own list; the communicator is made once per list and kept), then
+  // MPI_Neighbor_alltoallv of `bytes` bytes per neighbour: neighbour k's block at send + k*bytes, its
+  // block to us at recv + k*bytes. Host memory, blocking, no fingerprint, no timeout (MPI's own call).
+  void neighbor_alltoall(std::span<const int> neighbors, const void* send, void* recv, std::size_t bytes);
 
   struct Impl;  // holds the MPI_Comm
 
