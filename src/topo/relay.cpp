@@ -44,7 +44,7 @@ void RelaySum::run(const float* mine, const float* fill, float* out, std::uint64
     exec_.download(&counts_[k], in_.data() + k * stride + len_, sizeof(float));
     heard += counts_[k];
   }
-  SPARCOL_CHECK(heard <= n_ - 1, ErrorCode::kInternal, nx_.graph().n,
+  SPARCOL_CHECK(heard <= n_ - 1, ErrorCode::kInternal, -1,
                 "RelaySum: the counts received add up to " + std::to_string(heard) + " workers of " +
                     std::to_string(n_ - 1) + " others");
   heard_ = static_cast<std::uint64_t>(heard);

@@ -173,11 +173,15 @@ def test_optimizer(c):
             check(not z.flags.writeable, "gradient_point is read-only")
             g = (z - rng.standard_normal(n).astype(np.float32)).astype(np.float32)
             st = opt.step(x, g, t, 0.1)
-        check(harness.identical_on_all_ranks(x), f"{method}: replicas identical after 6 steps")
+        # The decentralized methods keep a model per rank, and state beyond n-vectors (messages, p, q).
+        decentralized = sparcol.method_is_decentralized(method)
+        check(decentralized or harness.identical_on_all_ranks(x), f"{method}: replicas identical after 6 steps")
         state = opt.state()
-        check(len(state) >= 1 and all(a.dtype == np.float32 and a.size == n for a in state.values()),
+        check(len(state) >= 1 and all(a.dtype == np.float32 and (decentralized or a.size == n) for a in state.values()),
               f"{method}: state() {list(state)}")
-        check(st["bytes_up"] > 0 and ("skipped" in st), f"{method}: step statistics {st}")
+        # One rank has no neighbour: the decentralized methods then send nothing.
+        sends = st["bytes_up"] > 0 or (decentralized and c.size == 1)
+        check(sends and ("skipped" in st), f"{method}: step statistics {st}")
     # A NaN on one rank: every rank skips the step (policy skip), x unchanged.
     opt = sparcol.Optimizer(c, 8)
     x = np.ones(8, np.float32)

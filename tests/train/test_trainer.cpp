@@ -805,6 +805,10 @@ TEST(Config, CanonicalTextHoldsExactlyTheOptionsTheRunReads) {
       {"def-a", with(compressed, {"alpha", "momentum", "weight_decay", "wd_outside", "nan_policy"})},
       {"cser", with(compressed, {"momentum", "weight_decay", "nan_policy", "cser_period", "cser_density1",
                                  "cser_density2"})},
+      {"dpsgd", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology"}},
+      {"relaysgd", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology", "relay_variant"}},
+      {"powergossip", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology", "low_rank",
+                       "power_iters", "diffusion_rate"}},
   };
   for (const auto& k : cases) {
     train::TrainConfig c;
