@@ -28,6 +28,7 @@
 // different flags, end every rank with a message and the same exit status (no hang, no MPI_Abort).
 // Errors after that point (a timeout, a dead peer) print the message and MPI_Abort with the error's
 // exit code.
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -44,6 +45,7 @@
 #include "bench/runs.hpp"
 #include "sparcol/comm/loopback.hpp"
 #include "sparcol/comm/make_backend.hpp"
+#include "sparcol/topo/graph.hpp"
 #include "sparcol/comm/mpi_backend.hpp"
 #include "sparcol/config.hpp"
 #include "sparcol/core/error.hpp"
@@ -220,6 +222,15 @@ int main_mpi(const Parsed& p) {
                     std::to_string(backend->size()) +
                     " MPI ranks started (--ranks is for --backend loopback; mpirun -np sets the MPI world)");
       return sparcol::exit_code(ErrorCode::kInvalidArgument);
+    }
+    if (std::find(c.ops.begin(), c.ops.end(), sparcol::bench::Op::kNeighbor) != c.ops.end()) {
+      // Whether --topology fits the world: the same verdict on every rank.
+      try {
+        (void)sparcol::topo::make_topology(c.topology, backend->size(), rank);
+      } catch (const Error& e) {
+        print_error(rank, e.message());
+        return sparcol::exit_code(e.code());
+      }
     }
     std::uint64_t seed = c.seed != 0 ? c.seed : fresh_seed();
     backend->broadcast(&seed, sizeof seed, 0);

@@ -43,6 +43,7 @@ struct ToyConfig {
   int d = 0;            // 0: the setting's value
   std::vector<int> ks;  // empty: the setting's values
   double beta = 0.9;
+  std::string topology;  // the decentralized methods' graph ("": the method's default)
   double lr = 0.005;
   double alpha = -1.0;  // < 0: the method's default
   std::string marsit_compensation = "local";
@@ -78,12 +79,13 @@ const std::vector<MethodOption>& method_options() {
       {"--marsit-compensation", {"marsit"}},
       {"--beta",
        {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd",
-        "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"}},
+        "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip"}},
       {"--period", {"local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"}},
       {"--stl-stages", {"stl-sgd"}},
       {"--stl-data", {"stl-sgd"}},
       {"--avg-compressor", {"local-sgd", "vrl-sgd", "stl-sgd"}},
       {"--avg-density", {"local-sgd", "vrl-sgd", "stl-sgd"}},
+      {"--topology", {"dpsgd", "relaysgd", "powergossip"}},
   };
   return table;
 }
@@ -150,6 +152,7 @@ void run_one(Backend& b, const ToyConfig& c, const Problem& p, const RunSpec& sp
   oc.marsit_compensation = c.marsit_compensation;
   oc.exchange.compressor.density = static_cast<double>(spec.k) / static_cast<double>(p.d);
   oc.exchange.seed = c.seed;
+  oc.topology = sparcol::optim::method_is_decentralized(spec.method) ? c.topology : std::string();
   oc.cser_c1 = {c.compressor, oc.exchange.compressor.density};
   oc.cser_c2 = {c.compressor, oc.exchange.compressor.density};
   if (sparcol::optim::method_is_local(spec.method)) {
@@ -171,7 +174,19 @@ void run_one(Backend& b, const ToyConfig& c, const Problem& p, const RunSpec& sp
     for (int r = 0; r < K; ++r) s += (r % 2 == 0 ? 1.0 : -1.0) * p.a[i];
     wstar[i] = static_cast<float>(s / K);
   }
-  auto record = [&](std::int64_t step, const std::vector<float>& x, const sparcol::optim::CommStats* st) {
+  // The decentralized methods keep a model per rank: the trace follows their average (an all-reduce
+  // of the toy's bookkeeping, not counted as the method's communication).
+  const bool per_worker = opt->per_worker_models();
+  std::vector<float> mean(d);
+  auto record = [&](std::int64_t step, const std::vector<float>& xk, const sparcol::optim::CommStats* st) {
+    const std::vector<float>* xp = &xk;
+    if (per_worker) {
+      std::copy(xk.begin(), xk.end(), mean.begin());
+      b.allreduce_sum(mean.data(), d);
+      for (auto& v : mean) v /= static_cast<float>(K);
+      xp = &mean;
+    }
+    const std::vector<float>& x = *xp;
     if (b.rank() != 0) return;
     double dist2 = 0, loss = 0;
     for (std::uint64_t i = 0; i < d; ++i) {
@@ -188,7 +203,7 @@ void run_one(Backend& b, const ToyConfig& c, const Problem& p, const RunSpec& sp
     trace.step.push_back(step);
     trace.distance.push_back(std::sqrt(dist2));
     trace.loss.push_back(loss);
-    trace.elements_up.push_back(st ? st->elements_up_all / K : 0.0);
+    trace.elements_up.push_back(st ? (per_worker ? st->elements_up : st->elements_up_all / K) : 0.0);
     trace.elements_down.push_back(st ? st->elements_down : 0.0);
     if (st) {
       trace.up_all += st->elements_up_all;
@@ -351,6 +366,9 @@ int main(int argc, char** argv) {
   app.add_option("--d", c.d, "dimension (default: the setting's)")->check(CLI::Range(1, 1 << 24));
   app.add_option("--k", ks, "elements sent per worker, comma-separated for a sweep (default: the setting's)");
   app.add_option("--beta", c.beta, "momentum coefficient, in [0, 1)")->capture_default_str();
+  app.add_option("--topology", c.topology,
+                 "graph of dpsgd, relaysgd, powergossip: ring, torus, exponential, complete, chain, binary-tree, "
+                 "double-binary-tree (default ring; relaysgd: chain); the trace follows the workers' mean");
   app.add_option("--lr", c.lr, "learning rate, > 0")->capture_default_str();
   app.add_option("--alpha", c.alpha, "detach coefficient, in [0, 1] (default: gmc-plus 0.5, def-a 0.3)");
   app.add_option("--marsit-compensation", c.marsit_compensation,
@@ -415,7 +433,7 @@ int main(int argc, char** argv) {
                           "--method: unknown method '" + m +
                               "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
                               "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, sign-cascade, "
-                              "powersgd, local-sgd, vrl-sgd, stl-sgd, cocod-sgd)");
+                              "powersgd, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip)");
         add(m);
       }
     }

@@ -117,7 +117,9 @@ int main(int argc, char** argv) {
   app.add_option("--marsit-compensation", c.marsit_compensation,
                  "marsit's error: local (p - lambda_k b_k) or global (p - lambda B, an ablation)")
       ->capture_default_str();
-  app.add_option("--low-rank", c.low_rank, "powersgd: rank r of the factorisation (>= 1)")
+  app.add_option("--low-rank", c.low_rank,
+                 "powersgd: rank r of the factorisation; powergossip: rank of the projections (>= 1; default: "
+                 "powersgd 2, powergossip 1)")
       ->capture_default_str();
   app.add_flag("--powersgd-no-ef", c.powersgd_no_ef, "powersgd: no error feedback (ablation)");
   app.add_flag("--powersgd-no-warm-start", c.powersgd_no_warm_start,
@@ -139,6 +141,13 @@ int main(int argc, char** argv) {
                  "(none: exact averaging)")
       ->capture_default_str();
   app.add_option("--avg-density", c.avg_density, "density of --avg-compressor, in (0, 1]")
+      ->capture_default_str();
+  app.add_option("--topology", c.topology,
+                 "decentralized methods' graph: ring, torus, exponential, complete, chain, binary-tree, "
+                 "double-binary-tree (default: ring; relaysgd: chain)");
+  app.add_option("--power-iters", c.power_iters, "powergossip: power iterations per step")->capture_default_str();
+  app.add_option("--diffusion-rate", c.diffusion_rate, "powergossip: diffusion rate gamma")->capture_default_str();
+  app.add_option("--relay-variant", c.relay_variant, "relaysgd: relay models (model) or updates (update)")
       ->capture_default_str();
 
   // Schedule

@@ -12,6 +12,7 @@
 #include "sparcol/comm/make_backend.hpp"
 #include "sparcol/config.hpp"
 #include "sparcol/device/device.hpp"
+#include "sparcol/topo/graph.hpp"
 
 #ifndef SPARCOL_BUILD_TYPE
 #define SPARCOL_BUILD_TYPE "unknown"
@@ -108,6 +109,16 @@ void validate(const Config& c) {
   if (c.ranks < 0) fail("--ranks must be positive, got " + std::to_string(c.ranks));
   if (c.timeout_s < 0 && c.timeout_s != -1) fail("--timeout must be >= 0 seconds (0: wait forever)");
   if (c.ops.empty()) fail("--op names no operation");
+  const bool neighbor = std::find(c.ops.begin(), c.ops.end(), Op::kNeighbor) != c.ops.end();
+  if (neighbor && c.backend != "mpi")
+    fail("--op neighbor needs --backend mpi (its reference is MPI_Neighbor_alltoallv), got --backend " + c.backend);
+  if (neighbor && c.device != "cpu") fail("--op neighbor moves host memory only (--device cpu)");
+  const auto& topologies = sparcol::topo::topology_names();
+  if (std::find(topologies.begin(), topologies.end(), c.topology) == topologies.end()) {
+    std::string list;
+    for (const auto& t : topologies) list += (list.empty() ? "" : ", ") + t;
+    fail("--topology: unknown topology '" + c.topology + "' (valid: " + list + ")");
+  }
   if (c.seed >= kSeedLimit) fail("--seed must be below 2^53 = " + std::to_string(kSeedLimit));
 }
 
@@ -137,6 +148,8 @@ const char* op_name(Op op, bool nccl) {
       return "sign-cascade";
     case Op::kSignAllgather:
       return "sign-allgather";
+    case Op::kNeighbor:
+      return "neighbor";
   }
   return "?";
 }
@@ -185,13 +198,16 @@ Parsed parse(int argc, char** argv) {
   app.add_option(
          "--op", ops,
          "Operations, comma-separated or repeated: dense-ring, rbgs, sparse-allgather, mpi-allreduce, "
-         "mpi-allgatherv (nccl-allreduce, nccl-allgatherv with --backend nccl), all")
+         "mpi-allgatherv (nccl-allreduce, nccl-allgatherv with --backend nccl), all; neighbor (not in all: "
+         "the neighbour exchange on --topology against MPI_Neighbor_alltoallv, --backend mpi)")
       ->delimiter(',');
   auto* dens =
       app.add_option("--density", c.density,
                      "Fraction rho in (0, 1] for rbgs and the sparse ops: k = max(1, floor(rho d)) per rank");
   app.add_option("-k,--pairs", k, "Fixed k per rank instead of --density (k <= d at every size)")
       ->excludes(dens);
+  app.add_option("--topology", c.topology,
+                 "--op neighbor's graph: ring, torus, exponential, complete, chain, binary-tree, double-binary-tree");
   app.add_option("--backend", c.backend,
                  "mpi, nccl (needs --device cuda), or loopback (threads as ranks in this one process; needs "
                  "--ranks)");
@@ -242,6 +258,10 @@ Parsed parse(int argc, char** argv) {
     g_nccl_names = c.backend == "nccl";
     for (const auto& name : ops) {
       bool found = false;
+      if (name == op_name(Op::kNeighbor)) {
+        if (std::find(c.ops.begin(), c.ops.end(), Op::kNeighbor) == c.ops.end()) c.ops.push_back(Op::kNeighbor);
+        continue;
+      }
       for (Op op : kAllOps) {
         if (name == "all" || name == op_name(op)) {
           if (std::find(c.ops.begin(), c.ops.end(), op) == c.ops.end()) c.ops.push_back(op);
@@ -261,7 +281,7 @@ Parsed parse(int argc, char** argv) {
         throw Error(ErrorCode::kInvalidArgument, -1,
                     "unknown --op '" + name + "' (choose from dense-ring, rbgs, sparse-allgather, " +
                         op_name(Op::kMpiAllreduce) + ", " + op_name(Op::kMpiAllgatherv) +
-                        ", all, marsit, sign-cascade, sign-allgather)");
+                        ", all, marsit, sign-cascade, sign-allgather, neighbor)");
       }
     }
     std::sort(c.ops.begin(), c.ops.end());

@@ -16,8 +16,10 @@
 #include "sparcol/coll/sign_allgather.hpp"
 #include "sparcol/coll/sign_ring_allreduce.hpp"
 #include "sparcol/coll/sparse_allgather.hpp"
+#include "sparcol/comm/mpi_backend.hpp"
 #include "sparcol/device/dispatch.hpp"
 #include "sparcol/device/ops.hpp"
+#include "sparcol/topo/neighbor_exchange.hpp"
 
 namespace sparcol::bench {
 
@@ -494,6 +496,55 @@ class SizeBench {
     return row;
   }
 
+  // The neighbour exchange on --topology (one block of d floats to every neighbour, a different one
+  // each), interleaved with MPI's neighbourhood collective moving the same blocks on the same graph
+  // (MPI_Dist_graph_create_adjacent + MPI_Neighbor_alltoallv); both results are checked exactly. The
+  // payload is what this rank sends (degree blocks); there is no x-allred reference.
+  Row neighbor() {
+    auto* mpi = dynamic_cast<comm::MpiBackend*>(&b_);
+    SPARCOL_CHECK_ARG(mpi != nullptr, me_, "--op neighbor needs --backend mpi");
+    const auto g = topo::make_topology(c_.topology, K_, me_);
+    topo::NeighborExchange nx(b_, g);
+    const auto nb = nx.neighbors();
+    const std::size_t deg = nb.size();
+    Row row = base_row(Op::kNeighbor, 4.0 * static_cast<double>(d_) * static_cast<double>(deg), 1.0);
+    row.k = d_;
+    row.density = 1.0;
+    // Block for the edge from -> to: input_value with a "rank" that names the edge.
+    auto value = [&](int from, int to, std::uint64_t i) { return input_value(seed_, from * K_ + to, i); };
+    std::vector<float> send(deg * d_), recv(deg * d_), ref(deg * d_);
+    for (std::size_t k = 0; k < deg; ++k)
+      for (std::uint64_t i = 0; i < d_; ++i) send[k * d_ + i] = value(me_, nb[k], i);
+    if (c_.nan && me_ == 0 && d_ > 0) send[d_ / 2] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<topo::Edge> edges(deg);
+    for (std::size_t k = 0; k < deg; ++k)
+      edges[k] = topo::Edge{send.data() + k * d_, recv.data() + k * d_, d_ * sizeof(float)};
+    const auto t = time_interleaved(
+        b_, c_,
+        {{nothing(), [&](std::uint64_t step) { nx.run(edges, step); }},
+         {nothing(), [&](std::uint64_t) { mpi->neighbor_alltoall(nb, send.data(), ref.data(), d_ * sizeof(float)); }}});
+    row.time = t[0].stats;
+    row.sent_bytes = t[0].sent_per_run;
+    row.base = t[1].stats;
+    row.allreduce_us = std::numeric_limits<double>::quiet_NaN();
+    if (c_.check) {
+      if (!recv.empty()) spoil(recv[0]);
+      std::uint64_t wrong = 0;
+      for (std::size_t k = 0; k < deg; ++k) {
+        // Neighbour nb[k]'s block for this rank; rank 0's first block to each neighbour carries the NaN.
+        const int j = nb[k];
+        for (std::uint64_t i = 0; i < d_; ++i) {
+          float want = value(j, me_, i);
+          if (c_.nan && j == 0 && i == d_ / 2 && g.index_of(0, me_) == 0) want = std::numeric_limits<float>::quiet_NaN();
+          wrong += same(recv[k * d_ + i], want) ? 0 : 1;
+          wrong += same(ref[k * d_ + i], want) ? 0 : 1;
+        }
+      }
+      row.wrong = sum_over_ranks(b_, wrong);
+    }
+    return row;
+  }
+
  private:
   // SPARCOL_BENCH_CORRUPT=1: the last rank changes one element of a result before it is checked, so
   // that a test can see the check count it and the exit status report it. Only in the test build of
@@ -637,6 +688,9 @@ std::int64_t run_bench(Backend& b, const Config& c, const Setup& setup, io::Benc
           break;
         case Op::kSignAllgather:
           r = sb.sign_allgather();
+          break;
+        case Op::kNeighbor:
+          r = sb.neighbor();
           break;
       }
       if (r.wrong > 0) wrong += r.wrong;

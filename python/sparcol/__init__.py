@@ -28,6 +28,7 @@ from ._sparcol import (  # noqa: F401
     init_mpi,
     k_floor,
     k_round,
+    method_is_decentralized,
     method_is_dense,
     method_is_local,
     method_names,
@@ -40,8 +41,9 @@ from ._sparcol import (  # noqa: F401
 __all__ = [
     "ArgumentError", "Block", "BucketExchange", "Communicator", "Compressor", "Error", "Message", "Optimizer",
     "RbgsAllreduce", "RingAllreduce", "SignAllgather", "SparseAllgather", "compressor_names", "decompress",
-    "dense_allreduce_sum", "init_mpi", "k_floor", "k_round", "method_is_dense", "method_is_local",
-    "method_names", "mpi_initialized_here", "mpi_thread_level", "rbgs_block", "subtract_decompressed", "world",
+    "dense_allreduce_sum", "init_mpi", "k_floor", "k_round", "method_is_decentralized", "method_is_dense",
+    "method_is_local", "method_names", "mpi_initialized_here", "mpi_thread_level", "rbgs_block",
+    "subtract_decompressed", "world",
 ]
 
 _world = None

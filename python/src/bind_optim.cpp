@@ -174,6 +174,9 @@ void bind_optim(py::module_& m) {
         "The optimizer methods (docs/optimizers.md), in documentation order.");
   m.def("method_is_dense", &optim::method_is_dense, py::arg("method"));
   m.def("method_is_local", &optim::method_is_local, py::arg("method"));
+  m.def("method_is_decentralized", &optim::method_is_decentralized, py::arg("method"),
+        "Whether the method keeps a model per rank and talks to graph neighbours only (dpsgd, relaysgd, "
+        "powergossip; docs/optimizers.md).");
 
   py::class_<PyOptimizer>(m, "Optimizer", "A sparcol optimizer over one flat float32 vector.")
       .def(py::init([](Communicator& comm, const py::handle& layout, const std::string& method,

@@ -31,6 +31,8 @@ const char* to_string(CollOp op) {
       return "sign_ring_allreduce";
     case CollOp::kSignCascade:
       return "sign_cascade_allreduce";
+    case CollOp::kNeighborExchange:
+      return "neighbor_exchange";
     case CollOp::kUser:
       return "user";
   }
@@ -171,6 +173,44 @@ const std::vector<RankLocal>& Agreement::finish() {
     }
   }
   return s_.locals;
+}
+
+int PeerAgreement::post(comm::Backend& data_backend, CallSignature sig, std::span<const int> peers) {
+  backend_ = &data_backend.control();
+  sig_ = sig;
+  sig_.sequence = data_backend.next_collective_sequence();
+  check_ = data_backend.check_collectives();
+  peers_.assign(peers.begin(), peers.end());
+  reqs_.clear();
+  const int tag = Agreement::kCallTagBase +
+                  static_cast<int>(sig_.sequence % static_cast<std::uint64_t>(Agreement::kCallTagWindow));
+  if (!check_) return tag;
+  const Wire w{static_cast<std::uint32_t>(sig_.op), 0, sig_.count, sig_.k, sig_.seed, sig_.step, sig_.tensor,
+               sig_.sequence, 0, 0};
+  mine_.resize(sizeof(Wire));
+  std::memcpy(mine_.data(), &w, sizeof(Wire));
+  theirs_.resize(peers_.size() * sizeof(Wire));
+  reqs_.reserve(2 * peers_.size());
+  for (std::size_t k = 0; k < peers_.size(); ++k)
+    reqs_.push_back(backend_->irecv(theirs_.data() + k * sizeof(Wire), sizeof(Wire), peers_[k], comm::kTagFingerprint));
+  for (int p : peers_) reqs_.push_back(backend_->isend(mine_.data(), sizeof(Wire), p, comm::kTagFingerprint));
+  return tag;
+}
+
+void PeerAgreement::check() {
+  if (!check_) return;
+  backend_->wait_all(reqs_);
+  reqs_.clear();
+  for (std::size_t k = 0; k < peers_.size(); ++k) {
+    Wire w{};
+    std::memcpy(&w, theirs_.data() + k * sizeof(Wire), sizeof(Wire));
+    CallSignature theirs{static_cast<CollOp>(w.op), w.count, w.k, w.seed, w.step, w.tensor, w.sequence};
+    if (!(theirs == sig_)) {
+      throw Error(ErrorCode::kMismatch, backend_->rank(),
+                  "collective mismatch: rank " + std::to_string(backend_->rank()) + " calls " + sig_.describe() +
+                      " but its neighbour rank " + std::to_string(peers_[k]) + " calls " + theirs.describe());
+    }
+  }
 }
 
 std::vector<RankLocal> agree(comm::Backend& backend, CallSignature sig, RankLocal local, bool need_locals) {

@@ -354,6 +354,9 @@ int MpiEnvironment::node_local_rank() {
 
 struct MpiBackend::Impl {
   MPI_Comm comm = MPI_COMM_NULL;
+  // neighbor_alltoall's graph communicator and the list it was made for.
+  MPI_Comm graph = MPI_COMM_NULL;
+  std::vector<int> graph_neighbors;
   // Whether a GPU exists (asked once): without one, no pointer can be device memory and no buffer
   // is ever queried.
   bool gpu = device::has_gpu();
@@ -418,7 +421,33 @@ MpiBackend::MpiBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
 MpiBackend::~MpiBackend() {
   int finalized = 0;
   MPI_Finalized(&finalized);
+  if (!finalized && impl_ && impl_->graph != MPI_COMM_NULL) MPI_Comm_free(&impl_->graph);
   if (!finalized && impl_ && impl_->comm != MPI_COMM_NULL) MPI_Comm_free(&impl_->comm);
+}
+
+void MpiBackend::neighbor_alltoall(std::span<const int> neighbors, const void* send, void* recv, std::size_t bytes) {
+  ActivityScope scope(kTagReduceRef, -1);
+  SPARCOL_CHECK_ARG(bytes <= static_cast<std::size_t>(INT_MAX), rank_,
+                    "neighbor_alltoall: " + std::to_string(bytes) + " bytes per neighbour exceed INT_MAX");
+  const std::vector<int> nb(neighbors.begin(), neighbors.end());
+  if (impl_->graph == MPI_COMM_NULL || impl_->graph_neighbors != nb) {
+    if (impl_->graph != MPI_COMM_NULL) MPI_Comm_free(&impl_->graph);
+    const int deg = static_cast<int>(nb.size());
+    SPARCOL_MPI_CHECK(MPI_Dist_graph_create_adjacent(impl_->comm, deg, deg == 0 ? MPI_UNWEIGHTED : nb.data(),
+                                                     MPI_UNWEIGHTED, deg, deg == 0 ? MPI_UNWEIGHTED : nb.data(),
+                                                     MPI_UNWEIGHTED, MPI_INFO_NULL, 0, &impl_->graph),
+                      rank_);
+    SPARCOL_MPI_CHECK(MPI_Comm_set_errhandler(impl_->graph, MPI_ERRORS_RETURN), rank_);
+    impl_->graph_neighbors = nb;
+  }
+  const std::size_t deg = nb.size();
+  std::vector<int> counts(deg, static_cast<int>(bytes)), displs(deg);
+  for (std::size_t k = 0; k < deg; ++k) displs[k] = static_cast<int>(k * bytes);
+  SPARCOL_CHECK_ARG(deg * bytes <= static_cast<std::size_t>(INT_MAX), rank_,
+                    "neighbor_alltoall: " + std::to_string(deg * bytes) + " bytes in all exceed INT_MAX");
+  SPARCOL_MPI_CHECK(MPI_Neighbor_alltoallv(send, counts.data(), displs.data(), MPI_BYTE, recv, counts.data(),
+                                           displs.data(), MPI_BYTE, impl_->graph),
+                    rank_);
 }
 
 Request MpiBackend::isend(const void* buf, std::size_t bytes, int peer, int tag) {

@@ -88,10 +88,10 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
 }
 
 const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names{"dmsgd",     "dmsgd-local",  "ef-sgd",   "ef-sgdm",  "dgc",
-                                              "dgc-mfm",   "gmc",          "gmc-plus", "def-a",    "cser",
-                                              "marsit",    "sign-cascade", "powersgd", "local-sgd", "vrl-sgd",
-                                              "stl-sgd",   "cocod-sgd"};
+  static const std::vector<std::string> names{
+      "dmsgd",    "dmsgd-local", "ef-sgd",   "ef-sgdm",   "dgc",     "dgc-mfm", "gmc",       "gmc-plus",
+      "def-a",    "cser",        "marsit",   "sign-cascade", "powersgd", "local-sgd", "vrl-sgd", "stl-sgd",
+      "cocod-sgd", "dpsgd",      "relaysgd", "powergossip"};
   return names;
 }
 
@@ -104,6 +104,15 @@ std::string method_compressor(const std::string& method, const std::string& conf
   if (method == "powersgd") return "low-rank";
   if ((method == "marsit" || method == "sign-cascade") && configured != "none") return "sign";
   return configured;
+}
+
+bool method_is_decentralized(const std::string& method) {
+  return method == "dpsgd" || method == "relaysgd" || method == "powergossip";
+}
+
+std::string default_topology(const std::string& method) {
+  if (method == "relaysgd") return "chain";
+  return method_is_decentralized(method) ? "ring" : "";
 }
 
 bool method_is_local(const std::string& method) {
@@ -135,6 +144,9 @@ std::string unsupported_reason(const Layout& layout, const OptimConfig& given, M
   }
   if (method_is_dense(config.method)) return {};  // the dense methods ignore the compressor and the groups
   if (config.method == "powersgd") return "powersgd runs on the host executor only";
+  if (config.method == "powergossip")
+    return "powergossip's power iterations (small matrix products per edge) have no GPU kernel";
+  if (method_is_decentralized(config.method)) return {};  // dense neighbour exchanges and fused updates
   if (config.method == "cser") {
     if (config.cser_c1.name != "zero") {
       ExchangeConfig c1 = config.exchange;
@@ -206,6 +218,16 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
                         "stl-sgd: the stages divide the run, so it needs the total number of steps (> 0)");
     }
   }
+  if (method_is_decentralized(config.method)) {
+    SPARCOL_CHECK_ARG(config.low_rank >= 1, me, "powergossip: --low-rank must be >= 1, got " + std::to_string(config.low_rank));
+    SPARCOL_CHECK_ARG(config.power_iters >= 1, me,
+                      "powergossip: --power-iters must be >= 1, got " + std::to_string(config.power_iters));
+    SPARCOL_CHECK_ARG(config.diffusion_rate > 0 && std::isfinite(config.diffusion_rate), me,
+                      "powergossip: the diffusion rate must be > 0, got " + std::to_string(config.diffusion_rate));
+  } else {
+    SPARCOL_CHECK_ARG(config.topology.empty(), me,
+                      config.method + " does not use a topology (only dpsgd, relaysgd, powergossip do)");
+  }
   layout.validate();
   SPARCOL_CHECK_ARG(layout.rows.empty() || layout.rows.size() == layout.tensors.size(), me,
                     "layout: " + std::to_string(layout.rows.size()) + " first dimensions for " +
@@ -224,6 +246,9 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
   if (sign_ring) return detail::make_sign_ring(backend, layout, config, exec, m == "sign-cascade");
   if (m == "cocod-sgd") return detail::make_cocod_sgd(backend, layout, config, exec);
   if (method_is_local(m)) return detail::make_local_sgd(backend, layout, config, exec);
+  if (m == "dpsgd") return detail::make_dpsgd(backend, layout, config, exec);
+  if (m == "relaysgd") return detail::make_relaysgd(backend, layout, config, exec);
+  if (m == "powergossip") return detail::make_powergossip(backend, layout, config, exec);
   return detail::make_cser(backend, layout, config, exec);
 }
 

@@ -11,4 +11,6 @@ target_sources(sparcol_optim PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/marsit.cpp
   ${CMAKE_CURRENT_LIST_DIR}/powersgd.cpp
   ${CMAKE_CURRENT_LIST_DIR}/local_sgd.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/cocod_sgd.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/cocod_sgd.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/decentralized.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/powergossip.cpp)

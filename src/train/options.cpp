@@ -10,6 +10,7 @@
 #include "sparcol/compress/compressor.hpp"
 #include "sparcol/core/error.hpp"
 #include "sparcol/optim/optimizer.hpp"
+#include "sparcol/topo/graph.hpp"
 #include "sparcol/train/model.hpp"
 
 namespace sparcol::train {
@@ -41,8 +42,8 @@ std::string join(const std::vector<std::string>& v) {
 // compression (the library refuses it for gmc, gmc-plus and cser), and the image models.
 const std::vector<std::string> kCompressing{"ef-sgd", "ef-sgdm",  "dgc",   "dgc-mfm",
                                             "gmc",    "gmc-plus", "def-a", "cser"};
-const std::vector<std::string> kWdOutside{"dmsgd", "dmsgd-local", "ef-sgd", "ef-sgdm",
-                                          "dgc",   "dgc-mfm",     "def-a"};
+const std::vector<std::string> kWdOutside{"dmsgd", "dmsgd-local", "ef-sgd",   "ef-sgdm",    "dgc",
+                                          "dgc-mfm", "def-a",     "dpsgd", "relaysgd", "powergossip"};
 const std::vector<std::string> kDgc{"dgc", "dgc-mfm"};
 // The sign-ring methods (issue 13) always send scaled signs: they read the grouping options
 // (--layerwise, --min-compress-size) but not --compressor or --density.
@@ -55,6 +56,7 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
 const std::vector<std::string> kLocal{"local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"};
 // Those whose averaging may be compressed.
 const std::vector<std::string> kLocalAveraging{"local-sgd", "vrl-sgd", "stl-sgd"};
+const std::vector<std::string> kDecentralized{"dpsgd", "relaysgd", "powergossip"};
 const std::vector<std::string> kImageModels{"mlp", "cnn", "resnet20"};
 
 // The detach coefficient a method uses (OptimConfig::alpha: gmc-plus 0.5, def-a 0.3 by default).
@@ -145,7 +147,7 @@ std::vector<TrainOption> make_table() {
       {"--momentum",
        method,
        {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd",
-        "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"},
+        "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip"},
        "momentum",
        [](C c) { return num(c.momentum); }},
       {"--weight-decay", all, {}, "weight_decay", [](C c) { return num(c.weight_decay); }},
@@ -162,7 +164,11 @@ std::vector<TrainOption> make_table() {
        {"marsit"},
        "marsit_compensation",
        [](C c) { return c.marsit_compensation; }},
-      {"--low-rank", method, {"powersgd"}, "low_rank", [](C c) { return std::to_string(c.low_rank); }},
+      {"--low-rank",
+       method,
+       {"powersgd", "powergossip"},
+       "low_rank",
+       [](C c) { return std::to_string(resolved_low_rank(c)); }},
       {"--powersgd-no-ef",
        method,
        {"powersgd"},
@@ -183,6 +189,11 @@ std::vector<TrainOption> make_table() {
       {"--stl-data", method, {"stl-sgd"}, "stl_data", [](C c) { return c.stl_data; }},
       {"--avg-compressor", method, kLocalAveraging, "avg_compressor", [](C c) { return c.avg_compressor; }},
       {"--avg-density", method, kLocalAveraging, "avg_density", [](C c) { return num(c.avg_density); }},
+      {"--topology", method, kDecentralized, "topology",
+       [](C c) { return c.topology.empty() ? optim::default_topology(c.optimizer) : c.topology; }},
+      {"--power-iters", method, {"powergossip"}, "power_iters", [](C c) { return std::to_string(c.power_iters); }},
+      {"--diffusion-rate", method, {"powergossip"}, "diffusion_rate", [](C c) { return num(c.diffusion_rate); }},
+      {"--relay-variant", method, {"relaysgd"}, "relay_variant", [](C c) { return c.relay_variant; }},
       // Schedule
       {"--lr", all, {}, "lr", [](C c) { return num(c.lr); }},
       {"--schedule", all, {}, "schedule", [](C c) { return c.schedule; }},
@@ -219,6 +230,11 @@ std::vector<TrainOption> make_table() {
 }
 
 }  // namespace
+
+int resolved_low_rank(const TrainConfig& c) {
+  if (c.low_rank > 0) return c.low_rank;
+  return c.optimizer == "powergossip" ? 1 : 2;
+}
 
 double cser_density1(const TrainConfig& c) {
   return c.cser_density1 > 0 ? c.cser_density1 : c.density / 2;
@@ -329,7 +345,8 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
   need(c.cser_density2 <= 0 || c.cser_density2 <= 1, "--cser-density2 must be in (0, 1]");
   need(c.marsit_compensation == "local" || c.marsit_compensation == "global",
        "--marsit-compensation: unknown compensation '" + c.marsit_compensation + "' (valid: local, global)");
-  need(c.low_rank >= 1, "--low-rank must be >= 1, got " + std::to_string(c.low_rank));
+  need(c.low_rank >= 1 || (c.low_rank == 0 && (!given || !given("--low-rank"))),
+       "--low-rank must be >= 1, got " + std::to_string(c.low_rank));
   need(c.powersgd_error_form == "paper" || c.powersgd_error_form == "library",
        "--powersgd-error-form: unknown form '" + c.powersgd_error_form + "' (valid: paper, library)");
   need(c.period >= 1, "--period must be >= 1, got " + std::to_string(c.period));
@@ -343,6 +360,21 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
   need(c.avg_density > 0 && c.avg_density <= 1, "--avg-density must be in (0, 1], got " + num(c.avg_density));
   need(!given || !given("--avg-density") || c.avg_compressor != "none",
        "--avg-density needs --avg-compressor (the averaging is exact with 'none')");
+  need(c.power_iters >= 1, "--power-iters must be >= 1, got " + std::to_string(c.power_iters));
+  need(c.diffusion_rate > 0 && finite(c.diffusion_rate), "--diffusion-rate must be > 0, got " + num(c.diffusion_rate));
+  need(c.relay_variant == "model" || c.relay_variant == "update",
+       "--relay-variant: unknown variant '" + c.relay_variant + "' (valid: model, update)");
+  if (!c.topology.empty() || optim::method_is_decentralized(c.optimizer)) {
+    const auto& names = topo::topology_names();
+    const std::string t = c.topology.empty() ? optim::default_topology(c.optimizer) : c.topology;
+    need(contains(names, t), "--topology: unknown topology '" + t + "' (valid: " + join(names) + ")");
+    if (optim::method_is_decentralized(c.optimizer)) {
+      (void)topo::make_topology(t, world_size, rank);  // a graph that does not fit the rank count
+      need(c.optimizer != "relaysgd" || t == "chain" || t == "binary-tree" || t == "double-binary-tree",
+           "--optimizer relaysgd relays over a spanning tree: --topology chain, binary-tree or double-binary-tree, got " +
+               t);
+    }
+  }
   need(c.lr > 0 && finite(c.lr), "--lr must be > 0, got " + num(c.lr));
   need(c.schedule != "step" || !c.milestones.empty(), "--schedule step needs --milestones (epochs)");
   for (double m : c.milestones)

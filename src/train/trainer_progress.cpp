@@ -5,6 +5,8 @@
 #include <ostream>
 
 #include "sparcol/io/report.hpp"
+#include "sparcol/optim/optimizer.hpp"
+#include "sparcol/topo/graph.hpp"
 
 #include "trainer_state.hpp"
 
@@ -48,6 +50,10 @@ void Trainer::print_header() {
         << " steps per epoch, " << total_steps_ << " steps";
   if (!s.resumed_from.empty()) *out_ << ", resumed at step " << step_ << " from " << s.resumed_from;
   *out_ << std::endl;
+  if (optim::method_is_decentralized(config_.optimizer)) {
+    const std::string t = config_.topology.empty() ? optim::default_topology(config_.optimizer) : config_.topology;
+    *out_ << "topology: " << topo::describe(topo::make_topology(t, s.world)) << std::endl;
+  }
 }
 
 void Trainer::print_progress(std::uint64_t completed) {

@@ -150,7 +150,8 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   // Optimizer over the model's tensors (layer-wise compression and exclusions need them).
   optim::Layout layout;
   for (const auto& t : s.model->tensors()) {
-    layout.tensors.push_back({t.name, t.offset, t.size, static_cast<int>(t.shape.size())});
+    layout.tensors.push_back({t.name, t.offset, t.size, static_cast<int>(t.shape.size()),
+                              t.shape.size() > 1 ? static_cast<std::uint64_t>(t.shape[0]) : 0});
     layout.rows.push_back(t.shape.empty() ? 0 : static_cast<std::uint64_t>(t.shape[0]));
   }
   optim::OptimConfig oc;
@@ -172,10 +173,14 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   oc.cser_c2 = {config_.compressor, cser_density2(config_)};
   oc.cser_period = config_.cser_period;
   oc.marsit_compensation = config_.marsit_compensation;
-  oc.low_rank = config_.low_rank;
+  oc.low_rank = resolved_low_rank(config_);
   oc.powersgd_error_feedback = !config_.powersgd_no_ef;
   oc.powersgd_warm_start = !config_.powersgd_no_warm_start;
   oc.powersgd_error_form_paper = config_.powersgd_error_form == "paper";
+  oc.topology = config_.topology;
+  oc.power_iters = config_.power_iters;
+  oc.diffusion_rate = config_.diffusion_rate;
+  oc.relay_variant = config_.relay_variant;
   oc.nan_policy = config_.nan_policy == "stop" ? optim::NanPolicy::kStop : optim::NanPolicy::kSkip;
   // Steps: an epoch is one pass over the training set by all workers together.
   steps_per_epoch_ =

@@ -50,7 +50,7 @@ inline double seconds(Clock::duration d) {
 }
 
 inline bool is_dense(const TrainConfig& c) {
-  return optim::method_is_dense(c.optimizer);
+  return optim::method_is_dense(c.optimizer) || optim::method_is_decentralized(c.optimizer);
 }
 
 struct Trainer::State {

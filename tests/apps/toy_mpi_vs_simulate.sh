@@ -15,7 +15,7 @@ import glob, os, sys
 import h5py, numpy as np
 d = sys.argv[1]
 files = sorted(glob.glob(os.path.join(d, "mpi-*.h5")))
-assert len(files) >= 14, files  # every method (the local-SGD family included)
+assert len(files) >= 17 and len(files) == len(glob.glob(os.path.join(d, "sim-*.h5"))), files  # every method
 bad = 0
 for f in files:
     g = f.replace("mpi-", "sim-")

@@ -246,6 +246,28 @@ def case_k_above_d(r):
     check_error(r, r.mpi("-b", "8", "-e", "64", "-k", "5"), EXIT_INVALID, "-k 5 exceeds the vector length d = 2")
 
 
+def case_neighbor(r):
+    # The neighbour exchange on every topology that fits the rank count, checked exactly against what
+    # every neighbour sent (and MPI_Neighbor_alltoallv's result on the same graph); a spoiled element
+    # is counted; it needs --backend mpi.
+    topologies = ["ring", "exponential", "complete", "chain", "binary-tree", "double-binary-tree"]
+    if r.np in (4, 6, 8, 9):
+        topologies.append("torus")
+    for t in topologies:
+        p = r.mpi("-b", "8", "-e", "4K", "-f", "8", "-n", "1", "-w", "0", "--op", "neighbor", "--topology", t)
+        r.expect(p.returncode == 0, f"{t}: exit status should be 0")
+        table = rows(p.stdout)
+        r.expect(len(table) == 4 and all(op == "neighbor" and w == "0" for *_, op, w in table), f"{t}: rows {table}")
+    check_error(r, r.mpi("--op", "neighbor", "--topology", "hypercube"), EXIT_INVALID, "unknown topology 'hypercube'")
+    check_error(r, r.run([r.bench, "--backend", "loopback", "--ranks", "2", "--op", "neighbor"]), EXIT_INVALID,
+                "--op neighbor needs --backend mpi", ranks=1)
+
+
+def case_neighbor_torus_misfit(r):
+    check_error(r, r.mpi("-b", "8", "-e", "8", "--op", "neighbor", "--topology", "torus"), EXIT_INVALID,
+                f"topology torus does not fit {r.np} ranks")
+
+
 def case_unknown_op(r):
     check_error(r, r.mpi("--op", "dense-ring,bogus"), EXIT_INVALID, "unknown --op 'bogus'")
 

@@ -389,8 +389,9 @@ TEST(OptimExchange, ExcludedSmallTensorsAreDenseAndExact) {
 TEST(OptimReplicas, BitwiseIdenticalAcrossRanks) {
   const std::uint64_t d = 97;
   for (const auto& m : sparcol::optim::method_names()) {
-    // A model per rank (local SGD and its variants, tests/coll/test_local_sgd.cpp): not replicas.
-    if (sparcol::optim::method_is_local(m)) continue;
+    // A model per rank (local SGD and its variants, tests/coll/test_local_sgd.cpp; the decentralized
+    // methods, tests/topo): not replicas.
+    if (sparcol::optim::method_is_local(m) || sparcol::optim::method_is_decentralized(m)) continue;
     for (const char* comp : {"topk", "rbgs", "sign", "topk-sampled"}) {
       auto cfg = config(m, comp, 0.05);
       cfg.weight_decay = 1e-3;
@@ -538,7 +539,8 @@ TEST(OptimDegenerateInput, EmptyZeroAndFullDensity) {
           run(config(m, comp, 1.0), 2, Layout::flat(16), 3,
               [](int r, std::uint64_t, std::span<const float>) { return Vec(16, r == 0 ? 1.0f : -1.0f); });
       for (float v : rt.x[0]) EXPECT_TRUE(std::isfinite(v)) << m << " " << comp;
-      if (!sparcol::optim::method_is_local(m)) {
+      // Replicated models only: the local-SGD family and the decentralized methods keep one per rank.
+      if (!sparcol::optim::method_is_local(m) && !sparcol::optim::method_is_decentralized(m)) {
         EXPECT_EQ(rt.x[0], rt.x[1]) << m << " " << comp;
       }
     }

@@ -68,7 +68,8 @@ def test_trajectories(comm, reference):
             want = ref[j * n:(j + 1) * n]
             check(same_bits(x, want), f"{method}/{compressor}: the native trajectory bit for bit "
                                       f"(max |diff| {np.max(np.abs(x - want)):.3g})")
-        check(harness.identical_on_all_ranks(x), f"{method}/{compressor}: replicas identical")
+        if not sparcol.method_is_decentralized(method):  # those keep a model per rank
+            check(harness.identical_on_all_ranks(x), f"{method}/{compressor}: replicas identical")
         check(opt.steps == STEPS and opt.bytes_sent >= 0, f"{method}: step count {opt.steps}")
         # The parameters are views of the flat buffer (the model x unless the method detaches).
         check(model.a.data_ptr() == opt.flat_parameters.data_ptr(), f"{method}: parameters view the flat buffer")

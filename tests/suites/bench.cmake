@@ -20,7 +20,8 @@ if(TARGET sparcol-bench)
         sweep:1 sweep:2 sweep:4 nan:3 loopback:1 outputs:2 corrupt:2 no-xref:2
         help:1 version:1 unknown-flag:2 negative-size:2 non-numeric-size:2 density-zero:2
         density-above-one:2 k-above-d:2 unknown-op:2 mismatched-sizes:3 mismatched-density:2
-        one-rank-rejects:2 unwritable-output:2 loopback-under-mpirun:2)
+        one-rank-rejects:2 unwritable-output:2 loopback-under-mpirun:2
+        neighbor:4 neighbor-torus-misfit:3)
       string(REPLACE ":" ";" _parts ${case})
       list(GET _parts 0 _name)
       list(GET _parts 1 _np)

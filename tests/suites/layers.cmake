@@ -3,7 +3,7 @@
 #    and every library target can include exactly the layers it may (tests/layers/CMakeLists.txt);
 #  * layers_link_graph: the link graph in docs/architecture.md is the one this source tree generates
 #    (scripts/link-graph.sh; skipped when this build finds other optional targets than it shows).
-set(_layer_targets sparcol_core sparcol_device sparcol_dispatch sparcol_compress sparcol_comm sparcol_coll
+set(_layer_targets sparcol_core sparcol_device sparcol_dispatch sparcol_compress sparcol_comm sparcol_coll sparcol_topo
                    sparcol_optim sparcol_io sparcol_mpi)
 foreach(_t sparcol_cuda sparcol_nccl sparcol_train)
   if(TARGET ${_t})

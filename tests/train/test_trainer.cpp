@@ -382,7 +382,12 @@ TEST_P(Resume, ContinuesBitwiseAsTheUninterruptedRun) {
   for (int r = 0; r < pc.ranks; ++r) {
     const auto i = static_cast<std::size_t>(r);
     ASSERT_EQ(a.params[i], b.params[i]) << "rank " << r;
-    EXPECT_EQ(a.params[i], a.params[0]) << "replicas differ: rank " << r;
+    // Replicated models, except for the decentralized methods (a model per rank).
+    if (!sparcol::optim::method_is_decentralized(pc.optimizer)) {
+      EXPECT_EQ(a.params[i], a.params[0]) << "replicas differ: rank " << r;
+    } else if (r > 0) {
+      EXPECT_NE(a.params[i], a.params[0]) << "rank " << r << " holds rank 0's model";
+    }
   }
   EXPECT_EQ(a.summary[0].test_accuracy, b.summary[0].test_accuracy);
   EXPECT_EQ(a.summary[0].rcc, b.summary[0].rcc);
@@ -422,7 +427,11 @@ INSTANTIATE_TEST_SUITE_P(
                       ResumeCase{"cser_topk", "mlp", "cser", "topk", 2, "gn", false, 3},
                       ResumeCase{"dmsgd_cnn", "cnn", "dmsgd", "none", 2, "gn", false, 3},
                       ResumeCase{"gmc_cnn_dropit", "cnn", "gmc", "topk", 2, "gn", false, 3, 0.7},
-                      ResumeCase{"efsgdm_resnet_bn", "resnet20", "ef-sgdm", "topk", 2, "bn", false, 1.25}),
+                      ResumeCase{"efsgdm_resnet_bn", "resnet20", "ef-sgdm", "topk", 2, "bn", false, 1.25},
+                      // The decentralized methods: a model, momentum and messages per rank.
+                      ResumeCase{"dpsgd_ring", "mlp", "dpsgd", "topk", 3, "gn", false, 2},
+                      ResumeCase{"relaysgd_chain", "mlp", "relaysgd", "topk", 3, "gn", false, 2},
+                      ResumeCase{"powergossip_ring", "mlp", "powergossip", "topk", 4, "gn", false, 3}),
     [](const ::testing::TestParamInfo<ResumeCase>& p) { return std::string(p.param.name); });
 
 // ---------------------------------------------------------------------------------------------
@@ -984,6 +993,10 @@ TEST(Config, CanonicalTextHoldsExactlyTheOptionsTheRunReads) {
       {"def-a", with(compressed, {"alpha", "momentum", "weight_decay", "wd_outside", "nan_policy"})},
       {"cser", with(compressed, {"momentum", "weight_decay", "nan_policy", "cser_period", "cser_density1",
                                  "cser_density2"})},
+      {"dpsgd", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology"}},
+      {"relaysgd", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology", "relay_variant"}},
+      {"powergossip", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology", "low_rank",
+                       "power_iters", "diffusion_rate"}},
   };
   for (const auto& k : cases) {
     train::TrainConfig c;
@@ -1091,8 +1104,8 @@ TEST(Config, AnOptionGivenThatTheRunDoesNotReadIsRefused) {
        "--alpha applies to --optimizer gmc-plus, def-a only (this run: --optimizer gmc)"},
       {[](auto& c) { c.optimizer = "def-a"; }, "--alpha", ""},
       {[](auto& c) { c.optimizer = "gmc"; }, "--wd-outside",
-       "--wd-outside applies to --optimizer dmsgd, dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, def-a only "
-       "(this run: --optimizer gmc)"},
+       "--wd-outside applies to --optimizer dmsgd, dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, def-a, dpsgd, "
+       "relaysgd, powergossip only (this run: --optimizer gmc)"},
       {[](auto& c) { c.optimizer = "gmc-plus"; }, "--wd-outside", "(this run: --optimizer gmc-plus)"},
       {[](auto& c) { c.optimizer = "cser"; }, "--wd-outside", "(this run: --optimizer cser)"},
       {[](auto& c) { c.optimizer = "ef-sgd"; }, "--wd-outside", ""},

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,7 @@ enum class CollOp : std::uint32_t {
   kDenseAllgatherv = 6,
   kBroadcast = 7,
   kExchange = 8,            // an optimizer step's exchange (optim/exchange.hpp)
+  kNeighborExchange = 15,   // topo/neighbor_exchange.hpp: checked with the graph neighbours only
   kSignRingAllreduce = 20,  // Marsit (coll/sign_ring_allreduce.hpp)
   kSignCascade = 21,        // the cascading sign ring (coll/sign_ring_allreduce.hpp)
   kUser = 100,
@@ -120,6 +122,31 @@ class Agreement {
   bool finished_ = false;
   AgreeScratch own_;  // used when the caller gives no scratch
   AgreeScratch& s_;
+};
+
+// The agreement of a neighbourhood collective (topo/neighbor_exchange.hpp): the same 72-byte record,
+// exchanged with `peers` only (the graph neighbours; no global round), in two halves like Agreement:
+// post() sends this rank's record to every peer and posts the receives, check() waits for them and
+// throws Error(kMismatch) naming this rank's call and the first peer whose call differs. A rank that
+// calls a global collective meanwhile sends the same record with the same tag, so a neighbour sees
+// the mismatch instead of a hang. With check_collectives() off nothing is exchanged.
+class PeerAgreement {
+ public:
+  PeerAgreement() = default;
+  PeerAgreement(const PeerAgreement&) = delete;
+  PeerAgreement& operator=(const PeerAgreement&) = delete;
+  // Returns the call's data tag (as Agreement::data_tag) for the messages sent before check().
+  int post(comm::Backend& backend, CallSignature sig, std::span<const int> peers);
+  void check();
+  std::uint64_t sequence() const { return sig_.sequence; }
+
+ private:
+  comm::Backend* backend_ = nullptr;
+  CallSignature sig_;
+  bool check_ = false;
+  std::vector<int> peers_;
+  std::vector<std::byte> mine_, theirs_;
+  std::vector<comm::Request> reqs_;
 };
 
 }  // namespace sparcol::coll

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 
 #include "sparcol/comm/backend.hpp"
@@ -85,6 +86,13 @@ class MpiBackend final : public Backend {
   void broadcast(void* buf, std::size_t bytes, int root) override;
   std::unique_ptr<Backend> duplicate() override;  // MPI_Comm_dup of this backend's communicator
   std::string concurrent_use_reason() const override;  // needs MPI_THREAD_MULTIPLE
+
+  // MPI's own neighbourhood collective on a graph (the reference of sparcol-bench --op neighbor):
+  // MPI_Dist_graph_create_adjacent over `neighbors` (this rank's list; the graph must be symmetric,
+  // every rank calls it with its own list; the communicator is made once per list and kept), then
+  // MPI_Neighbor_alltoallv of `bytes` bytes per neighbour: neighbour k's block at send + k*bytes, its
+  // block to us at recv + k*bytes. Host memory, blocking, no fingerprint, no timeout (MPI's own call).
+  void neighbor_alltoall(std::span<const int> neighbors, const void* send, void* recv, std::size_t bytes);
 
   struct Impl;  // holds the MPI_Comm
 

@@ -21,6 +21,13 @@
 //                                                                          computation (10.9)
 // The exchange's compressor of local-sgd, vrl-sgd and stl-sgd compresses the model difference sent at
 // an averaging ("none": exact averaging, the default of the programs); cocod-sgd averages exactly.
+//   dpsgd        gossip averaging on a graph (10.4's D-PSGD)   relaysgd     RelaySum over a tree (10.5)
+//   powergossip  low-rank gossip of model differences (10.4)
+//
+// The decentralized methods (dpsgd, relaysgd, powergossip; method_is_decentralized) keep one model
+// per rank: x differs between ranks after the first step, and each rank talks only to its neighbours
+// on config.topology (topo/graph.hpp) through a NeighborExchange. The one global message of their step
+// is step()'s NaN verdict with the call fingerprint (K-1 records of 72 bytes, as for every method).
 //
 // Common rules (ALGORITHMS.md 0.1): state starts at zero; heavy-ball momentum without dampening;
 // weight decay is coupled L2 added to the local gradient first, g <- g + wd * z with z the point the
@@ -89,7 +96,7 @@ struct OptimConfig {
   // PowerSGD (ALGORITHMS.md 10.3): rank r (r' = min(r, n, m) per matrix), error feedback, warm start,
   // and the error form: paper (E_k <- M_k - P Q^T) or library (E_k <- M_k - P Q_k^T). momentum is
   // its lambda; weight decay is added to the aggregate, never compressed.
-  int low_rank = 2;
+  int low_rank = 2;  // powersgd: rank r (10.3); powergossip: rank of its projections (the trainer gives it 1)
   bool powersgd_error_feedback = true;
   bool powersgd_warm_start = true;
   bool powersgd_error_form_paper = true;
@@ -101,6 +108,13 @@ struct OptimConfig {
   int stl_stages = 3;             // stl-sgd: S stages, each twice as long as the one before
   bool stl_iid = true;            // stl-sgd: the period doubles per stage (iid) or grows by sqrt(2)
   std::uint64_t total_steps = 0;  // stl-sgd: the run's length, which the stages divide
+  // Decentralized methods (ALGORITHMS.md 10.4, 10.5). topology: a name of topo::topology_names(), or
+  // "" for the method's default (default_topology). The local optimizer is heavy ball with local
+  // momentum (momentum, weight_decay as above).
+  std::string topology;
+  int power_iters = 1;                  // powergossip: power iterations per step (>= 1)
+  double diffusion_rate = 1.0;          // powergossip: gamma (> 0)
+  std::string relay_variant = "model";  // relaysgd: "model" (relay models, fill x_0) or "update"
 };
 
 // Where the local-SGD family stands after step t (0-based): whether the models are averaged after
@@ -254,5 +268,10 @@ std::string method_compressor(const std::string& method, const std::string& conf
 // cocod-sgd): it reads period (stl-sgd the stage options; cocod-sgd: tau = period), and but for
 // cocod-sgd its compressor compresses the averaging.
 bool method_is_local(const std::string& method);
+// Whether a method is decentralized (keeps a model per rank, talks to graph neighbours only).
+bool method_is_decentralized(const std::string& method);
+// The topology a decentralized method uses when OptimConfig::topology is "": ring for dpsgd and
+// powergossip, chain for relaysgd; "" for the others.
+std::string default_topology(const std::string& method);
 
 }  // namespace sparcol::optim

@@ -73,7 +73,7 @@ struct TrainConfig {
   double cser_density1 = -1.0;      // CSER C1 density; < 0: density / 2
   double cser_density2 = -1.0;      // CSER C2 density; < 0: min(1, 2 * density)
   std::string marsit_compensation = "local";  // marsit: local or global (ALGORITHMS.md 10.1)
-  int low_rank = 2;                           // powersgd: rank r (ALGORITHMS.md 10.3)
+  int low_rank = 0;                           // powersgd rank r (10.3), powergossip rank; 0: the method's default (2, 1)
   bool powersgd_no_ef = false;                // powersgd: error feedback off (ablation)
   bool powersgd_no_warm_start = false;        // powersgd: fresh Q every step (ablation)
   std::string powersgd_error_form = "paper";  // powersgd: paper (M - P Q^T) or library (M - P Q_k^T)
@@ -84,6 +84,11 @@ struct TrainConfig {
   std::string stl_data = "iid";  // iid: the period doubles per stage; noniid: grows by sqrt(2)
   std::string avg_compressor = "none";
   double avg_density = 0.01;
+  // Decentralized methods (dpsgd, relaysgd, powergossip; docs/optimizers.md)
+  std::string topology;             // "": the method's default (ring; relaysgd: chain)
+  int power_iters = 1;              // powergossip power iterations per step
+  double diffusion_rate = 1.0;      // powergossip gamma
+  std::string relay_variant = "model";  // relaysgd: model or update
 
   // Schedule
   double lr = 0.1;
