@@ -41,14 +41,16 @@ void blas_ok(cublasStatus_t s, const char* what) {
 class GpuMlp final : public Model {
  public:
   explicit GpuMlp(const ModelOptions& o) : Model(o.input, o.num_classes), cpu_(detail::make_mlp(o)) {
+    // The CPU model's layout, tensor by tensor (fc<l>.weight [out, in], fc<l>.bias [out]).
     widths_.push_back(static_cast<int>(o.input.size()));
-    for (int h : o.mlp_hidden) widths_.push_back(h);
-    widths_.push_back(o.num_classes);
-    for (std::size_t l = 0; l + 1 < widths_.size(); ++l) {
-      const std::string base = "fc" + std::to_string(l + 1);
-      const auto in = static_cast<std::size_t>(widths_[l]), out = static_cast<std::size_t>(widths_[l + 1]);
-      weight_.push_back(add_tensor(base + ".weight", {out, in}));
-      bias_.push_back(add_tensor(base + ".bias", {out}));
+    for (const TensorInfo& t : cpu_->tensors()) {
+      const std::size_t at = add_tensor(t.name, t.shape);
+      if (t.shape.size() == 2) {
+        weight_.push_back(at);
+        widths_.push_back(static_cast<int>(t.shape[0]));
+      } else {
+        bias_.push_back(at);
+      }
     }
     blas_ok(cublasCreate(&blas_), "cublasCreate");
     blas_ok(cublasSetStream(blas_, static_cast<cudaStream_t>(stream_.handle())), "cublasSetStream");
