@@ -995,7 +995,7 @@ TEST(Config, CanonicalTextHoldsExactlyTheOptionsTheRunReads) {
                                  "cser_density2"})},
       {"dpsgd", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology"}},
       {"relaysgd", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology", "relay_variant"}},
-      {"powergossip", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology", "low_rank",
+      {"powergossip", {"momentum", "weight_decay", "wd_outside", "nan_policy", "low_rank", "topology",
                        "power_iters", "diffusion_rate"}},
   };
   for (const auto& k : cases) {
