@@ -105,7 +105,8 @@ CheckResult run_all(int ranks, F&& check) {
 class SignRing : public ::testing::TestWithParam<std::tuple<int, std::uint64_t>> {};
 
 TEST_P(SignRing, MarsitEqualsHostRecomputation) {
-  const auto [ranks, n] = GetParam();
+  const int ranks = std::get<0>(GetParam());
+  const std::uint64_t n = std::get<1>(GetParam());  // not a structured binding: lambdas capture it
   for (std::uint64_t step : {0, 1, 41}) {
     const auto res =
         run_all(ranks, [&](Backend& b) { return sparcol::test::check_marsit(b, n, kSeed, step); });
@@ -114,7 +115,8 @@ TEST_P(SignRing, MarsitEqualsHostRecomputation) {
 }
 
 TEST_P(SignRing, CascadeEqualsHostReplay) {
-  const auto [ranks, n] = GetParam();
+  const int ranks = std::get<0>(GetParam());
+  const std::uint64_t n = std::get<1>(GetParam());
   const auto res = run_all(ranks, [&](Backend& b) { return sparcol::test::check_sign_cascade(b, n, kSeed); });
   EXPECT_EQ(res.wrong, 0u) << res.first << " (seed " << kSeed << ")";
 }
