@@ -239,10 +239,7 @@ Parsed parse(int argc, char** argv) {
     app.parse(argc, argv);
     c.check_collectives = !no_check_collectives;
     c.xref = !no_xref;
-#ifdef SPARCOL_BENCH_TEST_HOOKS
-    if (const char* env = std::getenv("SPARCOL_BENCH_CORRUPT"); env != nullptr && std::string(env) == "1")
-      c.corrupt = true;
-#endif
+    c.corrupt = test_hook_corrupt_requested();
     auto non_negative = [](const char* flag, std::int64_t v) {
       if (v < 0)
         throw Error(ErrorCode::kInvalidArgument, -1,

@@ -61,9 +61,7 @@ struct Config {
   bool nan = false;
   bool xref = true;  // time MPI_Allreduce of the whole vector beside every operation (x-allred)
   bool overlap = false;  // --overlap: the all-reduce behind computation instead of the operations
-#ifdef SPARCOL_BENCH_TEST_HOOKS
-  bool corrupt = false;  // SPARCOL_BENCH_CORRUPT=1: the last rank spoils one result element (tests the check)
-#endif
+  bool corrupt = false;  // SPARCOL_BENCH_CORRUPT=1 (test-hooks build only): the last rank spoils one result element
   std::string csv, json, h5;
 
   // Everything ranks must agree on, as "key=value" lines (output file names are rank 0's business).
@@ -94,9 +92,7 @@ struct Config {
     add("--nan", nan ? "1" : "0");
     add("--no-xref", xref ? "0" : "1");
     add("--overlap", overlap ? "1" : "0");
-#ifdef SPARCOL_BENCH_TEST_HOOKS
-    add("SPARCOL_BENCH_CORRUPT", corrupt ? "1" : "0");
-#endif
+    if (corrupt) add("SPARCOL_BENCH_CORRUPT", "1");  // only ever set in the test-hooks build
     return out;
   }
 };
@@ -117,5 +113,10 @@ struct Parsed {
 
 // Parses and validates argv on this rank; never throws.
 Parsed parse(int argc, char** argv);
+
+// The test hooks: true only in sparcol-bench-test-hooks (hooks_on.cpp) when SPARCOL_BENCH_CORRUPT=1 is
+// set; the installed program links hooks_off.cpp, where it is always false. One translation unit
+// differs between the two programs, so the bench is compiled once.
+bool test_hook_corrupt_requested();
 
 }  // namespace sparcol::bench

@@ -547,15 +547,11 @@ class SizeBench {
 
  private:
   // SPARCOL_BENCH_CORRUPT=1: the last rank changes one element of a result before it is checked, so
-  // that a test can see the check count it and the exit status report it. Only in the test build of
-  // the bench (sparcol-bench-test-hooks, SPARCOL_BENCH_TEST_HOOKS); a no-op in the program itself.
-#ifdef SPARCOL_BENCH_TEST_HOOKS
+  // that a test can see the check count it and the exit status report it. c_.corrupt is set only in
+  // the test build of the bench (sparcol-bench-test-hooks, hooks_on.cpp); never in the program itself.
   void spoil(float& x) const {
     if (c_.corrupt && me_ == K_ - 1) x += 1.0f;
   }
-#else
-  void spoil(float& /*x*/) const {}
-#endif
 
   static Timed::Fn nothing() {
     return [](std::uint64_t) {};

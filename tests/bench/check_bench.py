@@ -187,7 +187,8 @@ def case_no_xref(r):
         if cols[3] in without:
             r.expect(cols[10] == "N/A", f"{cols[3]} at {cols[0]} bytes: x-allred should be N/A, got {cols[10]}")
         else:
-            r.expect(float(cols[10]) > 0, f"{cols[3]} at {cols[0]} bytes: x-allred should be a ratio")
+            # A ratio printed with two decimals: under load a slow row can print 0.00, still a value.
+            r.expect(cols[10] != "N/A" and float(cols[10]) >= 0, f"{cols[3]} at {cols[0]} bytes: x-allred should be a ratio")
     with open(csv_path, newline="") as f:
         for c in csv.DictReader(f):
             r.expect((c["allreduce_us"] == "") == (c["op"] in without), f"CSV allreduce_us of {c['op']}: {c['allreduce_us']!r}")
