@@ -3,6 +3,8 @@
 
 namespace sparcol::bench {
 
-bool test_hook_corrupt_requested() { return false; }
+bool test_hook_corrupt_requested() {
+  return false;
+}
 
 }  // namespace sparcol::bench

@@ -111,7 +111,8 @@ void validate(const Config& c) {
   if (c.ops.empty()) fail("--op names no operation");
   const bool neighbor = std::find(c.ops.begin(), c.ops.end(), Op::kNeighbor) != c.ops.end();
   if (neighbor && c.backend != "mpi")
-    fail("--op neighbor needs --backend mpi (its reference is MPI_Neighbor_alltoallv), got --backend " + c.backend);
+    fail("--op neighbor needs --backend mpi (its reference is MPI_Neighbor_alltoallv), got --backend " +
+         c.backend);
   if (neighbor && c.device != "cpu") fail("--op neighbor moves host memory only (--device cpu)");
   const auto& topologies = sparcol::topo::topology_names();
   if (std::find(topologies.begin(), topologies.end(), c.topology) == topologies.end()) {
@@ -206,8 +207,9 @@ Parsed parse(int argc, char** argv) {
                      "Fraction rho in (0, 1] for rbgs and the sparse ops: k = max(1, floor(rho d)) per rank");
   app.add_option("-k,--pairs", k, "Fixed k per rank instead of --density (k <= d at every size)")
       ->excludes(dens);
-  app.add_option("--topology", c.topology,
-                 "--op neighbor's graph: ring, torus, exponential, complete, chain, binary-tree, double-binary-tree");
+  app.add_option(
+      "--topology", c.topology,
+      "--op neighbor's graph: ring, torus, exponential, complete, chain, binary-tree, double-binary-tree");
   app.add_option("--backend", c.backend,
                  "mpi, nccl (needs --device cuda), or loopback (threads as ranks in this one process; needs "
                  "--ranks)");
@@ -256,7 +258,8 @@ Parsed parse(int argc, char** argv) {
     for (const auto& name : ops) {
       bool found = false;
       if (name == op_name(Op::kNeighbor)) {
-        if (std::find(c.ops.begin(), c.ops.end(), Op::kNeighbor) == c.ops.end()) c.ops.push_back(Op::kNeighbor);
+        if (std::find(c.ops.begin(), c.ops.end(), Op::kNeighbor) == c.ops.end())
+          c.ops.push_back(Op::kNeighbor);
         continue;
       }
       for (Op op : kAllOps) {

@@ -53,15 +53,16 @@ struct Config {
   std::uint64_t k = 0;  // pairs / block elements per rank when given with -k (0: use density)
   std::string backend = "mpi";
   std::string topology = "ring";  // --op neighbor's graph (topo/graph.hpp)
-  std::string device = "cpu";  // where the buffers live: cpu (host memory) or cuda (the rank's GPU)
-  int ranks = 0;               // loopback world size (0: not given)
-  std::uint64_t seed = 0;      // 0: rank 0 draws one
-  double timeout_s = -1;       // < 0: the backend's default
+  std::string device = "cpu";     // where the buffers live: cpu (host memory) or cuda (the rank's GPU)
+  int ranks = 0;                  // loopback world size (0: not given)
+  std::uint64_t seed = 0;         // 0: rank 0 draws one
+  double timeout_s = -1;          // < 0: the backend's default
   bool check_collectives = true;
   bool nan = false;
-  bool xref = true;  // time MPI_Allreduce of the whole vector beside every operation (x-allred)
+  bool xref = true;      // time MPI_Allreduce of the whole vector beside every operation (x-allred)
   bool overlap = false;  // --overlap: the all-reduce behind computation instead of the operations
-  bool corrupt = false;  // SPARCOL_BENCH_CORRUPT=1 (test-hooks build only): the last rank spoils one result element
+  bool corrupt =
+      false;  // SPARCOL_BENCH_CORRUPT=1 (test-hooks build only): the last rank spoils one result element
   std::string csv, json, h5;
 
   // Everything ranks must agree on, as "key=value" lines (output file names are rank 0's business).

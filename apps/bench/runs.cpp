@@ -522,7 +522,8 @@ class SizeBench {
     const auto t = time_interleaved(
         b_, c_,
         {{nothing(), [&](std::uint64_t step) { nx.run(edges, step); }},
-         {nothing(), [&](std::uint64_t) { mpi->neighbor_alltoall(nb, send.data(), ref.data(), d_ * sizeof(float)); }}});
+         {nothing(),
+          [&](std::uint64_t) { mpi->neighbor_alltoall(nb, send.data(), ref.data(), d_ * sizeof(float)); }}});
     row.time = t[0].stats;
     row.sent_bytes = t[0].sent_per_run;
     row.base = t[1].stats;
@@ -535,7 +536,8 @@ class SizeBench {
         const int j = nb[k];
         for (std::uint64_t i = 0; i < d_; ++i) {
           float want = value(j, me_, i);
-          if (c_.nan && j == 0 && i == d_ / 2 && g.index_of(0, me_) == 0) want = std::numeric_limits<float>::quiet_NaN();
+          if (c_.nan && j == 0 && i == d_ / 2 && g.index_of(0, me_) == 0)
+            want = std::numeric_limits<float>::quiet_NaN();
           wrong += same(recv[k * d_ + i], want) ? 0 : 1;
           wrong += same(ref[k * d_ + i], want) ? 0 : 1;
         }
