@@ -16,12 +16,14 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "common/app_support.hpp"
+#include "sparcol/coll/ring_allreduce.hpp"
 #include "sparcol/comm/loopback.hpp"
 #include "sparcol/comm/mpi_backend.hpp"
 #include "sparcol/config.hpp"
@@ -175,14 +177,18 @@ void run_one(Backend& b, const ToyConfig& c, const Problem& p, const RunSpec& sp
     wstar[i] = static_cast<float>(s / K);
   }
   // The decentralized methods keep a model per rank: the trace follows their average (an all-reduce
-  // of the toy's bookkeeping, not counted as the method's communication).
+  // of the toy's bookkeeping, not counted as the method's communication). It is sparcol's ring
+  // all-reduce, not MPI_Allreduce: its waits have the backend's timeout, so a stopped peer is a named
+  // timeout here too instead of a hang in a call that cannot give up (docs/reliability.md).
   const bool per_worker = opt->per_worker_models();
   std::vector<float> mean(d);
+  std::unique_ptr<sparcol::coll::RingAllreduce> averaging;
+  if (per_worker) averaging = std::make_unique<sparcol::coll::RingAllreduce>(b, d);
   auto record = [&](std::int64_t step, const std::vector<float>& xk, const sparcol::optim::CommStats* st) {
     const std::vector<float>* xp = &xk;
     if (per_worker) {
       std::copy(xk.begin(), xk.end(), mean.begin());
-      b.allreduce_sum(mean.data(), d);
+      averaging->run(mean.data(), static_cast<std::uint64_t>(step));
       for (auto& v : mean) v /= static_cast<float>(K);
       xp = &mean;
     }

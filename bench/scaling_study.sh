@@ -170,9 +170,12 @@ for r in $(seq 1 "$repeats"); do
         for m in dmsgd:none gmc:topk gmc-plus:rbgs; do
           opt=${m%%:*} comp=${m#*:}
           name="train-p$p-$opt-$comp-r$r"
+          # dmsgd has no compressor, and sparcol-train refuses --compressor for it (exit 2).
+          comp_flags=()
+          [ "$comp" = none ] || comp_flags=(--compressor "$comp" --density 0.01)
           # Time per step only: a short run, one evaluation on a few test samples at the end.
           measure "$net" "$name" mpirun -np "$p" --oversubscribe "$bin/sparcol-train" --model cnn --optimizer "$opt" \
-            --compressor "$comp" --density 0.01 --batch 16 --lr 0.05 --max-steps "$train_steps" --eval-every 0 \
+            "${comp_flags[@]}" --batch 16 --lr 0.05 --max-steps "$train_steps" --eval-every 0 \
             --test-samples 500 --progress-every 0 --overwrite --trace "$out/$net/$name.h5"
         done
       fi

@@ -49,8 +49,10 @@ void on_terminate(int sig) {
   append_int(buf, len, sizeof buf, g_rank);
   append(buf, len, sizeof buf, ": error: terminated by signal ");
   append_int(buf, len, sizeof buf, sig);
-  const int tag = comm::current_activity().tag.load(std::memory_order_relaxed);
-  const int peer = comm::current_activity().peer.load(std::memory_order_relaxed);
+  // The first thread's record that is waiting (the main loop's, or a progress thread's).
+  const comm::Activity* a = comm::waiting_activity();
+  const int tag = a ? a->tag.load(std::memory_order_relaxed) : -1;
+  const int peer = a ? a->peer.load(std::memory_order_relaxed) : -1;
   if (tag >= 0) {
     append(buf, len, sizeof buf, " while in ");
     append(buf, len, sizeof buf, comm::tag_name(tag));

@@ -30,9 +30,53 @@ Backend::Clock::time_point Backend::deadline() const {
   return Clock::now() + timeout_;
 }
 
+namespace {
+struct ActivityTable {
+  Activity slot[kActivitySlots];
+  std::atomic<bool> used[kActivitySlots] = {};
+};
+ActivityTable& activity_table() {
+  static ActivityTable t;
+  return t;
+}
+// A thread's claim on a slot, released (and the slot cleared) when the thread ends.
+struct SlotClaim {
+  int index = kActivitySlots - 1;  // the shared last slot when every other is taken
+  bool owned = false;
+  SlotClaim() {
+    auto& t = activity_table();
+    for (int i = 0; i < kActivitySlots - 1; ++i) {
+      bool expected = false;
+      if (t.used[i].compare_exchange_strong(expected, true)) {
+        index = i;
+        owned = true;
+        break;
+      }
+    }
+  }
+  ~SlotClaim() {
+    if (!owned) return;
+    auto& t = activity_table();
+    t.slot[index].tag.store(-1, std::memory_order_relaxed);
+    t.used[index].store(false);
+  }
+  SlotClaim(const SlotClaim&) = delete;
+  SlotClaim& operator=(const SlotClaim&) = delete;
+};
+}  // namespace
+
 Activity& current_activity() {
-  static Activity a;
-  return a;
+  thread_local SlotClaim claim;
+  return activity_table().slot[claim.index];
+}
+
+Activity& activity_slot(int i) { return activity_table().slot[i]; }
+
+const Activity* waiting_activity() {
+  auto& t = activity_table();
+  for (const auto& a : t.slot)
+    if (a.tag.load(std::memory_order_relaxed) >= 0) return &a;
+  return nullptr;
 }
 
 const char* tag_name(int tag) {
@@ -53,6 +97,9 @@ const char* tag_name(int tag) {
       return "broadcast";
     case kTagSign:
       return "sign all-gather";
+    case kTagWaitQuery:
+    case kTagWaitReply:
+      return "wait query after a timeout";
     default:
       if (tag >= kTagCallFirst) return "collective data exchange";
       return tag >= 0 ? "point-to-point message" : "no communication";
@@ -73,9 +120,13 @@ void Backend::throw_timeout(const RequestInfo& info, const char* during) const {
     msg += ": waiting for " + std::string(info.is_send ? "a send to" : "a message from") + " rank " +
            std::to_string(info.peer) + " (" + std::to_string(info.bytes) + " bytes)";
   }
-  msg += "; that rank is dead, stopped, or calling a different operation (SPARCOL_TIMEOUT_S sets the limit)";
+  const std::string chain = info.peer >= 0 ? explain_wait(info) : std::string();
+  msg += chain.empty() ? "; that rank is dead, stopped, or calling a different operation" : chain;
+  msg += " (SPARCOL_TIMEOUT_S sets the limit)";
   throw Error(ErrorCode::kTimeout, rank(), msg);
 }
+
+std::string Backend::explain_wait(const RequestInfo&) const { return {}; }
 
 void Backend::allreduce_bxor(std::uint64_t* data, std::size_t count) {
   const auto K = static_cast<std::size_t>(size());

@@ -3,7 +3,9 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,6 +40,55 @@ std::string mpi_error_string(int code) {
 
 // Messages are split into pieces of at most this many bytes so that MPI's int counts never overflow.
 constexpr std::size_t kMaxPiece = std::size_t{1} << 30;
+
+// Who is to blame for a timeout (docs/reliability.md). In a chain of waits (a ring: rank 1 waits for
+// rank 0, which waits for the stopped rank 2) the first rank to time out is not always the one next to
+// the failure. So every rank in a bounded wait answers, from its polling loop, the question "whom are
+// you waiting for?" (serve_wait_queries), and a rank that timed out asks it along the chain
+// (MpiBackend::explain_wait). Answer: {peer waited for, tag waited on, milliseconds waited}.
+using SteadyClock = std::chrono::steady_clock;
+
+void serve_wait_queries(MPI_Comm comm, int peer, int tag, SteadyClock::time_point since) {
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, kTagWaitQuery, comm, &flag, &st) != MPI_SUCCESS || flag == 0) return;
+    int query = 0;
+    if (MPI_Recv(&query, 1, MPI_INT, st.MPI_SOURCE, kTagWaitQuery, comm, MPI_STATUS_IGNORE) != MPI_SUCCESS) return;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - since).count();
+    int reply[3] = {peer, tag, static_cast<int>(std::min<long long>(ms, INT_MAX))};
+    MPI_Send(reply, 3, MPI_INT, st.MPI_SOURCE, kTagWaitReply, comm);  // 12 bytes: sent eagerly
+  }
+}
+
+// Asks `peer` the question and waits for its answer until `until`, answering others meanwhile.
+bool ask_wait(MPI_Comm comm, int peer, int (&reply)[3], SteadyClock::time_point until, const RequestInfo& mine,
+              SteadyClock::time_point my_since) {
+  static const int kQuery = 0;  // static: a send still pending at the end is freed, not waited for
+  MPI_Request rr = MPI_REQUEST_NULL, sr = MPI_REQUEST_NULL;
+  if (MPI_Irecv(reply, 3, MPI_INT, peer, kTagWaitReply, comm, &rr) != MPI_SUCCESS) return false;
+  MPI_Isend(&kQuery, 1, MPI_INT, peer, kTagWaitQuery, comm, &sr);
+  int got = 0;
+  while (got == 0 && SteadyClock::now() < until) {
+    MPI_Test(&rr, &got, MPI_STATUS_IGNORE);
+    serve_wait_queries(comm, mine.peer, mine.tag, my_since);
+    if (got == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  if (got == 0) {
+    MPI_Cancel(&rr);
+    MPI_Status st;
+    MPI_Wait(&rr, &st);
+    int cancelled = 0;
+    MPI_Test_cancelled(&st, &cancelled);
+    got = cancelled == 0 ? 1 : 0;  // the answer came in after all
+  }
+  if (sr != MPI_REQUEST_NULL) {
+    int done = 0;
+    MPI_Test(&sr, &done, MPI_STATUS_IGNORE);
+    if (done == 0) MPI_Request_free(&sr);
+  }
+  return got != 0;
+}
 
 // Page-locked staging buffers for device memory, reused across messages. Requests hold the pool
 // through a shared_ptr, so a request that outlives its backend (while an exception unwinds) still
@@ -110,8 +161,9 @@ struct Staging {
 
 class MpiRequest final : public RequestImpl {
  public:
-  MpiRequest(int rank, std::vector<std::size_t> piece_bytes)
+  MpiRequest(int rank, MPI_Comm comm, std::vector<std::size_t> piece_bytes)
       : rank_(rank),
+        comm_(comm),
         piece_bytes_(std::move(piece_bytes)),
         reqs_(piece_bytes_.size(), MPI_REQUEST_NULL),
         status_(piece_bytes_.size()) {}
@@ -161,8 +213,12 @@ class MpiRequest final : public RequestImpl {
       return true;
     }
     unsigned spins = 0;
+    const auto since = SteadyClock::now();
     while (!test()) {
-      if ((++spins & 63u) == 0 && std::chrono::steady_clock::now() > deadline) return false;
+      if ((++spins & 63u) == 0) {
+        serve_wait_queries(comm_, info.peer, info.tag, since);
+        if (SteadyClock::now() > deadline) return false;
+      }
     }
     return true;
   }
@@ -210,6 +266,7 @@ class MpiRequest final : public RequestImpl {
   }
 
   int rank_;
+  MPI_Comm comm_;  // where this rank answers wait queries while it waits (serve_wait_queries)
   std::vector<std::size_t> piece_bytes_;
   std::vector<MPI_Request> reqs_;
   std::vector<MPI_Status> status_;
@@ -455,7 +512,7 @@ Request MpiBackend::isend(const void* buf, std::size_t bytes, int peer, int tag)
       peer >= 0 && peer < size_, rank_,
       "isend: peer " + std::to_string(peer) + " out of range [0, " + std::to_string(size_) + ")");
   auto pieces = split_pieces(bytes);
-  auto req = std::make_unique<MpiRequest>(rank_, pieces);
+  auto req = std::make_unique<MpiRequest>(rank_, impl_->comm, pieces);
   req->info = RequestInfo{true, peer, tag, bytes};
   const auto* p = static_cast<const char*>(buf);
   if (bytes > 0 && impl_->on_device(buf)) {
@@ -478,7 +535,7 @@ Request MpiBackend::irecv(void* buf, std::size_t bytes, int peer, int tag) {
       peer >= 0 && peer < size_, rank_,
       "irecv: peer " + std::to_string(peer) + " out of range [0, " + std::to_string(size_) + ")");
   auto pieces = split_pieces(bytes);
-  auto req = std::make_unique<MpiRequest>(rank_, pieces);
+  auto req = std::make_unique<MpiRequest>(rank_, impl_->comm, pieces);
   req->info = RequestInfo{false, peer, tag, bytes};
   auto* p = static_cast<char*>(buf);
   if (bytes > 0 && impl_->on_device(buf)) {
@@ -522,6 +579,7 @@ void MpiBackend::wait_all(std::span<Request> requests) {
     }
   }
   ActivityScope scope(first_tag, first_peer);
+  const auto since = Clock::now();
   std::vector<int> done(handles.size());
   std::vector<MPI_Status> status(handles.size());
   std::size_t live = handles.size();
@@ -549,11 +607,48 @@ void MpiBackend::wait_all(std::span<Request> requests) {
       }
       continue;
     }
-    if ((++spins & 63u) == 0 && Clock::now() > until) {
+    if ((++spins & 63u) == 0) {
+      Request* first = nullptr;  // what this rank waits for now: its first pending request
       for (auto& r : requests)
-        if (r.pending()) throw_timeout(r.impl()->info);
+        if (r.pending()) {
+          first = &r;
+          break;
+        }
+      if (first == nullptr) continue;
+      serve_wait_queries(impl_->comm, first->impl()->info.peer, first->impl()->info.tag, since);
+      if (Clock::now() > until) throw_timeout(first->impl()->info);
     }
   }
+}
+
+std::string MpiBackend::explain_wait(const RequestInfo& info) const {
+  // Each hop waits at most `grace` for an answer; only the last (silent) hop costs it.
+  const auto grace = std::clamp(timeout() / 4, std::chrono::milliseconds(1000), std::chrono::milliseconds(3000));
+  const auto my_since = SteadyClock::now() - timeout();
+  std::vector<bool> seen(static_cast<std::size_t>(size_), false);
+  seen[static_cast<std::size_t>(rank_)] = true;
+  std::string chain;
+  int p = info.peer;
+  for (int hop = 0; hop < size_; ++hop) {
+    seen[static_cast<std::size_t>(p)] = true;
+    int reply[3] = {-1, -1, 0};
+    if (!ask_wait(impl_->comm, p, reply, SteadyClock::now() + grace, info, my_since)) {
+      if (hop == 0) return {};  // the peer itself is silent: the plain message names it
+      return chain + ", which does not answer: rank " + std::to_string(p) +
+             " is dead, stopped, or calling a different operation";
+    }
+    const int q = reply[0];
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.1f", reply[2] / 1000.0);
+    chain += std::string(hop == 0 ? "; " : ", and ") + "rank " + std::to_string(p) + " is itself waiting (" +
+             seconds + " s, in " + tag_name(reply[1]) + ") for rank " + std::to_string(q);
+    if (q < 0 || q >= size_) return chain;
+    if (seen[static_cast<std::size_t>(q)]) {
+      return chain + ": the ranks wait for each other in a cycle, so they are calling different operations";
+    }
+    p = q;
+  }
+  return chain;
 }
 
 void MpiBackend::allreduce_sum(float* data, std::size_t count) {

@@ -22,6 +22,7 @@
 // Host executor only (unsupported_reason): the per-edge matrix products have no kernel.
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "decentralized.hpp"
 #include "sparcol/core/error.hpp"
@@ -45,22 +46,29 @@ std::uint64_t square_rows(std::uint64_t size) {
   return best;
 }
 
-// Gram-Schmidt over the r columns of length a (column c at v + c*a), eps 1e-8 as in the code.
-void orthonormalize(float* v, std::uint64_t a, std::uint64_t r) {
+// Gram-Schmidt over the r columns of length a (column c at v + c*a), eps 1e-8 as in the code. Done in
+// double with a second pass of projections per column ("twice is enough"), then rounded to float: in
+// float, one pass loses orthogonality in proportion to the columns' condition number, and the
+// differences of nearly equal models are ill-conditioned, so a full-rank projection p p^T drifted
+// from the identity by 1e-5 and more. The rule is the code's; only its rounding is smaller.
+void orthonormalize(float* v, std::uint64_t a, std::uint64_t r, std::vector<double>& work) {
+  work.assign(v, v + a * r);
   for (std::uint64_t c = 0; c < r; ++c) {
-    float* vc = v + c * a;
-    for (std::uint64_t d = 0; d < c; ++d) {
-      const float* vd = v + d * a;
-      double dot = 0;
-      for (std::uint64_t i = 0; i < a; ++i) dot += static_cast<double>(vc[i]) * vd[i];
-      const auto f = static_cast<float>(dot);
-      for (std::uint64_t i = 0; i < a; ++i) vc[i] -= f * vd[i];
+    double* vc = work.data() + c * a;
+    for (int pass = 0; pass < 2; ++pass) {
+      for (std::uint64_t d = 0; d < c; ++d) {
+        const double* vd = work.data() + d * a;
+        double dot = 0;
+        for (std::uint64_t i = 0; i < a; ++i) dot += vc[i] * vd[i];
+        for (std::uint64_t i = 0; i < a; ++i) vc[i] -= dot * vd[i];
+      }
     }
     double nrm = 0;
-    for (std::uint64_t i = 0; i < a; ++i) nrm += static_cast<double>(vc[i]) * vc[i];
-    const auto inv = static_cast<float>(1.0 / (std::sqrt(nrm) + 1e-8));
+    for (std::uint64_t i = 0; i < a; ++i) nrm += vc[i] * vc[i];
+    const double inv = 1.0 / (std::sqrt(nrm) + 1e-8);
     for (std::uint64_t i = 0; i < a; ++i) vc[i] *= inv;
   }
+  for (std::uint64_t i = 0; i < a * r; ++i) v[i] = static_cast<float>(work[i]);
 }
 
 class PowerGossip final : public Decentralized {
@@ -154,7 +162,7 @@ class PowerGossip final : public Decentralized {
         float* q = p + m.r * m.rows;
         const float* xm = x + m.off;
         if (!odd) {
-          orthonormalize(p, m.rows, m.r);
+          orthonormalize(p, m.rows, m.r, gs_work_);
           for (std::uint64_t c = 0; c < m.r; ++c) {  // (X^T p)_c[b] = sum_a X[a, b] p_c[a]
             float* o = out + c * m.cols;
             for (std::uint64_t b = 0; b < m.cols; ++b) o[b] = 0;
@@ -166,7 +174,7 @@ class PowerGossip final : public Decentralized {
           }
           out += m.r * m.cols;
         } else {
-          orthonormalize(q, m.cols, m.r);
+          orthonormalize(q, m.cols, m.r, gs_work_);
           for (std::uint64_t c = 0; c < m.r; ++c) {  // (X q)_c[a] = sum_b X[a, b] q_c[b]
             float* o = out + c * m.rows;
             const float* qc = q + c * m.cols;
@@ -236,6 +244,7 @@ class PowerGossip final : public Decentralized {
   std::vector<device::Buffer<float>> pq_;  // per neighbour
   std::vector<std::vector<float>> send_, recv_;
   std::vector<topo::Edge> edges_;
+  std::vector<double> gs_work_;  // orthonormalize's double copy of p or q
   device::Buffer<float> counter_;
 };
 

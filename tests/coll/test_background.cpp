@@ -5,8 +5,10 @@
 // left hanging; and the duplicate's context is separate from the original's.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include "sparcol/coll/background.hpp"
@@ -125,6 +127,41 @@ TEST(Background, AFailedPeerEndsTheJobInFlight) {
   } catch (const sparcol::Error& e) {
     EXPECT_NE(std::string(e.what()).find("rank 1 gave up"), std::string::npos) << e.what();
   }
+}
+
+TEST(Background, AWaitEndingInOneThreadKeepsAnotherThreadsWaitRecorded) {
+  // What a signal handler prints (comm::waiting_activity): a progress thread still waits on the ring
+  // all-reduce for rank 2 while the main thread's own wait (a barrier) ends; the record must stay.
+  using namespace sparcol::comm;
+  ASSERT_EQ(waiting_activity(), nullptr);
+  std::atomic<int> phase{0};
+  std::thread progress([&] {
+    ActivityScope scope(kTagRing, 2);
+    phase.store(1);
+    while (phase.load() < 2) std::this_thread::yield();
+  });
+  while (phase.load() < 1) std::this_thread::yield();
+  {
+    ActivityScope scope(kTagBarrier, 1);
+    ASSERT_NE(waiting_activity(), nullptr);
+  }
+  const Activity* a = waiting_activity();
+  ASSERT_NE(a, nullptr) << "the main thread's wait ended and erased the progress thread's";
+  EXPECT_EQ(a->tag.load(), kTagRing);
+  EXPECT_EQ(a->peer.load(), 2);
+  phase.store(2);
+  progress.join();
+  EXPECT_EQ(waiting_activity(), nullptr);
+  // A thread's record is released when it ends: many threads in turn never run out of records.
+  for (int i = 0; i < 4 * kActivitySlots; ++i) {
+    std::thread([i] {
+      ActivityScope scope(kTagSparse, i);
+      const Activity* w = waiting_activity();
+      EXPECT_TRUE(w != nullptr && w->peer.load() == i) << "thread " << i;
+      EXPECT_NE(&current_activity(), &activity_slot(kActivitySlots - 1)) << "thread " << i << " found no free record";
+    }).join();
+  }
+  EXPECT_EQ(waiting_activity(), nullptr);
 }
 
 TEST(Background, StartWhileInFlightIsRefused) {

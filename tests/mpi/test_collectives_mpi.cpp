@@ -1,5 +1,10 @@
-// The collective checks of tests/common on MpiBackend, under mpirun with 1, 2, 3, 4 and 8 ranks.
+// The collective checks of tests/common on MpiBackend, under mpirun with 1, 2, 3, 4 and 8 ranks, and
+// who a timeout blames when the silent rank is not the one waited for (a chain or a cycle of waits).
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
 
 #include "../common/coll_checks.hpp"
 #include "mpi_test.hpp"
@@ -112,6 +117,66 @@ TEST_F(MpiMismatch, DifferentSeedsAreNamed) {
     EXPECT_EQ(e.code(), sparcol::ErrorCode::kMismatch) << e.what();
     EXPECT_NE(std::string(e.what()).find("seed=99"), std::string::npos) << e.what();
   }
+}
+
+// Who is to blame for a timeout (docs/reliability.md): rank 0 waits for rank 1, which waits for rank 2,
+// which computes (answers nothing) for 6 s. Rank 0's timeout must follow the chain to rank 2. On a
+// duplicate, so that the questions and answers left over stay off the world's communicator.
+class MpiTimeout : public sparcol::test::MpiTest {};
+
+TEST_F(MpiTimeout, AChainOfWaitsNamesTheRankAtItsEnd) {
+  if (world().size() < 3) GTEST_SKIP() << "needs at least 3 ranks";
+  auto b = world().duplicate();
+  char got = 0, token = 1;
+  if (b->rank() == 0) {
+    b->set_timeout(std::chrono::seconds(2));
+    auto q = b->irecv(&got, 1, 1, 7);
+    try {
+      b->wait(q);
+      ADD_FAILURE() << "expected a timeout";
+    } catch (const sparcol::Error& e) {
+      const std::string m = e.what();
+      EXPECT_EQ(e.code(), sparcol::ErrorCode::kTimeout) << m;
+      EXPECT_NE(m.find("a message from rank 1"), std::string::npos) << m;
+      EXPECT_NE(m.find("rank 1 is itself waiting"), std::string::npos) << m;
+      EXPECT_NE(m.find("for rank 2, which does not answer: rank 2 is dead, stopped"), std::string::npos) << m;
+    }
+    b->set_timeout(std::chrono::seconds(60));
+    b->wait(q = b->isend(&token, 1, 1, 8));  // release rank 1's second receive
+  } else if (b->rank() == 1) {
+    auto q = b->irecv(&got, 1, 2, 7);
+    b->wait(q);
+    b->wait(q = b->irecv(&got, 1, 0, 8));
+  } else if (b->rank() == 2) {
+    std::this_thread::sleep_for(std::chrono::seconds(6));
+    auto q = b->isend(&token, 1, 1, 7);
+    b->wait(q);
+  }
+  b->barrier();
+}
+
+TEST_F(MpiTimeout, ACycleOfWaitsIsNamedAsOne) {
+  if (world().size() < 2) GTEST_SKIP() << "needs at least 2 ranks";
+  auto b = world().duplicate();
+  char got = 0, token = 1;
+  if (b->rank() == 0) {
+    b->set_timeout(std::chrono::seconds(2));
+    auto q = b->irecv(&got, 1, 1, 7);
+    try {
+      b->wait(q);
+      ADD_FAILURE() << "expected a timeout";
+    } catch (const sparcol::Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("rank 1 is itself waiting"), std::string::npos) << m;
+      EXPECT_NE(m.find("for rank 0: the ranks wait for each other in a cycle"), std::string::npos) << m;
+    }
+    b->set_timeout(std::chrono::seconds(60));
+    b->wait(q = b->isend(&token, 1, 1, 9));  // what rank 1 waits for
+  } else if (b->rank() == 1) {
+    auto q = b->irecv(&got, 1, 0, 9);
+    b->wait(q);
+  }
+  b->barrier();
 }
 
 }  // namespace

@@ -17,9 +17,4 @@ if(TARGET sparcol-toy)
                      3 ${sig} --method cocod-sgd --period 8 --setting 2 --d 1000000)
     set_tests_properties(fault_cocod_sig${sig}_np3 PROPERTIES LABELS "faults;mpi" TIMEOUT 60 PROCESSORS 2)
   endforeach()
-  # KNOWN BUG (issue 14, open): with a stopped peer, CoCoD's surviving ranks passed this test on the
-  # development machine but once took more than timeout + 10 s to exit in CI (2 cores, two tests at a
-  # time). Until that is fixed the STOP case is disabled, so that CTest reports it as disabled (never
-  # as passed); remove the DISABLED property with the fix.
-  set_tests_properties(fault_cocod_sigSTOP_np3 PROPERTIES DISABLED TRUE)
 endif()

@@ -42,29 +42,43 @@ enum CollectiveTag : int {
   kTagReduceRef = 10006,
   kTagBroadcast = 10007,
   kTagSign = 10008,
+  // After a timeout: "whom are you waiting for?" and its answer (MpiBackend; docs/reliability.md).
+  kTagWaitQuery = 10009,
+  kTagWaitReply = 10010,
   // 16384..32767: one tag per collective call, for data sent before its fingerprint check completes
   // (coll::Agreement::data_tag).
   kTagCallFirst = 16384,
 };
 
-// What this process is blocked on right now (the last wait of any backend in the process), for the
-// message a program prints when the launcher terminates it because another rank failed. Updated with
-// relaxed atomic stores around every blocking wait; read from a signal handler.
+// What this process is blocked on right now, for the message a program prints when the launcher
+// terminates it because another rank failed. Every thread that waits gets its own record (a table of
+// kActivitySlots; threads beyond it share the last), so a wait that ends in one thread (the main loop)
+// does not erase what another (a coll::Background progress thread) is still waiting on. Updated with
+// relaxed atomic stores around every blocking wait; read from a signal handler (lock-free).
 struct Activity {
   std::atomic<int> tag{-1};   // the tag waited on (kTag* names the collective), -1 when not waiting
   std::atomic<int> peer{-1};  // the peer waited for, -1 when unknown
 };
+inline constexpr int kActivitySlots = 8;
+// This thread's record (claimed on the thread's first wait, released when the thread ends).
 Activity& current_activity();
-// Marks what this process waits on for the duration of a blocking call.
+// The record of slot i (0 <= i < kActivitySlots), for readers: a signal handler scans them all.
+Activity& activity_slot(int i);
+// The first record that is waiting (tag >= 0), or nullptr; safe to call from a signal handler.
+const Activity* waiting_activity();
+// Marks what this thread waits on for the duration of a blocking call.
 class ActivityScope {
  public:
-  ActivityScope(int tag, int peer) {
-    current_activity().tag.store(tag, std::memory_order_relaxed);
-    current_activity().peer.store(peer, std::memory_order_relaxed);
+  ActivityScope(int tag, int peer) : a_(current_activity()) {
+    a_.peer.store(peer, std::memory_order_relaxed);
+    a_.tag.store(tag, std::memory_order_relaxed);
   }
-  ~ActivityScope() { current_activity().tag.store(-1, std::memory_order_relaxed); }
+  ~ActivityScope() { a_.tag.store(-1, std::memory_order_relaxed); }
   ActivityScope(const ActivityScope&) = delete;
   ActivityScope& operator=(const ActivityScope&) = delete;
+
+ private:
+  Activity& a_;
 };
 // A static name for a tag ("ring all-reduce", "barrier", ...); safe to call from a signal handler.
 const char* tag_name(int tag);
@@ -187,6 +201,10 @@ class Backend {
   Backend();
   Clock::time_point deadline() const;
   [[noreturn]] void throw_timeout(const RequestInfo& info, const char* during = nullptr) const;
+  // Called by throw_timeout after a wait for info.peer timed out: the chain of waits behind that peer,
+  // asked of the peers themselves ("; rank 0 has itself waited 3.9 s ... for rank 2, ..."), ending
+  // with the rank to blame; empty when the backend cannot ask (the default).
+  virtual std::string explain_wait(const RequestInfo& info) const;
   void count_send(std::size_t bytes) { bytes_sent_ += bytes; }
   void count_recv(std::size_t bytes) { bytes_recv_ += bytes; }
 

@@ -96,6 +96,11 @@ class MpiBackend final : public Backend {
 
   struct Impl;  // holds the MPI_Comm
 
+ protected:
+  // Asks the silent peer whom it waits for, and so on along the chain (docs/reliability.md,
+  // "Who is to blame for a timeout").
+  std::string explain_wait(const RequestInfo& info) const override;
+
  private:
   explicit MpiBackend(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
