@@ -5,6 +5,7 @@
 #include <string>
 #include <thread>
 
+#include "sparcol/coll/agree.hpp"
 #include "sparcol/train/checkpoint.hpp"
 
 #include "trainer_state.hpp"
@@ -160,8 +161,7 @@ void Trainer::gather_peak_rss() {
   rusage ru{};
   const double mine = ::getrusage(RUSAGE_SELF, &ru) == 0 ? static_cast<double>(ru.ru_maxrss) * 1024.0 : 0.0;
   std::vector<double> all(static_cast<std::size_t>(s.world));
-  const std::vector<std::size_t> bytes(all.size(), sizeof(double));
-  backend_.allgatherv(&mine, all.data(), bytes);
+  coll::allgather_small(backend_, &mine, sizeof mine, all.data(), comm::kTagAllgather);
   if (s.rank == 0) s.peak_rss = std::move(all);
 }
 

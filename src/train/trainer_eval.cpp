@@ -6,6 +6,7 @@
 #include <limits>
 #include <ostream>
 
+#include "sparcol/coll/agree.hpp"
 #include "trainer_state.hpp"
 
 namespace sparcol::train {
@@ -47,8 +48,7 @@ void Trainer::evaluate(std::uint64_t completed) {
   std::vector<float> local(buffers.begin(), buffers.end());
   if (!buffers.empty()) {
     std::vector<float> all(K * buffers.size());
-    const std::vector<std::size_t> bytes(K, buffers.size() * sizeof(float));
-    backend_.allgatherv(local.data(), all.data(), bytes);
+    coll::allgather_small(backend_, local.data(), buffers.size() * sizeof(float), all.data(), comm::kTagAllgather);
     for (std::size_t i = 0; i < buffers.size(); ++i) {
       double sum = 0;
       for (std::size_t r = 0; r < K; ++r) sum += all[r * buffers.size() + i];
@@ -72,8 +72,7 @@ void Trainer::evaluate(std::uint64_t completed) {
       own_distance,
       averaging_bytes};
   std::vector<double> all(K * kFields);
-  const std::vector<std::size_t> bytes(K, sizeof mine);
-  backend_.allgatherv(mine, all.data(), bytes);
+  coll::allgather_small(backend_, mine, sizeof mine, all.data(), comm::kTagAllgather);
   double sum[kFields] = {};
   double worst = std::numeric_limits<double>::infinity();
   for (std::size_t r = 0; r < K; ++r) {

@@ -10,6 +10,7 @@
 #include "sparcol/io/report.hpp"
 #include "sparcol/train/checkpoint.hpp"
 
+#include "sparcol/coll/agree.hpp"
 #include "trainer_state.hpp"
 
 namespace sparcol::train {
@@ -198,8 +199,7 @@ void Trainer::gather_rows() {
   const auto K = static_cast<std::size_t>(s.world);
   const std::size_t per_rank = rows * kLocalFields;
   std::vector<double> all(K * per_rank);
-  const std::vector<std::size_t> bytes(K, per_rank * sizeof(double));
-  backend_.allgatherv(s.pending_local.data(), all.data(), bytes);
+  coll::allgather_small(backend_, s.pending_local.data(), per_rank * sizeof(double), all.data(), comm::kTagAllgather);
   if (s.rank == 0) {
     for (std::size_t i = 0; i < rows; ++i) {
       double mean[kLocalFields] = {};
