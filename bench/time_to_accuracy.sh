@@ -12,12 +12,15 @@
 #   --batch B          minibatch per rank (default 16)
 #   --lr LR            initial learning rate, cosine schedule (default 0.05)
 #   --density RHO      density of the compressed methods (default 0.01)
-#   --methods LIST     optimizer:compressor pairs (default "dmsgd:none gmc:topk gmc-plus:rbgs")
+#   --methods LIST     methods, each OPTIMIZER[:COMPRESSOR][:FLAG=VALUE...] (default "dmsgd gmc:topk
+#                      gmc-plus:rbgs"); COMPRESSOR none or absent: no --compressor/--density (the
+#                      methods without one refuse them); FLAG=VALUE adds --FLAG VALUE to that method
+#                      only, e.g. "local-sgd:period=8 cocod-sgd:period=8 vrl-sgd:period=8:momentum=0"
 #   --eval-every N     evaluate every N steps (default: 8 evaluations per epoch)
 #   --repeats N        runs of every method, interleaved (default 1)
 #   --train-args "..." extra sparcol-train flags
 #   --resume           keep finished runs already in OUT
-# Writes OUT/tta-<optimizer>-<compressor>-r<R>.h5 (traces) and .txt (logs), OUT/setup.txt, and
+# Writes OUT/tta-<optimizer>-<compressor>[-<flag><value>...]-r<R>.h5 (traces) and .txt (logs), OUT/setup.txt, and
 # through bench/plot_scaling.py --tta: OUT/time_to_accuracy.png and OUT/time_to_accuracy.md (the time
 # each method reaches dense's final accuracy). Needs root for the emulated network.
 # Every method runs with the same seed, data, schedule and network; runs are interleaved method by
@@ -27,7 +30,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 bin=build/bin out=results/time_to_accuracy rate=1gbit ranks=4 model=cnn epochs=3 batch=16 lr=0.05
-density=0.01 methods="dmsgd:none gmc:topk gmc-plus:rbgs" eval_every="" repeats=1 train_args="" resume=0
+density=0.01 methods="dmsgd gmc:topk gmc-plus:rbgs" eval_every="" repeats=1 train_args="" resume=0
 die() {
   echo "time_to_accuracy: error: $*" >&2
   exit 2
@@ -56,7 +59,35 @@ done
 [[ "$ranks" =~ ^[1-9][0-9]*$ ]] || die "--ranks must be a positive integer"
 [[ "$batch" =~ ^[1-9][0-9]*$ ]] || die "--batch must be a positive integer"
 [[ "$repeats" =~ ^[1-9][0-9]*$ ]] || die "--repeats must be a positive integer"
-for m in $methods; do [[ "$m" == *:* ]] || die "--methods holds '$m', expected optimizer:compressor"; done
+# One method spec -> its run name (tta-NAME-rR) and its flags, in the globals m_name and m_flags.
+parse_method() {
+  local spec=$1 opt comp="" part
+  local -a parts
+  IFS=: read -r -a parts <<<"$spec"
+  opt=${parts[0]}
+  [[ "$opt" =~ ^[a-z0-9-]+$ ]] || die "--methods holds '$spec': '$opt' is not an optimizer name"
+  m_name=$opt
+  m_flags=(--optimizer "$opt")
+  for part in "${parts[@]:1}"; do
+    if [[ "$part" == *=* ]]; then
+      [[ "${part%%=*}" =~ ^[a-z0-9-]+$ && -n "${part#*=}" ]] ||
+        die "--methods holds '$spec': '$part' is not FLAG=VALUE"
+      m_flags+=("--${part%%=*}" "${part#*=}")
+      m_name+="-${part%%=*}${part#*=}"
+    elif [ -z "$comp" ]; then
+      comp=$part
+    else
+      die "--methods holds '$spec': a second compressor '$part' (expected OPTIMIZER[:COMPRESSOR][:FLAG=VALUE...])"
+    fi
+  done
+  if [ -n "$comp" ] && [ "$comp" != none ]; then
+    m_flags+=(--compressor "$comp" --density "$density")
+    m_name="$opt-$comp${m_name#"$opt"}"
+  else
+    m_name="$opt-none${m_name#"$opt"}"
+  fi
+}
+for m in $methods; do parse_method "$m"; done
 if [ -z "$eval_every" ]; then
   # Fashion-MNIST has 60000 training samples; 8 evaluations per epoch give the curve its shape.
   eval_every=$((60000 / (ranks * batch) / 8))
@@ -76,15 +107,15 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 start=$(date +%s)
 for r in $(seq 1 "$repeats"); do
   for m in $methods; do
-    opt=${m%%:*} comp=${m#*:}
-    name="tta-$opt-$comp-r$r"
+    parse_method "$m"
+    name="tta-$m_name-r$r"
     if [ "$resume" -eq 1 ] && [ -e "$out/$name.done" ]; then
       continue
     fi
     rm -f "$out/$name.done"
-    echo "== repeat $r/$repeats: $opt with $comp on $rate, $ranks ranks (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-    cmd=(mpirun -np "$ranks" --oversubscribe "$bin/sparcol-train" --model "$model" --optimizer "$opt"
-      --compressor "$comp" --density "$density" --epochs "$epochs" --batch "$batch" --lr "$lr"
+    echo "== repeat $r/$repeats: $m on $rate, $ranks ranks (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+    cmd=(mpirun -np "$ranks" --oversubscribe "$bin/sparcol-train" --model "$model" "${m_flags[@]}"
+      --epochs "$epochs" --batch "$batch" --lr "$lr"
       --schedule cosine --eval-every "$eval_every" --seed 1 --trace "$out/$name.h5" --overwrite)
     # shellcheck disable=SC2206  # train_args holds several flags
     cmd+=($train_args)
