@@ -163,7 +163,7 @@ def test_compressors():
 def test_optimizer(c):
     n = 200
     names = sparcol.method_names()
-    check(len(names) >= 20 and {"gmc", "cser", "marsit", "sign-cascade", "powersgd", "local-sgd", "dpsgd"} <= set(names),
+    check(len(names) >= 20 and {"gmc", "cser", "marsit", "sign-cascade", "powersgd", "liec", "local-sgd", "dpsgd"} <= set(names),
           f"methods {names}")
     check(sparcol.method_is_local("local-sgd") and not sparcol.method_is_local("gmc"), "method_is_local")
     # The replicated-model methods and the decentralized ones (the local-SGD family keeps a model per
