@@ -74,8 +74,8 @@ struct MethodOption {
   std::vector<std::string> readers;
 };
 const std::vector<MethodOption>& method_options() {
-  static const std::vector<std::string> compressing{"ef-sgd", "ef-sgdm",  "dgc",   "dgc-mfm",
-                                                    "gmc",    "gmc-plus", "def-a", "cser", "liec"};
+  static const std::vector<std::string> compressing{"ef-sgd",   "ef-sgdm", "dgc",  "dgc-mfm", "gmc",
+                                                    "gmc-plus", "def-a",   "cser", "liec"};
   static const std::vector<MethodOption> table{
       {"--compressor", compressing},
       {"--k", compressing},
@@ -84,8 +84,8 @@ const std::vector<MethodOption>& method_options() {
       {"--down-compressor", {"liec"}},
       {"--down-density", {"liec"}},
       {"--beta",
-       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd", "liec",
-        "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip"}},
+       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd",
+        "liec", "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip"}},
       {"--period", {"local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"}},
       {"--stl-stages", {"stl-sgd"}},
       {"--stl-data", {"stl-sgd"}},
@@ -158,9 +158,9 @@ void run_one(Backend& b, const ToyConfig& c, const Problem& p, const RunSpec& sp
   oc.marsit_compensation = c.marsit_compensation;
   oc.exchange.compressor.density = static_cast<double>(spec.k) / static_cast<double>(p.d);
   oc.exchange.seed = c.seed;
-  oc.liec_down = {c.down_compressor, c.down_compressor == "none"     ? 1.0
-                                     : c.down_density > 0            ? c.down_density
-                                                                     : oc.exchange.compressor.density};
+  oc.liec_down = {c.down_compressor, c.down_compressor == "none" ? 1.0
+                                     : c.down_density > 0        ? c.down_density
+                                                                 : oc.exchange.compressor.density};
   oc.topology = sparcol::optim::method_is_decentralized(spec.method) ? c.topology : std::string();
   oc.cser_c1 = {c.compressor, oc.exchange.compressor.density};
   oc.cser_c2 = {c.compressor, oc.exchange.compressor.density};
@@ -367,10 +367,11 @@ int main(int argc, char** argv) {
                  "w0 = 3(1, -1, ...), k in {1, 2, 5}")
       ->check(CLI::IsMember({1, 2}))
       ->capture_default_str();
-  app.add_option("--method", methods,
-                 "comma-separated methods, 'paper' (dmsgd, dgc-mfm, dgc, gmc) or 'all'; names: dmsgd, "
-                 "dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, "
-                 "sign-cascade, powersgd, liec, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip")
+  app.add_option(
+         "--method", methods,
+         "comma-separated methods, 'paper' (dmsgd, dgc-mfm, dgc, gmc) or 'all'; names: dmsgd, "
+         "dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, "
+         "sign-cascade, powersgd, liec, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip")
       ->capture_default_str();
   app.add_option(
          "--compressor", c.compressor,
@@ -448,11 +449,12 @@ int main(int argc, char** argv) {
       } else if (m == "all") {
         for (const auto& am : names) add(am);
       } else {
-        SPARCOL_CHECK_ARG(std::find(names.begin(), names.end(), m) != names.end(), rank,
-                          "--method: unknown method '" + m +
-                              "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
-                              "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, sign-cascade, "
-                              "powersgd, liec, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip)");
+        SPARCOL_CHECK_ARG(
+            std::find(names.begin(), names.end(), m) != names.end(), rank,
+            "--method: unknown method '" + m +
+                "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
+                "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, sign-cascade, "
+                "powersgd, liec, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip)");
         add(m);
       }
     }

@@ -145,13 +145,15 @@ void LiecAllreduce::reduce(SparseChunk up, std::uint64_t step) {
 void LiecAllreduce::reduce(std::span<const float> up, std::uint64_t step) {
   SPARCOL_CHECK_ARG(up_ == Payload::kDense, me_, "liec_allreduce: a dense upload to a sparse reduce");
   SPARCOL_CHECK_ARG(up.size() == n_, me_,
-                    "liec_allreduce: a dense upload of " + std::to_string(up.size()) + " elements for n = " +
-                        std::to_string(n_));
+                    "liec_allreduce: a dense upload of " + std::to_string(up.size()) +
+                        " elements for n = " + std::to_string(n_));
   agree_phase(step, 0);
   const std::size_t mine = sum_.size();
   up_pairs_all_ = n_ * static_cast<std::uint64_t>(K_);
   // Slot of sender q in dense_recv_: q for q < me, q - 1 for q > me.
-  auto slot = [&](int q) { return dense_recv_.data() + static_cast<std::size_t>(q < me_ ? q : q - 1) * mine; };
+  auto slot = [&](int q) {
+    return dense_recv_.data() + static_cast<std::size_t>(q < me_ ? q : q - 1) * mine;
+  };
   reqs_.clear();
   up_sent_ = up_recv_ = 0;
   if (mine > 0) {
@@ -183,9 +185,9 @@ void LiecAllreduce::reduce(std::span<const float> up, std::uint64_t step) {
 
 void LiecAllreduce::gather(SparseChunk down, std::span<float> out, std::uint64_t step) {
   SPARCOL_CHECK_ARG(down_ == Payload::kSparse, me_, "liec_allreduce: a sparse download to a dense gather");
-  SPARCOL_CHECK_ARG(out.size() == n_, me_,
-                    "liec_allreduce: gather into " + std::to_string(out.size()) + " elements, n = " +
-                        std::to_string(n_));
+  SPARCOL_CHECK_ARG(
+      out.size() == n_, me_,
+      "liec_allreduce: gather into " + std::to_string(out.size()) + " elements, n = " + std::to_string(n_));
   SPARCOL_CHECK_ARG(down.indices.size() == down.values.size(), me_,
                     "liec_allreduce: " + std::to_string(down.indices.size()) + " indices and " +
                         std::to_string(down.values.size()) + " values");
@@ -209,8 +211,10 @@ void LiecAllreduce::gather(SparseChunk down, std::span<float> out, std::uint64_t
   offsets_[0] = 0;
   for (std::size_t r = 0; r < K; ++r) offsets_[r + 1] = offsets_[r] + down_counts_[r];
   const auto me = static_cast<std::size_t>(me_);
-  std::copy(down.indices.begin(), down.indices.end(), down_idx_.begin() + static_cast<std::ptrdiff_t>(offsets_[me]));
-  std::copy(down.values.begin(), down.values.end(), down_val_.begin() + static_cast<std::ptrdiff_t>(offsets_[me]));
+  std::copy(down.indices.begin(), down.indices.end(),
+            down_idx_.begin() + static_cast<std::ptrdiff_t>(offsets_[me]));
+  std::copy(down.values.begin(), down.values.end(),
+            down_val_.begin() + static_cast<std::ptrdiff_t>(offsets_[me]));
   reqs_.clear();
   for (int i = 1; i < K_; ++i) {
     const int from = (me_ - i + K_) % K_;
@@ -246,9 +250,9 @@ void LiecAllreduce::gather(SparseChunk down, std::span<float> out, std::uint64_t
 
 void LiecAllreduce::gather(std::span<const float> down, std::span<float> out, std::uint64_t step) {
   SPARCOL_CHECK_ARG(down_ == Payload::kDense, me_, "liec_allreduce: a dense download to a sparse gather");
-  SPARCOL_CHECK_ARG(out.size() == n_, me_,
-                    "liec_allreduce: gather into " + std::to_string(out.size()) + " elements, n = " +
-                        std::to_string(n_));
+  SPARCOL_CHECK_ARG(
+      out.size() == n_, me_,
+      "liec_allreduce: gather into " + std::to_string(out.size()) + " elements, n = " + std::to_string(n_));
   SPARCOL_CHECK_ARG(down.size() == chunk_size(me_), me_,
                     "liec_allreduce: a dense download of " + std::to_string(down.size()) +
                         " elements for a chunk of " + std::to_string(chunk_size(me_)));
@@ -256,7 +260,8 @@ void LiecAllreduce::gather(std::span<const float> down, std::span<float> out, st
   std::fill(down_counts_.begin(), down_counts_.end(), 0);
   const std::uint64_t mine = down.size();
   // down may be this rank's chunk of out itself (nothing to copy then).
-  if (down.data() != out.data() + chunk_begin(me_)) std::copy_n(down.data(), mine, out.data() + chunk_begin(me_));
+  if (down.data() != out.data() + chunk_begin(me_))
+    std::copy_n(down.data(), mine, out.data() + chunk_begin(me_));
   reqs_.clear();
   down_sent_ = down_recv_ = 0;
   for (int i = 1; i < K_; ++i) {

@@ -74,7 +74,7 @@ class Liec final : public Optimizer {
   }
 
   std::span<const float> gradient_point(std::span<const float> x, double /*lr*/) override {
-    if (!sparse_up_) return x;  // delta_i = 0: x_i = xh
+    if (!sparse_up_) return x;                                             // delta_i = 0: x_i = xh
     ops::detached_point(exec_, z_.data(), x.data(), s_.data(), 1.0f, n_);  // x - 1 * s, exactly x - s
     return z_.span();
   }
@@ -96,7 +96,8 @@ class Liec final : public Optimizer {
     }
     // Upload: c_i = C_up(g_i), v <- delta_i = g_i - c_i.
     if (sparse_up_) {
-      up_->compress(v_.span(), compress::Context{config_.exchange.seed, t, 0, static_cast<std::uint32_t>(me), k_up_},
+      up_->compress(v_.span(),
+                    compress::Context{config_.exchange.seed, t, 0, static_cast<std::uint32_t>(me), k_up_},
                     up_msg_);
       compress::subtract_decompressed(up_msg_, v_.span());
       st.elements_up = up_msg_.wire_elements();
@@ -123,8 +124,9 @@ class Liec final : public Optimizer {
       for (std::size_t j = 0; j < w.size(); ++j) w[j] = w[j] / kf + es_[j];
       down_idx_.clear();
       if (!w.empty()) {
-        down_->compress(w, compress::Context{config_.exchange.seed, t, 1 + static_cast<std::uint32_t>(me),
-                                             static_cast<std::uint32_t>(me), k_down_},
+        down_->compress(w,
+                        compress::Context{config_.exchange.seed, t, 1 + static_cast<std::uint32_t>(me),
+                                          static_cast<std::uint32_t>(me), k_down_},
                         down_msg_);
         std::copy(w.begin(), w.end(), es_.begin());
         compress::subtract_decompressed(down_msg_, es_);
@@ -187,17 +189,19 @@ std::unique_ptr<Optimizer> make_liec(comm::Backend& b, const Layout& l, const Op
   const int me = b.rank();
   SPARCOL_CHECK_ARG(!e.on_device(), me, "liec runs on the host executor only");
   const auto up = compress::make_compressor(c.exchange.compressor);
-  SPARCOL_CHECK_ARG(up->aggregation() == compress::Aggregation::kSparse || c.exchange.compressor.name == "none",
+  SPARCOL_CHECK_ARG(
+      up->aggregation() == compress::Aggregation::kSparse || c.exchange.compressor.name == "none", me,
+      "liec uploads (index, value) pairs or the dense vector: --compressor must be none, topk, "
+      "topk-sampled, randk or sidco, not '" +
+          c.exchange.compressor.name + "'");
+  SPARCOL_CHECK_ARG(c.liec_down.name == "none" || c.liec_down.name == "topk" || c.liec_down.name == "randk",
                     me,
-                    "liec uploads (index, value) pairs or the dense vector: --compressor must be none, topk, "
-                    "topk-sampled, randk or sidco, not '" +
-                        c.exchange.compressor.name + "'");
-  SPARCOL_CHECK_ARG(c.liec_down.name == "none" || c.liec_down.name == "topk" || c.liec_down.name == "randk", me,
                     "liec: --down-compressor must be none, topk or randk, got '" + c.liec_down.name + "'");
   SPARCOL_CHECK_ARG(c.liec_down.density > 0 && c.liec_down.density <= 1, me,
                     "liec: --down-density must be in (0, 1], got " + std::to_string(c.liec_down.density));
-  SPARCOL_CHECK_ARG(!c.exchange.layerwise && c.exchange.min_compress_size == 0 && !c.exchange.compress_only_matrices,
-                    me, "liec compresses the flat vector: no layer-wise compression or dense exclusions");
+  SPARCOL_CHECK_ARG(
+      !c.exchange.layerwise && c.exchange.min_compress_size == 0 && !c.exchange.compress_only_matrices, me,
+      "liec compresses the flat vector: no layer-wise compression or dense exclusions");
   return std::make_unique<Liec>(b, l, c, e);
 }
 

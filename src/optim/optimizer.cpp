@@ -89,9 +89,9 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
 
 const std::vector<std::string>& method_names() {
   static const std::vector<std::string> names{
-      "dmsgd",    "dmsgd-local", "ef-sgd",   "ef-sgdm",   "dgc",     "dgc-mfm", "gmc",       "gmc-plus",
-      "def-a",    "cser",        "marsit",   "sign-cascade", "powersgd", "liec", "local-sgd", "vrl-sgd", "stl-sgd",
-      "cocod-sgd", "dpsgd",      "relaysgd", "powergossip"};
+      "dmsgd",     "dmsgd-local", "ef-sgd",  "ef-sgdm",   "dgc",          "dgc-mfm",  "gmc",
+      "gmc-plus",  "def-a",       "cser",    "marsit",    "sign-cascade", "powersgd", "liec",
+      "local-sgd", "vrl-sgd",     "stl-sgd", "cocod-sgd", "dpsgd",        "relaysgd", "powergossip"};
   return names;
 }
 
@@ -131,8 +131,8 @@ OptimConfig effective(const OptimConfig& c) {
 }  // namespace
 
 bool method_has_wd_outside(const std::string& method) {
-  return method != "gmc" && method != "gmc-plus" && method != "cser" && method != "powersgd" && method != "liec" &&
-         !method_is_local(method);
+  return method != "gmc" && method != "gmc-plus" && method != "cser" && method != "powersgd" &&
+         method != "liec" && !method_is_local(method);
 }
 
 std::string unsupported_reason(const Layout& layout, const OptimConfig& given, MemKind kind) {
@@ -145,7 +145,8 @@ std::string unsupported_reason(const Layout& layout, const OptimConfig& given, M
   if (method_is_dense(config.method)) return {};  // the dense methods ignore the compressor and the groups
   if (config.method == "powersgd") return "powersgd runs on the host executor only";
   if (config.method == "liec")
-    return "liec runs on the host executor only (its sharded server routes the sparse uploads to their owners on "
+    return "liec runs on the host executor only (its sharded server routes the sparse uploads to their "
+           "owners on "
            "the host)";
   if (config.method == "powergossip")
     return "powergossip's power iterations (small matrix products per edge) have no GPU kernel";

@@ -146,8 +146,8 @@ std::vector<TrainOption> make_table() {
       {"--alpha", method, {"gmc-plus", "def-a"}, "alpha", [](C c) { return num(resolved_alpha(c)); }},
       {"--momentum",
        method,
-       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd", "liec",
-        "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip"},
+       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd",
+        "liec", "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip"},
        "momentum",
        [](C c) { return num(c.momentum); }},
       {"--weight-decay", all, {}, "weight_decay", [](C c) { return num(c.weight_decay); }},
@@ -197,8 +197,16 @@ std::vector<TrainOption> make_table() {
       {"--avg-density", method, kLocalAveraging, "avg_density", [](C c) { return num(c.avg_density); }},
       {"--topology", method, kDecentralized, "topology",
        [](C c) { return c.topology.empty() ? optim::default_topology(c.optimizer) : c.topology; }},
-      {"--power-iters", method, {"powergossip"}, "power_iters", [](C c) { return std::to_string(c.power_iters); }},
-      {"--diffusion-rate", method, {"powergossip"}, "diffusion_rate", [](C c) { return num(c.diffusion_rate); }},
+      {"--power-iters",
+       method,
+       {"powergossip"},
+       "power_iters",
+       [](C c) { return std::to_string(c.power_iters); }},
+      {"--diffusion-rate",
+       method,
+       {"powergossip"},
+       "diffusion_rate",
+       [](C c) { return num(c.diffusion_rate); }},
       {"--relay-variant", method, {"relaysgd"}, "relay_variant", [](C c) { return c.relay_variant; }},
       // Schedule
       {"--lr", all, {}, "lr", [](C c) { return num(c.lr); }},
@@ -365,10 +373,11 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
        "--down-density must be in (0, 1], got " + num(c.down_density));
   need(!given || !given("--down-density") || c.down_compressor != "none",
        "--down-density needs --down-compressor topk or randk (the download is dense with 'none')");
-  need(c.optimizer != "liec" || c.compressor == "none" || c.compressor == "topk" || c.compressor == "topk-sampled" ||
-           c.compressor == "randk" || c.compressor == "sidco",
+  need(c.optimizer != "liec" || c.compressor == "none" || c.compressor == "topk" ||
+           c.compressor == "topk-sampled" || c.compressor == "randk" || c.compressor == "sidco",
        "--compressor " + c.compressor +
-           " with --optimizer liec: its upload is (index, value) pairs or dense (valid: none, topk, topk-sampled, "
+           " with --optimizer liec: its upload is (index, value) pairs or dense (valid: none, topk, "
+           "topk-sampled, "
            "randk, sidco)");
   need(c.period >= 1, "--period must be >= 1, got " + std::to_string(c.period));
   need(c.stl_stages >= 1 && c.stl_stages <= 30, "--stl-stages must be in [1, 30], got " +

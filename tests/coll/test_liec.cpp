@@ -62,13 +62,15 @@ INSTANTIATE_TEST_SUITE_P(Loopback, LiecColl,
                                             ::testing::Range(0, static_cast<int>(std::size(kModes)))),
                          [](const auto& p) {
                            return "ranks" + std::to_string(std::get<0>(p.param)) + "_n" +
-                                  std::to_string(std::get<1>(p.param)) + "_" + kModes[std::get<2>(p.param)].name;
+                                  std::to_string(std::get<1>(p.param)) + "_" +
+                                  kModes[std::get<2>(p.param)].name;
                          });
 
 TEST(LiecCollMismatch, DifferentStepsAreNamed) {
   try {
     LoopbackWorld::spawn(3, [](Backend& b) {
-      coll::LiecAllreduce lr(b, 100, coll::LiecAllreduce::Payload::kSparse, coll::LiecAllreduce::Payload::kSparse);
+      coll::LiecAllreduce lr(b, 100, coll::LiecAllreduce::Payload::kSparse,
+                             coll::LiecAllreduce::Payload::kSparse);
       lr.reduce(sparcol::SparseChunk{}, b.rank() == 2 ? 8 : 7);
     });
     FAIL() << "expected a mismatch error";
@@ -83,7 +85,8 @@ TEST(LiecCollMismatch, DifferentCountsAndKindsAreNamed) {
     LoopbackWorld::spawn(2, [](Backend& b) {
       const std::uint64_t n = b.rank() == 0 ? 100 : 101;
       Vec v(n, 1.0f);
-      coll::LiecAllreduce lr(b, n, coll::LiecAllreduce::Payload::kDense, coll::LiecAllreduce::Payload::kDense);
+      coll::LiecAllreduce lr(b, n, coll::LiecAllreduce::Payload::kDense,
+                             coll::LiecAllreduce::Payload::kDense);
       lr.reduce(v, 0);
     });
     FAIL() << "expected a mismatch error";
@@ -133,7 +136,8 @@ OptimConfig liec(const std::string& up, double rho_up, const std::string& down, 
 }
 
 Vec noise_grad(int rank, std::uint64_t t, const Vec& x) {
-  sparcol::CounterRng rng(77, sparcol::kStreamUser, static_cast<std::uint32_t>(rank * 1000 + static_cast<int>(t)));
+  sparcol::CounterRng rng(77, sparcol::kStreamUser,
+                          static_cast<std::uint32_t>(rank * 1000 + static_cast<int>(t)));
   Vec g(x.size());
   for (std::size_t i = 0; i < g.size(); ++i)
     g[i] = 0.5f * x[i] + static_cast<float>(rng.normal()) + (rank % 2 == 0 ? 0.3f : -0.2f);
@@ -147,8 +151,9 @@ struct Run {
 };
 
 // Steps [first, last) on K ranks from x0 (zeros when empty) and a state (empty: zeros).
-Run run(const OptimConfig& c, int K, std::uint64_t d, std::uint64_t first, std::uint64_t last, double lr = 0.1,
-        const std::vector<Vec>& x0 = {}, const std::vector<std::map<std::string, Vec>>& s0 = {}) {
+Run run(const OptimConfig& c, int K, std::uint64_t d, std::uint64_t first, std::uint64_t last,
+        double lr = 0.1, const std::vector<Vec>& x0 = {},
+        const std::vector<std::map<std::string, Vec>>& s0 = {}) {
   Run res;
   res.x.resize(static_cast<std::size_t>(K));
   res.z.resize(static_cast<std::size_t>(K));
@@ -251,7 +256,8 @@ TEST(LiecOptim, ServerErrorIsConserved) {
       auto& res = per[static_cast<std::size_t>(me)];
       auto opt = sparcol::optim::make_optimizer(b, Layout::flat(d), c);
       auto comp = sparcol::compress::make_compressor(c.exchange.compressor);
-      coll::LiecAllreduce geo(b, d, coll::LiecAllreduce::Payload::kSparse, coll::LiecAllreduce::Payload::kSparse);
+      coll::LiecAllreduce geo(b, d, coll::LiecAllreduce::Payload::kSparse,
+                              coll::LiecAllreduce::Payload::kSparse);
       const std::uint64_t lo = geo.chunk_begin(me), len = geo.chunk_size(me);
       for (std::uint64_t t = 0; t < 8; ++t) {
         const Vec es_old(opt->state().at(0).data.begin(), opt->state().at(0).data.end());
@@ -277,14 +283,16 @@ TEST(LiecOptim, ServerErrorIsConserved) {
           sent += cj != 0.0f;
           if (cj + es_new[e] != w || (cj != 0.0f && es_new[e] != 0.0f))
             res.fail("step " + std::to_string(t) + " element " + std::to_string(lo + e) + ": c " +
-                     std::to_string(cj) + " + e_s " + std::to_string(es_new[e]) + " != w " + std::to_string(w));
+                     std::to_string(cj) + " + e_s " + std::to_string(es_new[e]) + " != w " +
+                     std::to_string(w));
         }
         if (len > 0 && sent > sparcol::compress::k_round(0.05, len))
           res.fail("owner sent " + std::to_string(sent) + " coordinates");
         std::vector<float> xs(static_cast<std::size_t>(K) * d);
         b.allgatherv(x.data(), xs.data(), bytes);
         for (int r = 0; r < K; ++r)
-          if (!std::equal(x.begin(), x.end(), xs.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(r) * d)))
+          if (!std::equal(x.begin(), x.end(),
+                          xs.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(r) * d)))
             res.fail("x differs from rank " + std::to_string(r));
       }
     });

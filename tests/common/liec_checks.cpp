@@ -66,10 +66,12 @@ CheckResult check_liec(comm::Backend& b, std::uint64_t n, bool sparse_up, bool s
   }
   const std::uint64_t lo = lr.chunk_begin(me), len = lr.chunk_size(me);
   std::vector<SparseChunk> ups;
-  for (int r = 0; r < K; ++r) ups.push_back(SparseChunk{idx[static_cast<std::size_t>(r)], val[static_cast<std::size_t>(r)]});
+  for (int r = 0; r < K; ++r)
+    ups.push_back(SparseChunk{idx[static_cast<std::size_t>(r)], val[static_cast<std::size_t>(r)]});
   const auto ref = coll::liec_reference_sum(ups, n);
   const auto sum = lr.owner_sum();
-  if (sum.size() != len) res.fail("liec: owner sum of " + std::to_string(sum.size()) + " for a chunk of " + std::to_string(len));
+  if (sum.size() != len)
+    res.fail("liec: owner sum of " + std::to_string(sum.size()) + " for a chunk of " + std::to_string(len));
   for (std::uint64_t e = 0; e < std::min<std::uint64_t>(len, sum.size()); ++e) {
     if (sum[e] != want_sum[lo + e] || sum[e] != ref[lo + e])
       res.fail("liec reduce: rank " + std::to_string(me) + " element " + std::to_string(lo + e) + ": got " +
@@ -78,7 +80,8 @@ CheckResult check_liec(comm::Backend& b, std::uint64_t n, bool sparse_up, bool s
   // Owners' chunks and the byte counts of phase 1.
   std::uint64_t chunk_check = 0;
   for (int r = 0; r < K; ++r) chunk_check += lr.chunk_size(r);
-  if (chunk_check != n) res.fail("liec: chunks cover " + std::to_string(chunk_check) + " of " + std::to_string(n));
+  if (chunk_check != n)
+    res.fail("liec: chunks cover " + std::to_string(chunk_check) + " of " + std::to_string(n));
   for (std::uint64_t j = 0; j < n; ++j) {
     const int o = lr.owner(j);
     if (j < lr.chunk_begin(o) || j >= lr.chunk_begin(o + 1)) {
@@ -92,8 +95,10 @@ CheckResult check_liec(comm::Backend& b, std::uint64_t n, bool sparse_up, bool s
     for (const Index j : idx[mi]) other += lr.owner(j) != me;
     const std::uint64_t want = 8 * other + 8 * (uK - 1) * uK;
     if (lr.last_up_bytes_sent() != want)
-      res.fail("liec: upload sent " + std::to_string(lr.last_up_bytes_sent()) + " bytes, expected " + std::to_string(want));
-    if (lr.last_up_pairs_all() != pairs_all) res.fail("liec: pairs_all " + std::to_string(lr.last_up_pairs_all()));
+      res.fail("liec: upload sent " + std::to_string(lr.last_up_bytes_sent()) + " bytes, expected " +
+               std::to_string(want));
+    if (lr.last_up_pairs_all() != pairs_all)
+      res.fail("liec: pairs_all " + std::to_string(lr.last_up_pairs_all()));
   } else if (lr.last_up_bytes_sent() != 4 * (n - len)) {
     res.fail("liec: dense upload sent " + std::to_string(lr.last_up_bytes_sent()) + " bytes");
   }
@@ -122,7 +127,8 @@ CheckResult check_liec(comm::Backend& b, std::uint64_t n, bool sparse_up, bool s
   if (sparse_down) {
     const std::uint64_t want = 8 * (uK - 1) * di.size() + 8 * (uK - 1);
     if (lr.last_down_bytes_sent() != want)
-      res.fail("liec: download sent " + std::to_string(lr.last_down_bytes_sent()) + " bytes, expected " + std::to_string(want));
+      res.fail("liec: download sent " + std::to_string(lr.last_down_bytes_sent()) + " bytes, expected " +
+               std::to_string(want));
   } else if (lr.last_down_bytes_sent() != 4 * (uK - 1) * len) {
     res.fail("liec: dense download sent " + std::to_string(lr.last_down_bytes_sent()) + " bytes");
   }
@@ -132,7 +138,8 @@ CheckResult check_liec(comm::Backend& b, std::uint64_t n, bool sparse_up, bool s
   std::vector<std::size_t> bytes(uK, sizeof h);
   b.allgatherv(&h, all.data(), bytes);
   for (int r = 0; r < K; ++r)
-    if (all[static_cast<std::size_t>(r)] != h) res.fail("liec: rank " + std::to_string(me) + " differs from rank " + std::to_string(r));
+    if (all[static_cast<std::size_t>(r)] != h)
+      res.fail("liec: rank " + std::to_string(me) + " differs from rank " + std::to_string(r));
   return res;
 }
 

@@ -479,7 +479,8 @@ TEST(Trace, LayoutAttributesAndEvaluationSteps) {
   const auto lr = tr.read<double>("lr");
   EXPECT_EQ(lr.front(), 0.05);        // cosine starts at eta_0 ...
   EXPECT_LT(lr.back(), 0.05 * 0.01);  // ... and ends near 0
-  for (const std::string col : {"bytes_sent", "bytes_recv", "elements_up", "elements_down", "bytes_up", "bytes_down"}) {
+  for (const std::string col :
+       {"bytes_sent", "bytes_recv", "elements_up", "elements_down", "bytes_up", "bytes_down"}) {
     const auto v = tr.read<double>(col);
     EXPECT_TRUE(std::all_of(v.begin(), v.end(), [](double x) { return x > 0; })) << col;
   }
@@ -995,12 +996,14 @@ TEST(Config, CanonicalTextHoldsExactlyTheOptionsTheRunReads) {
       {"def-a", with(compressed, {"alpha", "momentum", "weight_decay", "wd_outside", "nan_policy"})},
       {"cser", with(compressed, {"momentum", "weight_decay", "nan_policy", "cser_period", "cser_density1",
                                  "cser_density2"})},
-      {"liec", {"compressor", "density", "momentum", "weight_decay", "nan_policy", "down_compressor",
-                "down_density"}},
+      {"liec",
+       {"compressor", "density", "momentum", "weight_decay", "nan_policy", "down_compressor",
+        "down_density"}},
       {"dpsgd", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology"}},
       {"relaysgd", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology", "relay_variant"}},
-      {"powergossip", {"momentum", "weight_decay", "wd_outside", "nan_policy", "low_rank", "topology",
-                       "power_iters", "diffusion_rate"}},
+      {"powergossip",
+       {"momentum", "weight_decay", "wd_outside", "nan_policy", "low_rank", "topology", "power_iters",
+        "diffusion_rate"}},
   };
   for (const auto& k : cases) {
     train::TrainConfig c;

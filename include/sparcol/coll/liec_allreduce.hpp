@@ -87,13 +87,13 @@ class LiecAllreduce {
   std::uint64_t n_;
   int K_, me_;
   Payload up_, down_;
-  std::vector<float> sum_;                  // this owner's chunk, summed
-  std::vector<float> dense_recv_;           // dense phase 1: K-1 copies of this rank's chunk
-  std::vector<std::uint64_t> counts_;       // phase 1: pairs this rank sends each owner
-  std::vector<std::uint64_t> all_counts_;   // phase 1: K x K, [sender * K + owner]
-  std::vector<std::uint64_t> offsets_;      // each owner's first pair in send_* (phase 1), down_* (2)
+  std::vector<float> sum_;                     // this owner's chunk, summed
+  std::vector<float> dense_recv_;              // dense phase 1: K-1 copies of this rank's chunk
+  std::vector<std::uint64_t> counts_;          // phase 1: pairs this rank sends each owner
+  std::vector<std::uint64_t> all_counts_;      // phase 1: K x K, [sender * K + owner]
+  std::vector<std::uint64_t> offsets_;         // each owner's first pair in send_* (phase 1), down_* (2)
   std::vector<std::uint64_t> pos_, from_off_;  // phase 1: grouping cursors; each sender's first pair
-  std::vector<Index> send_idx_, recv_idx_;  // phase 1 pairs grouped by owner; received pairs by sender
+  std::vector<Index> send_idx_, recv_idx_;     // phase 1 pairs grouped by owner; received pairs by sender
   std::vector<float> send_val_, recv_val_;
   std::vector<std::uint64_t> down_counts_;  // phase 2: pairs of each owner
   std::vector<Index> down_idx_;             // phase 2: every owner's pairs, in owner order
