@@ -49,6 +49,8 @@ struct ToyConfig {
   double lr = 0.005;
   double alpha = -1.0;  // < 0: the method's default
   std::string marsit_compensation = "local";
+  std::string down_compressor = "topk";  // liec: C_down (none, topk, randk)
+  double down_density = -1.0;            // liec: C_down's density; < 0: k / d, the upload's
   long long iterations = 20000;
   std::uint64_t seed = 1;
   double noise = 0.0;
@@ -72,16 +74,18 @@ struct MethodOption {
   std::vector<std::string> readers;
 };
 const std::vector<MethodOption>& method_options() {
-  static const std::vector<std::string> compressing{"ef-sgd", "ef-sgdm",  "dgc",   "dgc-mfm",
-                                                    "gmc",    "gmc-plus", "def-a", "cser"};
+  static const std::vector<std::string> compressing{"ef-sgd",   "ef-sgdm", "dgc",  "dgc-mfm", "gmc",
+                                                    "gmc-plus", "def-a",   "cser", "liec"};
   static const std::vector<MethodOption> table{
       {"--compressor", compressing},
       {"--k", compressing},
       {"--alpha", {"gmc-plus", "def-a"}},
       {"--marsit-compensation", {"marsit"}},
+      {"--down-compressor", {"liec"}},
+      {"--down-density", {"liec"}},
       {"--beta",
        {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd",
-        "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip"}},
+        "liec", "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip"}},
       {"--period", {"local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"}},
       {"--stl-stages", {"stl-sgd"}},
       {"--stl-data", {"stl-sgd"}},
@@ -154,6 +158,9 @@ void run_one(Backend& b, const ToyConfig& c, const Problem& p, const RunSpec& sp
   oc.marsit_compensation = c.marsit_compensation;
   oc.exchange.compressor.density = static_cast<double>(spec.k) / static_cast<double>(p.d);
   oc.exchange.seed = c.seed;
+  oc.liec_down = {c.down_compressor, c.down_compressor == "none" ? 1.0
+                                     : c.down_density > 0        ? c.down_density
+                                                                 : oc.exchange.compressor.density};
   oc.topology = sparcol::optim::method_is_decentralized(spec.method) ? c.topology : std::string();
   oc.cser_c1 = {c.compressor, oc.exchange.compressor.density};
   oc.cser_c2 = {c.compressor, oc.exchange.compressor.density};
@@ -360,10 +367,11 @@ int main(int argc, char** argv) {
                  "w0 = 3(1, -1, ...), k in {1, 2, 5}")
       ->check(CLI::IsMember({1, 2}))
       ->capture_default_str();
-  app.add_option("--method", methods,
-                 "comma-separated methods, 'paper' (dmsgd, dgc-mfm, dgc, gmc) or 'all'; names: dmsgd, "
-                 "dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, "
-                 "sign-cascade, powersgd, local-sgd, vrl-sgd, stl-sgd, cocod-sgd")
+  app.add_option(
+         "--method", methods,
+         "comma-separated methods, 'paper' (dmsgd, dgc-mfm, dgc, gmc) or 'all'; names: dmsgd, "
+         "dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, "
+         "sign-cascade, powersgd, liec, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip")
       ->capture_default_str();
   app.add_option(
          "--compressor", c.compressor,
@@ -381,6 +389,12 @@ int main(int argc, char** argv) {
                  "marsit's error: local (p - lambda_k b_k) or global (p - lambda B, an ablation)")
       ->check(CLI::IsMember({"local", "global"}))
       ->capture_default_str();
+  app.add_option("--down-compressor", c.down_compressor,
+                 "liec: the owners' downward compressor of their chunk (chunk r of d / K elements per rank)")
+      ->check(CLI::IsMember({"none", "topk", "randk"}))
+      ->capture_default_str();
+  app.add_option("--down-density", c.down_density, "liec: density of --down-compressor (default: k / d)")
+      ->check(CLI::Range(1e-9, 1.0));
   app.add_option("--iterations", c.iterations, "iterations per run")
       ->check(CLI::Range(1LL, 100000000LL))
       ->capture_default_str();
@@ -435,11 +449,12 @@ int main(int argc, char** argv) {
       } else if (m == "all") {
         for (const auto& am : names) add(am);
       } else {
-        SPARCOL_CHECK_ARG(std::find(names.begin(), names.end(), m) != names.end(), rank,
-                          "--method: unknown method '" + m +
-                              "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
-                              "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, sign-cascade, "
-                              "powersgd, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip)");
+        SPARCOL_CHECK_ARG(
+            std::find(names.begin(), names.end(), m) != names.end(), rank,
+            "--method: unknown method '" + m +
+                "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
+                "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, sign-cascade, "
+                "powersgd, liec, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip)");
         add(m);
       }
     }

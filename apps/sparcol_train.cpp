@@ -127,6 +127,12 @@ int main(int argc, char** argv) {
   app.add_option("--powersgd-error-form", c.powersgd_error_form,
                  "powersgd: error E_k = M_k - P Q^T (paper) or M_k - P Q_k^T (library)")
       ->capture_default_str();
+  app.add_option(
+         "--down-compressor", c.down_compressor,
+         "liec: the owners' downward compressor of their chunk of w = mean_i c_i + e_s: none, topk, randk")
+      ->capture_default_str();
+  app.add_option("--down-density", c.down_density,
+                 "liec: density of --down-compressor, in (0, 1] (default: --density)");
   app.add_option("--period", c.period,
                  "local-sgd, vrl-sgd, stl-sgd: local steps between model averagings H (stl-sgd: the first "
                  "stage's)")

@@ -77,6 +77,7 @@ py::dict stats_dict(const optim::CommStats& c) {
   d["bytes_recv"] = c.bytes_recv;
   d["bytes_up"] = c.bytes_up;
   d["bytes_down"] = c.bytes_down;
+  d["bytes_sent_down"] = c.bytes_sent_down;
   d["elements_up"] = c.elements_up;
   d["elements_up_all"] = c.elements_up_all;
   d["elements_down"] = c.elements_down;
@@ -186,7 +187,7 @@ void bind_optim(py::module_& m) {
                        bool wd_outside, const std::string& cser_c1, double cser_c1_density,
                        const std::string& cser_c2, double cser_c2_density, int cser_period,
                        const std::string& nan_policy, double sample_ratio, bool sign_majority,
-                       bool track_support) {
+                       bool track_support, const std::string& down_compressor, double down_density) {
              check_name(method, optim::method_names(), "method", "method");
              check_name(compressor, compress::compressor_names(), "compressor", "compressor");
              check_density(density, "density");
@@ -207,6 +208,9 @@ void bind_optim(py::module_& m) {
                check_density(cser_c1_density, "cser_c1_density");
                check_density(cser_c2_density, "cser_c2_density");
              }
+             if (down_compressor != "none" && down_compressor != "topk" && down_compressor != "randk")
+               value_error("down_compressor: unknown '" + down_compressor + "' (one of none, topk, randk)");
+             if (down_density > 0.0) check_density(down_density, "down_density");
              if (wd_outside && !optim::method_has_wd_outside(method))
                value_error("wd_outside: method '" + method +
                            "' does not define weight decay outside compression");
@@ -232,6 +236,8 @@ void bind_optim(py::module_& m) {
              c.cser_c2 = {cser_c2, cser_c2_density};
              c.cser_period = cser_period;
              c.nan_policy = nan_policy == "stop" ? optim::NanPolicy::kStop : optim::NanPolicy::kSkip;
+             c.liec_down = {down_compressor,
+                            down_compressor == "none" ? 1.0 : (down_density > 0.0 ? down_density : density)};
              optim::Layout l = to_layout(layout);
              return std::make_unique<PyOptimizer>(comm, l, c);
            }),
@@ -244,7 +250,7 @@ void bind_optim(py::module_& m) {
            py::arg("cser_c1_density") = 0.001, py::arg("cser_c2") = "topk",
            py::arg("cser_c2_density") = 0.005, py::arg("cser_period") = 4, py::arg("nan_policy") = "skip",
            py::arg("sample_ratio") = 0.01, py::arg("sign_majority") = false, py::arg("track_support") = true,
-           py::keep_alive<1, 2>())
+           py::arg("down_compressor") = "topk", py::arg("down_density") = -1.0, py::keep_alive<1, 2>())
       .def_property_readonly("method", [](const PyOptimizer& o) { return o.impl().method(); })
       .def_property_readonly("size", [](const PyOptimizer& o) { return o.impl().size(); })
       .def_property_readonly("alpha", [](const PyOptimizer& o) { return o.impl().alpha(); })

@@ -31,6 +31,8 @@ const char* to_string(CollOp op) {
       return "sign_ring_allreduce";
     case CollOp::kSignCascade:
       return "sign_cascade_allreduce";
+    case CollOp::kLiecAllreduce:
+      return "liec_allreduce";
     case CollOp::kNeighborExchange:
       return "neighbor_exchange";
     case CollOp::kUser:

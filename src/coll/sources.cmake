@@ -6,4 +6,5 @@ target_sources(sparcol_coll PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/rbgs_allreduce.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sparse_allgather.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sign_allgather.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/sign_ring_allreduce.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/sign_ring_allreduce.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/liec_allreduce.cpp)

@@ -97,6 +97,8 @@ const char* tag_name(int tag) {
       return "broadcast";
     case kTagSign:
       return "sign all-gather";
+    case kTagLiec:
+      return "LIEC sharded server";
     case kTagWaitQuery:
     case kTagWaitReply:
       return "wait query after a timeout";

@@ -35,6 +35,7 @@ void CommStats::add(const CommStats& o) {
   bytes_down += o.bytes_down;
   bytes_sent += o.bytes_sent;
   bytes_recv += o.bytes_recv;
+  bytes_sent_down += o.bytes_sent_down;
   dense_elements += o.dense_elements;
   time_compress_s += o.time_compress_s;
   time_comm_s += o.time_comm_s;

@@ -19,6 +19,7 @@ std::unique_ptr<Optimizer> make_gmc(comm::Backend& b, const Layout& l, const Opt
                                     bool plus);
 std::unique_ptr<Optimizer> make_def_a(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 std::unique_ptr<Optimizer> make_cser(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
+std::unique_ptr<Optimizer> make_liec(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 std::unique_ptr<Optimizer> make_powersgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 // marsit (cascade false) and sign-cascade (cascade true): src/optim/marsit.cpp.
 std::unique_ptr<Optimizer> make_sign_ring(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e,

@@ -89,9 +89,9 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
 
 const std::vector<std::string>& method_names() {
   static const std::vector<std::string> names{
-      "dmsgd",    "dmsgd-local", "ef-sgd",   "ef-sgdm",   "dgc",     "dgc-mfm", "gmc",       "gmc-plus",
-      "def-a",    "cser",        "marsit",   "sign-cascade", "powersgd", "local-sgd", "vrl-sgd", "stl-sgd",
-      "cocod-sgd", "dpsgd",      "relaysgd", "powergossip"};
+      "dmsgd",     "dmsgd-local", "ef-sgd",  "ef-sgdm",   "dgc",          "dgc-mfm",  "gmc",
+      "gmc-plus",  "def-a",       "cser",    "marsit",    "sign-cascade", "powersgd", "liec",
+      "local-sgd", "vrl-sgd",     "stl-sgd", "cocod-sgd", "dpsgd",        "relaysgd", "powergossip"};
   return names;
 }
 
@@ -132,7 +132,7 @@ OptimConfig effective(const OptimConfig& c) {
 
 bool method_has_wd_outside(const std::string& method) {
   return method != "gmc" && method != "gmc-plus" && method != "cser" && method != "powersgd" &&
-         !method_is_local(method);
+         method != "liec" && !method_is_local(method);
 }
 
 std::string unsupported_reason(const Layout& layout, const OptimConfig& given, MemKind kind) {
@@ -144,6 +144,10 @@ std::string unsupported_reason(const Layout& layout, const OptimConfig& given, M
   }
   if (method_is_dense(config.method)) return {};  // the dense methods ignore the compressor and the groups
   if (config.method == "powersgd") return "powersgd runs on the host executor only";
+  if (config.method == "liec")
+    return "liec runs on the host executor only (its sharded server routes the sparse uploads to their "
+           "owners on "
+           "the host)";
   if (config.method == "powergossip")
     return "powergossip's power iterations (small matrix products per edge) have no GPU kernel";
   if (method_is_decentralized(config.method)) return {};  // dense neighbour exchanges and fused updates
@@ -243,6 +247,7 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
   if (m == "gmc" || m == "gmc-plus") return detail::make_gmc(backend, layout, config, exec, m == "gmc-plus");
   if (m == "def-a") return detail::make_def_a(backend, layout, config, exec);
   if (m == "powersgd") return detail::make_powersgd(backend, layout, config, exec);
+  if (m == "liec") return detail::make_liec(backend, layout, config, exec);
   if (sign_ring) return detail::make_sign_ring(backend, layout, config, exec, m == "sign-cascade");
   if (m == "cocod-sgd") return detail::make_cocod_sgd(backend, layout, config, exec);
   if (method_is_local(m)) return detail::make_local_sgd(backend, layout, config, exec);

@@ -10,6 +10,7 @@ target_sources(sparcol_optim PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/cser.cpp
   ${CMAKE_CURRENT_LIST_DIR}/marsit.cpp
   ${CMAKE_CURRENT_LIST_DIR}/powersgd.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/liec.cpp
   ${CMAKE_CURRENT_LIST_DIR}/local_sgd.cpp
   ${CMAKE_CURRENT_LIST_DIR}/cocod_sgd.cpp
   ${CMAKE_CURRENT_LIST_DIR}/decentralized.cpp

@@ -137,8 +137,8 @@ std::vector<TrainOption> make_table() {
        [](C c) { return c.dropit > 0 ? c.dropit_layers : std::string(); }},
       // Optimizer
       {"--optimizer", all, {}, "optimizer", [](C c) { return c.optimizer; }},
-      {"--compressor", method, kCompressing, "compressor", [](C c) { return c.compressor; }},
-      {"--density", method, kCompressing, "density", [](C c) { return num(c.density); }},
+      {"--compressor", method, with(kCompressing, {"liec"}), "compressor", [](C c) { return c.compressor; }},
+      {"--density", method, with(kCompressing, {"liec"}), "density", [](C c) { return num(c.density); }},
       {"--layerwise", method, with(kCompressing, kSignRing), "layerwise",
        [](C c) { return boolean(c.layerwise); }},
       {"--min-compress-size", method, with(kCompressing, kSignRing), "min_compress_size",
@@ -147,7 +147,7 @@ std::vector<TrainOption> make_table() {
       {"--momentum",
        method,
        {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd",
-        "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip"},
+        "liec", "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip"},
        "momentum",
        [](C c) { return num(c.momentum); }},
       {"--weight-decay", all, {}, "weight_decay", [](C c) { return num(c.weight_decay); }},
@@ -184,6 +184,12 @@ std::vector<TrainOption> make_table() {
        {"powersgd"},
        "powersgd_error_form",
        [](C c) { return c.powersgd_error_form; }},
+      {"--down-compressor", method, {"liec"}, "down_compressor", [](C c) { return c.down_compressor; }},
+      {"--down-density",
+       method,
+       {"liec"},
+       "down_density",
+       [](C c) { return c.down_compressor == "none" ? std::string("1") : num(resolved_down_density(c)); }},
       {"--period", method, kLocal, "period", [](C c) { return std::to_string(c.period); }},
       {"--stl-stages", method, {"stl-sgd"}, "stl_stages", [](C c) { return std::to_string(c.stl_stages); }},
       {"--stl-data", method, {"stl-sgd"}, "stl_data", [](C c) { return c.stl_data; }},
@@ -191,8 +197,16 @@ std::vector<TrainOption> make_table() {
       {"--avg-density", method, kLocalAveraging, "avg_density", [](C c) { return num(c.avg_density); }},
       {"--topology", method, kDecentralized, "topology",
        [](C c) { return c.topology.empty() ? optim::default_topology(c.optimizer) : c.topology; }},
-      {"--power-iters", method, {"powergossip"}, "power_iters", [](C c) { return std::to_string(c.power_iters); }},
-      {"--diffusion-rate", method, {"powergossip"}, "diffusion_rate", [](C c) { return num(c.diffusion_rate); }},
+      {"--power-iters",
+       method,
+       {"powergossip"},
+       "power_iters",
+       [](C c) { return std::to_string(c.power_iters); }},
+      {"--diffusion-rate",
+       method,
+       {"powergossip"},
+       "diffusion_rate",
+       [](C c) { return num(c.diffusion_rate); }},
       {"--relay-variant", method, {"relaysgd"}, "relay_variant", [](C c) { return c.relay_variant; }},
       // Schedule
       {"--lr", all, {}, "lr", [](C c) { return num(c.lr); }},
@@ -230,6 +244,10 @@ std::vector<TrainOption> make_table() {
 }
 
 }  // namespace
+
+double resolved_down_density(const TrainConfig& c) {
+  return c.down_density > 0 ? c.down_density : c.density;
+}
 
 int resolved_low_rank(const TrainConfig& c) {
   if (c.low_rank > 0) return c.low_rank;
@@ -349,6 +367,18 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
        "--low-rank must be >= 1, got " + std::to_string(c.low_rank));
   need(c.powersgd_error_form == "paper" || c.powersgd_error_form == "library",
        "--powersgd-error-form: unknown form '" + c.powersgd_error_form + "' (valid: paper, library)");
+  need(c.down_compressor == "none" || c.down_compressor == "topk" || c.down_compressor == "randk",
+       "--down-compressor: unknown compressor '" + c.down_compressor + "' (valid: none, topk, randk)");
+  need(c.down_density < 0 || (c.down_density > 0 && c.down_density <= 1),
+       "--down-density must be in (0, 1], got " + num(c.down_density));
+  need(!given || !given("--down-density") || c.down_compressor != "none",
+       "--down-density needs --down-compressor topk or randk (the download is dense with 'none')");
+  need(c.optimizer != "liec" || c.compressor == "none" || c.compressor == "topk" ||
+           c.compressor == "topk-sampled" || c.compressor == "randk" || c.compressor == "sidco",
+       "--compressor " + c.compressor +
+           " with --optimizer liec: its upload is (index, value) pairs or dense (valid: none, topk, "
+           "topk-sampled, "
+           "randk, sidco)");
   need(c.period >= 1, "--period must be >= 1, got " + std::to_string(c.period));
   need(c.stl_stages >= 1 && c.stl_stages <= 30, "--stl-stages must be in [1, 30], got " +
                                                    std::to_string(c.stl_stages));

@@ -32,6 +32,9 @@ double step_value(const TraceStepRow& r, const std::string& c) {
   if (c == "time_comm_s") return r.time_comm_s;
   if (c == "time_step_s") return r.time_step_s;
   if (c == "wall_time_s") return r.wall_time_s;
+  if (c == "bytes_up") return r.bytes_up;
+  if (c == "bytes_down") return r.bytes_down;
+  if (c == "bytes_sent_down") return r.bytes_sent_down;
   throw Error(ErrorCode::kInternal, 0, "trace: unknown train column " + c);
 }
 
@@ -71,7 +74,10 @@ const std::vector<std::string>& trace_step_columns() {
                                           "time_step_s",
                                           "wall_time_s",
                                           "skipped",
-                                          "comm_rounds"};
+                                          "comm_rounds",
+                                          "bytes_up",
+                                          "bytes_down",
+                                          "bytes_sent_down"};
   return c;
 }
 

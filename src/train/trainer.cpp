@@ -79,13 +79,16 @@ void Trainer::train_step(std::uint64_t t) {
                                       t_compute,
                                       st.comm.time_compress_s,
                                       st.comm.time_comm_s,
-                                      seconds(t_end - t_begin)};
+                                      seconds(t_end - t_begin),
+                                      static_cast<double>(st.comm.bytes_up),
+                                      static_cast<double>(st.comm.bytes_sent_down)};
   s.pending_local.insert(s.pending_local.end(), local, local + kLocalFields);
   TraceStepRow shared;
   shared.step = static_cast<std::int64_t>(completed);
   shared.epoch = static_cast<double>(completed) / static_cast<double>(steps_per_epoch_);
   shared.lr = lr;
   shared.elements_down = st.comm.elements_down;
+  shared.bytes_down = static_cast<double>(st.comm.bytes_down);
   shared.skipped = st.skipped ? 1 : 0;
   shared.comm_rounds = static_cast<std::int64_t>(st.comm.rounds);
   shared.wall_time_s = s.wall_now();

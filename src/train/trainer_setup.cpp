@@ -177,6 +177,8 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   oc.powersgd_error_feedback = !config_.powersgd_no_ef;
   oc.powersgd_warm_start = !config_.powersgd_no_warm_start;
   oc.powersgd_error_form_paper = config_.powersgd_error_form == "paper";
+  oc.liec_down = {config_.down_compressor,
+                  config_.down_compressor == "none" ? 1.0 : resolved_down_density(config_)};
   oc.topology = config_.topology;
   oc.power_iters = config_.power_iters;
   oc.diffusion_rate = config_.diffusion_rate;

@@ -35,6 +35,8 @@ enum LocalField : std::size_t {
   kTimeCompress,
   kTimeComm,
   kTimeStep,
+  kBytesUp,
+  kBytesSentDown,
   kLocalFields
 };
 

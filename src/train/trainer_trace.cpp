@@ -217,6 +217,8 @@ void Trainer::gather_rows() {
       row.time_compress_s = mean[kTimeCompress];
       row.time_comm_s = mean[kTimeComm];
       row.time_step_s = mean[kTimeStep];
+      row.bytes_up = mean[kBytesUp];
+      row.bytes_sent_down = mean[kBytesSentDown];
       s.mean_bytes_sent += row.bytes_sent;
       s.mean_bytes_recv += row.bytes_recv;
       s.prog_loss += row.loss;

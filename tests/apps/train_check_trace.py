@@ -17,6 +17,7 @@ TRAIN = {
     "bytes_sent": "float64", "bytes_recv": "float64", "elements_up": "float64", "elements_down": "float64",
     "time_compute_s": "float64", "time_compress_s": "float64", "time_comm_s": "float64",
     "time_step_s": "float64", "wall_time_s": "float64", "skipped": "int64", "comm_rounds": "int64",
+    "bytes_up": "float64", "bytes_down": "float64", "bytes_sent_down": "float64",
 }
 EVAL = {
     "step": "int64", "epoch": "float64", "train_loss": "float64", "train_accuracy": "float64",

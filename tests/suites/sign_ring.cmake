@@ -19,3 +19,15 @@ gtest_discover_tests(sparcol_marsit_optim_tests PROPERTIES LABELS coll TIMEOUT 1
 add_executable(sparcol_powersgd_tests ${CMAKE_CURRENT_LIST_DIR}/../coll/test_powersgd.cpp)
 target_link_libraries(sparcol_powersgd_tests PRIVATE sparcol GTest::gtest_main sparcol_warnings)
 gtest_discover_tests(sparcol_powersgd_tests PROPERTIES LABELS coll TIMEOUT 120)
+
+# LIEC-SGD (issue 13): the sharded server's collective (loopback 1 to 8 ranks, mpirun 1, 2, 3, 4, 8)
+# and the optimizer liec.
+target_sources(sparcol_test_common PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../common/liec_checks.cpp)
+
+add_executable(sparcol_liec_tests ${CMAKE_CURRENT_LIST_DIR}/../coll/test_liec.cpp)
+target_link_libraries(sparcol_liec_tests PRIVATE sparcol_test_common sparcol GTest::gtest_main sparcol_warnings)
+gtest_discover_tests(sparcol_liec_tests PROPERTIES LABELS coll TIMEOUT 120)
+
+add_executable(sparcol_mpi_liec_tests ${CMAKE_CURRENT_LIST_DIR}/../mpi/test_liec_mpi.cpp)
+target_link_libraries(sparcol_mpi_liec_tests PRIVATE sparcol_mpi_test_main sparcol_test_common sparcol_warnings)
+sparcol_add_mpi_test(sparcol_mpi_liec_tests RANKS 1 2 3 4 8 TIMEOUT 120)

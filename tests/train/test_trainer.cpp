@@ -431,7 +431,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // The decentralized methods: a model, momentum and messages per rank.
                       ResumeCase{"dpsgd_ring", "mlp", "dpsgd", "topk", 3, "gn", false, 2},
                       ResumeCase{"relaysgd_chain", "mlp", "relaysgd", "topk", 3, "gn", false, 2},
-                      ResumeCase{"powergossip_ring", "mlp", "powergossip", "topk", 4, "gn", false, 3}),
+                      ResumeCase{"powergossip_ring", "mlp", "powergossip", "topk", 4, "gn", false, 3},
+                      // LIEC: the owners' server errors, the local offsets and the momentum.
+                      ResumeCase{"liec_topk", "mlp", "liec", "topk", 3, "gn", false, 3}),
     [](const ::testing::TestParamInfo<ResumeCase>& p) { return std::string(p.param.name); });
 
 // ---------------------------------------------------------------------------------------------
@@ -477,7 +479,8 @@ TEST(Trace, LayoutAttributesAndEvaluationSteps) {
   const auto lr = tr.read<double>("lr");
   EXPECT_EQ(lr.front(), 0.05);        // cosine starts at eta_0 ...
   EXPECT_LT(lr.back(), 0.05 * 0.01);  // ... and ends near 0
-  for (const std::string col : {"bytes_sent", "bytes_recv", "elements_up", "elements_down"}) {
+  for (const std::string col :
+       {"bytes_sent", "bytes_recv", "elements_up", "elements_down", "bytes_up", "bytes_down"}) {
     const auto v = tr.read<double>(col);
     EXPECT_TRUE(std::all_of(v.begin(), v.end(), [](double x) { return x > 0; })) << col;
   }
@@ -993,10 +996,14 @@ TEST(Config, CanonicalTextHoldsExactlyTheOptionsTheRunReads) {
       {"def-a", with(compressed, {"alpha", "momentum", "weight_decay", "wd_outside", "nan_policy"})},
       {"cser", with(compressed, {"momentum", "weight_decay", "nan_policy", "cser_period", "cser_density1",
                                  "cser_density2"})},
+      {"liec",
+       {"compressor", "density", "momentum", "weight_decay", "nan_policy", "down_compressor",
+        "down_density"}},
       {"dpsgd", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology"}},
       {"relaysgd", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology", "relay_variant"}},
-      {"powergossip", {"momentum", "weight_decay", "wd_outside", "nan_policy", "low_rank", "topology",
-                       "power_iters", "diffusion_rate"}},
+      {"powergossip",
+       {"momentum", "weight_decay", "wd_outside", "nan_policy", "low_rank", "topology", "power_iters",
+        "diffusion_rate"}},
   };
   for (const auto& k : cases) {
     train::TrainConfig c;

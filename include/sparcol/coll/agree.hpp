@@ -33,6 +33,7 @@ enum class CollOp : std::uint32_t {
   kNeighborExchange = 15,   // topo/neighbor_exchange.hpp: checked with the graph neighbours only
   kSignRingAllreduce = 20,  // Marsit (coll/sign_ring_allreduce.hpp)
   kSignCascade = 21,        // the cascading sign ring (coll/sign_ring_allreduce.hpp)
+  kLiecAllreduce = 22,      // LIEC's sharded server (coll/liec_allreduce.hpp; tensor = the phase)
   kUser = 100,
 };
 

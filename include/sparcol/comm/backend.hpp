@@ -45,6 +45,7 @@ enum CollectiveTag : int {
   // After a timeout: "whom are you waiting for?" and its answer (MpiBackend; docs/reliability.md).
   kTagWaitQuery = 10009,
   kTagWaitReply = 10010,
+  kTagLiec = 10011,  // LIEC's sharded server (coll/liec_allreduce.hpp)
   // 16384..32767: one tag per collective call, for data sent before its fingerprint check completes
   // (coll::Agreement::data_tag).
   kTagCallFirst = 16384,

@@ -81,6 +81,9 @@ struct CommStats {
   std::uint64_t bytes_down = 0;
   std::uint64_t bytes_sent = 0;  // payload bytes this rank sent in the collectives (no fingerprints)
   std::uint64_t bytes_recv = 0;
+  // Of bytes_sent, what a separate downward phase sent (liec: the all-gather of the owners' compressed
+  // chunks); 0 for the methods whose collective has no separate down-link.
+  std::uint64_t bytes_sent_down = 0;
   double dense_elements = 0;   // (K+1)*d: the RCC denominator of this step
   double time_compress_s = 0;  // compression and residual update
   double time_comm_s = 0;      // agreement, collectives and decompression

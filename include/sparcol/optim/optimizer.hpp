@@ -15,6 +15,8 @@
 //   def-a        detached error feedback, local momentum (7)  cser         error reset (8)
 //   marsit       EF-signSGD over Marsit's sign ring (10.1)    sign-cascade over the cascading ring (10.1)
 //   powersgd     rank-r power iteration, EF, warm start (10.3)
+//   liec         LIEC-SGD: compressed up and down, the server sharded over the ranks (10.2); x is the
+//                replicated global model xh, the gradient point is the local model x_i = xh - eta*delta_i
 // A model per rank, averaged every `period` steps (ALGORITHMS.md 10.7-10.9; per_worker_models()):
 //   local-sgd    Local SGD (10.8 with D = 0)                  vrl-sgd      variance-reduced local SGD (10.8)
 //   stl-sgd      stagewise local SGD (10.7)                   cocod-sgd    CoCoD-SGD, averaging behind
@@ -100,6 +102,11 @@ struct OptimConfig {
   bool powersgd_error_feedback = true;
   bool powersgd_warm_start = true;
   bool powersgd_error_form_paper = true;
+
+  // LIEC-SGD (ALGORITHMS.md 10.2): the downward compressor C_down the owners apply to their chunk of
+  // w = mean_i c_i + e_s (none, topk or randk); the upward C_up is exchange.compressor (none or one
+  // that sends pairs: topk, topk-sampled, randk, sidco). momentum is heavy ball on the replicated c.
+  compress::CompressorConfig liec_down{"topk", 0.01};
 
   NanPolicy nan_policy = NanPolicy::kSkip;
 

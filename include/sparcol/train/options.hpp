@@ -45,6 +45,8 @@ std::string readers_text(const TrainOption& option);
 void check_options_read(const TrainConfig& config, const std::function<bool(const std::string& flag)>& given,
                         int rank);
 
+// liec's downward density: --down-density, or --density when not given (ALGORITHMS.md 10.2).
+double resolved_down_density(const TrainConfig& c);
 // The rank of powersgd and powergossip: --low-rank, or the method's default (powersgd 2, powergossip 1).
 int resolved_low_rank(const TrainConfig& config);
 // CSER's densities of C1 and C2: --cser-density1 / --cser-density2, or density / 2 and min(1, 2 density).

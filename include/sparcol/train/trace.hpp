@@ -42,6 +42,9 @@ struct TraceStepRow {
   double wall_time_s = 0.0;  // rank 0's training time since step 0, across resumes
   std::int64_t skipped = 0;  // 1 when the NaN policy skipped the step
   std::int64_t comm_rounds = 0;  // communication rounds of the step (CommStats::rounds)
+  double bytes_up = 0.0;         // a rank's message in bytes (CommStats::bytes_up), mean over ranks
+  double bytes_down = 0.0;       // what a parameter server would send back, in bytes (CommStats::bytes_down)
+  double bytes_sent_down = 0.0;  // of bytes_sent, a separate downward phase's (liec), mean over ranks
 };
 
 // One evaluation.

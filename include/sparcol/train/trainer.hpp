@@ -77,6 +77,8 @@ struct TrainConfig {
   bool powersgd_no_ef = false;                // powersgd: error feedback off (ablation)
   bool powersgd_no_warm_start = false;        // powersgd: fresh Q every step (ablation)
   std::string powersgd_error_form = "paper";  // powersgd: paper (M - P Q^T) or library (M - P Q_k^T)
+  std::string down_compressor = "topk";       // liec: C_down of the owners' chunks (none, topk, randk)
+  double down_density = -1.0;                 // liec: C_down's density; < 0: --density
   // The local-SGD family (local-sgd, vrl-sgd, stl-sgd): averaging period, STL's stages and growth,
   // the compressor of the model difference at an averaging ("none": exact averaging)
   int period = 8;
