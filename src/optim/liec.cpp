@@ -190,7 +190,7 @@ std::unique_ptr<Optimizer> make_liec(comm::Backend& b, const Layout& l, const Op
   SPARCOL_CHECK_ARG(!e.on_device(), me, "liec runs on the host executor only");
   const auto up = compress::make_compressor(c.exchange.compressor);
   SPARCOL_CHECK_ARG(
-      up->aggregation() == compress::Aggregation::kSparse || c.exchange.compressor.name == "none", me,
+      method_accepts_compressor("liec", c.exchange.compressor.name), me,
       "liec uploads (index, value) pairs or the dense vector: --compressor must be none, topk, "
       "topk-sampled, randk or sidco, not '" +
           c.exchange.compressor.name + "'");

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "methods.hpp"
+#include "sparcol/compress/compressor.hpp"
 #include "sparcol/core/error.hpp"
 
 namespace sparcol::optim {
@@ -104,6 +105,18 @@ std::string method_compressor(const std::string& method, const std::string& conf
   if (method == "powersgd") return "low-rank";
   if ((method == "marsit" || method == "sign-cascade") && configured != "none") return "sign";
   return configured;
+}
+
+bool method_accepts_compressor(const std::string& method, const std::string& compressor) {
+  if (method != "liec" || compressor == "none") return true;
+  compress::CompressorConfig cc;
+  cc.name = compressor;
+  cc.density = 0.5;
+  try {
+    return compress::make_compressor(cc)->aggregation() == compress::Aggregation::kSparse;
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 bool method_is_decentralized(const std::string& method) {

@@ -271,6 +271,11 @@ bool method_is_dense(const std::string& method);
 // dense methods, "sign" for marsit and sign-cascade (unless "none": compression off, DSGD),
 // "low-rank" for powersgd (its own factorisation), otherwise `configured`. Traces record it.
 std::string method_compressor(const std::string& method, const std::string& configured);
+// Whether make_optimizer accepts `compressor` for `method`: liec uploads (index, value) pairs or the
+// dense vector, so it refuses the compressors that aggregate otherwise (rbgs, sign); every other
+// method accepts every compressor name make_compressor knows (the dense and self-compressing
+// methods ignore it). For tests and programs that iterate over methods and compressors.
+bool method_accepts_compressor(const std::string& method, const std::string& compressor);
 // Whether a method keeps a model per rank averaged periodically (local-sgd, vrl-sgd, stl-sgd,
 // cocod-sgd): it reads period (stl-sgd the stage options; cocod-sgd: tau = period), and but for
 // cocod-sgd its compressor compresses the averaging.

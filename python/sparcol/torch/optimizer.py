@@ -6,7 +6,7 @@ method on the flat vector, so the trajectory is the native library's on the same
 for bit, and the replicas stay bitwise identical across ranks. No DDP is involved: the optimizer
 does the communication itself (every rank must call ``step()`` the same number of times).
 
-Methods that evaluate the gradient away from the model (gmc-plus, def-a, cser) keep the model x in a
+Methods that evaluate the gradient away from the model (gmc-plus, def-a, cser, liec) keep the model x in a
 buffer of their own; the parameters then hold the gradient point z = gradient_point(x, lr), computed
 at the end of each step with that step's learning rate (and when the optimizer is built or loaded).
 ``model_parameters()`` lends the parameters x itself, e.g. for evaluation.
@@ -20,7 +20,7 @@ import torch
 import sparcol
 
 # Methods whose gradient point differs from the model (docs/optimizers.md).
-_DETACHED = ("gmc-plus", "def-a", "cser")
+_DETACHED = ("gmc-plus", "def-a", "cser", "liec")
 
 
 class _Required:
