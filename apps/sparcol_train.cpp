@@ -144,10 +144,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--topology", c.topology,
                  "decentralized methods' graph: ring, torus, exponential, complete, chain, binary-tree, "
-                 "double-binary-tree (default: ring; relaysgd: chain)");
+                 "double-binary-tree (default: ring; relaysgd: chain; a2cid2: regular, not complete)");
   app.add_option("--power-iters", c.power_iters, "powergossip: power iterations per step")->capture_default_str();
   app.add_option("--diffusion-rate", c.diffusion_rate, "powergossip: diffusion rate gamma")->capture_default_str();
   app.add_option("--relay-variant", c.relay_variant, "relaysgd: relay models (model) or updates (update)")
+      ->capture_default_str();
+  app.add_option("--comm-rate", c.comm_rate,
+                 "a2cid2, async-gossip: pairwise averagings per gradient step and rank, in (0, 1000] (the runs "
+                 "are asynchronous: they depend on timing; no checkpoints)")
       ->capture_default_str();
 
   // Schedule

@@ -172,7 +172,9 @@ comm::ThreadLevel mpi_thread_level(int argc, char** argv) {
     const std::string a = argv[i];
     // A method list naming cocod-sgd, or sparcol-toy's --method all (which includes it).
     const bool all = a == "--method=all" || (a == "all" && i > 1 && std::string(argv[i - 1]) == "--method");
-    if (a.find("cocod-sgd") != std::string::npos || all) return comm::ThreadLevel::kMultiple;
+    // a2cid2 and async-gossip run their pairing protocol on a communication thread.
+    const bool async = a.find("a2cid2") != std::string::npos || a.find("async-gossip") != std::string::npos;
+    if (a.find("cocod-sgd") != std::string::npos || async || all) return comm::ThreadLevel::kMultiple;
   }
   return comm::ThreadLevel::kFunneled;
 }

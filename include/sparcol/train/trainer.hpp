@@ -89,6 +89,7 @@ struct TrainConfig {
   int power_iters = 1;              // powergossip power iterations per step
   double diffusion_rate = 1.0;      // powergossip gamma
   std::string relay_variant = "model";  // relaysgd: model or update
+  double comm_rate = 1.0;               // a2cid2, async-gossip: pairwise averagings per step (> 0)
 
   // Schedule
   double lr = 0.1;
@@ -195,6 +196,8 @@ class Trainer {
   void train_step(std::uint64_t t);
   void after_step(std::uint64_t completed);
   TrainSummary end_run(std::uint64_t first_step);
+  // The asynchronous methods' event counts per rank: printed and put into the trace (a collective).
+  void report_events();
   // Evaluation (trainer_eval.cpp), the trace (trainer_trace.cpp), checkpoints (trainer_checkpoint.cpp)
   void evaluate(std::uint64_t completed);
   void gather_rows();
