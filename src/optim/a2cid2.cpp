@@ -126,7 +126,12 @@ class AsyncGossip final : public Decentralized {
     CommStats st;
     if (gossip_ && !gossip_->finished()) {
       gossip_->add_step();
-      if (config_.total_steps > 0 && t + 1 >= config_.total_steps) gossip_->finish();
+      if (config_.total_steps > 0 && t + 1 >= config_.total_steps) {
+        gossip_->finish();
+        // An averaging answered while the protocol ended belongs to the final model too.
+        std::lock_guard lock(mu_);
+        std::copy(x_.begin(), x_.end(), x.begin());
+      }
     }
     const topo::PairGossipStats s = gossip_->stats();
     st = stats_of(s.bytes_sent - last_sent_, s.bytes_recv - last_recv_, s.averagings - last_avg_);
