@@ -351,6 +351,7 @@ int main(int argc, char** argv) {
   const int rank = sparcol::comm::MpiEnvironment::world_rank();
   const int world = sparcol::comm::MpiEnvironment::world_size();
   sparcol::app::install_termination_report(rank);
+  sparcol::app::install_async_failure_report(rank, sparcol::comm::MpiEnvironment::world_size() > 1);
 
   ToyConfig c;
   std::string methods = "paper";

@@ -1,6 +1,7 @@
 #include "sparcol/topo/pair_gossip.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -15,9 +16,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Tags on the duplicate (its own context: they meet no other message of the program).
-constexpr int kTagControl = 1;
-constexpr int kTagData = 2;
+// Tags on the duplicate (its own context: they meet no other message of the program); reserved tags,
+// so that a program terminated while the thread waits names "pair gossip" (comm::tag_name).
+constexpr int kTagControl = comm::kTagPairGossip;
+constexpr int kTagData = comm::kTagPairGossipData;
 
 enum MessageType : std::int64_t { kRequest = 1, kAccept = 2, kRefuse = 3, kDone = 4 };
 
@@ -32,7 +34,13 @@ std::string secs(std::chrono::milliseconds t) {
   return b;
 }
 
+std::atomic<PairGossip::FailureHandler> g_failure_handler{nullptr};
+
 }  // namespace
+
+void PairGossip::set_unattended_failure_handler(FailureHandler handler) {
+  g_failure_handler.store(handler);
+}
 
 PairGossip::PairGossip(comm::Backend& backend, const Graph& graph, std::size_t count, double rate, Hooks hooks,
                        std::uint64_t seed)
@@ -67,7 +75,10 @@ PairGossip::~PairGossip() {
 
 void PairGossip::add_step() {
   std::lock_guard lock(mu_);
-  if (error_) std::rethrow_exception(error_);
+  if (error_) {
+    error_seen_ = true;
+    std::rethrow_exception(error_);
+  }
   budget_ += rate_;
   ++stats_.steps;
   cv_.notify_all();
@@ -75,7 +86,10 @@ void PairGossip::add_step() {
 
 void PairGossip::check() {
   std::lock_guard lock(mu_);
-  if (error_) std::rethrow_exception(error_);
+  if (error_) {
+    error_seen_ = true;
+    std::rethrow_exception(error_);
+  }
 }
 
 PairGossipStats PairGossip::stats() {
@@ -90,6 +104,11 @@ PairGossipStats PairGossip::finish() {
       finishing_ = true;
       cv_.notify_all();
     }
+    {
+      std::lock_guard lock(mu_);
+      error_seen_ = true;  // the thread need not wait for the caller: it is here
+      cv_.notify_all();
+    }
     thread_.join();
     joined_ = true;
   }
@@ -102,8 +121,16 @@ void PairGossip::loop() {
   try {
     run_protocol();
   } catch (...) {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     error_ = std::current_exception();
+    // The caller picks the error up at its next step; one blocked elsewhere gets the handler.
+    const bool seen = cv_.wait_for(lock, std::chrono::seconds(1), [&] { return error_seen_ || abandon_; });
+    const FailureHandler handler = g_failure_handler.load();
+    if (!seen && handler != nullptr) {
+      const std::exception_ptr e = error_;
+      lock.unlock();
+      handler(e);
+    }
   }
   std::lock_guard lock(mu_);
   ended_ = true;
@@ -281,7 +308,7 @@ void PairGossip::run_protocol() {
         throw Error(ErrorCode::kTimeout, me,
                     "timed out after " + secs(timeout) + " s in pair gossip on backend " + b.name() +
                         ": waiting for rank " + std::to_string(neighbors_[static_cast<std::size_t>(pending)]) +
-                        "'s answer to a pair request; that rank is dead, stopped, or not running the protocol "
+                        " to answer a pair request; that rank is dead, stopped, or not running the protocol "
                         "(SPARCOL_TIMEOUT_S sets the limit)");
       }
       if (done_sent) {
@@ -295,6 +322,14 @@ void PairGossip::run_protocol() {
         }
       }
     }
+    // What this thread waits on, for the message of a program terminated meanwhile (comm::Activity).
+    int waiting_for = pending >= 0 ? neighbors_[static_cast<std::size_t>(pending)] : -1;
+    if (waiting_for < 0 && done_sent)
+      for (std::size_t k = 0; k < deg && waiting_for < 0; ++k)
+        if (!nb_done[k]) waiting_for = neighbors_[k];
+    comm::Activity& activity = comm::current_activity();
+    activity.peer.store(waiting_for, std::memory_order_relaxed);
+    activity.tag.store(waiting_for >= 0 ? kTagControl : -1, std::memory_order_relaxed);
     if (progress) {
       idle = std::chrono::microseconds(10);
       continue;
@@ -303,6 +338,7 @@ void PairGossip::run_protocol() {
     cv_.wait_for(lock, idle, [&] { return finishing_ != finishing || abandon_ || budget_ != budget; });
     idle = std::min(idle * 2, std::chrono::microseconds(200));
   }
+  comm::current_activity().tag.store(-1, std::memory_order_relaxed);
   // Every answer has been received and every neighbour is done: only our sends may still be in flight.
   std::vector<comm::Request> rest;
   for (auto& o : outbox) rest.push_back(std::move(o.req));

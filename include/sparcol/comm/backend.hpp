@@ -45,6 +45,9 @@ enum CollectiveTag : int {
   // After a timeout: "whom are you waiting for?" and its answer (MpiBackend; docs/reliability.md).
   kTagWaitQuery = 10009,
   kTagWaitReply = 10010,
+  // topo::PairGossip (a2cid2, async-gossip): its control messages and its pairs' exchanges.
+  kTagPairGossip = 10011,
+  kTagPairGossipData = 10012,
   // 16384..32767: one tag per collective call, for data sent before its fingerprint check completes
   // (coll::Agreement::data_tag).
   kTagCallFirst = 16384,

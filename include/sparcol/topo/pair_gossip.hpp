@@ -27,6 +27,11 @@
 // thread. The destructor never throws: without finish() it ends the protocol the same way (or, while
 // an exception unwinds, stops at once, and the neighbours time out naming this rank).
 //
+// A failure the caller does not pick up within a second (its thread is blocked in a call that cannot
+// give up, such as MPI_Allgatherv while a neighbour is stopped) is passed to the unattended-failure
+// handler, if one is installed (the programs install one that prints the error and aborts the job:
+// a stopped neighbour must end the job, not leave it hanging in another rank's collective).
+//
 // Threads: MpiBackend needs MPI_THREAD_MULTIPLE (checked, Error(kBackend) naming the level); the
 // hooks run on the protocol thread and must synchronise with the caller themselves.
 #pragma once
@@ -83,6 +88,11 @@ class PairGossip {
 
   std::span<const int> neighbors() const { return neighbors_; }
 
+  // Called on the protocol thread with a failure the caller has not picked up within a second (see
+  // above). Process-wide; nullptr (the default) removes it.
+  using FailureHandler = void (*)(std::exception_ptr);
+  static void set_unattended_failure_handler(FailureHandler handler);
+
  private:
   void loop();
   void run_protocol();
@@ -101,6 +111,7 @@ class PairGossip {
   bool abandon_ = false;         // stop at once (destructor while unwinding)
   bool ended_ = false;           // the thread has left its loop
   std::exception_ptr error_;
+  bool error_seen_ = false;  // the caller has been given error_
   PairGossipStats stats_;
   bool joined_ = false;
   std::thread thread_;
