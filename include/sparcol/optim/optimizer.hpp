@@ -26,10 +26,13 @@
 //   a2cid2       asynchronous pairwise gossip with A2CiD2's continuous momentum (10.6)
 //   async-gossip the same protocol without the momentum (eta = alpha = 0)
 //
-// The decentralized methods (dpsgd, relaysgd, powergossip; method_is_decentralized) keep one model
-// per rank: x differs between ranks after the first step, and each rank talks only to its neighbours
-// on config.topology (topo/graph.hpp) through a NeighborExchange. The one global message of their step
-// is step()'s NaN verdict with the call fingerprint (K-1 records of 72 bytes, as for every method).
+// The decentralized methods (dpsgd, relaysgd, powergossip, a2cid2, async-gossip;
+// method_is_decentralized) keep one model per rank: x differs between ranks after the first step, and
+// each rank talks only to its neighbours on config.topology (topo/graph.hpp), through a
+// NeighborExchange (the synchronous ones) or a topo::PairGossip thread (a2cid2, async-gossip:
+// method_is_async, docs/async_gossip.md). The one global message of a synchronous method's step is
+// step()'s NaN verdict with the call fingerprint (K-1 records of 72 bytes, as for every method); the
+// asynchronous ones have none.
 //
 // Common rules (ALGORITHMS.md 0.1): state starts at zero; heavy-ball momentum without dampening;
 // weight decay is coupled L2 added to the local gradient first, g <- g + wd * z with z the point the

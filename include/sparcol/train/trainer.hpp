@@ -84,7 +84,7 @@ struct TrainConfig {
   std::string stl_data = "iid";  // iid: the period doubles per stage; noniid: grows by sqrt(2)
   std::string avg_compressor = "none";
   double avg_density = 0.01;
-  // Decentralized methods (dpsgd, relaysgd, powergossip; docs/optimizers.md)
+  // Decentralized methods (dpsgd, relaysgd, powergossip, a2cid2, async-gossip; docs/optimizers.md)
   std::string topology;             // "": the method's default (ring; relaysgd: chain)
   int power_iters = 1;              // powergossip power iterations per step
   double diffusion_rate = 1.0;      // powergossip gamma
