@@ -371,7 +371,8 @@ int main(int argc, char** argv) {
   app.add_option("--method", methods,
                  "comma-separated methods, 'paper' (dmsgd, dgc-mfm, dgc, gmc) or 'all'; names: dmsgd, "
                  "dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, "
-                 "sign-cascade, powersgd, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip, a2cid2, "
+                 "sign-cascade, powersgd, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, "
+                 "powergossip, a2cid2, "
                  "async-gossip ('all' leaves out the asynchronous a2cid2 and async-gossip, whose iterates "
                  "depend on timing)")
       ->capture_default_str();
@@ -385,9 +386,10 @@ int main(int argc, char** argv) {
   app.add_option("--topology", c.topology,
                  "graph of dpsgd, relaysgd, powergossip: ring, torus, exponential, complete, chain, binary-tree, "
                  "double-binary-tree (default ring; relaysgd: chain); the trace follows the workers' mean");
-  app.add_option("--comm-rate", c.comm_rate,
-                 "a2cid2, async-gossip: pairwise averagings per iteration and rank, in (0, 1000] (asynchronous: "
-                 "the iterates depend on timing)")
+  app.add_option(
+         "--comm-rate", c.comm_rate,
+         "a2cid2, async-gossip: pairwise averagings per iteration and rank, in (0, 1000] (asynchronous: "
+         "the iterates depend on timing)")
       ->capture_default_str();
   app.add_option("--lr", c.lr, "learning rate, > 0")->capture_default_str();
   app.add_option("--alpha", c.alpha, "detach coefficient, in [0, 1] (default: gmc-plus 0.5, def-a 0.3)");
@@ -450,12 +452,13 @@ int main(int argc, char** argv) {
         for (const auto& am : names)
           if (!sparcol::optim::method_is_async(am)) add(am);
       } else {
-        SPARCOL_CHECK_ARG(std::find(names.begin(), names.end(), m) != names.end(), rank,
-                          "--method: unknown method '" + m +
-                              "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
-                              "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, sign-cascade, "
-                              "powersgd, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip, a2cid2, "
-                              "async-gossip)");
+        SPARCOL_CHECK_ARG(
+            std::find(names.begin(), names.end(), m) != names.end(), rank,
+            "--method: unknown method '" + m +
+                "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
+                "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, sign-cascade, "
+                "powersgd, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip, a2cid2, "
+                "async-gossip)");
         add(m);
       }
     }

@@ -150,9 +150,10 @@ int main(int argc, char** argv) {
   app.add_option("--diffusion-rate", c.diffusion_rate, "powergossip: diffusion rate gamma")->capture_default_str();
   app.add_option("--relay-variant", c.relay_variant, "relaysgd: relay models (model) or updates (update)")
       ->capture_default_str();
-  app.add_option("--comm-rate", c.comm_rate,
-                 "a2cid2, async-gossip: pairwise averagings per gradient step and rank, in (0, 1000] (the runs "
-                 "are asynchronous: they depend on timing; no checkpoints)")
+  app.add_option(
+         "--comm-rate", c.comm_rate,
+         "a2cid2, async-gossip: pairwise averagings per gradient step and rank, in (0, 1000] (the runs "
+         "are asynchronous: they depend on timing; no checkpoints)")
       ->capture_default_str();
 
   // Schedule

@@ -37,7 +37,8 @@ class AsyncGossip final : public Decentralized {
     const int me = b.rank();
     SPARCOL_CHECK_ARG(!e.on_device(), me, c.method + ": the communication thread works on host memory");
     SPARCOL_CHECK_ARG(b.size() >= 2, me, c.method + " needs at least 2 ranks");
-    SPARCOL_CHECK_ARG(topo::connected(graph_), me, c.method + ": topology " + graph_.name + " is not connected");
+    SPARCOL_CHECK_ARG(topo::connected(graph_), me,
+                      c.method + ": topology " + graph_.name + " is not connected");
     if (acid_) {
       k_ = topo::acid_constants(graph_, c.comm_rate, me);
     } else {
@@ -202,7 +203,8 @@ class AsyncGossip final : public Decentralized {
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_async_gossip(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e) {
+std::unique_ptr<Optimizer> make_async_gossip(comm::Backend& b, const Layout& l, const OptimConfig& c,
+                                             Exec& e) {
   return std::make_unique<AsyncGossip>(b, l, c, e);
 }
 

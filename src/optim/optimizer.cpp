@@ -95,9 +95,10 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
 
 const std::vector<std::string>& method_names() {
   static const std::vector<std::string> names{
-      "dmsgd",    "dmsgd-local", "ef-sgd",   "ef-sgdm",   "dgc",     "dgc-mfm", "gmc",       "gmc-plus",
-      "def-a",    "cser",        "marsit",   "sign-cascade", "powersgd", "local-sgd", "vrl-sgd", "stl-sgd",
-      "cocod-sgd", "dpsgd",      "relaysgd", "powergossip", "a2cid2", "async-gossip"};
+      "dmsgd",    "dmsgd-local", "ef-sgd",  "ef-sgdm",     "dgc",       "dgc-mfm",
+      "gmc",      "gmc-plus",    "def-a",   "cser",        "marsit",    "sign-cascade",
+      "powersgd", "local-sgd",   "vrl-sgd", "stl-sgd",     "cocod-sgd", "dpsgd",
+      "relaysgd", "powergossip", "a2cid2",  "async-gossip"};
   return names;
 }
 
@@ -243,8 +244,10 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
     SPARCOL_CHECK_ARG(config.diffusion_rate > 0 && std::isfinite(config.diffusion_rate), me,
                       "powergossip: the diffusion rate must be > 0, got " + std::to_string(config.diffusion_rate));
   } else {
-    SPARCOL_CHECK_ARG(config.topology.empty(), me,
-                      config.method + " does not use a topology (only dpsgd, relaysgd, powergossip, a2cid2, async-gossip do)");
+    SPARCOL_CHECK_ARG(
+        config.topology.empty(), me,
+        config.method +
+            " does not use a topology (only dpsgd, relaysgd, powergossip, a2cid2, async-gossip do)");
   }
   layout.validate();
   SPARCOL_CHECK_ARG(layout.rows.empty() || layout.rows.size() == layout.tensors.size(), me,

@@ -42,14 +42,15 @@ void PairGossip::set_unattended_failure_handler(FailureHandler handler) {
   g_failure_handler.store(handler);
 }
 
-PairGossip::PairGossip(comm::Backend& backend, const Graph& graph, std::size_t count, double rate, Hooks hooks,
-                       std::uint64_t seed)
+PairGossip::PairGossip(comm::Backend& backend, const Graph& graph, std::size_t count, double rate,
+                       Hooks hooks, std::uint64_t seed)
     : count_(count), rate_(rate), hooks_(std::move(hooks)), seed_(seed) {
   const int me = backend.rank();
   SPARCOL_CHECK_ARG(graph.n == backend.size(), me,
                     "pair gossip: topology " + graph.name + " has " + std::to_string(graph.n) +
                         " nodes but the run has " + std::to_string(backend.size()) + " ranks");
-  SPARCOL_CHECK_ARG(rate > 0 && rate < 1e6, me, "pair gossip: the rate must be in (0, 1e6), got " + std::to_string(rate));
+  SPARCOL_CHECK_ARG(rate > 0 && rate < 1e6, me,
+                    "pair gossip: the rate must be in (0, 1e6), got " + std::to_string(rate));
   SPARCOL_CHECK_ARG(hooks_.prepare && hooks_.apply, me, "pair gossip: both hooks are needed");
   const std::string why = backend.concurrent_use_reason();
   SPARCOL_CHECK(why.empty(), ErrorCode::kBackend, me, "pair gossip (a communication thread): " + why);
@@ -175,7 +176,8 @@ void PairGossip::run_protocol() {
     outbox.push_back(Out{std::move(msg), std::move(r), neighbors_[k]});
   };
   auto reap = [&] {
-    while (!outbox.empty() && (!outbox.front().req.pending() || outbox.front().req.impl()->test())) outbox.pop_front();
+    while (!outbox.empty() && (!outbox.front().req.pending() || outbox.front().req.impl()->test()))
+      outbox.pop_front();
   };
   auto budget_now = [&] {
     std::lock_guard lock(mu_);
@@ -228,8 +230,9 @@ void PairGossip::run_protocol() {
       }
       case kAccept:
       case kRefuse: {
-        SPARCOL_CHECK(pending == static_cast<int>(k), ErrorCode::kInternal, me,
-                      "pair gossip: an answer from rank " + std::to_string(peer) + " to a request never sent");
+        SPARCOL_CHECK(
+            pending == static_cast<int>(k), ErrorCode::kInternal, me,
+            "pair gossip: an answer from rank " + std::to_string(peer) + " to a request never sent");
         const bool was_crossed = crossed;
         pending = -1;
         crossed = false;
@@ -302,12 +305,14 @@ void PairGossip::run_protocol() {
         ++stats_.requests;
       }
     }
-    if (done_sent && pending < 0 && std::all_of(nb_done.begin(), nb_done.end(), [](bool d) { return d; })) break;
+    if (done_sent && pending < 0 && std::all_of(nb_done.begin(), nb_done.end(), [](bool d) { return d; }))
+      break;
     if (has_timeout) {
       if (pending >= 0 && now - pending_since > timeout) {
         throw Error(ErrorCode::kTimeout, me,
                     "timed out after " + secs(timeout) + " s in pair gossip on backend " + b.name() +
-                        ": waiting for rank " + std::to_string(neighbors_[static_cast<std::size_t>(pending)]) +
+                        ": waiting for rank " +
+                        std::to_string(neighbors_[static_cast<std::size_t>(pending)]) +
                         " to answer a pair request; that rank is dead, stopped, or not running the protocol "
                         "(SPARCOL_TIMEOUT_S sets the limit)");
       }

@@ -194,8 +194,16 @@ std::vector<TrainOption> make_table() {
       {"--avg-density", method, kLocalAveraging, "avg_density", [](C c) { return num(c.avg_density); }},
       {"--topology", method, kDecentralized, "topology",
        [](C c) { return c.topology.empty() ? optim::default_topology(c.optimizer) : c.topology; }},
-      {"--power-iters", method, {"powergossip"}, "power_iters", [](C c) { return std::to_string(c.power_iters); }},
-      {"--diffusion-rate", method, {"powergossip"}, "diffusion_rate", [](C c) { return num(c.diffusion_rate); }},
+      {"--power-iters",
+       method,
+       {"powergossip"},
+       "power_iters",
+       [](C c) { return std::to_string(c.power_iters); }},
+      {"--diffusion-rate",
+       method,
+       {"powergossip"},
+       "diffusion_rate",
+       [](C c) { return num(c.diffusion_rate); }},
       {"--relay-variant", method, {"relaysgd"}, "relay_variant", [](C c) { return c.relay_variant; }},
       {"--comm-rate", method, kAsync, "comm_rate", [](C c) { return num(c.comm_rate); }},
       // Schedule
@@ -380,15 +388,18 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
       // A2CiD2's constants need a regular, connected, non-complete graph of >= 3 ranks (acid.hpp).
       if (c.optimizer == "a2cid2" && c.comm_rate > 0 && finite(c.comm_rate))
         (void)topo::acid_constants(topo::make_topology(t, world_size, rank), c.comm_rate, rank);
-      need(c.optimizer != "async-gossip" || world_size >= 2, "--optimizer async-gossip needs at least 2 ranks");
+      need(c.optimizer != "async-gossip" || world_size >= 2,
+           "--optimizer async-gossip needs at least 2 ranks");
     }
   }
   need(c.comm_rate > 0 && c.comm_rate <= 1000 && finite(c.comm_rate),
        "--comm-rate must be in (0, 1000], got " + num(c.comm_rate));
-  need(!optim::method_is_async(c.optimizer) || (c.checkpoint_dir.empty() && !c.resume && c.resume_from.empty()),
-       "--checkpoint / --resume: --optimizer " + c.optimizer +
-           " is asynchronous (its models depend on when the pairs of ranks happened to meet), so a checkpoint "
-           "could not be resumed consistently; it has none");
+  need(
+      !optim::method_is_async(c.optimizer) ||
+          (c.checkpoint_dir.empty() && !c.resume && c.resume_from.empty()),
+      "--checkpoint / --resume: --optimizer " + c.optimizer +
+          " is asynchronous (its models depend on when the pairs of ranks happened to meet), so a checkpoint "
+          "could not be resumed consistently; it has none");
   need(c.lr > 0 && finite(c.lr), "--lr must be > 0, got " + num(c.lr));
   need(c.schedule != "step" || !c.milestones.empty(), "--schedule step needs --milestones (epochs)");
   for (double m : c.milestones)

@@ -102,7 +102,8 @@ RunResult run_protocol(const topo::Graph& graph, std::vector<int>& steps, double
     {
       topo::PairGossip pg(b, graph, n, rate, node.hooks(), seed);
       for (int s = 0; s < steps[r] || (pg.stats().averagings < min_averagings && s < 20000); ++s) {
-        const int us = max_sleep_us > 0 ? static_cast<int>(rng() % static_cast<std::uint64_t>(max_sleep_us)) : 0;
+        const int us =
+            max_sleep_us > 0 ? static_cast<int>(rng() % static_cast<std::uint64_t>(max_sleep_us)) : 0;
         std::this_thread::sleep_for(std::chrono::microseconds(us));
         pg.add_step();
       }
@@ -130,7 +131,8 @@ void check_pairs(const topo::Graph& g, const RunResult& res, const std::vector<i
       const int j = nb[k];
       const int back = g.index_of(j, i);
       ASSERT_GE(back, 0) << what;
-      EXPECT_EQ(si.per_neighbor[k], res.stats[static_cast<std::size_t>(j)].per_neighbor[static_cast<std::size_t>(back)])
+      EXPECT_EQ(si.per_neighbor[k],
+                res.stats[static_cast<std::size_t>(j)].per_neighbor[static_cast<std::size_t>(back)])
           << what << ": averagings of " << i << " with " << j;
       total += si.per_neighbor[k];
     }
@@ -190,7 +192,8 @@ TEST(PairGossip, EventsPreserveTheSum) {
           for (int r = 0; r < K; ++r) {
             const auto x0 = start_vector(kSeed, r, n), xt0 = start_vector(kSeed + 7, r, n);
             before += x0[i] + (acid ? xt0[i] : 0.0);
-            after += res.x[static_cast<std::size_t>(r)][i] + (acid ? res.xt[static_cast<std::size_t>(r)][i] : 0.0);
+            after +=
+                res.x[static_cast<std::size_t>(r)][i] + (acid ? res.xt[static_cast<std::size_t>(r)][i] : 0.0);
           }
           EXPECT_NEAR(after, before, 1e-4 * (1 + static_cast<double>(events)))
               << topology << " K=" << K << (acid ? " a2cid2" : " async-gossip") << " element " << i;
@@ -219,7 +222,8 @@ TEST(PairGossip, AsyncGossipConvergesToTheMean) {
     }
     std::uint64_t ev = 0;
     for (const auto& s : res.stats) ev += s.averagings;
-    EXPECT_GT(ev, static_cast<std::uint64_t>(K) * 100);  // every rank averaged >= 150 times (or stepped 20000)
+    EXPECT_GT(ev,
+              static_cast<std::uint64_t>(K) * 100);  // every rank averaged >= 150 times (or stepped 20000)
     EXPECT_LT(spread, 1e-3 * spread0) << topology << ": largest distance to the mean " << spread;
   }
 }
@@ -265,7 +269,8 @@ TEST(PairGossip, SilentNeighbourIsANamedTimeout) {
       EXPECT_EQ(codes[static_cast<std::size_t>(r)], ErrorCode::kTimeout) << "rank " << r;
     }
   std::sort(errors.begin(), errors.end());
-  EXPECT_NE(errors.front().second.find("rank " + std::to_string(silent)), std::string::npos) << errors.front().second;
+  EXPECT_NE(errors.front().second.find("rank " + std::to_string(silent)), std::string::npos)
+      << errors.front().second;
   EXPECT_NE(errors.front().second.find("pair gossip"), std::string::npos) << errors.front().second;
 }
 

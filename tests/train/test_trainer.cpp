@@ -995,8 +995,9 @@ TEST(Config, CanonicalTextHoldsExactlyTheOptionsTheRunReads) {
                                  "cser_density2"})},
       {"dpsgd", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology"}},
       {"relaysgd", {"momentum", "weight_decay", "wd_outside", "nan_policy", "topology", "relay_variant"}},
-      {"powergossip", {"momentum", "weight_decay", "wd_outside", "nan_policy", "low_rank", "topology",
-                       "power_iters", "diffusion_rate"}},
+      {"powergossip",
+       {"momentum", "weight_decay", "wd_outside", "nan_policy", "low_rank", "topology", "power_iters",
+        "diffusion_rate"}},
       {"a2cid2", {"momentum", "weight_decay", "nan_policy", "topology", "comm_rate"}},
       {"async-gossip", {"momentum", "weight_decay", "nan_policy", "topology", "comm_rate"}},
   };

@@ -106,10 +106,10 @@ class PairGossip {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  double budget_ = 0;            // averagings granted and not yet spent
-  bool finishing_ = false;       // the caller's steps are over
-  bool abandon_ = false;         // stop at once (destructor while unwinding)
-  bool ended_ = false;           // the thread has left its loop
+  double budget_ = 0;       // averagings granted and not yet spent
+  bool finishing_ = false;  // the caller's steps are over
+  bool abandon_ = false;    // stop at once (destructor while unwinding)
+  bool ended_ = false;      // the thread has left its loop
   std::exception_ptr error_;
   bool error_seen_ = false;  // the caller has been given error_
   PairGossipStats stats_;
