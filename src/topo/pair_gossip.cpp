@@ -59,6 +59,8 @@ PairGossip::PairGossip(comm::Backend& backend, const Graph& graph, std::size_t c
   SPARCOL_CHECK_ARG(!neighbors_.empty() || graph.n == 1, me,
                     "pair gossip: rank " + std::to_string(me) + " has no neighbour on " + graph.name);
   stats_.per_neighbor.assign(neighbors_.size(), 0);
+  stats_.sent_to.assign(neighbors_.size(), 0);
+  stats_.received_from.assign(neighbors_.size(), 0);
   dup_ = backend.duplicate();
   thread_ = std::thread([this] { loop(); });
 }
@@ -174,6 +176,8 @@ void PairGossip::run_protocol() {
     auto msg = std::make_unique<Control>(Control{type, seq[k]++});
     comm::Request r = b.isend(msg.get(), sizeof(Control), neighbors_[k], kTagControl);
     outbox.push_back(Out{std::move(msg), std::move(r), neighbors_[k]});
+    std::lock_guard lock(mu_);
+    ++stats_.sent_to[k];
   };
   auto reap = [&] {
     while (!outbox.empty() && (!outbox.front().req.pending() || outbox.front().req.impl()->test()))
@@ -277,6 +281,10 @@ void PairGossip::run_protocol() {
       in_req[k].reset();
       posted[k] = false;
       const Control m = in[k];
+      {
+        std::lock_guard lock(mu_);
+        ++stats_.received_from[k];
+      }
       handle(k, m, finishing);
       progress = true;
       // Still to come from k: anything until its DONE, and after it the answer to our request.

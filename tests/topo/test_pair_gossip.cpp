@@ -119,7 +119,8 @@ RunResult run_protocol(const topo::Graph& graph, std::vector<int>& steps, double
 }
 
 // Pairs are agreed by both sides: i averaged with j as often as j with i, only with neighbours, and
-// never more often than its budget allowed.
+// never more often than its budget allowed; every control message sent was received (the data
+// messages are one each way per averaging, so the averaging counts cover them).
 void check_pairs(const topo::Graph& g, const RunResult& res, const std::vector<int>& steps, double rate,
                  const std::string& what) {
   for (int i = 0; i < g.n; ++i) {
@@ -131,9 +132,12 @@ void check_pairs(const topo::Graph& g, const RunResult& res, const std::vector<i
       const int j = nb[k];
       const int back = g.index_of(j, i);
       ASSERT_GE(back, 0) << what;
-      EXPECT_EQ(si.per_neighbor[k],
-                res.stats[static_cast<std::size_t>(j)].per_neighbor[static_cast<std::size_t>(back)])
-          << what << ": averagings of " << i << " with " << j;
+      const auto& sj = res.stats[static_cast<std::size_t>(j)];
+      const auto b = static_cast<std::size_t>(back);
+      EXPECT_EQ(si.per_neighbor[k], sj.per_neighbor[b]) << what << ": averagings of " << i << " with " << j;
+      // Every control message i sent to j was received by j, and nothing else: none left unmatched.
+      EXPECT_EQ(si.sent_to[k], sj.received_from[b]) << what << ": messages from " << i << " to " << j;
+      EXPECT_GE(si.sent_to[k], 1u) << what << ": " << i << " never said DONE to " << j;
       total += si.per_neighbor[k];
     }
     EXPECT_EQ(total, si.averagings) << what;

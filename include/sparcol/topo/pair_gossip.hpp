@@ -59,6 +59,9 @@ struct PairGossipStats {
   std::uint64_t bytes_sent = 0;  // payload of the exchanges (control messages not counted)
   std::uint64_t bytes_recv = 0;
   std::vector<std::uint64_t> per_neighbor;  // averagings with neighbors()[k]
+  // Control messages sent to and received from neighbors()[k]: once every rank has finished, what i
+  // sent to j equals what j received from i (no message left unmatched).
+  std::vector<std::uint64_t> sent_to, received_from;
 };
 
 class PairGossip {
