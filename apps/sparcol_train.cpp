@@ -155,6 +155,10 @@ int main(int argc, char** argv) {
          "a2cid2, async-gossip: pairwise averagings per gradient step and rank, in (0, 1000] (the runs "
          "are asynchronous: they depend on timing; no checkpoints)")
       ->capture_default_str();
+  app.add_option("--comm-schedule", c.comm_schedule,
+                 "a2cid2, async-gossip: exact (each step grants --comm-rate averagings) or poisson (a "
+                 "Poisson(--comm-rate) number per step)")
+      ->capture_default_str();
 
   // Schedule
   app.add_option("--lr", c.lr, "initial learning rate")->capture_default_str();

@@ -76,12 +76,13 @@ class AsyncGossip final : public Decentralized {
   std::string startup_text() const override {
     char buf[320];
     if (acid_ || have_chi_) {
-      std::snprintf(buf, sizeof buf, "%s: comm rate %g, chi1 %.4f, chi2 %.4f, eta %.4f, alpha %.4f%s",
-                    config_.method.c_str(), config_.comm_rate, k_.chi1, k_.chi2, k_.eta, k_.alpha,
+      std::snprintf(buf, sizeof buf, "%s: comm rate %g (%s), chi1 %.4f, chi2 %.4f, eta %.4f, alpha %.4f%s",
+                    config_.method.c_str(), config_.comm_rate, config_.comm_schedule.c_str(), k_.chi1, k_.chi2,
+                    k_.eta, k_.alpha,
                     acid_ ? "" : " (async-gossip: eta = alpha = 0)");
     } else {
-      std::snprintf(buf, sizeof buf, "%s: comm rate %g, eta = alpha = 0 (chi1, chi2 undefined on %s)",
-                    config_.method.c_str(), config_.comm_rate, graph_.name.c_str());
+      std::snprintf(buf, sizeof buf, "%s: comm rate %g (%s), eta = alpha = 0 (chi1, chi2 undefined on %s)",
+                    config_.method.c_str(), config_.comm_rate, config_.comm_schedule.c_str(), graph_.name.c_str());
     }
     return std::string(buf) + "; asynchronous: the run depends on timing";
   }
@@ -175,7 +176,7 @@ class AsyncGossip final : public Decentralized {
       comm_s_total_ += std::chrono::duration<double>(Clock::now() - exch_t0_).count();
     };
     gossip_ = std::make_unique<topo::PairGossip>(backend_, graph_, n_, config_.comm_rate, std::move(hooks),
-                                                 config_.exchange.seed);
+                                                 config_.exchange.seed, config_.comm_schedule == "poisson");
   }
 
   // The continuous momentum since this rank's last event (called with mu_ held).

@@ -236,6 +236,9 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
     SPARCOL_CHECK_ARG(config.comm_rate > 0 && config.comm_rate <= 1000 && std::isfinite(config.comm_rate), me,
                       config.method + ": the communication rate must be in (0, 1000], got " +
                           std::to_string(config.comm_rate));
+    SPARCOL_CHECK_ARG(config.comm_schedule == "exact" || config.comm_schedule == "poisson", me,
+                      config.method + ": unknown communication schedule '" + config.comm_schedule +
+                          "' (valid: exact, poisson)");
   }
   if (method_is_decentralized(config.method)) {
     SPARCOL_CHECK_ARG(config.low_rank >= 1, me, "powergossip: --low-rank must be >= 1, got " + std::to_string(config.low_rank));

@@ -43,8 +43,13 @@ void PairGossip::set_unattended_failure_handler(FailureHandler handler) {
 }
 
 PairGossip::PairGossip(comm::Backend& backend, const Graph& graph, std::size_t count, double rate,
-                       Hooks hooks, std::uint64_t seed)
-    : count_(count), rate_(rate), hooks_(std::move(hooks)), seed_(seed) {
+                       Hooks hooks, std::uint64_t seed, bool poisson)
+    : count_(count),
+      rate_(rate),
+      hooks_(std::move(hooks)),
+      seed_(seed),
+      poisson_(poisson),
+      draws_(seed * 0xD1B54A32D192ED03ull + static_cast<std::uint64_t>(backend.rank()) * 7919 + 3) {
   const int me = backend.rank();
   SPARCOL_CHECK_ARG(graph.n == backend.size(), me,
                     "pair gossip: topology " + graph.name + " has " + std::to_string(graph.n) +
@@ -82,7 +87,10 @@ void PairGossip::add_step() {
     error_seen_ = true;
     std::rethrow_exception(error_);
   }
-  budget_ += rate_;
+  const double grant =
+      poisson_ ? static_cast<double>(std::poisson_distribution<long long>(rate_)(draws_)) : rate_;
+  budget_ += grant;
+  stats_.granted += grant;
   ++stats_.steps;
   cv_.notify_all();
 }

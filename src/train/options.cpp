@@ -206,6 +206,7 @@ std::vector<TrainOption> make_table() {
        [](C c) { return num(c.diffusion_rate); }},
       {"--relay-variant", method, {"relaysgd"}, "relay_variant", [](C c) { return c.relay_variant; }},
       {"--comm-rate", method, kAsync, "comm_rate", [](C c) { return num(c.comm_rate); }},
+      {"--comm-schedule", method, kAsync, "comm_schedule", [](C c) { return c.comm_schedule; }},
       // Schedule
       {"--lr", all, {}, "lr", [](C c) { return num(c.lr); }},
       {"--schedule", all, {}, "schedule", [](C c) { return c.schedule; }},
@@ -394,6 +395,8 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
   }
   need(c.comm_rate > 0 && c.comm_rate <= 1000 && finite(c.comm_rate),
        "--comm-rate must be in (0, 1000], got " + num(c.comm_rate));
+  need(c.comm_schedule == "exact" || c.comm_schedule == "poisson",
+       "--comm-schedule: unknown schedule '" + c.comm_schedule + "' (valid: exact, poisson)");
   need(
       !optim::method_is_async(c.optimizer) ||
           (c.checkpoint_dir.empty() && !c.resume && c.resume_from.empty()),

@@ -998,8 +998,8 @@ TEST(Config, CanonicalTextHoldsExactlyTheOptionsTheRunReads) {
       {"powergossip",
        {"momentum", "weight_decay", "wd_outside", "nan_policy", "low_rank", "topology", "power_iters",
         "diffusion_rate"}},
-      {"a2cid2", {"momentum", "weight_decay", "nan_policy", "topology", "comm_rate"}},
-      {"async-gossip", {"momentum", "weight_decay", "nan_policy", "topology", "comm_rate"}},
+      {"a2cid2", {"momentum", "weight_decay", "nan_policy", "topology", "comm_rate", "comm_schedule"}},
+      {"async-gossip", {"momentum", "weight_decay", "nan_policy", "topology", "comm_rate", "comm_schedule"}},
   };
   for (const auto& k : cases) {
     train::TrainConfig c;
@@ -1111,6 +1111,12 @@ TEST(Config, AsynchronousMethodsCheckTheirRateGraphAndCheckpoints) {
     expect_throws_code([&] { train::validate_config(c, 4, 0); }, ErrorCode::kInvalidArgument,
                        "--comm-rate must be in (0, 1000]");
   }
+  auto sched = base();
+  sched.comm_schedule = "sometimes";
+  expect_throws_code([&] { train::validate_config(sched, 4, 0); }, ErrorCode::kInvalidArgument,
+                     "--comm-schedule: unknown schedule 'sometimes' (valid: exact, poisson)");
+  sched.comm_schedule = "poisson";
+  EXPECT_NO_THROW(train::validate_config(sched, 4, 0));
   auto ck = base();
   ck.checkpoint_dir = "/tmp/none";
   expect_throws_code([&] { train::validate_config(ck, 4, 0); }, ErrorCode::kInvalidArgument,

@@ -124,6 +124,8 @@ struct OptimConfig {
   // protocol ends (every rank says it is done) in the step t with t + 1 == total_steps, or when the
   // optimizer is destroyed (total_steps 0).
   double comm_rate = 1.0;
+  // "exact" (every step grants comm_rate averagings) or "poisson" (a Poisson(comm_rate) number).
+  std::string comm_schedule = "exact";
 };
 
 // Where the local-SGD family stands after step t (0-based): whether the models are averaged after

@@ -4,7 +4,8 @@
 // A PairGossip owns a duplicate of a backend (Backend::duplicate: its messages never meet the
 // caller's) and one protocol thread. The caller (the compute thread) grants it averagings: every
 // add_step() adds `rate` to this rank's budget (exact scheduling: rate pairwise averagings per
-// gradient step). The protocol thread spends the budget one averaging at a time:
+// gradient step) or, with Poisson scheduling, a Poisson(rate) number of them (rate per step in
+// expectation; the draws come from the seed and the rank). The protocol thread spends the budget one averaging at a time:
 //
 //   REQUEST  i -> j   "average with me?"    (i has budget >= 1, is in no pair, j is a neighbour not done)
 //   ACCEPT   j -> i   j has budget >= 1 and is in no pair: the pair (i, j) forms, both spend 1
@@ -42,6 +43,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <span>
 #include <thread>
 #include <vector>
@@ -53,6 +55,7 @@ namespace sparcol::topo {
 
 struct PairGossipStats {
   std::uint64_t steps = 0;       // add_step() calls
+  double granted = 0;            // averagings granted by add_step() (exact: rate * steps)
   std::uint64_t averagings = 0;  // pairs formed (exchanges done)
   std::uint64_t requests = 0;    // REQUESTs sent
   std::uint64_t refused = 0;     // REFUSEs received
@@ -74,7 +77,7 @@ class PairGossip {
   // A collective call (it duplicates the backend). The graph must have backend.size() nodes, every
   // rank a neighbour; rate > 0; count floats per exchange. seed: the choice of neighbours.
   PairGossip(comm::Backend& backend, const Graph& graph, std::size_t count, double rate, Hooks hooks,
-             std::uint64_t seed);
+             std::uint64_t seed, bool poisson = false);
   ~PairGossip();
   PairGossip(const PairGossip&) = delete;
   PairGossip& operator=(const PairGossip&) = delete;
@@ -106,6 +109,8 @@ class PairGossip {
   double rate_;
   Hooks hooks_;
   std::uint64_t seed_;
+  bool poisson_;
+  std::mt19937_64 draws_;  // Poisson scheduling (the caller's thread, under mu_)
 
   std::mutex mu_;
   std::condition_variable cv_;

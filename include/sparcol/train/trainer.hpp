@@ -90,6 +90,7 @@ struct TrainConfig {
   double diffusion_rate = 1.0;      // powergossip gamma
   std::string relay_variant = "model";  // relaysgd: model or update
   double comm_rate = 1.0;               // a2cid2, async-gossip: pairwise averagings per step (> 0)
+  std::string comm_schedule = "exact";  // a2cid2, async-gossip: exact or poisson
 
   // Schedule
   double lr = 0.1;
