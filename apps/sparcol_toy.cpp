@@ -46,6 +46,7 @@ struct ToyConfig {
   std::vector<int> ks;  // empty: the setting's values
   double beta = 0.9;
   std::string topology;  // the decentralized methods' graph ("": the method's default)
+  double comm_rate = 1.0;  // a2cid2, async-gossip: pairwise averagings per step
   double lr = 0.005;
   double alpha = -1.0;  // < 0: the method's default
   std::string marsit_compensation = "local";
@@ -85,13 +86,15 @@ const std::vector<MethodOption>& method_options() {
       {"--down-density", {"liec"}},
       {"--beta",
        {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd",
-        "liec", "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip"}},
+        "liec", "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip", "a2cid2",
+        "async-gossip"}},
       {"--period", {"local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"}},
       {"--stl-stages", {"stl-sgd"}},
       {"--stl-data", {"stl-sgd"}},
       {"--avg-compressor", {"local-sgd", "vrl-sgd", "stl-sgd"}},
       {"--avg-density", {"local-sgd", "vrl-sgd", "stl-sgd"}},
-      {"--topology", {"dpsgd", "relaysgd", "powergossip"}},
+      {"--topology", {"dpsgd", "relaysgd", "powergossip", "a2cid2", "async-gossip"}},
+      {"--comm-rate", {"a2cid2", "async-gossip"}},
   };
   return table;
 }
@@ -162,6 +165,10 @@ void run_one(Backend& b, const ToyConfig& c, const Problem& p, const RunSpec& sp
                                      : c.down_density > 0        ? c.down_density
                                                                  : oc.exchange.compressor.density};
   oc.topology = sparcol::optim::method_is_decentralized(spec.method) ? c.topology : std::string();
+  if (sparcol::optim::method_is_async(spec.method)) {
+    oc.comm_rate = c.comm_rate;
+    oc.total_steps = static_cast<std::uint64_t>(c.iterations);  // the protocol ends in the last iteration
+  }
   oc.cser_c1 = {c.compressor, oc.exchange.compressor.density};
   oc.cser_c2 = {c.compressor, oc.exchange.compressor.density};
   if (sparcol::optim::method_is_local(spec.method)) {
@@ -351,6 +358,7 @@ int main(int argc, char** argv) {
   const int rank = sparcol::comm::MpiEnvironment::world_rank();
   const int world = sparcol::comm::MpiEnvironment::world_size();
   sparcol::app::install_termination_report(rank);
+  sparcol::app::install_async_failure_report(rank, sparcol::comm::MpiEnvironment::world_size() > 1);
 
   ToyConfig c;
   std::string methods = "paper";
@@ -367,11 +375,13 @@ int main(int argc, char** argv) {
                  "w0 = 3(1, -1, ...), k in {1, 2, 5}")
       ->check(CLI::IsMember({1, 2}))
       ->capture_default_str();
-  app.add_option(
-         "--method", methods,
-         "comma-separated methods, 'paper' (dmsgd, dgc-mfm, dgc, gmc) or 'all'; names: dmsgd, "
-         "dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, "
-         "sign-cascade, powersgd, liec, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip")
+  app.add_option("--method", methods,
+                 "comma-separated methods, 'paper' (dmsgd, dgc-mfm, dgc, gmc) or 'all'; names: dmsgd, "
+                 "dmsgd-local, ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, "
+                 "sign-cascade, powersgd, liec, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, "
+                 "powergossip, a2cid2, "
+                 "async-gossip ('all' leaves out the asynchronous a2cid2 and async-gossip, whose iterates "
+                 "depend on timing)")
       ->capture_default_str();
   app.add_option(
          "--compressor", c.compressor,
@@ -383,6 +393,11 @@ int main(int argc, char** argv) {
   app.add_option("--topology", c.topology,
                  "graph of dpsgd, relaysgd, powergossip: ring, torus, exponential, complete, chain, binary-tree, "
                  "double-binary-tree (default ring; relaysgd: chain); the trace follows the workers' mean");
+  app.add_option(
+         "--comm-rate", c.comm_rate,
+         "a2cid2, async-gossip: pairwise averagings per iteration and rank, in (0, 1000] (asynchronous: "
+         "the iterates depend on timing)")
+      ->capture_default_str();
   app.add_option("--lr", c.lr, "learning rate, > 0")->capture_default_str();
   app.add_option("--alpha", c.alpha, "detach coefficient, in [0, 1] (default: gmc-plus 0.5, def-a 0.3)");
   app.add_option("--marsit-compensation", c.marsit_compensation,
@@ -447,14 +462,16 @@ int main(int argc, char** argv) {
       if (m == "paper") {
         for (const char* pm : {"dmsgd", "dgc-mfm", "dgc", "gmc"}) add(pm);
       } else if (m == "all") {
-        for (const auto& am : names) add(am);
+        for (const auto& am : names)
+          if (!sparcol::optim::method_is_async(am)) add(am);
       } else {
         SPARCOL_CHECK_ARG(
             std::find(names.begin(), names.end(), m) != names.end(), rank,
             "--method: unknown method '" + m +
                 "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
                 "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, sign-cascade, "
-                "powersgd, liec, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip)");
+                "powersgd, liec, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip, a2cid2, "
+                "async-gossip)");
         add(m);
       }
     }
@@ -490,6 +507,8 @@ int main(int argc, char** argv) {
     SPARCOL_CHECK_ARG(c.beta >= 0 && c.beta < 1, rank,
                       "--beta must be in [0, 1), got " + std::to_string(c.beta));
     SPARCOL_CHECK_ARG(c.lr > 0 && std::isfinite(c.lr), rank, "--lr must be > 0, got " + std::to_string(c.lr));
+    SPARCOL_CHECK_ARG(c.comm_rate > 0 && c.comm_rate <= 1000 && std::isfinite(c.comm_rate), rank,
+                      "--comm-rate must be in (0, 1000], got " + std::to_string(c.comm_rate));
     SPARCOL_CHECK_ARG(c.alpha < 0 || c.alpha <= 1, rank,
                       "--alpha must be in [0, 1], got " + std::to_string(c.alpha));
     SPARCOL_CHECK_ARG(c.simulate == 0 || world == 1, rank,

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   const int rank = sparcol::comm::MpiEnvironment::world_rank();
   const int world = sparcol::comm::MpiEnvironment::world_size();
   sparcol::app::install_termination_report(rank);
+  sparcol::app::install_async_failure_report(rank, sparcol::comm::MpiEnvironment::world_size() > 1);
 
   sparcol::train::TrainConfig c;
   std::string preset;
@@ -150,10 +151,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--topology", c.topology,
                  "decentralized methods' graph: ring, torus, exponential, complete, chain, binary-tree, "
-                 "double-binary-tree (default: ring; relaysgd: chain)");
+                 "double-binary-tree (default: ring; relaysgd: chain; a2cid2: regular, not complete)");
   app.add_option("--power-iters", c.power_iters, "powergossip: power iterations per step")->capture_default_str();
   app.add_option("--diffusion-rate", c.diffusion_rate, "powergossip: diffusion rate gamma")->capture_default_str();
   app.add_option("--relay-variant", c.relay_variant, "relaysgd: relay models (model) or updates (update)")
+      ->capture_default_str();
+  app.add_option(
+         "--comm-rate", c.comm_rate,
+         "a2cid2, async-gossip: pairwise averagings per gradient step and rank, in (0, 1000] (the runs "
+         "are asynchronous: they depend on timing; no checkpoints)")
+      ->capture_default_str();
+  app.add_option("--comm-schedule", c.comm_schedule,
+                 "a2cid2, async-gossip: exact (each step grants --comm-rate averagings) or poisson (a "
+                 "Poisson(--comm-rate) number per step)")
       ->capture_default_str();
 
   // Schedule

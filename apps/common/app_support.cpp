@@ -3,7 +3,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 
 #include <algorithm>
 #include <iostream>
@@ -11,6 +13,7 @@
 
 #include "sparcol/comm/mpi_backend.hpp"
 #include "sparcol/io/report.hpp"
+#include "sparcol/topo/pair_gossip.hpp"
 
 namespace sparcol::app {
 
@@ -144,6 +147,33 @@ int guarded(int rank, bool abort_others, const std::function<int()>& body) {
   return status;
 }
 
+namespace {
+int g_async_rank = -1;
+bool g_async_abort = false;
+
+void on_async_failure(std::exception_ptr e) {
+  int status = exit_code(ErrorCode::kInternal);
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& err) {
+    print_error(err.rank() >= 0 ? err.rank() : g_async_rank, err.message());
+    status = exit_code(err.code());
+  } catch (const std::exception& err) {
+    print_error(g_async_rank, err.what());
+  } catch (...) {
+    print_error(g_async_rank, "unknown failure of the communication thread");
+  }
+  if (g_async_abort) comm::MpiEnvironment::abort(status);
+  std::_Exit(status);
+}
+}  // namespace
+
+void install_async_failure_report(int rank, bool abort_job) {
+  g_async_rank = rank;
+  g_async_abort = abort_job;
+  topo::PairGossip::set_unattended_failure_handler(&on_async_failure);
+}
+
 void install_termination_report(int rank) {
   g_rank = rank;
   struct sigaction sa;
@@ -172,7 +202,9 @@ comm::ThreadLevel mpi_thread_level(int argc, char** argv) {
     const std::string a = argv[i];
     // A method list naming cocod-sgd, or sparcol-toy's --method all (which includes it).
     const bool all = a == "--method=all" || (a == "all" && i > 1 && std::string(argv[i - 1]) == "--method");
-    if (a.find("cocod-sgd") != std::string::npos || all) return comm::ThreadLevel::kMultiple;
+    // a2cid2 and async-gossip run their pairing protocol on a communication thread.
+    const bool async = a.find("a2cid2") != std::string::npos || a.find("async-gossip") != std::string::npos;
+    if (a.find("cocod-sgd") != std::string::npos || async || all) return comm::ThreadLevel::kMultiple;
   }
   return comm::ThreadLevel::kFunneled;
 }

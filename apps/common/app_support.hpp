@@ -47,6 +47,11 @@ int guarded(int rank, bool abort_others, const std::function<int()>& body);
 // in, and mpirun's own message names the rank that died. The signal is then re-raised with its
 // default action, so the exit status still says "killed by a signal".
 void install_termination_report(int rank);
+// The asynchronous methods (a2cid2, async-gossip; topo::PairGossip): a failure of their communication
+// thread (a neighbour's named timeout) that the main thread cannot pick up, because it is blocked in a
+// call without a timeout (MPI_Allgatherv at an evaluation), is printed like any error and ends the
+// process with its exit status (abort_job: MPI_Abort, which ends the other ranks too).
+void install_async_failure_report(int rank, bool abort_job);
 
 // A check for options held in unsigned integers: CLI11 would store "-1" as 2^64 - 1 without a word.
 // Rejects a leading minus sign: "--seed: must not be negative, got -1".

@@ -28,6 +28,7 @@ from ._sparcol import (  # noqa: F401
     init_mpi,
     k_floor,
     k_round,
+    method_is_async,
     method_is_decentralized,
     method_is_dense,
     method_is_local,
@@ -41,7 +42,7 @@ from ._sparcol import (  # noqa: F401
 __all__ = [
     "ArgumentError", "Block", "BucketExchange", "Communicator", "Compressor", "Error", "Message", "Optimizer",
     "RbgsAllreduce", "RingAllreduce", "SignAllgather", "SparseAllgather", "compressor_names", "decompress",
-    "dense_allreduce_sum", "init_mpi", "k_floor", "k_round", "method_is_decentralized", "method_is_dense",
+    "dense_allreduce_sum", "init_mpi", "k_floor", "k_round", "method_is_async", "method_is_decentralized", "method_is_dense",
     "method_is_local", "method_names", "mpi_initialized_here", "mpi_thread_level", "rbgs_block",
     "subtract_decompressed", "world",
 ]

@@ -177,7 +177,10 @@ void bind_optim(py::module_& m) {
   m.def("method_is_local", &optim::method_is_local, py::arg("method"));
   m.def("method_is_decentralized", &optim::method_is_decentralized, py::arg("method"),
         "Whether the method keeps a model per rank and talks to graph neighbours only (dpsgd, relaysgd, "
-        "powergossip; docs/optimizers.md).");
+        "powergossip, a2cid2, async-gossip; docs/optimizers.md).");
+  m.def("method_is_async", &optim::method_is_async, py::arg("method"),
+        "Whether the method is asynchronous (a2cid2, async-gossip: a communication thread pairs neighbours "
+        "while the caller computes, so its results depend on timing; docs/async_gossip.md).");
 
   py::class_<PyOptimizer>(m, "Optimizer", "A sparcol optimizer over one flat float32 vector.")
       .def(py::init([](Communicator& comm, const py::handle& layout, const std::string& method,

@@ -102,6 +102,10 @@ const char* tag_name(int tag) {
     case kTagWaitQuery:
     case kTagWaitReply:
       return "wait query after a timeout";
+    case kTagPairGossip:
+      return "pair gossip";
+    case kTagPairGossipData:
+      return "pair gossip exchange";
     default:
       if (tag >= kTagCallFirst) return "collective data exchange";
       return tag >= 0 ? "point-to-point message" : "no communication";

@@ -29,6 +29,9 @@ std::unique_ptr<Optimizer> make_local_sgd(comm::Backend& b, const Layout& l, con
 std::unique_ptr<Optimizer> make_dpsgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 std::unique_ptr<Optimizer> make_relaysgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
 std::unique_ptr<Optimizer> make_powergossip(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e);
+// a2cid2 and async-gossip: src/optim/a2cid2.cpp.
+std::unique_ptr<Optimizer> make_async_gossip(comm::Backend& b, const Layout& l, const OptimConfig& c,
+                                             Exec& e);
 
 // The error-feedback family's update: x <- x - a (the aggregate is in parameter units), or with
 // wd_outside x <- x - (a + eta*wd*x).

@@ -67,7 +67,13 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
   before_step(epoch);
   bool finite = true;
   if (!fused_message(x, g, lr, finite)) finite = ops::all_finite(exec_, g.data(), n_);
-  const Verdict verdict = ex_.begin(t, !finite);
+  Verdict verdict;
+  if (global_verdict()) {
+    verdict = ex_.begin(t, !finite);
+  } else if (!finite) {
+    verdict.skip = true;
+    verdict.bad_ranks = {me};
+  }
   StepStats stats;
   if (verdict.skip) {
     drop_message();
@@ -90,9 +96,10 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
 
 const std::vector<std::string>& method_names() {
   static const std::vector<std::string> names{
-      "dmsgd",     "dmsgd-local", "ef-sgd",  "ef-sgdm",   "dgc",          "dgc-mfm",  "gmc",
-      "gmc-plus",  "def-a",       "cser",    "marsit",    "sign-cascade", "powersgd", "liec",
-      "local-sgd", "vrl-sgd",     "stl-sgd", "cocod-sgd", "dpsgd",        "relaysgd", "powergossip"};
+      "dmsgd",     "dmsgd-local", "ef-sgd",  "ef-sgdm",   "dgc",          "dgc-mfm",     "gmc",
+      "gmc-plus",  "def-a",       "cser",    "marsit",    "sign-cascade", "powersgd",    "liec",
+      "local-sgd", "vrl-sgd",     "stl-sgd", "cocod-sgd", "dpsgd",        "relaysgd",    "powergossip",
+      "a2cid2",    "async-gossip"};
   return names;
 }
 
@@ -120,7 +127,11 @@ bool method_accepts_compressor(const std::string& method, const std::string& com
 }
 
 bool method_is_decentralized(const std::string& method) {
-  return method == "dpsgd" || method == "relaysgd" || method == "powergossip";
+  return method == "dpsgd" || method == "relaysgd" || method == "powergossip" || method_is_async(method);
+}
+
+bool method_is_async(const std::string& method) {
+  return method == "a2cid2" || method == "async-gossip";
 }
 
 std::string default_topology(const std::string& method) {
@@ -145,7 +156,7 @@ OptimConfig effective(const OptimConfig& c) {
 
 bool method_has_wd_outside(const std::string& method) {
   return method != "gmc" && method != "gmc-plus" && method != "cser" && method != "powersgd" &&
-         method != "liec" && !method_is_local(method);
+         method != "liec" && !method_is_local(method) && !method_is_async(method);
 }
 
 std::string unsupported_reason(const Layout& layout, const OptimConfig& given, MemKind kind) {
@@ -163,6 +174,9 @@ std::string unsupported_reason(const Layout& layout, const OptimConfig& given, M
            "the host)";
   if (config.method == "powergossip")
     return "powergossip's power iterations (small matrix products per edge) have no GPU kernel";
+
+  if (method_is_async(config.method))
+    return config.method + "'s communication thread works on host memory (no GPU executor)";
   if (method_is_decentralized(config.method)) return {};  // dense neighbour exchanges and fused updates
   if (config.method == "cser") {
     if (config.cser_c1.name != "zero") {
@@ -235,6 +249,14 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
                         "stl-sgd: the stages divide the run, so it needs the total number of steps (> 0)");
     }
   }
+  if (method_is_async(config.method)) {
+    SPARCOL_CHECK_ARG(config.comm_rate > 0 && config.comm_rate <= 1000 && std::isfinite(config.comm_rate), me,
+                      config.method + ": the communication rate must be in (0, 1000], got " +
+                          std::to_string(config.comm_rate));
+    SPARCOL_CHECK_ARG(config.comm_schedule == "exact" || config.comm_schedule == "poisson", me,
+                      config.method + ": unknown communication schedule '" + config.comm_schedule +
+                          "' (valid: exact, poisson)");
+  }
   if (method_is_decentralized(config.method)) {
     SPARCOL_CHECK_ARG(config.low_rank >= 1, me, "powergossip: --low-rank must be >= 1, got " + std::to_string(config.low_rank));
     SPARCOL_CHECK_ARG(config.power_iters >= 1, me,
@@ -242,8 +264,10 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
     SPARCOL_CHECK_ARG(config.diffusion_rate > 0 && std::isfinite(config.diffusion_rate), me,
                       "powergossip: the diffusion rate must be > 0, got " + std::to_string(config.diffusion_rate));
   } else {
-    SPARCOL_CHECK_ARG(config.topology.empty(), me,
-                      config.method + " does not use a topology (only dpsgd, relaysgd, powergossip do)");
+    SPARCOL_CHECK_ARG(
+        config.topology.empty(), me,
+        config.method +
+            " does not use a topology (only dpsgd, relaysgd, powergossip, a2cid2, async-gossip do)");
   }
   layout.validate();
   SPARCOL_CHECK_ARG(layout.rows.empty() || layout.rows.size() == layout.tensors.size(), me,
@@ -267,6 +291,7 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
   if (m == "dpsgd") return detail::make_dpsgd(backend, layout, config, exec);
   if (m == "relaysgd") return detail::make_relaysgd(backend, layout, config, exec);
   if (m == "powergossip") return detail::make_powergossip(backend, layout, config, exec);
+  if (method_is_async(m)) return detail::make_async_gossip(backend, layout, config, exec);
   return detail::make_cser(backend, layout, config, exec);
 }
 

@@ -14,4 +14,5 @@ target_sources(sparcol_optim PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/local_sgd.cpp
   ${CMAKE_CURRENT_LIST_DIR}/cocod_sgd.cpp
   ${CMAKE_CURRENT_LIST_DIR}/decentralized.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/powergossip.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/powergossip.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/a2cid2.cpp)

@@ -10,6 +10,7 @@
 #include "sparcol/compress/compressor.hpp"
 #include "sparcol/core/error.hpp"
 #include "sparcol/optim/optimizer.hpp"
+#include "sparcol/topo/acid.hpp"
 #include "sparcol/topo/graph.hpp"
 #include "sparcol/train/model.hpp"
 
@@ -56,7 +57,8 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
 const std::vector<std::string> kLocal{"local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"};
 // Those whose averaging may be compressed.
 const std::vector<std::string> kLocalAveraging{"local-sgd", "vrl-sgd", "stl-sgd"};
-const std::vector<std::string> kDecentralized{"dpsgd", "relaysgd", "powergossip"};
+const std::vector<std::string> kDecentralized{"dpsgd", "relaysgd", "powergossip", "a2cid2", "async-gossip"};
+const std::vector<std::string> kAsync{"a2cid2", "async-gossip"};
 const std::vector<std::string> kImageModels{"mlp", "cnn", "resnet20"};
 
 // The detach coefficient a method uses (OptimConfig::alpha: gmc-plus 0.5, def-a 0.3 by default).
@@ -147,7 +149,8 @@ std::vector<TrainOption> make_table() {
       {"--momentum",
        method,
        {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd",
-        "liec", "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip"},
+        "liec", "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip", "a2cid2",
+        "async-gossip"},
        "momentum",
        [](C c) { return num(c.momentum); }},
       {"--weight-decay", all, {}, "weight_decay", [](C c) { return num(c.weight_decay); }},
@@ -208,6 +211,8 @@ std::vector<TrainOption> make_table() {
        "diffusion_rate",
        [](C c) { return num(c.diffusion_rate); }},
       {"--relay-variant", method, {"relaysgd"}, "relay_variant", [](C c) { return c.relay_variant; }},
+      {"--comm-rate", method, kAsync, "comm_rate", [](C c) { return num(c.comm_rate); }},
+      {"--comm-schedule", method, kAsync, "comm_schedule", [](C c) { return c.comm_schedule; }},
       // Schedule
       {"--lr", all, {}, "lr", [](C c) { return num(c.lr); }},
       {"--schedule", all, {}, "schedule", [](C c) { return c.schedule; }},
@@ -403,8 +408,23 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
       need(c.optimizer != "relaysgd" || t == "chain" || t == "binary-tree" || t == "double-binary-tree",
            "--optimizer relaysgd relays over a spanning tree: --topology chain, binary-tree or double-binary-tree, got " +
                t);
+      // A2CiD2's constants need a regular, connected, non-complete graph of >= 3 ranks (acid.hpp).
+      if (c.optimizer == "a2cid2" && c.comm_rate > 0 && finite(c.comm_rate))
+        (void)topo::acid_constants(topo::make_topology(t, world_size, rank), c.comm_rate, rank);
+      need(c.optimizer != "async-gossip" || world_size >= 2,
+           "--optimizer async-gossip needs at least 2 ranks");
     }
   }
+  need(c.comm_rate > 0 && c.comm_rate <= 1000 && finite(c.comm_rate),
+       "--comm-rate must be in (0, 1000], got " + num(c.comm_rate));
+  need(c.comm_schedule == "exact" || c.comm_schedule == "poisson",
+       "--comm-schedule: unknown schedule '" + c.comm_schedule + "' (valid: exact, poisson)");
+  need(
+      !optim::method_is_async(c.optimizer) ||
+          (c.checkpoint_dir.empty() && !c.resume && c.resume_from.empty()),
+      "--checkpoint / --resume: --optimizer " + c.optimizer +
+          " is asynchronous (its models depend on when the pairs of ranks happened to meet), so a checkpoint "
+          "could not be resumed consistently; it has none");
   need(c.lr > 0 && finite(c.lr), "--lr must be > 0, got " + num(c.lr));
   need(c.schedule != "step" || !c.milestones.empty(), "--schedule step needs --milestones (epochs)");
   for (double m : c.milestones)

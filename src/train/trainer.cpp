@@ -2,6 +2,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <thread>
 
@@ -126,6 +127,7 @@ void Trainer::after_step(std::uint64_t completed) {
 TrainSummary Trainer::end_run(std::uint64_t first) {
   State& s = *s_;
   gather_peak_rss();
+  report_events();
   if (s.rank == 0 && s.trace) {
     write_memory_attributes();
     s.trace->close();
@@ -159,6 +161,38 @@ TrainSummary Trainer::end_run(std::uint64_t first) {
 namespace sparcol::train {
 
 // Every rank's peak resident memory so far (getrusage: ru_maxrss, KiB on Linux), to rank 0.
+void Trainer::report_events() {
+  State& s = *s_;
+  const auto ev = s.opt->event_counts();
+  if (ev.empty()) return;  // the same answer on every rank (the same method)
+  std::vector<double> mine;
+  for (const auto& e : ev) mine.push_back(e.second);
+  const auto K = static_cast<std::size_t>(s.world);
+  std::vector<double> all(K * mine.size());
+  const std::vector<std::size_t> bytes(K, mine.size() * sizeof(double));
+  backend_.allgatherv(mine.data(), all.data(), bytes);
+  if (s.rank != 0) return;
+  std::string text;
+  for (std::size_t f = 0; f < ev.size(); ++f) {
+    std::string per_rank;
+    double sum = 0;
+    for (std::size_t r = 0; r < K; ++r) {
+      const double v = all[r * ev.size() + f];
+      sum += v;
+      char buf[48];
+      std::snprintf(buf, sizeof buf, "%.6g", v);
+      per_rank += (r == 0 ? "" : ",") + std::string(buf);
+    }
+    text += (f == 0 ? "" : "; ") + ev[f].first + " " + per_rank;
+    if (s.trace) {
+      s.trace->set_attribute({"events_" + ev[f].first, per_rank});
+      s.trace->set_attribute({"events_" + ev[f].first + "_mean", sum / static_cast<double>(K)});
+    }
+  }
+  if (!config_.quiet && out_)
+    *out_ << "events per rank (asynchronous: they depend on timing): " << text << std::endl;
+}
+
 void Trainer::gather_peak_rss() {
   State& s = *s_;
   rusage ru{};

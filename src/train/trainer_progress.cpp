@@ -54,6 +54,8 @@ void Trainer::print_header() {
     const std::string t = config_.topology.empty() ? optim::default_topology(config_.optimizer) : config_.topology;
     *out_ << "topology: " << topo::describe(topo::make_topology(t, s.world)) << std::endl;
   }
+  const std::string method_text = s.opt->startup_text();
+  if (!method_text.empty()) *out_ << method_text << std::endl;
 }
 
 void Trainer::print_progress(std::uint64_t completed) {

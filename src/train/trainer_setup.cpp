@@ -183,6 +183,8 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   oc.power_iters = config_.power_iters;
   oc.diffusion_rate = config_.diffusion_rate;
   oc.relay_variant = config_.relay_variant;
+  oc.comm_rate = config_.comm_rate;
+  oc.comm_schedule = config_.comm_schedule;
   oc.nan_policy = config_.nan_policy == "stop" ? optim::NanPolicy::kStop : optim::NanPolicy::kSkip;
   // Steps: an epoch is one pass over the training set by all workers together.
   steps_per_epoch_ =
@@ -197,6 +199,9 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
     oc.stl_iid = config_.stl_data == "iid";
     oc.total_steps = total_steps_;
   }
+  // The asynchronous methods end their protocol in the run's last step.
+  if (optim::method_is_async(config_.optimizer))
+    oc.total_steps = config_.max_steps > 0 ? std::min(total_steps_, config_.max_steps) : total_steps_;
   s.opt = optim::make_optimizer(backend_, layout, oc);
   s.per_worker = s.opt->per_worker_models();
   if (s.per_worker) s.test_all = data.test;

@@ -410,6 +410,8 @@ TEST(OptimReplicas, BitwiseIdenticalAcrossRanks) {
 TEST(OptimNan, SkipPolicyLeavesStateUntouched) {
   const std::uint64_t d = 20;
   for (const auto& m : sparcol::optim::method_names()) {
+    // The asynchronous methods skip on the failing rank only and depend on timing (tests/topo).
+    if (sparcol::optim::method_is_async(m)) continue;
     GradFn clean = [&](int r, std::uint64_t t, std::span<const float>) { return random_grad(r, t, d, 6); };
     GradFn dirty = [&](int r, std::uint64_t t, std::span<const float>) {
       Vec g = random_grad(r, t, d, 6);
@@ -526,6 +528,8 @@ namespace {
 
 TEST(OptimDegenerateInput, EmptyZeroAndFullDensity) {
   for (const auto& m : sparcol::optim::method_names()) {
+    // The asynchronous methods need a non-complete graph of >= 4 ranks (a2cid2): tests/topo.
+    if (sparcol::optim::method_is_async(m)) continue;
     for (const char* comp : {"topk", "rbgs", "sign", "randk", "topk-sampled", "sidco"}) {
       if (!sparcol::optim::method_accepts_compressor(m, comp)) continue;  // liec: rbgs, sign (test_liec.cpp)
       // d = 0: nothing to do, no error.

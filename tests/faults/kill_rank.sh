@@ -2,17 +2,23 @@
 # A rank killed (SIGKILL) or stopped (SIGSTOP) in the middle of a run: every other rank must end,
 # non-zero, within the timeout + 10 s, and the output must name the operation the survivors were in
 # and the failed or silent rank.
-# Usage: kill_rank.sh PROGRAM MPIEXEC NP SIGNAL [TOY FLAGS...]   (default flags: --method gmc)
+# Usage: kill_rank.sh PROGRAM MPIEXEC NP SIGNAL [FLAGS...]
+#   PROGRAM sparcol-toy (default flags: --method gmc; it runs --iterations 100000000) or sparcol-train
+#   (flags required; it runs a synthetic model for --epochs 100000 without progress lines)
 set -uo pipefail
 prog=$1 mpiexec=$2 np=$3 sig=$4
 shift 4
 flags=("$@")
-[ ${#flags[@]} -gt 0 ] || flags=(--method gmc)
+lead=(--iterations 100000000)
+case "$(basename "$prog")" in
+  sparcol-train*) lead=(--model synthetic --epochs 100000 --progress-every 0) ;;
+  *) [ ${#flags[@]} -gt 0 ] || flags=(--method gmc) ;;
+esac
 timeout_s=4
 export SPARCOL_TIMEOUT_S=$timeout_s OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-"$mpiexec" -np "$np" --oversubscribe "$prog" --iterations 100000000 "${flags[@]}" >"$out" 2>&1 &
+"$mpiexec" -np "$np" --oversubscribe "$prog" "${lead[@]}" "${flags[@]}" >"$out" 2>&1 &
 launcher=$!
 victim_rank=$((np - 1))
 victim=""

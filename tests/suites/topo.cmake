@@ -12,3 +12,8 @@ sparcol_add_mpi_test(sparcol_mpi_topo_tests RANKS 1 2 3 4 5 6 7 8 LABELS mpi top
 add_executable(sparcol_decentralized_tests topo/test_decentralized.cpp)
 target_link_libraries(sparcol_decentralized_tests PRIVATE sparcol_test_common sparcol GTest::gtest_main sparcol_warnings)
 gtest_discover_tests(sparcol_decentralized_tests PROPERTIES LABELS "coll;topo" TIMEOUT 120)
+
+# The asynchronous pairing protocol and a2cid2 / async-gossip on LoopbackBackend.
+add_executable(sparcol_pair_gossip_tests topo/test_pair_gossip.cpp)
+target_link_libraries(sparcol_pair_gossip_tests PRIVATE sparcol_test_common sparcol GTest::gtest_main sparcol_warnings)
+gtest_discover_tests(sparcol_pair_gossip_tests PROPERTIES LABELS "coll;topo" TIMEOUT 120)

@@ -1004,6 +1004,8 @@ TEST(Config, CanonicalTextHoldsExactlyTheOptionsTheRunReads) {
       {"powergossip",
        {"momentum", "weight_decay", "wd_outside", "nan_policy", "low_rank", "topology", "power_iters",
         "diffusion_rate"}},
+      {"a2cid2", {"momentum", "weight_decay", "nan_policy", "topology", "comm_rate", "comm_schedule"}},
+      {"async-gossip", {"momentum", "weight_decay", "nan_policy", "topology", "comm_rate", "comm_schedule"}},
   };
   for (const auto& k : cases) {
     train::TrainConfig c;
@@ -1100,6 +1102,49 @@ TEST(Config, DefaultsAreRecordedResolved) {
   EXPECT_EQ(train::canonical_config(a, 2, 7), train::canonical_config(b, 2, 7));
 }
 
+// The asynchronous methods: --comm-rate in (0, 1000]; no checkpoints (their runs depend on timing);
+// a2cid2's graph must admit its constants (regular, not complete).
+TEST(Config, AsynchronousMethodsCheckTheirRateGraphAndCheckpoints) {
+  auto base = [] {
+    train::TrainConfig c;
+    c.optimizer = "a2cid2";
+    return c;
+  };
+  EXPECT_NO_THROW(train::validate_config(base(), 4, 0));
+  for (double bad : {0.0, -1.0, 2000.0, std::numeric_limits<double>::infinity()}) {
+    auto c = base();
+    c.comm_rate = bad;
+    expect_throws_code([&] { train::validate_config(c, 4, 0); }, ErrorCode::kInvalidArgument,
+                       "--comm-rate must be in (0, 1000]");
+  }
+  auto sched = base();
+  sched.comm_schedule = "sometimes";
+  expect_throws_code([&] { train::validate_config(sched, 4, 0); }, ErrorCode::kInvalidArgument,
+                     "--comm-schedule: unknown schedule 'sometimes' (valid: exact, poisson)");
+  sched.comm_schedule = "poisson";
+  EXPECT_NO_THROW(train::validate_config(sched, 4, 0));
+  auto ck = base();
+  ck.checkpoint_dir = "/tmp/none";
+  expect_throws_code([&] { train::validate_config(ck, 4, 0); }, ErrorCode::kInvalidArgument,
+                     "--optimizer a2cid2 is asynchronous");
+  auto rs = base();
+  rs.optimizer = "async-gossip";
+  rs.resume = true;
+  rs.resume_from = "/tmp/none";
+  expect_throws_code([&] { train::validate_config(rs, 4, 0); }, ErrorCode::kInvalidArgument,
+                     "--optimizer async-gossip is asynchronous");
+  auto complete = base();
+  complete.topology = "complete";
+  expect_throws_code([&] { train::validate_config(complete, 4, 0); }, ErrorCode::kInvalidArgument,
+                     "non-complete graphs only");
+  expect_throws_code([&] { train::validate_config(base(), 3, 0); }, ErrorCode::kInvalidArgument,
+                     "non-complete graphs only");  // the ring of 3 is the complete graph
+  auto ag = base();
+  ag.optimizer = "async-gossip";
+  ag.topology = "complete";
+  EXPECT_NO_THROW(train::validate_config(ag, 3, 0));
+}
+
 TEST(Config, AnOptionGivenThatTheRunDoesNotReadIsRefused) {
   struct Case {
     std::function<void(train::TrainConfig&)> set;
@@ -1130,6 +1175,10 @@ TEST(Config, AnOptionGivenThatTheRunDoesNotReadIsRefused) {
       {[](auto& c) { c.partition = "shards"; }, "--dirichlet-alpha", "(this run: --partition shards)"},
       {[](auto& c) { c.schedule = "cosine"; }, "--gamma", "--gamma applies to --schedule step only"},
       {[](auto& c) { c.schedule = "step"; }, "--gamma", ""},
+      {[](auto& c) { c.optimizer = "dpsgd"; }, "--comm-rate",
+       "--comm-rate applies to --optimizer a2cid2, async-gossip only (this run: --optimizer dpsgd)"},
+      {[](auto& c) { c.optimizer = "a2cid2"; }, "--comm-rate", ""},
+      {[](auto& c) { c.optimizer = "async-gossip"; }, "--topology", ""},
   };
   for (const auto& k : cases) {
     train::TrainConfig c;

@@ -12,6 +12,13 @@
 #include "sparcol/comm/loopback.hpp"
 #include "sparcol/optim/optimizer.hpp"
 
+// GCC 12 pairs the std::free below with a `new` it has inlined elsewhere and reports a mismatch
+// (-Wmismatched-new-delete), a known false positive for replaced global operators: this operator new
+// allocates with malloc, so free is the matching release.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 namespace {
 thread_local bool g_counting = false;
 thread_local std::size_t g_allocations = 0;

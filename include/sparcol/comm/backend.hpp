@@ -46,6 +46,9 @@ enum CollectiveTag : int {
   kTagWaitQuery = 10009,
   kTagWaitReply = 10010,
   kTagLiec = 10011,  // LIEC's sharded server (coll/liec_allreduce.hpp)
+  // topo::PairGossip (a2cid2, async-gossip): its control messages and its pairs' exchanges.
+  kTagPairGossip = 10012,
+  kTagPairGossipData = 10013,
   // 16384..32767: one tag per collective call, for data sent before its fingerprint check completes
   // (coll::Agreement::data_tag).
   kTagCallFirst = 16384,

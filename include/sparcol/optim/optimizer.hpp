@@ -25,11 +25,16 @@
 // an averaging ("none": exact averaging, the default of the programs); cocod-sgd averages exactly.
 //   dpsgd        gossip averaging on a graph (10.4's D-PSGD)   relaysgd     RelaySum over a tree (10.5)
 //   powergossip  low-rank gossip of model differences (10.4)
+//   a2cid2       asynchronous pairwise gossip with A2CiD2's continuous momentum (10.6)
+//   async-gossip the same protocol without the momentum (eta = alpha = 0)
 //
-// The decentralized methods (dpsgd, relaysgd, powergossip; method_is_decentralized) keep one model
-// per rank: x differs between ranks after the first step, and each rank talks only to its neighbours
-// on config.topology (topo/graph.hpp) through a NeighborExchange. The one global message of their step
-// is step()'s NaN verdict with the call fingerprint (K-1 records of 72 bytes, as for every method).
+// The decentralized methods (dpsgd, relaysgd, powergossip, a2cid2, async-gossip;
+// method_is_decentralized) keep one model per rank: x differs between ranks after the first step, and
+// each rank talks only to its neighbours on config.topology (topo/graph.hpp), through a
+// NeighborExchange (the synchronous ones) or a topo::PairGossip thread (a2cid2, async-gossip:
+// method_is_async, docs/async_gossip.md). The one global message of a synchronous method's step is
+// step()'s NaN verdict with the call fingerprint (K-1 records of 72 bytes, as for every method); the
+// asynchronous ones have none.
 //
 // Common rules (ALGORITHMS.md 0.1): state starts at zero; heavy-ball momentum without dampening;
 // weight decay is coupled L2 added to the local gradient first, g <- g + wd * z with z the point the
@@ -122,6 +127,12 @@ struct OptimConfig {
   int power_iters = 1;                  // powergossip: power iterations per step (>= 1)
   double diffusion_rate = 1.0;          // powergossip: gamma (> 0)
   std::string relay_variant = "model";  // relaysgd: "model" (relay models, fill x_0) or "update"
+  // a2cid2, async-gossip (ALGORITHMS.md 10.6): pairwise averagings per gradient step (> 0). Their
+  // protocol ends (every rank says it is done) in the step t with t + 1 == total_steps, or when the
+  // optimizer is destroyed (total_steps 0).
+  double comm_rate = 1.0;
+  // "exact" (every step grants comm_rate averagings) or "poisson" (a Poisson(comm_rate) number).
+  std::string comm_schedule = "exact";
 };
 
 // Where the local-SGD family stands after step t (0-based): whether the models are averaged after
@@ -200,6 +211,12 @@ class Optimizer {
   // The answer depends only on the steps taken, so every rank gives the same.
   virtual bool at_checkpoint_boundary() const { return true; }
 
+  // A line for the run's header ("" for most methods; a2cid2: its constants).
+  virtual std::string startup_text() const { return {}; }
+  // This rank's event counts (a2cid2, async-gossip: gradient steps, averagings, requests, refusals),
+  // name and value; empty for the synchronous methods.
+  virtual std::vector<std::pair<std::string, double>> event_counts() { return {}; }
+
   std::uint64_t skipped_steps() const { return skipped_; }
   void set_skipped_steps(std::uint64_t n) { skipped_ = n; }
   // The density the compressor currently uses (changes during DGC warm-up).
@@ -222,6 +239,10 @@ class Optimizer {
     return false;
   }
   virtual void drop_message() {}
+  // Whether step() agrees on the NaN verdict with every rank (a global message per step). The
+  // asynchronous methods (a2cid2, async-gossip) return false: a non-finite gradient skips this rank's
+  // step only (kSkip) or throws on this rank (kStop), and no step waits for another rank.
+  virtual bool global_verdict() const { return true; }
 
   // The gradient a fused update consumes: g plus coupled weight decay wd * z at the gradient point
   // (unless wd_outside), z = gradient_point(x, lr).
@@ -282,6 +303,9 @@ bool method_accepts_compressor(const std::string& method, const std::string& com
 bool method_is_local(const std::string& method);
 // Whether a method is decentralized (keeps a model per rank, talks to graph neighbours only).
 bool method_is_decentralized(const std::string& method);
+// Whether a method is asynchronous (a2cid2, async-gossip: a communication thread pairs neighbours
+// while the caller computes; its runs depend on timing). Such methods are also decentralized.
+bool method_is_async(const std::string& method);
 // The topology a decentralized method uses when OptimConfig::topology is "": ring for dpsgd and
 // powergossip, chain for relaysgd; "" for the others.
 std::string default_topology(const std::string& method);

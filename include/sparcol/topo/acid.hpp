@@ -1,6 +1,6 @@
 // The pure parts of A2CiD2 (ALGORITHMS.md 10.6): the constants computed from the graph and the
-// closed form of the continuous momentum's mixing. The asynchronous protocol itself (pairing,
-// communication thread) is not part of sparcol (docs/optimizers.md says why).
+// closed form of the continuous momentum's mixing. The asynchronous pairing protocol is
+// topo::PairGossip (pair_gossip.hpp); the methods a2cid2 and async-gossip (docs/async_gossip.md).
 #pragma once
 
 #include <cstddef>

@@ -86,11 +86,13 @@ struct TrainConfig {
   std::string stl_data = "iid";  // iid: the period doubles per stage; noniid: grows by sqrt(2)
   std::string avg_compressor = "none";
   double avg_density = 0.01;
-  // Decentralized methods (dpsgd, relaysgd, powergossip; docs/optimizers.md)
+  // Decentralized methods (dpsgd, relaysgd, powergossip, a2cid2, async-gossip; docs/optimizers.md)
   std::string topology;             // "": the method's default (ring; relaysgd: chain)
   int power_iters = 1;              // powergossip power iterations per step
   double diffusion_rate = 1.0;      // powergossip gamma
   std::string relay_variant = "model";  // relaysgd: model or update
+  double comm_rate = 1.0;               // a2cid2, async-gossip: pairwise averagings per step (> 0)
+  std::string comm_schedule = "exact";  // a2cid2, async-gossip: exact or poisson
 
   // Schedule
   double lr = 0.1;
@@ -197,6 +199,8 @@ class Trainer {
   void train_step(std::uint64_t t);
   void after_step(std::uint64_t completed);
   TrainSummary end_run(std::uint64_t first_step);
+  // The asynchronous methods' event counts per rank: printed and put into the trace (a collective).
+  void report_events();
   // Evaluation (trainer_eval.cpp), the trace (trainer_trace.cpp), checkpoints (trainer_checkpoint.cpp)
   void evaluate(std::uint64_t completed);
   void gather_rows();
