@@ -40,17 +40,17 @@
 #include <vector>
 
 #include "bench/options.hpp"
-#include "bench/overlap.hpp"
 #include "bench/output.hpp"
+#include "bench/overlap.hpp"
 #include "bench/runs.hpp"
 #include "sparcol/comm/loopback.hpp"
 #include "sparcol/comm/make_backend.hpp"
-#include "sparcol/topo/graph.hpp"
 #include "sparcol/comm/mpi_backend.hpp"
 #include "sparcol/config.hpp"
 #include "sparcol/core/error.hpp"
 #include "sparcol/device/device.hpp"
 #include "sparcol/device/dispatch.hpp"
+#include "sparcol/topo/graph.hpp"
 
 #ifndef SPARCOL_BUILD_TYPE
 #define SPARCOL_BUILD_TYPE "unknown"
@@ -298,9 +298,8 @@ int main(int argc, char** argv) {
   // --overlap runs a progress thread next to the caller's MPI calls: MPI_THREAD_MULTIPLE.
   bool overlap = false;
   for (int i = 1; i < argc; ++i) overlap = overlap || std::string(argv[i]) == "--overlap";
-  sparcol::comm::MpiEnvironment mpi(&argc, &argv,
-                                    overlap ? sparcol::comm::ThreadLevel::kMultiple
-                                            : sparcol::comm::ThreadLevel::kFunneled);
+  sparcol::comm::MpiEnvironment mpi(
+      &argc, &argv, overlap ? sparcol::comm::ThreadLevel::kMultiple : sparcol::comm::ThreadLevel::kFunneled);
   const Parsed p = sparcol::bench::parse(argc, argv);
   // Several MPI processes always go through the agreement, even with --backend loopback, so that
   // ranks given different flags cannot leave one another waiting.

@@ -45,7 +45,7 @@ struct ToyConfig {
   int d = 0;            // 0: the setting's value
   std::vector<int> ks;  // empty: the setting's values
   double beta = 0.9;
-  std::string topology;  // the decentralized methods' graph ("": the method's default)
+  std::string topology;    // the decentralized methods' graph ("": the method's default)
   double comm_rate = 1.0;  // a2cid2, async-gossip: pairwise averagings per step
   double lr = 0.005;
   double alpha = -1.0;  // < 0: the method's default
@@ -85,9 +85,9 @@ const std::vector<MethodOption>& method_options() {
       {"--down-compressor", {"liec"}},
       {"--down-density", {"liec"}},
       {"--beta",
-       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd",
-        "liec", "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip", "a2cid2",
-        "async-gossip"}},
+       {"dmsgd",     "dmsgd-local", "ef-sgdm",  "dgc",         "dgc-mfm",   "gmc",         "gmc-plus",
+        "def-a",     "cser",        "powersgd", "liec",        "local-sgd", "vrl-sgd",     "stl-sgd",
+        "cocod-sgd", "dpsgd",       "relaysgd", "powergossip", "a2cid2",    "async-gossip"}},
       {"--period", {"local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd"}},
       {"--stl-stages", {"stl-sgd"}},
       {"--stl-data", {"stl-sgd"}},
@@ -390,9 +390,10 @@ int main(int argc, char** argv) {
   app.add_option("--d", c.d, "dimension (default: the setting's)")->check(CLI::Range(1, 1 << 24));
   app.add_option("--k", ks, "elements sent per worker, comma-separated for a sweep (default: the setting's)");
   app.add_option("--beta", c.beta, "momentum coefficient, in [0, 1)")->capture_default_str();
-  app.add_option("--topology", c.topology,
-                 "graph of dpsgd, relaysgd, powergossip: ring, torus, exponential, complete, chain, binary-tree, "
-                 "double-binary-tree (default ring; relaysgd: chain); the trace follows the workers' mean");
+  app.add_option(
+      "--topology", c.topology,
+      "graph of dpsgd, relaysgd, powergossip: ring, torus, exponential, complete, chain, binary-tree, "
+      "double-binary-tree (default ring; relaysgd: chain); the trace follows the workers' mean");
   app.add_option(
          "--comm-rate", c.comm_rate,
          "a2cid2, async-gossip: pairwise averagings per iteration and rank, in (0, 1000] (asynchronous: "
@@ -470,7 +471,8 @@ int main(int argc, char** argv) {
             "--method: unknown method '" + m +
                 "' (valid: paper, all, or a list of dmsgd, dmsgd-local, "
                 "ef-sgd, ef-sgdm, dgc, dgc-mfm, gmc, gmc-plus, def-a, cser, marsit, sign-cascade, "
-                "powersgd, liec, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip, a2cid2, "
+                "powersgd, liec, local-sgd, vrl-sgd, stl-sgd, cocod-sgd, dpsgd, relaysgd, powergossip, "
+                "a2cid2, "
                 "async-gossip)");
         add(m);
       }

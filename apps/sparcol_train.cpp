@@ -118,9 +118,10 @@ int main(int argc, char** argv) {
   app.add_option("--marsit-compensation", c.marsit_compensation,
                  "marsit's error: local (p - lambda_k b_k) or global (p - lambda B, an ablation)")
       ->capture_default_str();
-  app.add_option("--low-rank", c.low_rank,
-                 "powersgd: rank r of the factorisation; powergossip: rank of the projections (>= 1; default: "
-                 "powersgd 2, powergossip 1)")
+  app.add_option(
+         "--low-rank", c.low_rank,
+         "powersgd: rank r of the factorisation; powergossip: rank of the projections (>= 1; default: "
+         "powersgd 2, powergossip 1)")
       ->capture_default_str();
   app.add_flag("--powersgd-no-ef", c.powersgd_no_ef, "powersgd: no error feedback (ablation)");
   app.add_flag("--powersgd-no-warm-start", c.powersgd_no_warm_start,
@@ -138,10 +139,10 @@ int main(int argc, char** argv) {
                  "local-sgd, vrl-sgd, stl-sgd: local steps between model averagings H (stl-sgd: the first "
                  "stage's)")
       ->capture_default_str();
-  app.add_option("--stl-stages", c.stl_stages, "stl-sgd: number of stages S (each twice as long, half the lr)")
+  app.add_option("--stl-stages", c.stl_stages,
+                 "stl-sgd: number of stages S (each twice as long, half the lr)")
       ->capture_default_str();
-  app.add_option("--stl-data", c.stl_data,
-                 "stl-sgd: period growth per stage: iid (x2) or noniid (x sqrt 2)")
+  app.add_option("--stl-data", c.stl_data, "stl-sgd: period growth per stage: iid (x2) or noniid (x sqrt 2)")
       ->capture_default_str();
   app.add_option("--avg-compressor", c.avg_compressor,
                  "local-sgd family: compress the model difference at an averaging with error feedback "
@@ -152,8 +153,10 @@ int main(int argc, char** argv) {
   app.add_option("--topology", c.topology,
                  "decentralized methods' graph: ring, torus, exponential, complete, chain, binary-tree, "
                  "double-binary-tree (default: ring; relaysgd: chain; a2cid2: regular, not complete)");
-  app.add_option("--power-iters", c.power_iters, "powergossip: power iterations per step")->capture_default_str();
-  app.add_option("--diffusion-rate", c.diffusion_rate, "powergossip: diffusion rate gamma")->capture_default_str();
+  app.add_option("--power-iters", c.power_iters, "powergossip: power iterations per step")
+      ->capture_default_str();
+  app.add_option("--diffusion-rate", c.diffusion_rate, "powergossip: diffusion rate gamma")
+      ->capture_default_str();
   app.add_option("--relay-variant", c.relay_variant, "relaysgd: relay models (model) or updates (update)")
       ->capture_default_str();
   app.add_option(
@@ -246,7 +249,8 @@ int main(int argc, char** argv) {
       SPARCOL_CHECK_ARG(timeout_s >= 0 && timeout_s <= 1e7, rank, "--timeout must be in [0, 1e7] seconds");
       backend->set_timeout(std::chrono::milliseconds(static_cast<long long>(timeout_s * 1000.0)));
     }
-    SPARCOL_CHECK_ARG(device == "cuda" || !given("--gpus-per-node"), rank, "--gpus-per-node needs --device cuda");
+    SPARCOL_CHECK_ARG(device == "cuda" || !given("--gpus-per-node"), rank,
+                      "--gpus-per-node needs --device cuda");
     if (device == "cuda") {
       if (!sparcol::device::has_gpu()) {
         throw sparcol::Error(sparcol::ErrorCode::kCuda, rank,

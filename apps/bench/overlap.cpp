@@ -52,9 +52,10 @@ std::int64_t run_overlap(Backend& b, const Config& c) {
   volatile float sink = 0;
   std::int64_t wrong = 0;
   if (me == 0) {
-    std::printf("# sparcol-bench --overlap: ring all-reduce on a progress thread behind a compute loop of "
-                "the same length\n# %d ranks, backend %s; times: median over %d runs of the slowest rank\n",
-                b.size(), b.name().c_str(), c.iters);
+    std::printf(
+        "# sparcol-bench --overlap: ring all-reduce on a progress thread behind a compute loop of "
+        "the same length\n# %d ranks, backend %s; times: median over %d runs of the slowest rank\n",
+        b.size(), b.name().c_str(), c.iters);
     std::printf("%12s %12s %10s %10s %10s %10s %10s %8s %6s\n", "bytes", "count", "t_ar_ms", "t_comp_ms",
                 "t_seq_ms", "t_ovl_ms", "t_bg_ms", "hidden", "wrong");
   }
@@ -87,7 +88,8 @@ std::int64_t run_overlap(Backend& b, const Config& c) {
     t0 = Clock::now();
     sink = sink + compute(work, reps);
     const double t_first = slowest(b, since(t0));
-    if (t_first > 0) reps = static_cast<std::uint64_t>(std::max(1.0, static_cast<double>(reps) * t_cal / t_first));
+    if (t_first > 0)
+      reps = static_cast<std::uint64_t>(std::max(1.0, static_cast<double>(reps) * t_cal / t_first));
     b.broadcast(&reps, sizeof reps, 0);
 
     std::vector<double> t_ar, t_comp, t_seq, t_ovl, t_bg;
@@ -134,9 +136,9 @@ std::int64_t run_overlap(Backend& b, const Config& c) {
     }
     if (me == 0) {
       std::printf("%12llu %12llu %10.3f %10.3f %10.3f %10.3f %10.3f %7.1f%% %6lld\n",
-                  static_cast<unsigned long long>(count * sizeof(float)), static_cast<unsigned long long>(count),
-                  1e3 * ar, 1e3 * median(t_comp), 1e3 * seq, 1e3 * ovl, 1e3 * median(t_bg), 100.0 * hidden,
-                  static_cast<long long>(all_wrong));
+                  static_cast<unsigned long long>(count * sizeof(float)),
+                  static_cast<unsigned long long>(count), 1e3 * ar, 1e3 * median(t_comp), 1e3 * seq,
+                  1e3 * ovl, 1e3 * median(t_bg), 100.0 * hidden, static_cast<long long>(all_wrong));
       std::fflush(stdout);
     }
     wrong = all_wrong;

@@ -18,8 +18,8 @@ namespace sparcol::app {
 
 // The MPI thread level a program initialises MPI at: MPI_THREAD_MULTIPLE when its command line
 // names a method that communicates behind computation on a progress thread (cocod-sgd, or
-// sparcol-toy's --method all; see coll/background.hpp), MPI_THREAD_FUNNELED otherwise (what every other path needs). Decided from
-// the raw arguments because MPI is initialised before they are parsed.
+// sparcol-toy's --method all; see coll/background.hpp), MPI_THREAD_FUNNELED otherwise (what every other path
+// needs). Decided from the raw arguments because MPI is initialised before they are parsed.
 comm::ThreadLevel mpi_thread_level(int argc, char** argv);
 
 void print_error(int rank, const std::string& message);

@@ -187,14 +187,23 @@ int PeerAgreement::post(comm::Backend& data_backend, CallSignature sig, std::spa
   const int tag = Agreement::kCallTagBase +
                   static_cast<int>(sig_.sequence % static_cast<std::uint64_t>(Agreement::kCallTagWindow));
   if (!check_) return tag;
-  const Wire w{static_cast<std::uint32_t>(sig_.op), 0, sig_.count, sig_.k, sig_.seed, sig_.step, sig_.tensor,
-               sig_.sequence, 0, 0};
+  const Wire w{static_cast<std::uint32_t>(sig_.op),
+               0,
+               sig_.count,
+               sig_.k,
+               sig_.seed,
+               sig_.step,
+               sig_.tensor,
+               sig_.sequence,
+               0,
+               0};
   mine_.resize(sizeof(Wire));
   std::memcpy(mine_.data(), &w, sizeof(Wire));
   theirs_.resize(peers_.size() * sizeof(Wire));
   reqs_.reserve(2 * peers_.size());
   for (std::size_t k = 0; k < peers_.size(); ++k)
-    reqs_.push_back(backend_->irecv(theirs_.data() + k * sizeof(Wire), sizeof(Wire), peers_[k], comm::kTagFingerprint));
+    reqs_.push_back(
+        backend_->irecv(theirs_.data() + k * sizeof(Wire), sizeof(Wire), peers_[k], comm::kTagFingerprint));
   for (int p : peers_) reqs_.push_back(backend_->isend(mine_.data(), sizeof(Wire), p, comm::kTagFingerprint));
   return tag;
 }
@@ -209,8 +218,9 @@ void PeerAgreement::check() {
     CallSignature theirs{static_cast<CollOp>(w.op), w.count, w.k, w.seed, w.step, w.tensor, w.sequence};
     if (!(theirs == sig_)) {
       throw Error(ErrorCode::kMismatch, backend_->rank(),
-                  "collective mismatch: rank " + std::to_string(backend_->rank()) + " calls " + sig_.describe() +
-                      " but its neighbour rank " + std::to_string(peers_[k]) + " calls " + theirs.describe());
+                  "collective mismatch: rank " + std::to_string(backend_->rank()) + " calls " +
+                      sig_.describe() + " but its neighbour rank " + std::to_string(peers_[k]) + " calls " +
+                      theirs.describe());
     }
   }
 }

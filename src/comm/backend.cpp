@@ -70,7 +70,9 @@ Activity& current_activity() {
   return activity_table().slot[claim.index];
 }
 
-Activity& activity_slot(int i) { return activity_table().slot[i]; }
+Activity& activity_slot(int i) {
+  return activity_table().slot[i];
+}
 
 const Activity* waiting_activity() {
   auto& t = activity_table();
@@ -132,7 +134,9 @@ void Backend::throw_timeout(const RequestInfo& info, const char* during) const {
   throw Error(ErrorCode::kTimeout, rank(), msg);
 }
 
-std::string Backend::explain_wait(const RequestInfo&) const { return {}; }
+std::string Backend::explain_wait(const RequestInfo&) const {
+  return {};
+}
 
 void Backend::allreduce_bxor(std::uint64_t* data, std::size_t count) {
   const auto K = static_cast<std::size_t>(size());
@@ -181,8 +185,9 @@ void Backend::wait_all(std::span<Request> requests) {
 }
 
 std::unique_ptr<Backend> Backend::duplicate() {
-  throw Error(ErrorCode::kInvalidArgument, rank(),
-              "the " + name() + " backend cannot be duplicated (no communicator of its own for a second thread)");
+  throw Error(
+      ErrorCode::kInvalidArgument, rank(),
+      "the " + name() + " backend cannot be duplicated (no communicator of its own for a second thread)");
 }
 
 }  // namespace sparcol::comm

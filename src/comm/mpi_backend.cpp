@@ -54,7 +54,8 @@ void serve_wait_queries(MPI_Comm comm, int peer, int tag, SteadyClock::time_poin
     MPI_Status st;
     if (MPI_Iprobe(MPI_ANY_SOURCE, kTagWaitQuery, comm, &flag, &st) != MPI_SUCCESS || flag == 0) return;
     int query = 0;
-    if (MPI_Recv(&query, 1, MPI_INT, st.MPI_SOURCE, kTagWaitQuery, comm, MPI_STATUS_IGNORE) != MPI_SUCCESS) return;
+    if (MPI_Recv(&query, 1, MPI_INT, st.MPI_SOURCE, kTagWaitQuery, comm, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+      return;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - since).count();
     int reply[3] = {peer, tag, static_cast<int>(std::min<long long>(ms, INT_MAX))};
     MPI_Send(reply, 3, MPI_INT, st.MPI_SOURCE, kTagWaitReply, comm);  // 12 bytes: sent eagerly
@@ -62,8 +63,8 @@ void serve_wait_queries(MPI_Comm comm, int peer, int tag, SteadyClock::time_poin
 }
 
 // Asks `peer` the question and waits for its answer until `until`, answering others meanwhile.
-bool ask_wait(MPI_Comm comm, int peer, int (&reply)[3], SteadyClock::time_point until, const RequestInfo& mine,
-              SteadyClock::time_point my_since) {
+bool ask_wait(MPI_Comm comm, int peer, int (&reply)[3], SteadyClock::time_point until,
+              const RequestInfo& mine, SteadyClock::time_point my_since) {
   static const int kQuery = 0;  // static: a send still pending at the end is freed, not waited for
   MPI_Request rr = MPI_REQUEST_NULL, sr = MPI_REQUEST_NULL;
   if (MPI_Irecv(reply, 3, MPI_INT, peer, kTagWaitReply, comm, &rr) != MPI_SUCCESS) return false;
@@ -482,7 +483,8 @@ MpiBackend::~MpiBackend() {
   if (!finalized && impl_ && impl_->comm != MPI_COMM_NULL) MPI_Comm_free(&impl_->comm);
 }
 
-void MpiBackend::neighbor_alltoall(std::span<const int> neighbors, const void* send, void* recv, std::size_t bytes) {
+void MpiBackend::neighbor_alltoall(std::span<const int> neighbors, const void* send, void* recv,
+                                   std::size_t bytes) {
   ActivityScope scope(kTagReduceRef, -1);
   SPARCOL_CHECK_ARG(bytes <= static_cast<std::size_t>(INT_MAX), rank_,
                     "neighbor_alltoall: " + std::to_string(bytes) + " bytes per neighbour exceed INT_MAX");
@@ -490,10 +492,11 @@ void MpiBackend::neighbor_alltoall(std::span<const int> neighbors, const void* s
   if (impl_->graph == MPI_COMM_NULL || impl_->graph_neighbors != nb) {
     if (impl_->graph != MPI_COMM_NULL) MPI_Comm_free(&impl_->graph);
     const int deg = static_cast<int>(nb.size());
-    SPARCOL_MPI_CHECK(MPI_Dist_graph_create_adjacent(impl_->comm, deg, deg == 0 ? MPI_UNWEIGHTED : nb.data(),
-                                                     MPI_UNWEIGHTED, deg, deg == 0 ? MPI_UNWEIGHTED : nb.data(),
-                                                     MPI_UNWEIGHTED, MPI_INFO_NULL, 0, &impl_->graph),
-                      rank_);
+    SPARCOL_MPI_CHECK(
+        MPI_Dist_graph_create_adjacent(impl_->comm, deg, deg == 0 ? MPI_UNWEIGHTED : nb.data(),
+                                       MPI_UNWEIGHTED, deg, deg == 0 ? MPI_UNWEIGHTED : nb.data(),
+                                       MPI_UNWEIGHTED, MPI_INFO_NULL, 0, &impl_->graph),
+        rank_);
     SPARCOL_MPI_CHECK(MPI_Comm_set_errhandler(impl_->graph, MPI_ERRORS_RETURN), rank_);
     impl_->graph_neighbors = nb;
   }
@@ -623,7 +626,8 @@ void MpiBackend::wait_all(std::span<Request> requests) {
 
 std::string MpiBackend::explain_wait(const RequestInfo& info) const {
   // Each hop waits at most `grace` for an answer; only the last (silent) hop costs it.
-  const auto grace = std::clamp(timeout() / 4, std::chrono::milliseconds(1000), std::chrono::milliseconds(3000));
+  const auto grace =
+      std::clamp(timeout() / 4, std::chrono::milliseconds(1000), std::chrono::milliseconds(3000));
   const auto my_since = SteadyClock::now() - timeout();
   std::vector<bool> seen(static_cast<std::size_t>(size_), false);
   seen[static_cast<std::size_t>(rank_)] = true;

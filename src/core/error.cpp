@@ -14,28 +14,44 @@ std::string with_rank(int rank, const std::string& message) {
 
 int exit_code(ErrorCode code) noexcept {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return 2;
-    case ErrorCode::kIo: return 3;
-    case ErrorCode::kBackend: return 4;
-    case ErrorCode::kTimeout: return 5;
-    case ErrorCode::kMismatch: return 6;
-    case ErrorCode::kNumerical: return 7;
-    case ErrorCode::kCuda: return 9;
-    case ErrorCode::kInternal: return 10;
+    case ErrorCode::kInvalidArgument:
+      return 2;
+    case ErrorCode::kIo:
+      return 3;
+    case ErrorCode::kBackend:
+      return 4;
+    case ErrorCode::kTimeout:
+      return 5;
+    case ErrorCode::kMismatch:
+      return 6;
+    case ErrorCode::kNumerical:
+      return 7;
+    case ErrorCode::kCuda:
+      return 9;
+    case ErrorCode::kInternal:
+      return 10;
   }
   return 10;
 }
 
 const char* to_string(ErrorCode code) noexcept {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return "invalid argument";
-    case ErrorCode::kIo: return "I/O error";
-    case ErrorCode::kBackend: return "backend error";
-    case ErrorCode::kTimeout: return "timeout";
-    case ErrorCode::kMismatch: return "mismatch across ranks";
-    case ErrorCode::kNumerical: return "numerical error";
-    case ErrorCode::kCuda: return "CUDA error";
-    case ErrorCode::kInternal: return "internal error";
+    case ErrorCode::kInvalidArgument:
+      return "invalid argument";
+    case ErrorCode::kIo:
+      return "I/O error";
+    case ErrorCode::kBackend:
+      return "backend error";
+    case ErrorCode::kTimeout:
+      return "timeout";
+    case ErrorCode::kMismatch:
+      return "mismatch across ranks";
+    case ErrorCode::kNumerical:
+      return "numerical error";
+    case ErrorCode::kCuda:
+      return "CUDA error";
+    case ErrorCode::kInternal:
+      return "internal error";
   }
   return "error";
 }

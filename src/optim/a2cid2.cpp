@@ -77,12 +77,12 @@ class AsyncGossip final : public Decentralized {
     char buf[320];
     if (acid_ || have_chi_) {
       std::snprintf(buf, sizeof buf, "%s: comm rate %g (%s), chi1 %.4f, chi2 %.4f, eta %.4f, alpha %.4f%s",
-                    config_.method.c_str(), config_.comm_rate, config_.comm_schedule.c_str(), k_.chi1, k_.chi2,
-                    k_.eta, k_.alpha,
-                    acid_ ? "" : " (async-gossip: eta = alpha = 0)");
+                    config_.method.c_str(), config_.comm_rate, config_.comm_schedule.c_str(), k_.chi1,
+                    k_.chi2, k_.eta, k_.alpha, acid_ ? "" : " (async-gossip: eta = alpha = 0)");
     } else {
       std::snprintf(buf, sizeof buf, "%s: comm rate %g (%s), eta = alpha = 0 (chi1, chi2 undefined on %s)",
-                    config_.method.c_str(), config_.comm_rate, config_.comm_schedule.c_str(), graph_.name.c_str());
+                    config_.method.c_str(), config_.comm_rate, config_.comm_schedule.c_str(),
+                    graph_.name.c_str());
     }
     return std::string(buf) + "; asynchronous: the run depends on timing";
   }

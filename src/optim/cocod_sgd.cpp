@@ -30,8 +30,8 @@ class CocodSgd final : public Optimizer {
         start_(make_buffer("round start")),
         sum_(make_buffer("round sum")),
         bg_(b),
-        ring_(bg_.backend(), n_, coll::RingAllreduce::kDefaultPieceBytes, coll::RingAllreduce::Algorithm::kAuto,
-              e.on_device() ? &e : nullptr) {}
+        ring_(bg_.backend(), n_, coll::RingAllreduce::kDefaultPieceBytes,
+              coll::RingAllreduce::Algorithm::kAuto, e.on_device() ? &e : nullptr) {}
 
   ~CocodSgd() override {
     try {

@@ -32,7 +32,8 @@ Decentralized::Decentralized(comm::Backend& b, const Layout& l, const OptimConfi
 
 void Decentralized::local_momentum(std::span<const float> x, std::span<const float> g, double lr) {
   // m <- beta*m + g + wd*x; the copy into the scratch is the fused op's second output.
-  ops::dmsgd_local(exec_, m_.data(), scratch_.data(), gradient(g, x, lr), static_cast<float>(config_.momentum), n_);
+  ops::dmsgd_local(exec_, m_.data(), scratch_.data(), gradient(g, x, lr),
+                   static_cast<float>(config_.momentum), n_);
 }
 
 CommStats Decentralized::stats_of(std::uint64_t sent, std::uint64_t recv, std::uint64_t rounds) const {
@@ -110,9 +111,11 @@ class RelaySgd final : public Decentralized {
       relays_.push_back(std::make_unique<topo::RelaySum>(b, trees[1], e, n_ - half));
       offsets_ = {0, half};
     } else {
-      SPARCOL_CHECK_ARG(topo::is_tree(graph_), me,
-                        "relaysgd relays over a spanning tree: --topology chain, binary-tree or double-binary-tree, "
-                        "got " + graph_.name + " (it has cycles)");
+      SPARCOL_CHECK_ARG(
+          topo::is_tree(graph_), me,
+          "relaysgd relays over a spanning tree: --topology chain, binary-tree or double-binary-tree, "
+          "got " +
+              graph_.name + " (it has cycles)");
       relays_.push_back(std::make_unique<topo::RelaySum>(b, graph_, e, n_));
       offsets_ = {0};
     }
@@ -147,7 +150,9 @@ class RelaySgd final : public Decentralized {
       // u = -eta*(m + wd*x), in the scratch (it holds a copy of m).
       exec_.zero(scratch_.data(), n_ * sizeof(float));
       ops::apply_update(exec_, scratch_.data(), m_.data(), static_cast<float>(lr), 0.0f, n_);
-      if (wd != 0.0f) ops::detached_point(exec_, scratch_.data(), scratch_.data(), x.data(), static_cast<float>(lr) * wd, n_);
+      if (wd != 0.0f)
+        ops::detached_point(exec_, scratch_.data(), scratch_.data(), x.data(), static_cast<float>(lr) * wd,
+                            n_);
       for (std::size_t i = 0; i < relays_.size(); ++i) {
         float* u = scratch_.data() + offsets_[i];
         CommTimer timer{comm_s_};

@@ -18,8 +18,9 @@ void Layout::validate() const {
   std::uint64_t expect = 0;
   for (const auto& t : tensors) {
     SPARCOL_CHECK_ARG(t.offset == expect, -1,
-                      "layout: tensor '" + t.name + "' starts at " + std::to_string(t.offset) + ", expected " +
-                          std::to_string(expect) + " (tensors must tile the flat vector in order)");
+                      "layout: tensor '" + t.name + "' starts at " + std::to_string(t.offset) +
+                          ", expected " + std::to_string(expect) +
+                          " (tensors must tile the flat vector in order)");
     expect += t.size;
   }
 }
@@ -44,8 +45,8 @@ double Schedule::lr(std::uint64_t step) const {
   }
   if (config_.kind == "cosine") {
     const double e = std::min(epoch, config_.total_epochs);
-    return config_.min_lr +
-           (config_.lr - config_.min_lr) * (1.0 + std::cos(std::numbers::pi * e / config_.total_epochs)) / 2.0;
+    return config_.min_lr + (config_.lr - config_.min_lr) *
+                                (1.0 + std::cos(std::numbers::pi * e / config_.total_epochs)) / 2.0;
   }
   return config_.lr;
 }

@@ -189,11 +189,10 @@ std::unique_ptr<Optimizer> make_liec(comm::Backend& b, const Layout& l, const Op
   const int me = b.rank();
   SPARCOL_CHECK_ARG(!e.on_device(), me, "liec runs on the host executor only");
   const auto up = compress::make_compressor(c.exchange.compressor);
-  SPARCOL_CHECK_ARG(
-      method_accepts_compressor("liec", c.exchange.compressor.name), me,
-      "liec uploads (index, value) pairs or the dense vector: --compressor must be none, topk, "
-      "topk-sampled, randk or sidco, not '" +
-          c.exchange.compressor.name + "'");
+  SPARCOL_CHECK_ARG(method_accepts_compressor("liec", c.exchange.compressor.name), me,
+                    "liec uploads (index, value) pairs or the dense vector: --compressor must be none, topk, "
+                    "topk-sampled, randk or sidco, not '" +
+                        c.exchange.compressor.name + "'");
   SPARCOL_CHECK_ARG(c.liec_down.name == "none" || c.liec_down.name == "topk" || c.liec_down.name == "randk",
                     me,
                     "liec: --down-compressor must be none, topk or randk, got '" + c.liec_down.name + "'");

@@ -40,10 +40,10 @@ LocalPeriod local_period(const OptimConfig& c, std::uint64_t t) {
     int s = 1;
     while (s < c.stl_stages && stl_stage_start(c, s + 1) <= t) ++s;
     start = stl_stage_start(c, s);
-    k = c.stl_iid ? k1 << (s - 1)
-                  : std::max<std::uint64_t>(
-                        1, static_cast<std::uint64_t>(std::llround(static_cast<double>(k1) *
-                                                                   std::pow(std::sqrt(2.0), s - 1))));
+    k = c.stl_iid
+            ? k1 << (s - 1)
+            : std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::llround(
+                                             static_cast<double>(k1) * std::pow(std::sqrt(2.0), s - 1))));
     stage_end = s < c.stl_stages && t + 1 == stl_stage_start(c, s + 1);
     p.stage = s;
     p.lr_factor = std::ldexp(1.0, 1 - s);
@@ -136,7 +136,7 @@ class LocalSgd final : public Optimizer {
       } else {
         ops::detached_point(exec_, tmp_.data(), x.data(), ref_.data(), 1.0f, n_);  // x - xref
         ops::add_into(exec_, e_.data(), tmp_.data(), n_);
-        st = ex_.finish(e_.span(), agg_);  // e <- e - C(e)
+        st = ex_.finish(e_.span(), agg_);                                     // e <- e - C(e)
         ops::apply_update(exec_, ref_.data(), agg_.data(), -1.0f, 0.0f, n_);  // xref + mean C(e)
         xbar = ref_.data();
         if (momentum_) {

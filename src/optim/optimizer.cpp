@@ -96,10 +96,9 @@ StepStats Optimizer::step(std::span<float> x, std::span<const float> g, std::uin
 
 const std::vector<std::string>& method_names() {
   static const std::vector<std::string> names{
-      "dmsgd",     "dmsgd-local", "ef-sgd",  "ef-sgdm",   "dgc",          "dgc-mfm",     "gmc",
-      "gmc-plus",  "def-a",       "cser",    "marsit",    "sign-cascade", "powersgd",    "liec",
-      "local-sgd", "vrl-sgd",     "stl-sgd", "cocod-sgd", "dpsgd",        "relaysgd",    "powergossip",
-      "a2cid2",    "async-gossip"};
+      "dmsgd",   "dmsgd-local", "ef-sgd", "ef-sgdm",      "dgc",         "dgc-mfm", "gmc",         "gmc-plus",
+      "def-a",   "cser",        "marsit", "sign-cascade", "powersgd",    "liec",    "local-sgd",   "vrl-sgd",
+      "stl-sgd", "cocod-sgd",   "dpsgd",  "relaysgd",     "powergossip", "a2cid2",  "async-gossip"};
   return names;
 }
 
@@ -242,9 +241,9 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
     SPARCOL_CHECK_ARG(config.period >= 1, me,
                       config.method + ": the period H must be >= 1, got " + std::to_string(config.period));
     if (config.method == "stl-sgd") {
-      SPARCOL_CHECK_ARG(config.stl_stages >= 1 && config.stl_stages <= 30, me,
-                        "stl-sgd: the number of stages must be in [1, 30], got " +
-                            std::to_string(config.stl_stages));
+      SPARCOL_CHECK_ARG(
+          config.stl_stages >= 1 && config.stl_stages <= 30, me,
+          "stl-sgd: the number of stages must be in [1, 30], got " + std::to_string(config.stl_stages));
       SPARCOL_CHECK_ARG(config.stl_stages == 1 || config.total_steps > 0, me,
                         "stl-sgd: the stages divide the run, so it needs the total number of steps (> 0)");
     }
@@ -258,11 +257,13 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
                           "' (valid: exact, poisson)");
   }
   if (method_is_decentralized(config.method)) {
-    SPARCOL_CHECK_ARG(config.low_rank >= 1, me, "powergossip: --low-rank must be >= 1, got " + std::to_string(config.low_rank));
+    SPARCOL_CHECK_ARG(config.low_rank >= 1, me,
+                      "powergossip: --low-rank must be >= 1, got " + std::to_string(config.low_rank));
     SPARCOL_CHECK_ARG(config.power_iters >= 1, me,
                       "powergossip: --power-iters must be >= 1, got " + std::to_string(config.power_iters));
-    SPARCOL_CHECK_ARG(config.diffusion_rate > 0 && std::isfinite(config.diffusion_rate), me,
-                      "powergossip: the diffusion rate must be > 0, got " + std::to_string(config.diffusion_rate));
+    SPARCOL_CHECK_ARG(
+        config.diffusion_rate > 0 && std::isfinite(config.diffusion_rate), me,
+        "powergossip: the diffusion rate must be > 0, got " + std::to_string(config.diffusion_rate));
   } else {
     SPARCOL_CHECK_ARG(
         config.topology.empty(), me,

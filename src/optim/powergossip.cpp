@@ -88,8 +88,10 @@ class PowerGossip final : public Decentralized {
       m.off = t.offset;
       m.rows = t.rows > 0 ? t.rows : square_rows(t.size);
       SPARCOL_CHECK_ARG(t.size % m.rows == 0, me,
-                        "powergossip: tensor " + t.name + " has " + std::to_string(t.size) + " elements, not a multiple of "
-                            "its " + std::to_string(m.rows) + " rows");
+                        "powergossip: tensor " + t.name + " has " + std::to_string(t.size) +
+                            " elements, not a multiple of "
+                            "its " +
+                            std::to_string(m.rows) + " rows");
       m.cols = t.size / m.rows;
       m.r = std::min<std::uint64_t>(static_cast<std::uint64_t>(c.low_rank), std::min(m.rows, m.cols));
       m.pq_off = pq;
@@ -250,7 +252,8 @@ class PowerGossip final : public Decentralized {
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_powergossip(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e) {
+std::unique_ptr<Optimizer> make_powergossip(comm::Backend& b, const Layout& l, const OptimConfig& c,
+                                            Exec& e) {
   return std::make_unique<PowerGossip>(b, l, c, e);
 }
 

@@ -19,8 +19,9 @@ AcidConstants acid_constants(const Graph& g, double rate_com, int rank) {
     SPARCOL_CHECK_ARG(g.degree(i) == g.degree(0), rank,
                       "A2CiD2 needs a regular graph (every rank with the same degree); " + g.name + " on " +
                           std::to_string(n) + " ranks is not");
-  SPARCOL_CHECK_ARG(g.degree(0) < n - 1, rank,
-                    "A2CiD2 is defined for non-complete graphs only (ring, exponential, torus), got " + g.name);
+  SPARCOL_CHECK_ARG(
+      g.degree(0) < n - 1, rank,
+      "A2CiD2 is defined for non-complete graphs only (ring, exponential, torus), got " + g.name);
   const auto un = static_cast<std::size_t>(n);
   std::vector<double> lap(un * un, 0.0);
   for (std::size_t i = 0; i < un; ++i) {

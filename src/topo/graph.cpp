@@ -25,7 +25,7 @@ std::uint64_t Graph::edges() const {
 
 const std::vector<std::string>& topology_names() {
   static const std::vector<std::string> names{"ring",  "torus",       "exponential",       "complete",
-                                               "chain", "binary-tree", "double-binary-tree"};
+                                              "chain", "binary-tree", "double-binary-tree"};
   return names;
 }
 
@@ -46,7 +46,7 @@ Graph graph_from_edges(const std::string& name, int n, const std::vector<std::pa
   g.neighbors.resize(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i)
     g.neighbors[static_cast<std::size_t>(i)].assign(adj[static_cast<std::size_t>(i)].begin(),
-                                                     adj[static_cast<std::size_t>(i)].end());
+                                                    adj[static_cast<std::size_t>(i)].end());
   g.weight.resize(static_cast<std::size_t>(n));
   g.self_weight.resize(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) {
@@ -237,10 +237,11 @@ std::string describe(const Graph& g) {
     dmax = std::max(dmax, g.degree(i));
   }
   char buf[256];
-  const std::string deg = dmin == dmax ? std::to_string(dmin) : std::to_string(dmin) + ".." + std::to_string(dmax);
+  const std::string deg =
+      dmin == dmax ? std::to_string(dmin) : std::to_string(dmin) + ".." + std::to_string(dmax);
   std::snprintf(buf, sizeof buf, "%s on %d rank%s: degree %s, %llu edges, spectral gap %.4f, diameter %d",
-                g.name.c_str(), g.n, g.n == 1 ? "" : "s", deg.c_str(), static_cast<unsigned long long>(g.edges()),
-                spectral_gap(g), diameter(g));
+                g.name.c_str(), g.n, g.n == 1 ? "" : "s", deg.c_str(),
+                static_cast<unsigned long long>(g.edges()), spectral_gap(g), diameter(g));
   return buf;
 }
 

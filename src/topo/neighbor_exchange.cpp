@@ -9,8 +9,8 @@ namespace sparcol::topo {
 NeighborExchange::NeighborExchange(comm::Backend& backend, const Graph& graph)
     : backend_(backend), graph_(graph), rank_(backend.rank()) {
   SPARCOL_CHECK_ARG(graph_.n == backend.size(), rank_,
-                    "topology " + graph_.name + " has " + std::to_string(graph_.n) + " nodes but the run has " +
-                        std::to_string(backend.size()) + " ranks");
+                    "topology " + graph_.name + " has " + std::to_string(graph_.n) +
+                        " nodes but the run has " + std::to_string(backend.size()) + " ranks");
   sends_.reserve(neighbors().size());
   recvs_.reserve(neighbors().size());
   same_.resize(neighbors().size());
@@ -24,8 +24,8 @@ void NeighborExchange::run(std::span<const Edge> edges, std::uint64_t step) {
   const std::uint64_t bytes = edges.empty() ? 0 : edges[0].bytes;
   for (const auto& e : edges)
     SPARCOL_CHECK(e.bytes == bytes, ErrorCode::kInternal, rank_,
-                  "neighbour exchange: every edge of a call carries the same bytes (" + std::to_string(bytes) +
-                      " and " + std::to_string(e.bytes) + ")");
+                  "neighbour exchange: every edge of a call carries the same bytes (" +
+                      std::to_string(bytes) + " and " + std::to_string(e.bytes) + ")");
   // A rank without neighbours (one rank) still takes a call number, like every rank of a collective.
   const int tag = agreement_.post(
       backend_, coll::CallSignature{coll::CollOp::kNeighborExchange, bytes, 0, 0, step, 0, 0}, nb);

@@ -10,8 +10,9 @@ namespace ops = device::dispatch;
 
 RelaySum::RelaySum(comm::Backend& backend, const Graph& tree, device::Exec& exec, std::uint64_t len)
     : nx_(backend, tree), exec_(exec), len_(len), n_(backend.size()) {
-  SPARCOL_CHECK_ARG(is_tree(tree), backend.rank(),
-                    "RelaySum needs a spanning tree (chain, binary-tree, double-binary-tree), got " + tree.name);
+  SPARCOL_CHECK_ARG(
+      is_tree(tree), backend.rank(),
+      "RelaySum needs a spanning tree (chain, binary-tree, double-binary-tree), got " + tree.name);
   const auto deg = static_cast<std::uint64_t>(nx_.degree());
   in_.assign(exec, deg * (len + 1), "relay messages in");
   out_.assign(exec, deg * (len + 1), "relay messages out");
@@ -25,7 +26,8 @@ void RelaySum::run(const float* mine, const float* fill, float* out, std::uint64
   const std::size_t deg = counts_.size();
   const std::uint64_t stride = len_ + 1;
   // The counts of the previous call (they live with the messages: a restored state carries them).
-  for (std::size_t k = 0; k < deg; ++k) exec_.download(&counts_[k], in_.data() + k * stride + len_, sizeof(float));
+  for (std::size_t k = 0; k < deg; ++k)
+    exec_.download(&counts_[k], in_.data() + k * stride + len_, sizeof(float));
   for (std::size_t k = 0; k < deg; ++k) {
     float* m = out_.data() + k * stride;
     exec_.copy(m, mine, len_ * sizeof(float));
@@ -51,7 +53,8 @@ void RelaySum::run(const float* mine, const float* fill, float* out, std::uint64
   if (out != mine) exec_.copy(out, mine, len_ * sizeof(float));
   for (std::size_t k = 0; k < deg; ++k) ops::add_into(exec_, out, in_.data() + k * stride, len_);
   const double missing = (n_ - 1) - heard;
-  if (fill != nullptr && missing > 0) ops::detached_point(exec_, out, out, fill, static_cast<float>(-missing), len_);
+  if (fill != nullptr && missing > 0)
+    ops::detached_point(exec_, out, out, fill, static_cast<float>(-missing), len_);
   // out / n as out - (1 - 1/n) * out.
   if (n_ > 1) ops::apply_update(exec_, out, out, static_cast<float>(1.0 - 1.0 / n_), 0.0f, len_);
   exec_.synchronize();

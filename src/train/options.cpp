@@ -43,8 +43,8 @@ std::string join(const std::vector<std::string>& v) {
 // compression (the library refuses it for gmc, gmc-plus and cser), and the image models.
 const std::vector<std::string> kCompressing{"ef-sgd", "ef-sgdm",  "dgc",   "dgc-mfm",
                                             "gmc",    "gmc-plus", "def-a", "cser"};
-const std::vector<std::string> kWdOutside{"dmsgd", "dmsgd-local", "ef-sgd",   "ef-sgdm",    "dgc",
-                                          "dgc-mfm", "def-a",     "dpsgd", "relaysgd", "powergossip"};
+const std::vector<std::string> kWdOutside{"dmsgd",   "dmsgd-local", "ef-sgd", "ef-sgdm",  "dgc",
+                                          "dgc-mfm", "def-a",       "dpsgd",  "relaysgd", "powergossip"};
 const std::vector<std::string> kDgc{"dgc", "dgc-mfm"};
 // The sign-ring methods (issue 13) always send scaled signs: they read the grouping options
 // (--layerwise, --min-compress-size) but not --compressor or --density.
@@ -148,9 +148,9 @@ std::vector<TrainOption> make_table() {
       {"--alpha", method, {"gmc-plus", "def-a"}, "alpha", [](C c) { return num(resolved_alpha(c)); }},
       {"--momentum",
        method,
-       {"dmsgd", "dmsgd-local", "ef-sgdm", "dgc", "dgc-mfm", "gmc", "gmc-plus", "def-a", "cser", "powersgd",
-        "liec", "local-sgd", "vrl-sgd", "stl-sgd", "cocod-sgd", "dpsgd", "relaysgd", "powergossip", "a2cid2",
-        "async-gossip"},
+       {"dmsgd",     "dmsgd-local", "ef-sgdm",  "dgc",         "dgc-mfm",   "gmc",         "gmc-plus",
+        "def-a",     "cser",        "powersgd", "liec",        "local-sgd", "vrl-sgd",     "stl-sgd",
+        "cocod-sgd", "dpsgd",       "relaysgd", "powergossip", "a2cid2",    "async-gossip"},
        "momentum",
        [](C c) { return num(c.momentum); }},
       {"--weight-decay", all, {}, "weight_decay", [](C c) { return num(c.weight_decay); }},
@@ -385,8 +385,8 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
            "topk-sampled, "
            "randk, sidco)");
   need(c.period >= 1, "--period must be >= 1, got " + std::to_string(c.period));
-  need(c.stl_stages >= 1 && c.stl_stages <= 30, "--stl-stages must be in [1, 30], got " +
-                                                   std::to_string(c.stl_stages));
+  need(c.stl_stages >= 1 && c.stl_stages <= 30,
+       "--stl-stages must be in [1, 30], got " + std::to_string(c.stl_stages));
   need(c.stl_data == "iid" || c.stl_data == "noniid",
        "--stl-data: unknown choice '" + c.stl_data + "' (valid: iid, noniid)");
   need(contains(compress::compressor_names(), c.avg_compressor),
@@ -396,7 +396,8 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
   need(!given || !given("--avg-density") || c.avg_compressor != "none",
        "--avg-density needs --avg-compressor (the averaging is exact with 'none')");
   need(c.power_iters >= 1, "--power-iters must be >= 1, got " + std::to_string(c.power_iters));
-  need(c.diffusion_rate > 0 && finite(c.diffusion_rate), "--diffusion-rate must be > 0, got " + num(c.diffusion_rate));
+  need(c.diffusion_rate > 0 && finite(c.diffusion_rate),
+       "--diffusion-rate must be > 0, got " + num(c.diffusion_rate));
   need(c.relay_variant == "model" || c.relay_variant == "update",
        "--relay-variant: unknown variant '" + c.relay_variant + "' (valid: model, update)");
   if (!c.topology.empty() || optim::method_is_decentralized(c.optimizer)) {
@@ -406,7 +407,8 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
     if (optim::method_is_decentralized(c.optimizer)) {
       (void)topo::make_topology(t, world_size, rank);  // a graph that does not fit the rank count
       need(c.optimizer != "relaysgd" || t == "chain" || t == "binary-tree" || t == "double-binary-tree",
-           "--optimizer relaysgd relays over a spanning tree: --topology chain, binary-tree or double-binary-tree, got " +
+           "--optimizer relaysgd relays over a spanning tree: --topology chain, binary-tree or "
+           "double-binary-tree, got " +
                t);
       // A2CiD2's constants need a regular, connected, non-complete graph of >= 3 ranks (acid.hpp).
       if (c.optimizer == "a2cid2" && c.comm_rate > 0 && finite(c.comm_rate))

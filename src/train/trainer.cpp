@@ -113,9 +113,10 @@ void Trainer::after_step(std::uint64_t completed) {
   const bool ckpt = (asked || s.ckpt_pending) && s.opt->at_checkpoint_boundary();
   s.ckpt_pending = (asked || s.ckpt_pending) && !ckpt;
   if (end && s.ckpt_pending && s.rank == 0 && !config_.quiet && out_) {
-    *out_ << "no checkpoint at step " << completed
-          << ": the run ended in the middle of an averaging period (checkpoints are written at its boundaries)"
-          << std::endl;
+    *out_
+        << "no checkpoint at step " << completed
+        << ": the run ended in the middle of an averaging period (checkpoints are written at its boundaries)"
+        << std::endl;
   }
   if (progress || eval || epoch_end || ckpt) gather_rows();
   if (progress) print_progress(completed);

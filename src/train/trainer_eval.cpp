@@ -48,7 +48,8 @@ void Trainer::evaluate(std::uint64_t completed) {
   std::vector<float> local(buffers.begin(), buffers.end());
   if (!buffers.empty()) {
     std::vector<float> all(K * buffers.size());
-    coll::allgather_small(backend_, local.data(), buffers.size() * sizeof(float), all.data(), comm::kTagAllgather);
+    coll::allgather_small(backend_, local.data(), buffers.size() * sizeof(float), all.data(),
+                          comm::kTagAllgather);
     for (std::size_t i = 0; i < buffers.size(); ++i) {
       double sum = 0;
       for (std::size_t r = 0; r < K; ++r) sum += all[r * buffers.size() + i];

@@ -45,13 +45,14 @@ void Trainer::print_header() {
                      : " (averaging with " + config_.avg_compressor + " " + num(config_.avg_density) + ")")
       : comp != config_.compressor ? " with " + comp
                                    : " with " + comp + " " + num(config_.density);
-  *out_ << "sparcol-train: " << config_.model << " (" << s.x.size() << " parameters), " << config_.optimizer << with
-        << ", " << s.world << " ranks x batch " << config_.batch << ", " << steps_per_epoch_
+  *out_ << "sparcol-train: " << config_.model << " (" << s.x.size() << " parameters), " << config_.optimizer
+        << with << ", " << s.world << " ranks x batch " << config_.batch << ", " << steps_per_epoch_
         << " steps per epoch, " << total_steps_ << " steps";
   if (!s.resumed_from.empty()) *out_ << ", resumed at step " << step_ << " from " << s.resumed_from;
   *out_ << std::endl;
   if (optim::method_is_decentralized(config_.optimizer)) {
-    const std::string t = config_.topology.empty() ? optim::default_topology(config_.optimizer) : config_.topology;
+    const std::string t =
+        config_.topology.empty() ? optim::default_topology(config_.optimizer) : config_.topology;
     *out_ << "topology: " << topo::describe(topo::make_topology(t, s.world)) << std::endl;
   }
   const std::string method_text = s.opt->startup_text();

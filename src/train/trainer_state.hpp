@@ -60,8 +60,8 @@ struct Trainer::State {
   int world = 1;
   std::uint32_t data_crc = 0;
   std::unique_ptr<Model> model;
-  Dataset train;  // this rank's part, in partition order
-  Dataset test;   // this rank's contiguous slice of the test set
+  Dataset train;     // this rank's part, in partition order
+  Dataset test;      // this rank's contiguous slice of the test set
   Dataset test_all;  // per-worker models only: the whole test set (each rank's own model is scored on it)
   std::uint32_t part_crc = 0;
   std::unique_ptr<BatchIterator> iter;
@@ -69,8 +69,8 @@ struct Trainer::State {
   // eval_x: def-a's virtual model (--eval-virtual), or for per-worker models the averaged model xbar
   // of the last evaluation (what --save-params writes for them).
   std::vector<float> x, g, eval_x;
-  bool per_worker = false;     // opt->per_worker_models()
-  bool ckpt_pending = false;   // a checkpoint was asked for in the middle of a period
+  bool per_worker = false;                        // opt->per_worker_models()
+  bool ckpt_pending = false;                      // a checkpoint was asked for in the middle of a period
   std::unique_ptr<coll::RingAllreduce> eval_avg;  // per-worker models: averages x for an evaluation
   std::unique_ptr<optim::Optimizer> opt;
   std::unique_ptr<optim::Schedule> schedule;

@@ -118,10 +118,9 @@ void Trainer::open_trace() {
   // compressor of the averaging for the local-SGD family (none: exact averaging), or the configured
   // compressor; density 1 where the method has none.
   const bool local = optim::method_is_local(config_.optimizer);
-  const std::string compressor =
-      dense ? std::string("none")
-      : local ? config_.avg_compressor
-              : optim::method_compressor(config_.optimizer, config_.compressor);
+  const std::string compressor = dense   ? std::string("none")
+                                 : local ? config_.avg_compressor
+                                         : optim::method_compressor(config_.optimizer, config_.compressor);
   const bool has_density = !dense && (local ? compressor != "none" : compressor == config_.compressor);
   a.push_back({"compressor", compressor});
   a.push_back({"density", has_density ? (local ? config_.avg_density : config_.density) : 1.0});
@@ -199,7 +198,8 @@ void Trainer::gather_rows() {
   const auto K = static_cast<std::size_t>(s.world);
   const std::size_t per_rank = rows * kLocalFields;
   std::vector<double> all(K * per_rank);
-  coll::allgather_small(backend_, s.pending_local.data(), per_rank * sizeof(double), all.data(), comm::kTagAllgather);
+  coll::allgather_small(backend_, s.pending_local.data(), per_rank * sizeof(double), all.data(),
+                        comm::kTagAllgather);
   if (s.rank == 0) {
     for (std::size_t i = 0; i < rows; ++i) {
       double mean[kLocalFields] = {};

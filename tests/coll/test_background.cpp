@@ -61,7 +61,8 @@ TEST(Background, CollectivesBehindComputationAreBitwiseTheBlockingOnes) {
         const std::size_t k = 50 + static_cast<std::size_t>(b.rank());  // pair counts differ per rank
         std::vector<sparcol::Index> idx(k);
         Vec val = random_vec(b.rank(), k, 3);
-        for (std::size_t i = 0; i < k; ++i) idx[i] = static_cast<sparcol::Index>((i * 37 + b.rank() * 11) % n);
+        for (std::size_t i = 0; i < k; ++i)
+          idx[i] = static_cast<sparcol::Index>((i * 37 + b.rank() * 11) % n);
         const sparcol::SparseChunk pairs{{idx.data(), k}, {val.data(), k}};
         sparcol::coll::SparseAllgather blocking(b, n), behind(bg.backend(), n);
         bg.start([&](Backend&) { behind.run(pairs, 3); });
@@ -158,7 +159,8 @@ TEST(Background, AWaitEndingInOneThreadKeepsAnotherThreadsWaitRecorded) {
       ActivityScope scope(kTagSparse, i);
       const Activity* w = waiting_activity();
       EXPECT_TRUE(w != nullptr && w->peer.load() == i) << "thread " << i;
-      EXPECT_NE(&current_activity(), &activity_slot(kActivitySlots - 1)) << "thread " << i << " found no free record";
+      EXPECT_NE(&current_activity(), &activity_slot(kActivitySlots - 1))
+          << "thread " << i << " found no free record";
     }).join();
   }
   EXPECT_EQ(waiting_activity(), nullptr);

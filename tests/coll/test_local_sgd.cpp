@@ -248,7 +248,8 @@ TEST(CocodSgd, TauOneIsTheAverageMovedByTheOwnStep) {
     }
   }
   for (int k = 0; k < K; ++k) {
-    for (std::size_t i = 0; i < d; ++i) EXPECT_NEAR(got.x[k][i], xs[k][i], 1e-5 * (1 + std::abs(xs[k][i]))) << k;
+    for (std::size_t i = 0; i < d; ++i)
+      EXPECT_NEAR(got.x[k][i], xs[k][i], 1e-5 * (1 + std::abs(xs[k][i]))) << k;
   }
   EXPECT_FALSE(same_bits(got.x[0], got.x[1])) << "each rank keeps its own last step";
 }

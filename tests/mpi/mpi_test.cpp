@@ -19,7 +19,9 @@ comm::MpiBackend& world() {
   return *world_ptr();
 }
 
-void reset_world() { world_ptr().reset(); }
+void reset_world() {
+  world_ptr().reset();
+}
 
 void MpiTest::TearDown() {
   // OR the failure flag over ranks, so that rank 0 reports a failure that happened on rank 3.

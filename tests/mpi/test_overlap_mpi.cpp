@@ -66,7 +66,8 @@ TEST_F(MpiOverlap, CollectivesBehindComputationAreBitwiseTheBlockingOnes) {
     EXPECT_TRUE(same_bits(sa, sc)) << "sparse all-gather";
 
     Vec ra = random_vec(b.rank(), n, 4), rc = ra;
-    sparcol::coll::RbgsAllreduce rb(b, n, std::max<std::size_t>(1, n / 8)), rf(bg.backend(), n, std::max<std::size_t>(1, n / 8));
+    sparcol::coll::RbgsAllreduce rb(b, n, std::max<std::size_t>(1, n / 8)),
+        rf(bg.backend(), n, std::max<std::size_t>(1, n / 8));
     bg.start([&](sparcol::comm::Backend&) { rf.run(rc.data(), 5, 3); });
     rb.run(ra.data(), 5, 3);
     bg.wait();

@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
       cfg.weight_decay = wd;
       cfg.exchange.compressor.name = compressor;
       cfg.exchange.compressor.density = density;
-      cfg.liec_down = {"topk", density};  // as sparcol.Optimizer's default: the down density is the up density
+      cfg.liec_down = {"topk",
+                       density};  // as sparcol.Optimizer's default: the down density is the up density
       auto opt = sparcol::optim::make_optimizer(*backend, layout, cfg);
       std::vector<float> x(n);
       for (std::uint64_t i = 0; i < n; ++i)

@@ -12,7 +12,8 @@
 namespace sparcol::test {
 
 inline float edge_value(std::uint64_t seed, int from, int to, std::size_t i) {
-  std::uint64_t z = seed ^ (static_cast<std::uint64_t>(from) << 40) ^ (static_cast<std::uint64_t>(to) << 20) ^ i;
+  std::uint64_t z =
+      seed ^ (static_cast<std::uint64_t>(from) << 40) ^ (static_cast<std::uint64_t>(to) << 20) ^ i;
   z += 0x9e3779b97f4a7c15ull;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -38,7 +39,8 @@ inline NeighborCheck check_neighbor_exchange(comm::Backend& b, const topo::Graph
   };
   for (int c = 0; c < calls; ++c) {
     const std::uint64_t s = seed + static_cast<std::uint64_t>(c);
-    std::vector<std::vector<float>> out(nb.size(), std::vector<float>(count)), in(nb.size(), std::vector<float>(count, -1e30f));
+    std::vector<std::vector<float>> out(nb.size(), std::vector<float>(count)),
+        in(nb.size(), std::vector<float>(count, -1e30f));
     std::vector<topo::Edge> edges(nb.size());
     for (std::size_t k = 0; k < nb.size(); ++k) {
       for (std::size_t i = 0; i < count; ++i) out[k][i] = edge_value(s, me, nb[k], i);
@@ -49,7 +51,8 @@ inline NeighborCheck check_neighbor_exchange(comm::Backend& b, const topo::Graph
       for (std::size_t i = 0; i < count; ++i)
         if (in[k][i] != edge_value(s, nb[k], me, i))
           note("from " + std::to_string(nb[k]) + " element " + std::to_string(i) + " of " + g.name);
-    if (nx.last_bytes_sent() != nb.size() * count * sizeof(float)) note("bytes sent " + std::to_string(nx.last_bytes_sent()));
+    if (nx.last_bytes_sent() != nb.size() * count * sizeof(float))
+      note("bytes sent " + std::to_string(nx.last_bytes_sent()));
   }
   // The same buffer to everyone: neighbour k's copy of its own vector at k * count.
   std::vector<float> mine(count), all(nb.size() * count, -1e30f);

@@ -71,7 +71,8 @@ TEST(Dpsgd, CompleteGraphWithUniformWeightsIsAllReduceAveraging) {
           ref[i] = mean[i] / static_cast<float>(K) - 0.05f * m[i];
         }
         opt->step(x, g, t, 0.05);
-        err[static_cast<std::size_t>(b.rank())] = std::max(err[static_cast<std::size_t>(b.rank())], max_diff(x, ref));
+        err[static_cast<std::size_t>(b.rank())] =
+            std::max(err[static_cast<std::size_t>(b.rank())], max_diff(x, ref));
       }
     });
     for (double e : err) EXPECT_LT(e, 1e-5) << K << " ranks";
@@ -82,7 +83,8 @@ TEST(RelaySum, ExactMeanAfterDiameterCallsAndTheFillBefore) {
   const std::size_t n = 37;
   for (int K = 1; K <= 8; ++K) {
     for (const std::string tree : {"chain", "binary-tree", "reversed-binary-tree"}) {
-      const topo::Graph g = tree == "reversed-binary-tree" ? topo::double_binary_trees(K)[1] : topo::make_topology(tree, K);
+      const topo::Graph g =
+          tree == "reversed-binary-tree" ? topo::double_binary_trees(K)[1] : topo::make_topology(tree, K);
       const int diam = topo::diameter(g);
       std::vector<double> err(static_cast<std::size_t>(K), 0.0);
       LoopbackWorld::spawn(K, [&](Backend& b) {
@@ -94,7 +96,8 @@ TEST(RelaySum, ExactMeanAfterDiameterCallsAndTheFillBefore) {
         const auto d = hops(g, b.rank());
         std::vector<float> out(n);
         for (int t = 1; t <= diam + 2; ++t) {
-          relay.run(v[static_cast<std::size_t>(b.rank())].data(), fill.data(), out.data(), static_cast<std::uint64_t>(t));
+          relay.run(v[static_cast<std::size_t>(b.rank())].data(), fill.data(), out.data(),
+                    static_cast<std::uint64_t>(t));
           std::vector<float> want(n, 0.0f);
           int heard = 0;
           for (std::size_t i = 0; i < n; ++i) {
@@ -173,8 +176,8 @@ TEST(RelaySgd, RefusesAGraphWithCycles) {
 
 optim::Layout matrix_layout() {
   optim::Layout l;
-  l.tensors.push_back({"w", 0, 36, 2, 6});  // 6 x 6
-  l.tensors.push_back({"b", 36, 5, 1, 0});  // a vector: plain gossip
+  l.tensors.push_back({"w", 0, 36, 2, 6});   // 6 x 6
+  l.tensors.push_back({"b", 36, 5, 1, 0});   // a vector: plain gossip
   l.tensors.push_back({"v", 41, 24, 2, 4});  // 4 x 6
   return l;
 }

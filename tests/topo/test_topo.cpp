@@ -74,7 +74,8 @@ TEST(Topology, NeighbourListsAndWeightsOfTheNamedGraphs) {
   const auto dbt = topo::make_topology("double-binary-tree", 8);
   for (const auto& t : trees)
     for (int i = 0; i < 8; ++i)
-      for (int j : t.neighbors[static_cast<std::size_t>(i)]) EXPECT_GE(dbt.index_of(i, j), 0) << i << "-" << j;
+      for (int j : t.neighbors[static_cast<std::size_t>(i)])
+        EXPECT_GE(dbt.index_of(i, j), 0) << i << "-" << j;
   EXPECT_LE(dbt.edges(), trees[0].edges() + trees[1].edges());
   EXPECT_EQ(topo::make_topology("complete", 5).degree(3), 4);
 }
@@ -97,7 +98,8 @@ TEST(Topology, AGraphThatDoesNotFitTheRankCountIsAClearError) {
       ADD_FAILURE() << "torus of " << n;
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-      EXPECT_NE(std::string(e.what()).find("torus does not fit " + std::to_string(n) + " ranks"), std::string::npos)
+      EXPECT_NE(std::string(e.what()).find("torus does not fit " + std::to_string(n) + " ranks"),
+                std::string::npos)
           << e.what();
     }
   }
@@ -105,12 +107,12 @@ TEST(Topology, AGraphThatDoesNotFitTheRankCountIsAClearError) {
     topo::make_topology("hypercube", 4);
     ADD_FAILURE();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown topology 'hypercube' (valid: ring, torus"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("unknown topology 'hypercube' (valid: ring, torus"),
+              std::string::npos);
   }
   // A graph of another size than the world.
-  LoopbackWorld::spawn(3, [](Backend& b) {
-    EXPECT_THROW(topo::NeighborExchange(b, topo::make_topology("ring", 4)), Error);
-  });
+  LoopbackWorld::spawn(
+      3, [](Backend& b) { EXPECT_THROW(topo::NeighborExchange(b, topo::make_topology("ring", 4)), Error); });
 }
 
 TEST(Acid, ConstantsOfTheSixteenNodeCycleAreTheCheckValues) {
@@ -195,7 +197,8 @@ TEST(NeighborExchangeLoopback, ANeighbourInAnotherCallIsAMismatchNamingIt) {
                Error);
   bool named = false;
   for (const auto& m : msgs)
-    named = named || (m.find("neighbor_exchange(count=") != std::string::npos && m.find("neighbour rank") != std::string::npos);
+    named = named || (m.find("neighbor_exchange(count=") != std::string::npos &&
+                      m.find("neighbour rank") != std::string::npos);
   EXPECT_TRUE(named) << msgs[0] << " | " << msgs[1] << " | " << msgs[2] << " | " << msgs[3];
 }
 

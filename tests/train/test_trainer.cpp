@@ -715,8 +715,8 @@ TEST(PerWorker, LocalSgdEvaluatesTheAverageAndResumesBitwiseAtBoundaries) {
     ASSERT_FALSE(part_steps.empty());
     EXPECT_EQ(part_steps.back(), method == "stl-sgd" ? 8u : 12u);
     part.max_steps = 0;
-    const auto b = run_world(2, part, data,
-                             tmp / (method + "-ck-part/ckpt-" + std::to_string(part_steps.back())));
+    const auto b =
+        run_world(2, part, data, tmp / (method + "-ck-part/ckpt-" + std::to_string(part_steps.back())));
     for (std::size_t r = 0; r < 2; ++r) ASSERT_EQ(a.params[r], b.params[r]) << "rank " << r;
     // vrl ends with an averaging (step 32); stl in the middle of its second stage's period.
     EXPECT_EQ(a.params[0] == a.params[1], method == "vrl-sgd");  // cocod: never equal

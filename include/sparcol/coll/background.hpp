@@ -70,7 +70,7 @@ class Background {
   std::mutex mu_;
   std::condition_variable cv_;
   Job job_;
-  bool has_job_ = false;  // a job waits for the thread
+  bool has_job_ = false;   // a job waits for the thread
   bool finished_ = false;  // the job in flight has finished
   bool stop_ = false;
   bool in_flight_ = false;

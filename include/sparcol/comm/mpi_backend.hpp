@@ -84,7 +84,7 @@ class MpiBackend final : public Backend {
   void allreduce_bxor(std::uint64_t* data, std::size_t count) override;
   void allgatherv(const void* send, void* recv, std::span<const std::size_t> recv_bytes) override;
   void broadcast(void* buf, std::size_t bytes, int root) override;
-  std::unique_ptr<Backend> duplicate() override;  // MPI_Comm_dup of this backend's communicator
+  std::unique_ptr<Backend> duplicate() override;       // MPI_Comm_dup of this backend's communicator
   std::string concurrent_use_reason() const override;  // needs MPI_THREAD_MULTIPLE
 
   // MPI's own neighbourhood collective on a graph (the reference of sparcol-bench --op neighbor):

@@ -50,9 +50,10 @@ namespace detail {
 
 // Throws sparcol::Error(code, rank, message) when cond is false; message is any expression convertible
 // to std::string (build it with std::format or string concatenation; it is only evaluated on failure).
-#define SPARCOL_CHECK(cond, code, rank, message)                                                          \
-  do {                                                                                                     \
-    if (!(cond)) ::sparcol::detail::throw_error((code), (rank), (message), __FILE__, __LINE__);           \
+#define SPARCOL_CHECK(cond, code, rank, message)                                                \
+  do {                                                                                          \
+    if (!(cond)) ::sparcol::detail::throw_error((code), (rank), (message), __FILE__, __LINE__); \
   } while (0)
 
-#define SPARCOL_CHECK_ARG(cond, rank, message) SPARCOL_CHECK(cond, ::sparcol::ErrorCode::kInvalidArgument, rank, message)
+#define SPARCOL_CHECK_ARG(cond, rank, message) \
+  SPARCOL_CHECK(cond, ::sparcol::ErrorCode::kInvalidArgument, rank, message)

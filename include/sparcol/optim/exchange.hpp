@@ -195,7 +195,7 @@ class Exchange {
     sparcol::Block block;          // kBlock: the block of the last finish()
     std::uint64_t pair_begin = 0;  // sparse: this group's pairs in pair_idx_/pair_val_
     std::uint64_t pair_count = 0;
-    compress::Message msg;  // kHost: the host compressor's message
+    compress::Message msg;   // kHost: the host compressor's message
     std::vector<float> raw;  // the cascading sign ring: the uncompressed group (its hops add it)
   };
 

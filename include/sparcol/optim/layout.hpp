@@ -13,9 +13,9 @@ struct TensorSpec {
   std::string name;
   std::uint64_t offset = 0;  // in elements, into the flat vector
   std::uint64_t size = 0;
-  int dims = 1;              // number of dimensions (DGC compresses only tensors with dims > 1)
-  std::uint64_t rows = 0;    // first dimension (output features) when dims > 1; 0 = not given
-                             // (powergossip then views the tensor as its most square matrix)
+  int dims = 1;            // number of dimensions (DGC compresses only tensors with dims > 1)
+  std::uint64_t rows = 0;  // first dimension (output features) when dims > 1; 0 = not given
+                           // (powergossip then views the tensor as its most square matrix)
 };
 
 struct Layout {

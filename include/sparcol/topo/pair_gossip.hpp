@@ -5,7 +5,8 @@
 // caller's) and one protocol thread. The caller (the compute thread) grants it averagings: every
 // add_step() adds `rate` to this rank's budget (exact scheduling: rate pairwise averagings per
 // gradient step) or, with Poisson scheduling, a Poisson(rate) number of them (rate per step in
-// expectation; the draws come from the seed and the rank). The protocol thread spends the budget one averaging at a time:
+// expectation; the draws come from the seed and the rank). The protocol thread spends the budget one
+// averaging at a time:
 //
 //   REQUEST  i -> j   "average with me?"    (i has budget >= 1, is in no pair, j is a neighbour not done)
 //   ACCEPT   j -> i   j has budget >= 1 and is in no pair: the pair (i, j) forms, both spend 1

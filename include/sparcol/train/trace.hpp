@@ -38,9 +38,9 @@ struct TraceStepRow {
   double time_compute_s = 0.0;  // forward + backward (and the gradient point), mean over ranks
   double time_compress_s = 0.0;
   double time_comm_s = 0.0;
-  double time_step_s = 0.0;  // the whole step (batch, compute, optimizer), mean over ranks
-  double wall_time_s = 0.0;  // rank 0's training time since step 0, across resumes
-  std::int64_t skipped = 0;  // 1 when the NaN policy skipped the step
+  double time_step_s = 0.0;      // the whole step (batch, compute, optimizer), mean over ranks
+  double wall_time_s = 0.0;      // rank 0's training time since step 0, across resumes
+  std::int64_t skipped = 0;      // 1 when the NaN policy skipped the step
   std::int64_t comm_rounds = 0;  // communication rounds of the step (CommStats::rounds)
   double bytes_up = 0.0;         // a rank's message in bytes (CommStats::bytes_up), mean over ranks
   double bytes_down = 0.0;       // what a parameter server would send back, in bytes (CommStats::bytes_down)

@@ -64,17 +64,17 @@ struct TrainConfig {
   double weight_decay = 0.0;
   bool layerwise = false;
   std::uint64_t min_compress_size = 0;
-  std::string nan_policy = "skip";  // skip or stop
-  double clip_norm = 0.0;           // DGC
-  int warmup_epochs = 0;            // DGC density warm-up
-  bool nesterov = false;            // DGC
-  bool wd_outside = false;          // weight decay on the update (not for gmc, gmc-plus, cser)
-  int cser_period = 4;              // CSER H
-  double cser_density1 = -1.0;      // CSER C1 density; < 0: density / 2
-  double cser_density2 = -1.0;      // CSER C2 density; < 0: min(1, 2 * density)
+  std::string nan_policy = "skip";            // skip or stop
+  double clip_norm = 0.0;                     // DGC
+  int warmup_epochs = 0;                      // DGC density warm-up
+  bool nesterov = false;                      // DGC
+  bool wd_outside = false;                    // weight decay on the update (not for gmc, gmc-plus, cser)
+  int cser_period = 4;                        // CSER H
+  double cser_density1 = -1.0;                // CSER C1 density; < 0: density / 2
+  double cser_density2 = -1.0;                // CSER C2 density; < 0: min(1, 2 * density)
   std::string marsit_compensation = "local";  // marsit: local or global (ALGORITHMS.md 10.1)
-  int low_rank = 0;                           // powersgd rank r (10.3), powergossip rank; 0: the method's default (2, 1)
-  bool powersgd_no_ef = false;                // powersgd: error feedback off (ablation)
+  int low_rank = 0;             // powersgd rank r (10.3), powergossip rank; 0: the method's default (2, 1)
+  bool powersgd_no_ef = false;  // powersgd: error feedback off (ablation)
   bool powersgd_no_warm_start = false;        // powersgd: fresh Q every step (ablation)
   std::string powersgd_error_form = "paper";  // powersgd: paper (M - P Q^T) or library (M - P Q_k^T)
   std::string down_compressor = "topk";       // liec: C_down of the owners' chunks (none, topk, randk)
@@ -87,9 +87,9 @@ struct TrainConfig {
   std::string avg_compressor = "none";
   double avg_density = 0.01;
   // Decentralized methods (dpsgd, relaysgd, powergossip, a2cid2, async-gossip; docs/optimizers.md)
-  std::string topology;             // "": the method's default (ring; relaysgd: chain)
-  int power_iters = 1;              // powergossip power iterations per step
-  double diffusion_rate = 1.0;      // powergossip gamma
+  std::string topology;                 // "": the method's default (ring; relaysgd: chain)
+  int power_iters = 1;                  // powergossip power iterations per step
+  double diffusion_rate = 1.0;          // powergossip gamma
   std::string relay_variant = "model";  // relaysgd: model or update
   double comm_rate = 1.0;               // a2cid2, async-gossip: pairwise averagings per step (> 0)
   std::string comm_schedule = "exact";  // a2cid2, async-gossip: exact or poisson
@@ -151,9 +151,9 @@ struct TrainSummary {
   std::uint64_t skipped_steps = 0;  // NaN-policy skips over the whole run (across resumes)
   double test_loss = 0.0;           // of the last evaluation (NaN if none happened)
   double test_accuracy = 0.0;
-  double test_accuracy_worst = 0.0;  // per-worker models: the worst rank's own model (else test_accuracy)
-  double consensus_distance = 0.0;   // per-worker models: mean_k ||x_k - xbar||^2 (else 0)
-  double rcc = 0.0;          // relative communication cost of all steps so far (spec 9)
+  double test_accuracy_worst = 0.0;    // per-worker models: the worst rank's own model (else test_accuracy)
+  double consensus_distance = 0.0;     // per-worker models: mean_k ||x_k - xbar||^2 (else 0)
+  double rcc = 0.0;                    // relative communication cost of all steps so far (spec 9)
   std::uint64_t rounds_total = 0;      // communication rounds of all steps so far (across resumes)
   std::uint64_t bytes_sent_total = 0;  // this rank's training payload bytes so far (no evaluation)
   std::uint64_t bytes_recv_total = 0;
