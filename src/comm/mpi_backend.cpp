@@ -645,7 +645,9 @@ std::string MpiBackend::explain_wait(const RequestInfo& info) const {
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%.1f", reply[2] / 1000.0);
     chain += std::string(hop == 0 ? "; " : ", and ") + "rank " + std::to_string(p) + " is itself waiting (" +
-             seconds + " s, in " + tag_name(reply[1]) + ") for rank " + std::to_string(q);
+             seconds + " s, in " + tag_name(reply[1]) + ")" +
+             (q >= 0 && q < size_ ? " for rank " + std::to_string(q)
+                                  : std::string(" for a message from any rank"));
     if (q < 0 || q >= size_) return chain;
     if (seen[static_cast<std::size_t>(q)]) {
       return chain + ": the ranks wait for each other in a cycle, so they are calling different operations";
