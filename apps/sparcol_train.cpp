@@ -168,6 +168,11 @@ int main(int argc, char** argv) {
                  "a2cid2, async-gossip: exact (each step grants --comm-rate averagings) or poisson (a "
                  "Poisson(--comm-rate) number per step)")
       ->capture_default_str();
+  app.add_option("--acid-order", c.acid_order,
+                 "a2cid2: at a pairwise averaging, mix-first (both ends apply their continuous momentum, "
+                 "then exchange; the continuous-time model) or exchange-first (exchange the values of "
+                 "the last event, then mix: the authors' code)")
+      ->capture_default_str();
 
   // Schedule
   app.add_option("--lr", c.lr, "initial learning rate")->capture_default_str();

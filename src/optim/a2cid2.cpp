@@ -12,6 +12,9 @@
 //   averaging with j:    mix over dt; send x_i; receive x_j; with d = x_j - x_i (the values sent):
 //                        x_i += d/2, xt_i += alpha*d (the same on j with -d: every event keeps the
 //                        sum over ranks of x + xt, and without momentum the sum of x)
+//                        acid_order "exchange-first" (the authors' order): send x_i as it stood at
+//                        i's last event, receive x_j likewise, then mix over dt and use d = x_j - x_i
+//                        with i's mixed x_i (the sum of x + xt is then kept only when dt = 0)
 //   end (step total_steps - 1): the protocol ends; the caller's evaluation averages the models.
 #include <chrono>
 #include <cmath>
@@ -33,7 +36,9 @@ using Clock = std::chrono::steady_clock;
 class AsyncGossip final : public Decentralized {
  public:
   AsyncGossip(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e)
-      : Decentralized(b, l, c, e), acid_(c.method == "a2cid2") {
+      : Decentralized(b, l, c, e),
+        acid_(c.method == "a2cid2"),
+        exchange_first_(acid_ && c.acid_order == "exchange-first") {
     const int me = b.rank();
     SPARCOL_CHECK_ARG(!e.on_device(), me, c.method + ": the communication thread works on host memory");
     SPARCOL_CHECK_ARG(b.size() >= 2, me, c.method + " needs at least 2 ranks");
@@ -57,7 +62,6 @@ class AsyncGossip final : public Decentralized {
     x_.assign(n_, 0.0f);
     xt_.assign(acid_ ? n_ : 0, 0.0f);
     z_.assign(n_, 0.0f);
-    diff_.assign(n_, 0.0f);
   }
 
   ~AsyncGossip() override = default;  // gossip_ (declared last) ends the protocol first
@@ -84,7 +88,9 @@ class AsyncGossip final : public Decentralized {
                     config_.method.c_str(), config_.comm_rate, config_.comm_schedule.c_str(),
                     graph_.name.c_str());
     }
-    return std::string(buf) + "; asynchronous: the run depends on timing";
+    return std::string(buf) +
+           (acid_ ? (exchange_first_ ? "; order exchange-first" : "; order mix-first") : "") +
+           "; asynchronous: the run depends on timing";
   }
 
   std::vector<std::pair<std::string, double>> event_counts() override {
@@ -162,16 +168,17 @@ class AsyncGossip final : public Decentralized {
     hooks.prepare = [this](int, std::span<float> send) {
       std::lock_guard lock(mu_);
       exch_t0_ = Clock::now();
-      mix(exch_t0_);
+      if (!exchange_first_) mix(exch_t0_);  // exchange-first: x as it stood at the last event
       std::copy(x_.begin(), x_.end(), send.begin());
     };
     hooks.apply = [this](int, std::span<const float> send, std::span<const float> recv) {
-      for (std::uint64_t i = 0; i < n_; ++i) diff_[i] = recv[i] - send[i];
       std::lock_guard lock(mu_);
-      for (std::uint64_t i = 0; i < n_; ++i) x_[i] += 0.5f * diff_[i];
-      if (acid_) {
-        const auto a = static_cast<float>(k_.alpha);
-        for (std::uint64_t i = 0; i < n_; ++i) xt_[i] += a * diff_[i];
+      float* xt = acid_ ? xt_.data() : nullptr;
+      if (exchange_first_) {
+        mix(Clock::now());  // this end's mixing, after the exchange; then x_i is the mixed x
+        topo::acid_average(x_.data(), xt, n_, x_.data(), recv.data(), k_.alpha);
+      } else {
+        topo::acid_average(x_.data(), xt, n_, send.data(), recv.data(), k_.alpha);
       }
       comm_s_total_ += std::chrono::duration<double>(Clock::now() - exch_t0_).count();
     };
@@ -189,10 +196,11 @@ class AsyncGossip final : public Decentralized {
   }
 
   const bool acid_;
+  const bool exchange_first_;  // acid_order "exchange-first"
   topo::AcidConstants k_;
   bool have_chi_ = true;
   std::mutex mu_;
-  std::vector<float> x_, xt_, z_, diff_;
+  std::vector<float> x_, xt_, z_;
   bool have_z_ = false;
   Clock::time_point last_event_{}, last_grad_{}, exch_t0_{};
   double grad_s_ = 0;  // running average of the seconds per gradient (the time unit)

@@ -255,6 +255,9 @@ std::unique_ptr<Optimizer> make_optimizer(comm::Backend& backend, const Layout& 
     SPARCOL_CHECK_ARG(config.comm_schedule == "exact" || config.comm_schedule == "poisson", me,
                       config.method + ": unknown communication schedule '" + config.comm_schedule +
                           "' (valid: exact, poisson)");
+    SPARCOL_CHECK_ARG(config.acid_order == "mix-first" || config.acid_order == "exchange-first", me,
+                      config.method + ": unknown averaging order '" + config.acid_order +
+                          "' (valid: mix-first, exchange-first)");
   }
   if (method_is_decentralized(config.method)) {
     SPARCOL_CHECK_ARG(config.low_rank >= 1, me,

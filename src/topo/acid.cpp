@@ -63,4 +63,13 @@ void acid_mix(float* x, float* xt, std::size_t n, double eta, double dt) {
   }
 }
 
+void acid_average(float* x, float* xt, std::size_t n, const float* base, const float* recv, double alpha) {
+  const auto a = static_cast<float>(alpha);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float d = recv[i] - base[i];  // read base before x changes (base may alias x)
+    x[i] += 0.5f * d;
+    if (xt != nullptr) xt[i] += a * d;
+  }
+}
+
 }  // namespace sparcol::topo

@@ -213,6 +213,7 @@ std::vector<TrainOption> make_table() {
       {"--relay-variant", method, {"relaysgd"}, "relay_variant", [](C c) { return c.relay_variant; }},
       {"--comm-rate", method, kAsync, "comm_rate", [](C c) { return num(c.comm_rate); }},
       {"--comm-schedule", method, kAsync, "comm_schedule", [](C c) { return c.comm_schedule; }},
+      {"--acid-order", method, {"a2cid2"}, "acid_order", [](C c) { return c.acid_order; }},
       // Schedule
       {"--lr", all, {}, "lr", [](C c) { return num(c.lr); }},
       {"--schedule", all, {}, "schedule", [](C c) { return c.schedule; }},
@@ -421,6 +422,8 @@ void validate_config(const TrainConfig& c, int world_size, int rank,
        "--comm-rate must be in (0, 1000], got " + num(c.comm_rate));
   need(c.comm_schedule == "exact" || c.comm_schedule == "poisson",
        "--comm-schedule: unknown schedule '" + c.comm_schedule + "' (valid: exact, poisson)");
+  need(c.acid_order == "mix-first" || c.acid_order == "exchange-first",
+       "--acid-order: unknown order '" + c.acid_order + "' (valid: mix-first, exchange-first)");
   need(
       !optim::method_is_async(c.optimizer) ||
           (c.checkpoint_dir.empty() && !c.resume && c.resume_from.empty()),

@@ -185,6 +185,7 @@ Trainer::Trainer(comm::Backend& backend, TrainConfig config, const DataSplit& da
   oc.relay_variant = config_.relay_variant;
   oc.comm_rate = config_.comm_rate;
   oc.comm_schedule = config_.comm_schedule;
+  oc.acid_order = config_.acid_order;
   oc.nan_policy = config_.nan_policy == "stop" ? optim::NanPolicy::kStop : optim::NanPolicy::kSkip;
   // Steps: an epoch is one pass over the training set by all workers together.
   steps_per_epoch_ =

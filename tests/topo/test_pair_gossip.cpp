@@ -291,7 +291,9 @@ TEST(PairGossip, SilentNeighbourIsANamedTimeout) {
 TEST(AsyncMethods, A2cid2AndAsyncGossipTrainAQuadratic) {
   const std::size_t n = 32;
   const int K = 4, T = 200;
-  for (const std::string method : {"async-gossip", "a2cid2"}) {
+  for (const std::string variant : {"async-gossip", "a2cid2", "a2cid2 exchange-first"}) {
+    const std::string method = variant.substr(0, variant.find(' '));
+    const bool exchange_first = variant != method;
     std::vector<std::vector<float>> xs(K);
     std::vector<double> moved(K, 0.0);  // lr * sum_t m_t[0] per rank
     std::vector<std::vector<std::pair<std::string, double>>> counts(K);
@@ -303,6 +305,7 @@ TEST(AsyncMethods, A2cid2AndAsyncGossipTrainAQuadratic) {
       c.momentum = 0.5;
       c.comm_rate = 2.0;
       c.total_steps = T;
+      if (exchange_first) c.acid_order = "exchange-first";
       auto opt = optim::make_optimizer(b, optim::Layout::flat(n), c);
       EXPECT_TRUE(opt->per_worker_models());
       std::vector<float> x(n, 0.0f), g(n);
@@ -324,6 +327,10 @@ TEST(AsyncMethods, A2cid2AndAsyncGossipTrainAQuadratic) {
       if (b.rank() == 0) text = opt->startup_text();
     });
     EXPECT_NE(text.find("eta"), std::string::npos) << text;
+    if (method == "a2cid2") {
+      EXPECT_NE(text.find(exchange_first ? "order exchange-first" : "order mix-first"), std::string::npos)
+          << text;
+    }
     double sum0 = 0, moved_all = 0;
     std::string spread;
     for (int r = 0; r < K; ++r) {
@@ -360,6 +367,9 @@ TEST(AsyncMethods, RefusesBadRates) {
     }
     c.comm_rate = 1;
     c.topology = "complete";  // A2CiD2 is not defined on the complete graph
+    EXPECT_THROW(optim::make_optimizer(b, optim::Layout::flat(4), c), Error);
+    c.topology = "ring";
+    c.acid_order = "mix-later";  // an order that is neither of 10.6's two
     EXPECT_THROW(optim::make_optimizer(b, optim::Layout::flat(4), c), Error);
   });
 }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <numbers>
+#include <utility>
 
 #include "../common/coll_checks.hpp"
 #include "neighbor_checks.hpp"
@@ -158,6 +159,61 @@ TEST(Acid, ClosedFormMixingEqualsTheMatrixExponential) {
       }
     }
   }
+}
+
+// One pairwise averaging of ranks i and j, each dt_i, dt_j after its last event, in both orders of
+// 10.6, worked by hand in double: mix-first uses both mixed values, exchange-first the neighbour's
+// value from before its mixing with the rank's own mixed value.
+TEST(Acid, PairwiseAveragingInBothOrders) {
+  const double eta = 0.7, alpha = 1.9, dti = 0.4, dtj = 1.1;
+  const float xi0 = 1.0f, xti0 = -3.0f, xj0 = -2.5f, xtj0 = 4.0f;
+  auto mixed = [&](double x, double xt, double dt) {
+    const double s = (x + xt) / 2, h = (x - xt) / 2, e = std::exp(-2 * eta * dt);
+    return std::pair<double, double>{s + h * e, s - h * e};
+  };
+  const auto [xim, xtim] = mixed(xi0, xti0, dti);
+  const auto [xjm, xtjm] = mixed(xj0, xtj0, dtj);
+  for (const bool exchange_first : {false, true}) {
+    float xi = xi0, xti = xti0, xj = xj0, xtj = xtj0;
+    float sent_i = xi, sent_j = xj;
+    if (!exchange_first) {  // mix, then send
+      topo::acid_mix(&xi, &xti, 1, eta, dti);
+      topo::acid_mix(&xj, &xtj, 1, eta, dtj);
+      sent_i = xi;
+      sent_j = xj;
+      topo::acid_average(&xi, &xti, 1, &sent_i, &sent_j, alpha);
+      topo::acid_average(&xj, &xtj, 1, &sent_j, &sent_i, alpha);
+    } else {  // send the values of the last event, then mix, then average with the own mixed x
+      topo::acid_mix(&xi, &xti, 1, eta, dti);
+      topo::acid_mix(&xj, &xtj, 1, eta, dtj);
+      topo::acid_average(&xi, &xti, 1, &xi, &sent_j, alpha);
+      topo::acid_average(&xj, &xtj, 1, &xj, &sent_i, alpha);
+    }
+    const double ui = exchange_first ? xj0 : xjm;  // the neighbour's x that i averages with
+    const double uj = exchange_first ? xi0 : xim;
+    EXPECT_NEAR(xi, (xim + ui) / 2, 1e-6) << exchange_first;
+    EXPECT_NEAR(xti, xtim + alpha * (ui - xim), 1e-5) << exchange_first;
+    EXPECT_NEAR(xj, (xjm + uj) / 2, 1e-6) << exchange_first;
+    EXPECT_NEAR(xtj, xtjm + alpha * (uj - xjm), 1e-5) << exchange_first;
+    if (!exchange_first) {  // the default order keeps the pair's sum of x and of x + xt
+      EXPECT_NEAR(xi + xj, xim + xjm, 1e-6);
+      EXPECT_NEAR(xi + xti + xj + xtj, xi0 + xti0 + xj0 + xtj0, 1e-5);
+    }
+  }
+  // With no time since the last events both orders are the same averaging, bitwise; xt null
+  // (async-gossip) leaves only the plain average.
+  float a[2] = {1.5f, -0.25f}, at[2] = {2.0f, 3.0f}, b[2] = {-4.0f, 8.5f};
+  float a2[2] = {1.5f, -0.25f}, at2[2] = {2.0f, 3.0f};
+  const float sent[2] = {1.5f, -0.25f};
+  topo::acid_average(a, at, 2, sent, b, alpha);
+  topo::acid_average(a2, at2, 2, a2, b, alpha);
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_EQ(a[k], a2[k]);
+    EXPECT_EQ(at[k], at2[k]);
+  }
+  float p[1] = {3.0f}, q[1] = {-1.0f};
+  topo::acid_average(p, nullptr, 1, p, q, alpha);
+  EXPECT_EQ(p[0], 1.0f);
 }
 
 TEST(NeighborExchangeLoopback, EveryTopologyOneToEightRanksZeroWrong) {

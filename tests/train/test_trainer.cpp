@@ -1004,7 +1004,8 @@ TEST(Config, CanonicalTextHoldsExactlyTheOptionsTheRunReads) {
       {"powergossip",
        {"momentum", "weight_decay", "wd_outside", "nan_policy", "low_rank", "topology", "power_iters",
         "diffusion_rate"}},
-      {"a2cid2", {"momentum", "weight_decay", "nan_policy", "topology", "comm_rate", "comm_schedule"}},
+      {"a2cid2",
+       {"momentum", "weight_decay", "nan_policy", "topology", "comm_rate", "comm_schedule", "acid_order"}},
       {"async-gossip", {"momentum", "weight_decay", "nan_policy", "topology", "comm_rate", "comm_schedule"}},
   };
   for (const auto& k : cases) {
@@ -1123,6 +1124,12 @@ TEST(Config, AsynchronousMethodsCheckTheirRateGraphAndCheckpoints) {
                      "--comm-schedule: unknown schedule 'sometimes' (valid: exact, poisson)");
   sched.comm_schedule = "poisson";
   EXPECT_NO_THROW(train::validate_config(sched, 4, 0));
+  auto order = base();
+  order.acid_order = "mix-later";
+  expect_throws_code([&] { train::validate_config(order, 4, 0); }, ErrorCode::kInvalidArgument,
+                     "--acid-order: unknown order 'mix-later' (valid: mix-first, exchange-first)");
+  order.acid_order = "exchange-first";
+  EXPECT_NO_THROW(train::validate_config(order, 4, 0));
   auto ck = base();
   ck.checkpoint_dir = "/tmp/none";
   expect_throws_code([&] { train::validate_config(ck, 4, 0); }, ErrorCode::kInvalidArgument,

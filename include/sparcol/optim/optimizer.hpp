@@ -133,6 +133,11 @@ struct OptimConfig {
   double comm_rate = 1.0;
   // "exact" (every step grants comm_rate averagings) or "poisson" (a Poisson(comm_rate) number).
   std::string comm_schedule = "exact";
+  // a2cid2: the order of a pairwise averaging (ALGORITHMS.md 10.6 [P]). "mix-first" (the default,
+  // the continuous-time model): both ends apply their mixing, then exchange x. "exchange-first" (the
+  // authors' code): the ends exchange x as it stood at their last event, then each mixes its own
+  // (x, xt), so the x_j it averages with is the neighbour's value before its mixing.
+  std::string acid_order = "mix-first";
 };
 
 // Where the local-SGD family stands after step t (0-based): whether the models are averaged after

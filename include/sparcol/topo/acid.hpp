@@ -28,4 +28,11 @@ AcidConstants acid_constants(const Graph& g, double rate_com, int rank = -1);
 // elements; eta = 0 (async-gossip) leaves both unchanged.
 void acid_mix(float* x, float* xt, std::size_t n, double eta, double dt);
 
+// One pairwise averaging on this rank's side, once it holds the neighbour's x_j (`recv`):
+// d = recv - base, x <- x + d/2, xt <- xt + alpha d (xt may be null: async-gossip). `base` is this
+// side's x_i of the rule: the x it sent, when it mixed before sending (the default order,
+// "mix-first"), or its x after mixing now, when the pair exchanged first ("exchange-first", the
+// authors' order; base may then be x itself). Returns nothing; in place on n elements.
+void acid_average(float* x, float* xt, std::size_t n, const float* base, const float* recv, double alpha);
+
 }  // namespace sparcol::topo

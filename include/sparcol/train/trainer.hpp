@@ -87,12 +87,13 @@ struct TrainConfig {
   std::string avg_compressor = "none";
   double avg_density = 0.01;
   // Decentralized methods (dpsgd, relaysgd, powergossip, a2cid2, async-gossip; docs/optimizers.md)
-  std::string topology;                 // "": the method's default (ring; relaysgd: chain)
-  int power_iters = 1;                  // powergossip power iterations per step
-  double diffusion_rate = 1.0;          // powergossip gamma
-  std::string relay_variant = "model";  // relaysgd: model or update
-  double comm_rate = 1.0;               // a2cid2, async-gossip: pairwise averagings per step (> 0)
-  std::string comm_schedule = "exact";  // a2cid2, async-gossip: exact or poisson
+  std::string topology;                  // "": the method's default (ring; relaysgd: chain)
+  int power_iters = 1;                   // powergossip power iterations per step
+  double diffusion_rate = 1.0;           // powergossip gamma
+  std::string relay_variant = "model";   // relaysgd: model or update
+  double comm_rate = 1.0;                // a2cid2, async-gossip: pairwise averagings per step (> 0)
+  std::string comm_schedule = "exact";   // a2cid2, async-gossip: exact or poisson
+  std::string acid_order = "mix-first";  // a2cid2: mix-first or exchange-first (10.6)
 
   // Schedule
   double lr = 0.1;
