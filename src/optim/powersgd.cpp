@@ -17,6 +17,7 @@
 // are plain loops with double accumulators (n m r' multiply-adds each, in a fixed order, so the
 // result is identical on every rank and run to run).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <memory>
 #include <vector>
@@ -79,6 +80,10 @@ class PowerSgd final : public Optimizer {
     const auto K = static_cast<std::uint64_t>(backend_.size());
     const auto kf = static_cast<float>(K);
     const bool ef = config_.powersgd_error_feedback;
+    using Clock = std::chrono::steady_clock;
+    auto since = [](Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+    double comm_s = 0;
+    const auto t_step = Clock::now();
     float* e = e_.data();
     float* mk = mk_.data();
     // 1. M_k = G_k + E_k (matrices); the dense tensors' gradients go behind the P's.
@@ -94,14 +99,18 @@ class PowerSgd final : public Optimizer {
       for (const auto& mt : mats_) draw_q(mt, t + 1, q_.data() + mt.q_off);
     for (const auto& mt : mats_)
       multiply(mk + mt.offset, mt.n, mt.m, q_.data() + mt.q_off, mt.r, pbuf_.data() + mt.p_off);
+    auto t0 = Clock::now();
     if (ring_p_) ring_p_->run(pbuf_.data(), t);  // fingerprinted: ranks with another rank r fail
+    comm_s += since(t0);
     // 3. Orthonormalise P; 4. Q_k = M_k^T P, averaged.
     for (const auto& mt : mats_) {
       orthonormalize(pbuf_.data() + mt.p_off, mt.n, mt.r);
       multiply_t(mk + mt.offset, mt.n, mt.m, pbuf_.data() + mt.p_off, mt.r, qbuf_.data() + mt.q_off);
     }
     if (!qown_.empty()) std::copy(qbuf_.begin(), qbuf_.end(), qown_.begin());
+    t0 = Clock::now();
     if (ring_q_) ring_q_->run(qbuf_.data(), t);
+    comm_s += since(t0);
     for (auto& v : qbuf_) v /= kf;
     std::copy(qbuf_.begin(), qbuf_.end(), q_.begin());  // the next step's warm start
     // 5. Ghat = P Q^T into the aggregate; E_k <- M_k - Ghat (or M_k - P Q_k^T).
@@ -124,6 +133,7 @@ class PowerSgd final : public Optimizer {
         for (std::uint64_t i = 0; i < mt.n * mt.m; ++i) e[mt.offset + i] = mk[mt.offset + i] - own[i];
       }
     }
+    const double step_s = since(t_step);
     // 6. Weight decay on the aggregate, then the paper's momentum: m <- lambda m + Ghat,
     //    x <- x - eta (Ghat + m).
     const auto wd = static_cast<float>(config_.weight_decay);
@@ -148,6 +158,11 @@ class PowerSgd final : public Optimizer {
     if (ring_q_) st.bytes_sent += ring_q_->bytes_sent_per_run();
     st.bytes_recv = st.bytes_sent;
     st.dense_elements = static_cast<double>((K + 1) * n_);
+    // Two all-reduces a step (P with the dense tensors, then Q); the products, the orthonormalisation
+    // and the error update around them are the compression.
+    st.rounds = (ring_p_ ? 1u : 0u) + (ring_q_ ? 1u : 0u);
+    st.time_comm_s = comm_s;
+    st.time_compress_s = step_s - comm_s;
     return st;
   }
 

@@ -198,6 +198,10 @@ TEST(PowerSgd, SwitchesAndAccounting) {
   // (n + m) r' per matrix plus the dense tensor: (5 + 3) + 4 + (4 + 6) = 22 elements at rank 1.
   EXPECT_DOUBLE_EQ(w.comm.at(0).elements_up, 22.0);
   EXPECT_EQ(w.comm.at(0).bytes_up, 88u);
+  // Two all-reduces per step (P with the dense tensor, then Q), each a round, and their time recorded.
+  EXPECT_EQ(w.comm.at(0).rounds, 2u);
+  EXPECT_GT(w.comm.at(0).time_comm_s, 0.0);
+  EXPECT_GE(w.comm.at(0).time_compress_s, 0.0);
   const auto r2 = run(cfg(2), 2, layout(), 0, 1);
   EXPECT_DOUBLE_EQ(r2.comm.at(0).elements_up, 2.0 * 8 + 4 + 2.0 * 10);
   // Rank 6 caps at min(n, m): 3 and 4.
