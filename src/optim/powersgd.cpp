@@ -81,7 +81,9 @@ class PowerSgd final : public Optimizer {
     const auto kf = static_cast<float>(K);
     const bool ef = config_.powersgd_error_feedback;
     using Clock = std::chrono::steady_clock;
-    auto since = [](Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+    auto since = [](Clock::time_point t0) {
+      return std::chrono::duration<double>(Clock::now() - t0).count();
+    };
     double comm_s = 0;
     const auto t_step = Clock::now();
     float* e = e_.data();
