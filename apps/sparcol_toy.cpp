@@ -527,9 +527,11 @@ int main(int argc, char** argv) {
     K = c.simulate > 0 ? c.simulate : world;
     // Methods without a density run once, recorded with k = d, whatever --k says: the dense ones
     // (dmsgd, dmsgd-local), marsit and sign-cascade (signs), powersgd (its own factorisation) and the
-    // local-SGD family (its compression is --avg-compressor's, not --k's).
+    // local-SGD family (its compression is --avg-compressor's, not --k's), and the decentralized
+    // methods (they send models or their low-rank differences to neighbours, never a top-k).
     auto has_k = [](const std::string& m) {
-      return !sparcol::optim::method_is_local(m) && sparcol::optim::method_compressor(m, "topk") == "topk";
+      return !sparcol::optim::method_is_local(m) && !sparcol::optim::method_is_decentralized(m) &&
+             sparcol::optim::method_compressor(m, "topk") == "topk";
     };
     for (const auto& m : c.methods)
       if (!has_k(m)) runs.push_back({m, p.d});
