@@ -113,6 +113,13 @@ def case_nan(r):
     r.expect("NaN injected" in p.stdout, "header should say NaN was injected")
 
 
+def case_nan_block_covers_middle(r):
+    # A seed (found by CI) whose RBGS block covers d/2, where rank 0's dense input holds its NaN: the
+    # NaN propagates there too, and the check must expect it.
+    p = r.mpi(*SWEEP, "--nan", "--seed", "6926754775731663")
+    check_clean_sweep(r, p, r.np)
+
+
 def case_loopback(r):
     check_clean_sweep(r, r.run([r.bench, "--backend", "loopback", "--ranks", "5", *SWEEP]), 5, "loopback")
 

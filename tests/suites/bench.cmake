@@ -17,7 +17,7 @@ if(TARGET sparcol-bench)
         --bench $<TARGET_FILE:sparcol-bench> --mpiexec ${MPIEXEC_EXECUTABLE}
         --workdir ${CMAKE_CURRENT_BINARY_DIR}/bench_runs)
     foreach(case IN ITEMS
-        sweep:1 sweep:2 sweep:4 nan:3 loopback:1 outputs:2 corrupt:2 no-xref:2
+        sweep:1 sweep:2 sweep:4 nan:3 nan-block-covers-middle:3 loopback:1 outputs:2 corrupt:2 no-xref:2
         help:1 version:1 unknown-flag:2 negative-size:2 non-numeric-size:2 density-zero:2
         density-above-one:2 k-above-d:2 unknown-op:2 mismatched-sizes:3 mismatched-density:2
         one-rank-rejects:2 unwritable-output:2 loopback-under-mpirun:2
