@@ -29,8 +29,15 @@ fail() { echo "FAILED: $*"; [ -f "$work/out.txt" ] && cat "$work/out.txt"; exit 
 grep -Eq '^step 8/32 epoch 0\.50 loss [0-9.]+ acc [0-9.]+% [0-9]+ samples/s ETA ' "$work/out.txt" || fail "no progress line"
 grep -Eq '^eval step 16 epoch 1\.00 train_loss [0-9.]+ train_acc [0-9.]+% test_loss [0-9.]+ test_acc [0-9.]+%' \
   "$work/out.txt" || fail "no evaluation line"
-grep -q '^done: step 32/32' "$work/out.txt" || fail "no summary line"
+grep -Eq '^done: step 32/32, .*, RCC [0-9]+\.[0-9]{4}%, ' "$work/out.txt" || fail "no summary line with the RCC"
 "$py" "$here/train_check_trace.py" "$work/trace.h5" --ranks 2 --steps 32 --evals 2 --min-accuracy 0.6 || fail "trace"
 "$py" "$root/bench/plot_train.py" "$work/plot.png" "$work/trace.h5" || fail "plot_train.py"
 [ "$(head -c 4 "$work/plot.png" | od -An -c | tr -d ' ')" = "211PNG" ] || fail "plot_train.py wrote no PNG"
+# A decentralized method has no all-reduce: the summary names the bytes a step instead of an RCC of 0.
+# On a ring of 2 each rank has one neighbour and sends it the MLP's 235,146 floats a step.
+"$mpiexec" -np 2 "$bin" --model mlp --optimizer dpsgd --topology ring --epochs 1 --batch 32 \
+  --train-samples 512 --test-samples 200 --progress-every 0 >"$work/dec.txt" 2>&1 ||
+  { cat "$work/dec.txt"; fail "sparcol-train --optimizer dpsgd exited with status $?"; }
+grep -q '^done: step 8/8, .*, RCC n/a (no all-reduce; rank 0 sent 940584 B a step), ' "$work/dec.txt" ||
+  { cat "$work/dec.txt"; fail "the dpsgd summary should say RCC n/a with the bytes a step"; }
 echo "ok: $(grep '^done:' "$work/out.txt")"
