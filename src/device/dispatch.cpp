@@ -374,6 +374,50 @@ void sparse_apply_update(Exec& ex, float* x, const float* a, const Index* idx, s
   cpu::sparse_apply_update(x, a, idx, count, eta);
 }
 
+void lowrank_multiply(Exec& ex, const float* a, std::uint64_t n, std::uint64_t m, const float* b,
+                      std::uint64_t r, float* out) {
+  SPARCOL_ON_DEVICE(ex, device::lowrank_multiply(s, a, n, m, b, r, out));
+  cpu::lowrank_multiply(a, n, m, b, r, out);
+}
+
+void lowrank_multiply_t(Exec& ex, const float* a, std::uint64_t n, std::uint64_t m, const float* p,
+                        std::uint64_t r, float* out) {
+  SPARCOL_ON_DEVICE(ex, device::lowrank_multiply_t(s, a, n, m, p, r, out));
+  cpu::lowrank_multiply_t(a, n, m, p, r, out);
+}
+
+void lowrank_outer(Exec& ex, const float* p, const float* q, std::uint64_t n, std::uint64_t m,
+                   std::uint64_t r, float* out) {
+  SPARCOL_ON_DEVICE(ex, device::lowrank_outer(s, p, q, n, m, r, out));
+  cpu::lowrank_outer(p, q, n, m, r, out);
+}
+
+void orthonormalize_columns(Exec& ex, float* p, std::uint64_t n, std::uint64_t r) {
+  SPARCOL_ON_DEVICE(ex, device::orthonormalize_columns(s, p, n, r));
+  cpu::orthonormalize_columns(p, n, r);
+}
+
+void add_vectors(Exec& ex, float* dst, const float* a, const float* b, std::uint64_t n) {
+  SPARCOL_ON_DEVICE(ex, device::add_vectors(s, dst, a, b, n));
+  cpu::add_vectors(dst, a, b, n);
+}
+
+void sub_vectors(Exec& ex, float* dst, const float* a, const float* b, std::uint64_t n) {
+  SPARCOL_ON_DEVICE(ex, device::sub_vectors(s, dst, a, b, n));
+  cpu::sub_vectors(dst, a, b, n);
+}
+
+void divide(Exec& ex, float* dst, const float* src, float divisor, std::uint64_t n) {
+  SPARCOL_ON_DEVICE(ex, device::divide(s, dst, src, divisor, n));
+  cpu::divide(dst, src, divisor, n);
+}
+
+void powersgd_apply(Exec& ex, float* m, float* x, const float* a, float lambda, float eta, float wd,
+                    std::uint64_t n) {
+  SPARCOL_ON_DEVICE(ex, device::powersgd_apply(s, m, x, a, lambda, eta, wd, n));
+  cpu::powersgd_apply(m, x, a, lambda, eta, wd, n);
+}
+
 #undef SPARCOL_ON_DEVICE
 
 }  // namespace dispatch

@@ -458,6 +458,119 @@ struct SparseApplyUpdateOp {
 };
 
 // ---------------------------------------------------------------------------------------------
+// PowerSGD's small products and updates (ALGORITHMS.md 10.3; kernels/lowrank.cu)
+// ---------------------------------------------------------------------------------------------
+// Each output element is one sum in double, its terms added in a fixed order by one thread (the
+// kernels give each thread whole output elements), so the GPU and the CPU twin agree bit for bit.
+// Matrices are row-major: A is n x m, B and Q are m x r, P is n x r.
+
+// out[i r + c] = (float) sum_{j < m, ascending} (double) A[i m + j] * B[j r + c]   (P = A B)
+struct LowrankMultiplyOp {
+  const float* a;
+  const float* b;
+  float* out;
+  std::uint64_t m, r;
+  using In = float;
+  SPARCOL_HD In load(std::uint64_t t) const {
+    const std::uint64_t i = t / r, c = t % r;
+    const float* row = a + i * m;
+    double acc = 0.0;
+    for (std::uint64_t j = 0; j < m; ++j)
+      acc = dadd(acc, dmul(static_cast<double>(row[j]), static_cast<double>(b[j * r + c])));
+    return static_cast<float>(acc);
+  }
+  SPARCOL_HD void store(std::uint64_t t, In v) const { out[t] = v; }
+};
+
+// out[j r + c] = (float) sum_{i < n, ascending} (double) A[i m + j] * P[i r + c]   (Q = A^T P)
+struct LowrankMultiplyTOp {
+  const float* a;
+  const float* p;
+  float* out;
+  std::uint64_t n, m, r;
+  using In = float;
+  SPARCOL_HD In load(std::uint64_t t) const {
+    const std::uint64_t j = t / r, c = t % r;
+    double acc = 0.0;
+    for (std::uint64_t i = 0; i < n; ++i)
+      acc = dadd(acc, dmul(static_cast<double>(a[i * m + j]), static_cast<double>(p[i * r + c])));
+    return static_cast<float>(acc);
+  }
+  SPARCOL_HD void store(std::uint64_t t, In v) const { out[t] = v; }
+};
+
+// out[i m + j] = (float) sum_{c < r, ascending} (double) P[i r + c] * Q[j r + c]   (P Q^T)
+struct LowrankOuterOp {
+  const float* p;
+  const float* q;
+  float* out;
+  std::uint64_t m, r;
+  using In = float;
+  SPARCOL_HD In load(std::uint64_t t) const {
+    const std::uint64_t i = t / m, j = t % m;
+    double acc = 0.0;
+    for (std::uint64_t c = 0; c < r; ++c)
+      acc = dadd(acc, dmul(static_cast<double>(p[i * r + c]), static_cast<double>(q[j * r + c])));
+    return static_cast<float>(acc);
+  }
+  SPARCOL_HD void store(std::uint64_t t, In v) const { out[t] = v; }
+};
+
+// sum_{i < n, ascending} (double) P[i r + c1] * P[i r + c2]: the Gram-Schmidt's norms and dots.
+SPARCOL_HD inline double column_dot(const float* p, std::uint64_t n, std::uint64_t r, std::uint64_t c1,
+                                    std::uint64_t c2) {
+  double acc = 0.0;
+  for (std::uint64_t i = 0; i < n; ++i)
+    acc = dadd(acc, dmul(static_cast<double>(p[i * r + c1]), static_cast<double>(p[i * r + c2])));
+  return acc;
+}
+
+// dst = a + b, dst = a - b, dst = src / divisor (dst may be a, b or src: each element is read before
+// it is written).
+struct AddVectorsOp {
+  float* dst;
+  const float* a;
+  const float* b;
+  using In = float;
+  SPARCOL_HD In load(std::uint64_t i) const { return fadd(a[i], b[i]); }
+  SPARCOL_HD void store(std::uint64_t i, In v) const { dst[i] = v; }
+};
+struct SubVectorsOp {
+  float* dst;
+  const float* a;
+  const float* b;
+  using In = float;
+  SPARCOL_HD In load(std::uint64_t i) const { return fsub(a[i], b[i]); }
+  SPARCOL_HD void store(std::uint64_t i, In v) const { dst[i] = v; }
+};
+struct DivideOp {
+  float* dst;
+  const float* src;
+  float divisor;
+  using In = float;
+  SPARCOL_HD In load(std::uint64_t i) const { return fdiv(src[i], divisor); }
+  SPARCOL_HD void store(std::uint64_t i, In v) const { dst[i] = v; }
+};
+
+// The PowerSGD paper's momentum (10.3 step 6): a' = a (+ wd x), m <- lambda m + a', x <- x - eta (a' + m).
+struct PowerSgdApplyOp {
+  float* m;
+  float* x;
+  const float* a;
+  float lambda, eta, wd;
+  struct In {
+    float m, x, a;
+  };
+  SPARCOL_HD In load(std::uint64_t i) const { return {m[i], x[i], a[i]}; }
+  SPARCOL_HD void store(std::uint64_t i, In in) const {
+    const float ag = wd != 0.0f ? fadd(in.a, fmul(wd, in.x)) : in.a;
+    const float mm = fadd(fmul(lambda, in.m), ag);
+    m[i] = mm;
+    x[i] = fsub(in.x, fmul(eta, fadd(ag, mm)));
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
 // Radix select on the 31-bit magnitude keys (top-k): three digits, most significant first
 // ---------------------------------------------------------------------------------------------
 // Digit d covers key bits [radix_shift(d), radix_shift(d) + radix_bits(d)): 30..20, 19..9, 8..0.

@@ -547,4 +547,77 @@ void sparse_apply_update(float* x, const float* a, const Index* idx, std::uint64
   }
 }
 
+// ---- PowerSGD (lowrank.cu): the same functors, one output element after the other ----
+
+void lowrank_multiply(const float* a, std::uint64_t n, std::uint64_t m, const float* b, std::uint64_t r,
+                      float* out) {
+  if (n * r == 0) return;
+  host(a, "lowrank_multiply: a");
+  host(b, "lowrank_multiply: b");
+  host(out, "lowrank_multiply: out");
+  run(n * r, detail::LowrankMultiplyOp{a, b, out, m, r});
+}
+
+void lowrank_multiply_t(const float* a, std::uint64_t n, std::uint64_t m, const float* p, std::uint64_t r,
+                        float* out) {
+  if (m * r == 0) return;
+  host(a, "lowrank_multiply_t: a");
+  host(p, "lowrank_multiply_t: p");
+  host(out, "lowrank_multiply_t: out");
+  run(m * r, detail::LowrankMultiplyTOp{a, p, out, n, m, r});
+}
+
+void lowrank_outer(const float* p, const float* q, std::uint64_t n, std::uint64_t m, std::uint64_t r,
+                   float* out) {
+  if (n * m == 0) return;
+  host(p, "lowrank_outer: p");
+  host(q, "lowrank_outer: q");
+  host(out, "lowrank_outer: out");
+  run(n * m, detail::LowrankOuterOp{p, q, out, m, r});
+}
+
+void orthonormalize_columns(float* p, std::uint64_t n, std::uint64_t r) {
+  if (n * r == 0) return;
+  host(p, "orthonormalize_columns: p");
+  for (std::uint64_t c = 0; c < r; ++c) {
+    const float div = static_cast<float>(std::sqrt(detail::column_dot(p, n, r, c, c))) + 1e-8f;
+    for (std::uint64_t i = 0; i < n; ++i) p[i * r + c] /= div;
+    for (std::uint64_t c2 = c + 1; c2 < r; ++c2) {
+      const auto fd = static_cast<float>(detail::column_dot(p, n, r, c, c2));
+      for (std::uint64_t i = 0; i < n; ++i) p[i * r + c2] -= fd * p[i * r + c];
+    }
+  }
+}
+
+void add_vectors(float* dst, const float* a, const float* b, std::uint64_t n) {
+  if (n == 0) return;
+  host(dst, "add_vectors: dst");
+  host(a, "add_vectors: a");
+  host(b, "add_vectors: b");
+  run(n, detail::AddVectorsOp{dst, a, b});
+}
+
+void sub_vectors(float* dst, const float* a, const float* b, std::uint64_t n) {
+  if (n == 0) return;
+  host(dst, "sub_vectors: dst");
+  host(a, "sub_vectors: a");
+  host(b, "sub_vectors: b");
+  run(n, detail::SubVectorsOp{dst, a, b});
+}
+
+void divide(float* dst, const float* src, float divisor, std::uint64_t n) {
+  if (n == 0) return;
+  host(dst, "divide: dst");
+  host(src, "divide: src");
+  run(n, detail::DivideOp{dst, src, divisor});
+}
+
+void powersgd_apply(float* m, float* x, const float* a, float lambda, float eta, float wd, std::uint64_t n) {
+  if (n == 0) return;
+  host(m, "powersgd_apply: m");
+  host(x, "powersgd_apply: x");
+  host(a, "powersgd_apply: a");
+  run(n, detail::PowerSgdApplyOp{m, x, a, lambda, eta, wd});
+}
+
 }  // namespace sparcol::device::cpu

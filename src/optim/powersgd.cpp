@@ -13,9 +13,11 @@
 //   6. Ghat <- Ghat + wd x (never compressed);  m <- lambda m + Ghat;  x <- x - eta (Ghat + m)
 // Q starts as N(0, 1) draws from a seed common to all ranks (exchange seed, tensor id), and with warm
 // start the next step starts from the averaged Q of this one (not re-orthogonalised); without warm
-// start every step draws a fresh Q from (seed, step, tensor). Host executor only; the small products
-// are plain loops with double accumulators (n m r' multiply-adds each, in a fixed order, so the
-// result is identical on every rank and run to run).
+// start every step draws a fresh Q from (seed, step, tensor). Written once on the dispatch layer
+// (device/dispatch.hpp): on a device executor every buffer lives on the GPU and the products are
+// lowrank.cu's kernels; on the host the same calls run their CPU twins. Each product element is a
+// sum in double in a fixed order (ops.hpp), so the result is identical on every rank, run to run,
+// and between the host and the device; the Q draws are made on the host and uploaded.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -39,13 +41,16 @@ struct Matrix {
   std::uint32_t id;               // the tensor's index in the layout (the Q seed)
 };
 
+namespace ops = device::dispatch;
+
 class PowerSgd final : public Optimizer {
  public:
   PowerSgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e)
       : Optimizer(b, l, c, dense_exchange(c.exchange), e),
         e_(make_buffer("error")),
-        mom_(make_buffer("momentum")) {
-    std::uint64_t p_len = 0, q_len = 0;
+        mom_(make_buffer("momentum")),
+        mk_(make_buffer("powersgd M")) {
+    std::uint64_t p_len = 0, q_len = 0, largest = 0;
     for (std::size_t i = 0; i < l.tensors.size(); ++i) {
       const TensorSpec& t = l.tensors[i];
       if (t.size == 0) continue;
@@ -60,19 +65,30 @@ class PowerSgd final : public Optimizer {
       mats_.push_back({t.offset, n, m, r, p_len, q_len, static_cast<std::uint32_t>(i)});
       p_len += n * r;
       q_len += m * r;
+      largest = std::max(largest, n * m);
     }
-    pbuf_.resize(p_len + dense_count_);
-    qbuf_.resize(q_len);
-    q_.resize(q_len);
-    if (!c.powersgd_error_form_paper) qown_.resize(q_len);
-    mk_.resize(n_);
-    for (const auto& mt : mats_) draw_q(mt, 0, q_.data() + mt.q_off);
-    if (!pbuf_.empty()) ring_p_ = std::make_unique<coll::RingAllreduce>(b, pbuf_.size());
-    if (!qbuf_.empty()) ring_q_ = std::make_unique<coll::RingAllreduce>(b, qbuf_.size());
+    pbuf_.assign(e, p_len + dense_count_, "powersgd P");
+    qbuf_.assign(e, q_len, "powersgd Q sum");
+    q_.assign(e, q_len, "powersgd Q");
+    if (!c.powersgd_error_form_paper) {
+      qown_.assign(e, q_len, "powersgd own Q");
+      own_.assign(e, largest, "powersgd own approximation");
+    }
+    q_host_.resize(q_len);
+    draw_all_q(0);
+    device::Exec* ring_exec = e.on_device() ? &e : nullptr;
+    if (pbuf_.size() > 0)
+      ring_p_ =
+          std::make_unique<coll::RingAllreduce>(b, pbuf_.size(), coll::RingAllreduce::kDefaultPieceBytes,
+                                                coll::RingAllreduce::Algorithm::kAuto, ring_exec);
+    if (qbuf_.size() > 0)
+      ring_q_ =
+          std::make_unique<coll::RingAllreduce>(b, qbuf_.size(), coll::RingAllreduce::kDefaultPieceBytes,
+                                                coll::RingAllreduce::Algorithm::kAuto, ring_exec);
   }
 
   std::vector<StateBuffer> state() override {
-    return {{"error", e_.span()}, {"momentum", mom_.span()}, {"q", {q_.data(), q_.size()}}};
+    return {{"error", e_.span()}, {"momentum", mom_.span()}, {"q", q_.span()}};
   }
 
  protected:
@@ -88,65 +104,61 @@ class PowerSgd final : public Optimizer {
     const auto t_step = Clock::now();
     float* e = e_.data();
     float* mk = mk_.data();
+    float* pb = pbuf_.data();
+    float* qb = qbuf_.data();
+    float* q = q_.data();
     // 1. M_k = G_k + E_k (matrices); the dense tensors' gradients go behind the P's.
     for (const auto& mt : mats_)
-      for (std::uint64_t i = 0; i < mt.n * mt.m; ++i) mk[mt.offset + i] = g[mt.offset + i] + e[mt.offset + i];
-    std::uint64_t pos = pbuf_.size() - dense_count_;
+      ops::add_vectors(exec_, mk + mt.offset, g.data() + mt.offset, e + mt.offset, mt.n * mt.m);
+    const std::uint64_t dense_at = pbuf_.size() - dense_count_;
+    std::uint64_t pos = dense_at;
     for (const auto& s : dense_) {
-      std::copy_n(g.data() + s.offset, s.size, pbuf_.data() + pos);
+      exec_.copy(pb + pos, g.data() + s.offset, s.size * sizeof(float));
       pos += s.size;
     }
     // 2. P = M_k Q, summed over ranks.
-    if (!config_.powersgd_warm_start)
-      for (const auto& mt : mats_) draw_q(mt, t + 1, q_.data() + mt.q_off);
+    if (!config_.powersgd_warm_start) draw_all_q(t + 1);
     for (const auto& mt : mats_)
-      multiply(mk + mt.offset, mt.n, mt.m, q_.data() + mt.q_off, mt.r, pbuf_.data() + mt.p_off);
+      ops::lowrank_multiply(exec_, mk + mt.offset, mt.n, mt.m, q + mt.q_off, mt.r, pb + mt.p_off);
     auto t0 = Clock::now();
-    if (ring_p_) ring_p_->run(pbuf_.data(), t);  // fingerprinted: ranks with another rank r fail
+    if (ring_p_) ring_p_->run(pb, t);  // fingerprinted: ranks with another rank r fail
     comm_s += since(t0);
     // 3. Orthonormalise P; 4. Q_k = M_k^T P, averaged.
     for (const auto& mt : mats_) {
-      orthonormalize(pbuf_.data() + mt.p_off, mt.n, mt.r);
-      multiply_t(mk + mt.offset, mt.n, mt.m, pbuf_.data() + mt.p_off, mt.r, qbuf_.data() + mt.q_off);
+      ops::orthonormalize_columns(exec_, pb + mt.p_off, mt.n, mt.r);
+      ops::lowrank_multiply_t(exec_, mk + mt.offset, mt.n, mt.m, pb + mt.p_off, mt.r, qb + mt.q_off);
     }
-    if (!qown_.empty()) std::copy(qbuf_.begin(), qbuf_.end(), qown_.begin());
+    if (qown_.size() > 0) exec_.copy(qown_.data(), qb, qbuf_.bytes());
     t0 = Clock::now();
-    if (ring_q_) ring_q_->run(qbuf_.data(), t);
+    if (ring_q_) ring_q_->run(qb, t);
     comm_s += since(t0);
-    for (auto& v : qbuf_) v /= kf;
-    std::copy(qbuf_.begin(), qbuf_.end(), q_.begin());  // the next step's warm start
+    ops::divide(exec_, qb, qb, kf, qbuf_.size());
+    exec_.copy(q, qb, qbuf_.bytes());  // the next step's warm start
     // 5. Ghat = P Q^T into the aggregate; E_k <- M_k - Ghat (or M_k - P Q_k^T).
     float* gh = agg_.data();
-    pos = pbuf_.size() - dense_count_;
+    pos = dense_at;
     for (const auto& s : dense_) {
-      for (std::uint64_t i = 0; i < s.size; ++i) gh[s.offset + i] = pbuf_[pos + i] / kf;
+      ops::divide(exec_, gh + s.offset, pb + pos, kf, s.size);
       pos += s.size;
     }
     for (const auto& mt : mats_) {
-      const float* P = pbuf_.data() + mt.p_off;
-      outer(P, qbuf_.data() + mt.q_off, mt.n, mt.m, mt.r, gh + mt.offset);
+      const float* P = pb + mt.p_off;
+      const std::uint64_t len = mt.n * mt.m;
+      ops::lowrank_outer(exec_, P, qb + mt.q_off, mt.n, mt.m, mt.r, gh + mt.offset);
       if (!ef) continue;
-      if (qown_.empty()) {
-        for (std::uint64_t i = 0; i < mt.n * mt.m; ++i)
-          e[mt.offset + i] = mk[mt.offset + i] - gh[mt.offset + i];
+      if (qown_.size() == 0) {
+        ops::sub_vectors(exec_, e + mt.offset, mk + mt.offset, gh + mt.offset, len);
       } else {
-        float* own = mk_scratch(mt.n * mt.m);
-        outer(P, qown_.data() + mt.q_off, mt.n, mt.m, mt.r, own);
-        for (std::uint64_t i = 0; i < mt.n * mt.m; ++i) e[mt.offset + i] = mk[mt.offset + i] - own[i];
+        ops::lowrank_outer(exec_, P, qown_.data() + mt.q_off, mt.n, mt.m, mt.r, own_.data());
+        ops::sub_vectors(exec_, e + mt.offset, mk + mt.offset, own_.data(), len);
       }
     }
+    exec_.synchronize();  // the compression time covers the queued device work too
     const double step_s = since(t_step);
     // 6. Weight decay on the aggregate, then the paper's momentum: m <- lambda m + Ghat,
     //    x <- x - eta (Ghat + m).
-    const auto wd = static_cast<float>(config_.weight_decay);
-    const auto lambda = static_cast<float>(config_.momentum);
-    const auto eta = static_cast<float>(lr);
-    float* m = mom_.data();
-    for (std::uint64_t i = 0; i < n_; ++i) {
-      const float a = wd != 0.0f ? gh[i] + wd * x[i] : gh[i];
-      m[i] = lambda * m[i] + a;
-      x[i] -= eta * (a + m[i]);
-    }
+    ops::powersgd_apply(exec_, mom_.data(), x.data(), gh, static_cast<float>(config_.momentum),
+                        static_cast<float>(lr), static_cast<float>(config_.weight_decay), n_);
     agg_.forget_support();
     // Accounting (ALGORITHMS.md 9, 10.3): (n + m) r' floats per matrix plus the dense tensors, up
     // and down alike.
@@ -169,85 +181,32 @@ class PowerSgd final : public Optimizer {
   }
 
  private:
-  void draw_q(const Matrix& mt, std::uint64_t step, float* q) const {
-    CounterRng rng(config_.exchange.seed ^ (step * 0x9E3779B97F4A7C15ull), kStreamPowerSgd, mt.id);
-    for (std::uint64_t i = 0; i < mt.m * mt.r; ++i) q[i] = static_cast<float>(rng.normal());
-  }
-  // out (n x r) = A (n x m) B (m x r).
-  static void multiply(const float* A, std::uint64_t n, std::uint64_t m, const float* B, std::uint64_t r,
-                       float* out) {
-    std::vector<double> acc(r);
-    for (std::uint64_t i = 0; i < n; ++i) {
-      std::fill(acc.begin(), acc.end(), 0.0);
-      const float* a = A + i * m;
-      for (std::uint64_t j = 0; j < m; ++j) {
-        const double aij = a[j];
-        const float* b = B + j * r;
-        for (std::uint64_t c = 0; c < r; ++c) acc[c] += aij * b[c];
-      }
-      for (std::uint64_t c = 0; c < r; ++c) out[i * r + c] = static_cast<float>(acc[c]);
+  // Every matrix's Q for `step` (0: the start), N(0, 1) from (seed, step, tensor), drawn on the host
+  // and uploaded.
+  void draw_all_q(std::uint64_t step) {
+    for (const auto& mt : mats_) {
+      CounterRng rng(config_.exchange.seed ^ (step * 0x9E3779B97F4A7C15ull), kStreamPowerSgd, mt.id);
+      for (std::uint64_t i = 0; i < mt.m * mt.r; ++i)
+        q_host_[mt.q_off + i] = static_cast<float>(rng.normal());
     }
-  }
-  // out (m x r) = A^T (A: n x m) P (n x r).
-  void multiply_t(const float* A, std::uint64_t n, std::uint64_t m, const float* P, std::uint64_t r,
-                  float* out) {
-    acc_.assign(m * r, 0.0);
-    for (std::uint64_t i = 0; i < n; ++i) {
-      const float* a = A + i * m;
-      const float* p = P + i * r;
-      for (std::uint64_t j = 0; j < m; ++j) {
-        const double aij = a[j];
-        for (std::uint64_t c = 0; c < r; ++c) acc_[j * r + c] += aij * p[c];
-      }
-    }
-    for (std::uint64_t i = 0; i < m * r; ++i) out[i] = static_cast<float>(acc_[i]);
-  }
-  // out (n x m) = P (n x r) Q^T (Q: m x r).
-  static void outer(const float* P, const float* Q, std::uint64_t n, std::uint64_t m, std::uint64_t r,
-                    float* out) {
-    for (std::uint64_t i = 0; i < n; ++i)
-      for (std::uint64_t j = 0; j < m; ++j) {
-        double s = 0;
-        for (std::uint64_t c = 0; c < r; ++c) s += static_cast<double>(P[i * r + c]) * Q[j * r + c];
-        out[i * m + j] = static_cast<float>(s);
-      }
-  }
-  // The paper code's Gram-Schmidt over the r columns of P (n x r, row-major).
-  static void orthonormalize(float* P, std::uint64_t n, std::uint64_t r) {
-    for (std::uint64_t c = 0; c < r; ++c) {
-      double norm = 0;
-      for (std::uint64_t i = 0; i < n; ++i) norm += static_cast<double>(P[i * r + c]) * P[i * r + c];
-      const float div = static_cast<float>(std::sqrt(norm)) + 1e-8f;
-      for (std::uint64_t i = 0; i < n; ++i) P[i * r + c] /= div;
-      for (std::uint64_t c2 = c + 1; c2 < r; ++c2) {
-        double dot = 0;
-        for (std::uint64_t i = 0; i < n; ++i) dot += static_cast<double>(P[i * r + c]) * P[i * r + c2];
-        const auto fd = static_cast<float>(dot);
-        for (std::uint64_t i = 0; i < n; ++i) P[i * r + c2] -= fd * P[i * r + c];
-      }
-    }
-  }
-  float* mk_scratch(std::uint64_t len) {
-    if (own_.size() < len) own_.resize(len);
-    return own_.data();
+    if (!q_host_.empty()) exec_.upload(q_.data(), q_host_.data(), q_host_.size() * sizeof(float));
   }
 
-  device::Buffer<float> e_, mom_;
+  device::Buffer<float> e_, mom_, mk_;
   std::vector<Matrix> mats_;
   struct Seg {
     std::uint64_t offset, size;
   };
   std::vector<Seg> dense_;
   std::uint64_t dense_count_ = 0;
-  std::vector<float> pbuf_, qbuf_, q_, qown_, mk_, own_;
-  std::vector<double> acc_;
+  device::Buffer<float> pbuf_, qbuf_, q_, qown_, own_;
+  std::vector<float> q_host_;  // the draws, before the upload
   std::unique_ptr<coll::RingAllreduce> ring_p_, ring_q_;
 };
 
 }  // namespace
 
 std::unique_ptr<Optimizer> make_powersgd(comm::Backend& b, const Layout& l, const OptimConfig& c, Exec& e) {
-  SPARCOL_CHECK_ARG(!e.on_device(), b.rank(), "powersgd runs on the host executor only");
   return std::make_unique<PowerSgd>(b, l, c, e);
 }
 

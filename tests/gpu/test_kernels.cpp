@@ -376,6 +376,80 @@ TEST(Kernels, ScatterZeroEqualsTwin) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// PowerSGD (lowrank.cu)
+// ---------------------------------------------------------------------------------------------
+
+TEST(Kernels, LowrankEqualsTwin) {
+  SPARCOL_SKIP_WITHOUT_GPU();
+  const U64 seed = fresh_seed();
+  SEEDED(seed);
+  dev::Stream s;
+  struct Shape {
+    U64 n, m, r;
+  };
+  for (const Shape sh :
+       {Shape{1, 1, 1}, Shape{5, 3, 2}, Shape{64, 40, 4}, Shape{257, 1031, 3}, Shape{1000, 3, 1}}) {
+    const std::string what =
+        std::to_string(sh.n) + " x " + std::to_string(sh.m) + " r " + std::to_string(sh.r);
+    const Vec a = make(Data::kSpread, sh.n * sh.m, seed);
+    const Vec b = make(Data::kSpread, sh.m * sh.r, seed + 1);
+    auto d_a = up(a);
+    auto d_b = up(b);
+    Vec p(sh.n * sh.r), q(sh.m * sh.r), o(sh.n * sh.m);
+    auto d_p = up(p);
+    auto d_q = up(q);
+    auto d_o = up(o);
+    cpu::lowrank_multiply(a.data(), sh.n, sh.m, b.data(), sh.r, p.data());
+    dev::lowrank_multiply(s, d_a.data(), sh.n, sh.m, d_b.data(), sh.r, d_p.data());
+    s.synchronize();
+    ASSERT_TRUE(same(down(d_p, p.size()), p, "lowrank_multiply " + what));
+    cpu::orthonormalize_columns(p.data(), sh.n, sh.r);
+    dev::orthonormalize_columns(s, d_p.data(), sh.n, sh.r);
+    s.synchronize();
+    ASSERT_TRUE(same(down(d_p, p.size()), p, "orthonormalize_columns " + what));
+    cpu::lowrank_multiply_t(a.data(), sh.n, sh.m, p.data(), sh.r, q.data());
+    dev::lowrank_multiply_t(s, d_a.data(), sh.n, sh.m, d_p.data(), sh.r, d_q.data());
+    s.synchronize();
+    ASSERT_TRUE(same(down(d_q, q.size()), q, "lowrank_multiply_t " + what));
+    cpu::lowrank_outer(p.data(), q.data(), sh.n, sh.m, sh.r, o.data());
+    dev::lowrank_outer(s, d_p.data(), d_q.data(), sh.n, sh.m, sh.r, d_o.data());
+    s.synchronize();
+    ASSERT_TRUE(same(down(d_o, o.size()), o, "lowrank_outer " + what));
+  }
+  for (U64 n : sizes()) {
+    if (n == 0 || n > kBig) continue;
+    const Vec a = make(Data::kSpecial, n, seed), b = make(Data::kSpread, n, seed + 2);
+    Vec m0 = make(Data::kSpread, n, seed + 3), x0 = make(Data::kSpread, n, seed + 4);
+    auto d_a = up(a);
+    auto d_b = up(b);
+    Vec out(n);
+    auto d_out = up(out);
+    cpu::add_vectors(out.data(), a.data(), b.data(), n);
+    dev::add_vectors(s, d_out.data(), d_a.data(), d_b.data(), n);
+    s.synchronize();
+    ASSERT_TRUE(same(down(d_out, n), out, "add_vectors n " + std::to_string(n)));
+    cpu::sub_vectors(out.data(), a.data(), b.data(), n);
+    dev::sub_vectors(s, d_out.data(), d_a.data(), d_b.data(), n);
+    s.synchronize();
+    ASSERT_TRUE(same(down(d_out, n), out, "sub_vectors n " + std::to_string(n)));
+    cpu::divide(out.data(), a.data(), 3.0f, n);
+    dev::divide(s, d_out.data(), d_a.data(), 3.0f, n);
+    s.synchronize();
+    ASSERT_TRUE(same(down(d_out, n), out, "divide n " + std::to_string(n)));
+    for (float wd : {0.0f, 0.01f}) {
+      Vec m = m0, x = x0;
+      auto d_m = up(m);
+      auto d_x = up(x);
+      cpu::powersgd_apply(m.data(), x.data(), a.data(), 0.9f, 0.05f, wd, n);
+      dev::powersgd_apply(s, d_m.data(), d_x.data(), d_a.data(), 0.9f, 0.05f, wd, n);
+      s.synchronize();
+      ASSERT_TRUE(same(down(d_m, n), m, "powersgd_apply m n " + std::to_string(n)));
+      ASSERT_TRUE(same(down(d_x, n), x, "powersgd_apply x n " + std::to_string(n)));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // RBGS, copy
 // ---------------------------------------------------------------------------------------------
 

@@ -914,3 +914,63 @@ TEST(DeviceOpsCpu, FusedUpdateArgumentChecks) {
   });
   cpu::gmc_accumulate(nullptr, nullptr, {}, 0.9f, 0, {}, nullptr);  // n = 0: nothing touched
 }
+
+TEST(DeviceOpsCpu, LowrankTwinsComputeTheProductsAndAnOrthonormalBasis) {
+  // PowerSGD's twins (lowrank.cu) against plain double arithmetic: each product element is the
+  // double sum rounded once to float, the Gram-Schmidt leaves orthonormal columns, and the update
+  // is the paper's momentum form.
+  const std::uint64_t seed = fresh_seed();
+  SEEDED(seed);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd;
+  const std::uint64_t n = 37, m = 23, r = 3;
+  Vec a(n * m), b(m * r);
+  for (auto& v : a) v = nd(rng);
+  for (auto& v : b) v = nd(rng);
+  Vec p(n * r), q(m * r), o(n * m);
+  cpu::lowrank_multiply(a.data(), n, m, b.data(), r, p.data());
+  for (std::uint64_t i = 0; i < n; ++i)
+    for (std::uint64_t c = 0; c < r; ++c) {
+      double s = 0;
+      for (std::uint64_t j = 0; j < m; ++j) s += static_cast<double>(a[i * m + j]) * b[j * r + c];
+      ASSERT_EQ(p[i * r + c], static_cast<float>(s)) << i << "," << c;
+    }
+  cpu::orthonormalize_columns(p.data(), n, r);
+  for (std::uint64_t c1 = 0; c1 < r; ++c1)
+    for (std::uint64_t c2 = 0; c2 < r; ++c2) {
+      double dot = 0;
+      for (std::uint64_t i = 0; i < n; ++i) dot += static_cast<double>(p[i * r + c1]) * p[i * r + c2];
+      EXPECT_NEAR(dot, c1 == c2 ? 1.0 : 0.0, 1e-5) << c1 << "," << c2;
+    }
+  cpu::lowrank_multiply_t(a.data(), n, m, p.data(), r, q.data());
+  for (std::uint64_t j = 0; j < m; ++j)
+    for (std::uint64_t c = 0; c < r; ++c) {
+      double s = 0;
+      for (std::uint64_t i = 0; i < n; ++i) s += static_cast<double>(a[i * m + j]) * p[i * r + c];
+      ASSERT_EQ(q[j * r + c], static_cast<float>(s)) << j << "," << c;
+    }
+  cpu::lowrank_outer(p.data(), q.data(), n, m, r, o.data());
+  for (std::uint64_t i = 0; i < n; ++i)
+    for (std::uint64_t j = 0; j < m; ++j) {
+      double s = 0;
+      for (std::uint64_t c = 0; c < r; ++c) s += static_cast<double>(p[i * r + c]) * q[j * r + c];
+      ASSERT_EQ(o[i * m + j], static_cast<float>(s)) << i << "," << j;
+    }
+  // The elementwise helpers and the update, in place where allowed.
+  Vec x = {1.0f, -2.0f, 0.5f}, mom = {0.1f, 0.0f, -0.3f}, g = {0.2f, 0.4f, -1.0f}, out(3);
+  cpu::add_vectors(out.data(), x.data(), g.data(), 3);
+  cpu::sub_vectors(out.data(), out.data(), g.data(), 3);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(out[i], (x[i] + g[i]) - g[i]);
+  cpu::divide(out.data(), x.data(), 4.0f, 3);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(out[i], x[i] / 4.0f);
+  const Vec x0 = x, m0 = mom;
+  cpu::powersgd_apply(mom.data(), x.data(), g.data(), 0.9f, 0.5f, 0.01f, 3);
+  for (int i = 0; i < 3; ++i) {
+    const float ag = g[i] + 0.01f * x0[i];
+    const float mm = 0.9f * m0[i] + ag;
+    EXPECT_EQ(mom[i], mm);
+    EXPECT_EQ(x[i], x0[i] - 0.5f * (ag + mm));
+  }
+  expect_error(sparcol::ErrorCode::kInvalidArgument, "lowrank_multiply",
+               [&] { cpu::lowrank_multiply(nullptr, n, m, b.data(), r, p.data()); });
+}

@@ -167,6 +167,21 @@ void apply_update(Exec& ex, float* x, const float* a, float eta, float wd, std::
 void sparse_apply_update(Exec& ex, float* x, const float* a, const Index* idx, std::uint64_t count,
                          float eta);
 
+// PowerSGD (ops.hpp, lowrank.cu): the products with double sums in a fixed order, the Gram-Schmidt,
+// the elementwise helpers and the paper's momentum update.
+void lowrank_multiply(Exec& ex, const float* a, std::uint64_t n, std::uint64_t m, const float* b,
+                      std::uint64_t r, float* out);
+void lowrank_multiply_t(Exec& ex, const float* a, std::uint64_t n, std::uint64_t m, const float* p,
+                        std::uint64_t r, float* out);
+void lowrank_outer(Exec& ex, const float* p, const float* q, std::uint64_t n, std::uint64_t m,
+                   std::uint64_t r, float* out);
+void orthonormalize_columns(Exec& ex, float* p, std::uint64_t n, std::uint64_t r);
+void add_vectors(Exec& ex, float* dst, const float* a, const float* b, std::uint64_t n);
+void sub_vectors(Exec& ex, float* dst, const float* a, const float* b, std::uint64_t n);
+void divide(Exec& ex, float* dst, const float* src, float divisor, std::uint64_t n);
+void powersgd_apply(Exec& ex, float* m, float* x, const float* a, float lambda, float eta, float wd,
+                    std::uint64_t n);
+
 }  // namespace dispatch
 
 }  // namespace sparcol::device

@@ -214,6 +214,33 @@ void apply_update(const Stream& s, float* d_x, const float* d_a, float eta, floa
 void sparse_apply_update(const Stream& s, float* d_x, const float* d_a, const Index* d_idx,
                          std::uint64_t count, float eta);
 
+// ---------------------------------------------------------------------------------------------
+// lowrank.cu: PowerSGD's small products, Gram-Schmidt and update (ALGORITHMS.md 10.3)
+// ---------------------------------------------------------------------------------------------
+// Row-major: A is n x m, B and Q are m x r, P is n x r. Every output element is a sum in double over
+// the inner dimension in ascending order, done by one thread (no split reduction), so each equals the
+// twin's bit for bit; the cost is one pass over A per column of the result (r is small: 1 to 4).
+// d_out (n x r) = A B.
+void lowrank_multiply(const Stream& s, const float* d_a, std::uint64_t n, std::uint64_t m, const float* d_b,
+                      std::uint64_t r, float* d_out);
+// d_out (m x r) = A^T P.
+void lowrank_multiply_t(const Stream& s, const float* d_a, std::uint64_t n, std::uint64_t m, const float* d_p,
+                        std::uint64_t r, float* d_out);
+// d_out (n x m) = P Q^T.
+void lowrank_outer(const Stream& s, const float* d_p, const float* d_q, std::uint64_t n, std::uint64_t m,
+                   std::uint64_t r, float* d_out);
+// In place, the paper code's Gram-Schmidt over the r columns of P, in column order: divide column c
+// by ((float) sqrt(||P_c||^2) + 1e-8f), then subtract (float)<P_c, P_c2> P_c from every later column
+// c2. One block; the norms and dots are summed by one thread in row order.
+void orthonormalize_columns(const Stream& s, float* d_p, std::uint64_t n, std::uint64_t r);
+// d_dst = a + b, d_dst = a - b, d_dst = src / divisor (d_dst may equal an input).
+void add_vectors(const Stream& s, float* d_dst, const float* d_a, const float* d_b, std::uint64_t n);
+void sub_vectors(const Stream& s, float* d_dst, const float* d_a, const float* d_b, std::uint64_t n);
+void divide(const Stream& s, float* d_dst, const float* d_src, float divisor, std::uint64_t n);
+// PowerSGD's momentum: a' = a (+ wd x when wd != 0), m <- lambda m + a', x <- x - eta (a' + m).
+void powersgd_apply(const Stream& s, float* d_m, float* d_x, const float* d_a, float lambda, float eta,
+                    float wd, std::uint64_t n);
+
 #endif  // SPARCOL_HAVE_CUDA
 
 // ---------------------------------------------------------------------------------------------
@@ -260,6 +287,18 @@ void dmsgd_local(float* m, float* v, const GradientInput& g, float beta, std::ui
 void dmsgd_apply(float* m, float* x, const float* a, float beta, float eta, std::uint64_t n);
 void apply_update(float* x, const float* a, float eta, float wd, std::uint64_t n);
 void sparse_apply_update(float* x, const float* a, const Index* idx, std::uint64_t count, float eta);
+
+void lowrank_multiply(const float* a, std::uint64_t n, std::uint64_t m, const float* b, std::uint64_t r,
+                      float* out);
+void lowrank_multiply_t(const float* a, std::uint64_t n, std::uint64_t m, const float* p, std::uint64_t r,
+                        float* out);
+void lowrank_outer(const float* p, const float* q, std::uint64_t n, std::uint64_t m, std::uint64_t r,
+                   float* out);
+void orthonormalize_columns(float* p, std::uint64_t n, std::uint64_t r);
+void add_vectors(float* dst, const float* a, const float* b, std::uint64_t n);
+void sub_vectors(float* dst, const float* a, const float* b, std::uint64_t n);
+void divide(float* dst, const float* src, float divisor, std::uint64_t n);
+void powersgd_apply(float* m, float* x, const float* a, float lambda, float eta, float wd, std::uint64_t n);
 
 }  // namespace cpu
 
