@@ -166,7 +166,7 @@ std::string unsupported_reason(const Layout& layout, const OptimConfig& given, M
            "memory)";
   }
   if (method_is_dense(config.method)) return {};  // the dense methods ignore the compressor and the groups
-  if (config.method == "powersgd") return {};  // its own all-reduces and lowrank.cu's kernels
+  if (config.method == "powersgd") return {};     // its own all-reduces and lowrank.cu's kernels
   if (config.method == "liec")
     return "liec runs on the host executor only (its sharded server routes the sparse uploads to their "
            "owners on "
